@@ -1,0 +1,159 @@
+use super::*;
+
+use std::sync::Mutex;
+
+/// Config loading reads the process environment; tests that set variables hold this lock,
+/// and every test parses through [`parse`] or [`load`], which hold it too.
+static ENV_LOCK: Mutex<()> = Mutex::new(());
+
+fn parse(toml: &str) -> Result<Config, ConfigError> {
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    Config::from_toml_str(toml)
+}
+
+fn load(path: &Path) -> Result<Config, ConfigError> {
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    Config::load(path)
+}
+
+const MINIMAL: &str = r#"
+[access]
+allow = ["example.org"]
+[irc]
+domain = "irc.example.org"
+secret = "s3cret"
+"#;
+
+#[test]
+fn example_config_parses_and_checks() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/causeway.example.toml");
+    let config = load(&path).expect("the example config must be valid");
+    assert_eq!(config.xmpp.port, 5347);
+    assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
+    let irc = config.irc.as_ref().unwrap();
+    assert_eq!(irc.servers["irc.libera.chat"].port, 6697);
+    assert_eq!(config.matrix.as_ref().unwrap().user_prefix, "_xmpp_");
+    let domains: Vec<_> = config
+        .component_domains()
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    assert_eq!(domains, ["irc.example.org", "matrix.example.org"]);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.xmpp.host, "127.0.0.1");
+    assert_eq!(config.xmpp.queue_size, 10_000);
+    assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
+    assert!(config.matrix.is_none());
+    assert!(config.irc.unwrap().fixed_server.is_none());
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let toml = r#"
+[xmpp]
+port = 0
+[database]
+url = "mysql://localhost/x"
+[access]
+allow = []
+[irc]
+domain = "irc example"
+secret = ""
+[irc.servers."irc.libera.chat"]
+tsl = true
+[matrix]
+domain = "irc example"
+secret = "x"
+homeserver = "localhost:8008"
+server_name = "example.org"
+listen = "nowhere"
+[telegram]
+token = "x"
+"#;
+    let Err(ConfigError::Invalid(problems)) = parse(toml) else {
+        panic!("expected problems");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "xmpp.port",
+        "database.url",
+        "access.allow",
+        "irc.domain",
+        "irc.secret",
+        "irc.servers.irc.libera.chat.tsl",
+        "matrix.domain",
+        "matrix.homeserver",
+        "matrix.listen",
+        "telegram",
+    ] {
+        assert!(
+            keys.contains(&key),
+            "no problem reported for {key}: {problems:#?}"
+        );
+    }
+    let text = ConfigError::Invalid(problems).to_string();
+    assert!(text.contains("irc.secret: is missing"), "{text}");
+    assert!(text.contains("telegram: unknown section"), "{text}");
+}
+
+#[test]
+fn missing_required_key_names_it() {
+    let err = parse("[access]\nallow=[\"a.org\"]\n[irc]\ndomain = \"irc.a.org\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("secret"), "{err}");
+}
+
+#[test]
+fn bad_allow_entry_is_reported() {
+    let toml = MINIMAL.replace(
+        r#"allow = ["example.org"]"#,
+        r#"allow = ["example.org", "a@b@c"]"#,
+    );
+    let Err(ConfigError::Invalid(problems)) = parse(&toml) else {
+        panic!("expected problems");
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "access.allow[1]");
+}
+
+#[test]
+fn no_network_at_all_is_a_problem() {
+    let Err(ConfigError::Invalid(problems)) = parse("[access]\nallow = [\"example.org\"]\n") else {
+        panic!("expected problems");
+    };
+    assert_eq!(problems[0].key, "irc");
+}
+
+#[test]
+fn secrets_never_show_in_debug() {
+    let toml = MINIMAL.replace(
+        "[irc]",
+        "[database]\nurl = \"postgres://u:hunter2@db/x\"\n[irc]",
+    );
+    let config = parse(&toml).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("***"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let config = {
+        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("CAUSEWAY_XMPP__PORT", "5999");
+        std::env::set_var("CAUSEWAY_IRC__SECRET", "from-env");
+        let config = Config::from_toml_str(MINIMAL);
+        std::env::remove_var("CAUSEWAY_XMPP__PORT");
+        std::env::remove_var("CAUSEWAY_IRC__SECRET");
+        config
+    };
+    let config = config.unwrap();
+    assert_eq!(config.xmpp.port, 5999);
+    assert_eq!(config.irc.unwrap().secret.expose(), "from-env");
+}

@@ -1,0 +1,60 @@
+//! XEP-0030 service discovery, XEP-0092 software version and XEP-0199 ping for the gateway's
+//! own domain.
+
+use causeway_bridge::NetworkKind;
+use tokio_xmpp::parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::version::VersionResult;
+
+/// The features the gateway domain really implements, sorted.
+pub const GATEWAY_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::VERSION, ns::PING];
+
+/// disco#info of a network's gateway domain.
+pub fn gateway_info(network: NetworkKind) -> DiscoInfoResult {
+    let mut identities = vec![Identity::new(
+        "gateway",
+        network.as_str(),
+        "en",
+        gateway_name(network),
+    )];
+    if network == NetworkKind::Irc {
+        // biboumi announces this too: clients list the domain among their MUC services.
+        identities.push(Identity::new(
+            "conference",
+            "irc",
+            "en",
+            gateway_name(network),
+        ));
+    }
+    DiscoInfoResult {
+        node: None,
+        identities,
+        features: GATEWAY_FEATURES.iter().map(|f| f.to_string()).collect(),
+        extensions: vec![],
+    }
+}
+
+/// disco#items of the gateway domain: nothing listed yet.
+pub fn gateway_items() -> DiscoItemsResult {
+    DiscoItemsResult {
+        node: None,
+        items: vec![],
+        rsm: None,
+    }
+}
+
+/// XEP-0092: name and version only; the OS is nobody's business.
+pub fn version() -> VersionResult {
+    VersionResult {
+        name: "causeway".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        os: None,
+    }
+}
+
+fn gateway_name(network: NetworkKind) -> &'static str {
+    match network {
+        NetworkKind::Irc => "causeway IRC gateway",
+        NetworkKind::Matrix => "causeway Matrix gateway",
+    }
+}

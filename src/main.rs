@@ -1,0 +1,94 @@
+//! The `causeway` command: parse the CLI, load the configuration, run the gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use causeway::config::Config;
+
+/// causeway: an XMPP gateway to IRC and Matrix. It attaches to an XMPP server (Prosody,
+/// ejabberd…) as XEP-0114 external components, one per network domain, and lets the users
+/// allowed in [access] take part in IRC channels and Matrix rooms as themselves.
+#[derive(Debug, Parser)]
+#[command(name = "causeway", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// The configuration file (TOML). Keys can be overridden from the environment as
+    /// CAUSEWAY_<SECTION>__<KEY>, e.g. CAUSEWAY_IRC__SECRET.
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default when no command is given) until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration: print every problem with its key, exit non-zero on any.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(path) = cli.config else {
+        eprintln!("causeway: --config FILE is required (see config/causeway.example.toml)");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("causeway: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    causeway::telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("causeway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match causeway::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("causeway: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancel `shutdown` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop causeway with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,330 @@
+//! The database: users and their settings, the JID ↔ remote mappings, later the archive.
+//!
+//! One code path serves SQLite (the default, a file created when missing, WAL journal) and
+//! PostgreSQL, through sqlx's `Any` driver with runtime queries and `$n` placeholders. Each
+//! dialect has its own migrations (same version numbers), embedded and run at open.
+//!
+//! *Architecture Invariant*: only this module writes SQL.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use causeway_bridge::NetworkKind;
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Why the database could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite://…` nor `postgres://…`.
+    #[error("unsupported database URL scheme {0:?}: use sqlite:// or postgres://")]
+    Scheme(String),
+    /// The database could not be reached or refused a query.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A migration failed; the database is left at the last good version.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A settings column holds JSON that does not fit the settings type.
+    #[error("stored settings are unreadable: {0}")]
+    Settings(#[from] serde_json::Error),
+}
+
+/// Which SQL dialect a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default.
+    Sqlite,
+    /// For deployments that outgrow one file.
+    Postgres,
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A user's gateway-wide settings. Every field is optional: unset means "the default".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserSettings {
+    /// Archive the rooms this user is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_history: Option<bool>,
+    /// Keep this user's puppets in their rooms while no resource is joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
+    /// Nick to use where the user gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_nick: Option<String>,
+}
+
+/// A user's settings for one IRC server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IrcServerSettings {
+    /// Nick to connect with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nick: Option<String>,
+    /// IRC username (ident).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// IRC realname (gecos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realname: Option<String>,
+    /// Commands sent right after connecting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_connect: Vec<String>,
+    /// SASL PLAIN password; kept in its own column so it never travels with the settings.
+    #[serde(skip)]
+    pub sasl_password: Option<String>,
+}
+
+/// A remote room (or remote user) as the database knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntity {
+    /// Row id.
+    pub id: i64,
+    /// The network it lives on.
+    pub network: NetworkKind,
+    /// The remote server.
+    pub server: String,
+    /// The remote name or id, case preserved (`#Rust`, `!AbCd`, `@Alice:server`).
+    pub remote: String,
+    /// The JID localpart that reaches it, as XMPP servers deliver it.
+    pub localpart: String,
+}
+
+/// Which mapping table a [`RemoteEntity`] lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    /// A channel or room.
+    Room,
+    /// A user, for 1:1 messages.
+    User,
+}
+
+impl EntityKind {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            EntityKind::Room => ("rooms", "remote_name"),
+            EntityKind::User => ("remote_users", "remote_id"),
+        }
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connect (creating a missing SQLite file) and bring the schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let scheme = url.split(':').next().unwrap_or_default();
+        let (backend, url) = match scheme {
+            "sqlite" => (Backend::Sqlite, sqlite_url(url)),
+            "postgres" | "postgresql" => (Backend::Postgres, url.to_owned()),
+            other => return Err(StoreError::Scheme(other.to_owned())),
+        };
+        let mut options = AnyPoolOptions::new().max_connections(max_connections);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL: readers never block the writer, and commits need no fsync of the
+                    // whole database; NORMAL is durable across crashes of the process in WAL.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Which dialect this store speaks.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Close every connection, waiting for queries under way.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The row id of the user with this bare JID, creating the user on first sight.
+    pub async fn ensure_user(&self, jid: &str) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO users (jid, created_at) VALUES ($1, $2) ON CONFLICT (jid) DO NOTHING",
+        )
+        .bind(jid)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT id FROM users WHERE jid = $1")
+            .bind(jid)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The user's settings; `None` when the gateway has never seen the user.
+    pub async fn user_settings(&self, jid: &str) -> Result<Option<UserSettings>, StoreError> {
+        let row = sqlx::query("SELECT settings FROM users WHERE jid = $1")
+            .bind(jid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(serde_json::from_str(&r.try_get::<String, _>(0)?)?))
+            .transpose()
+    }
+
+    /// Replace the user's settings, creating the user if needed.
+    pub async fn set_user_settings(
+        &self,
+        jid: &str,
+        settings: &UserSettings,
+    ) -> Result<(), StoreError> {
+        self.ensure_user(jid).await?;
+        sqlx::query("UPDATE users SET settings = $1 WHERE jid = $2")
+            .bind(serde_json::to_string(settings)?)
+            .bind(jid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The user's settings for one IRC server; `None` when never set.
+    pub async fn irc_server_settings(
+        &self,
+        jid: &str,
+        server: &str,
+    ) -> Result<Option<IrcServerSettings>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.settings, s.sasl_password FROM irc_server_settings s \
+             JOIN users u ON u.id = s.user_id WHERE u.jid = $1 AND s.server = $2",
+        )
+        .bind(jid)
+        .bind(server)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let mut settings: IrcServerSettings =
+                serde_json::from_str(&r.try_get::<String, _>(0)?)?;
+            settings.sasl_password = r.try_get(1)?;
+            Ok(settings)
+        })
+        .transpose()
+    }
+
+    /// Replace the user's settings for one IRC server.
+    pub async fn set_irc_server_settings(
+        &self,
+        jid: &str,
+        server: &str,
+        settings: &IrcServerSettings,
+    ) -> Result<(), StoreError> {
+        let user = self.ensure_user(jid).await?;
+        sqlx::query(
+            "INSERT INTO irc_server_settings (user_id, server, settings, sasl_password) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, server) DO UPDATE SET settings = excluded.settings, sasl_password = excluded.sasl_password",
+        )
+        .bind(user)
+        .bind(server)
+        .bind(serde_json::to_string(settings)?)
+        .bind(settings.sasl_password.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Remember that `localpart` reaches `remote` on `server`; returns the mapping as stored.
+    ///
+    /// A remote name seen again keeps its first localpart; a localpart is never reassigned.
+    pub async fn map_remote(
+        &self,
+        kind: EntityKind,
+        network: NetworkKind,
+        server: &str,
+        remote: &str,
+        localpart: &str,
+    ) -> Result<RemoteEntity, StoreError> {
+        let (table, column) = kind.table();
+        let insert = format!(
+            "INSERT INTO {table} (network, server, {column}, localpart) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(insert))
+            .bind(network.as_str())
+            .bind(server)
+            .bind(remote)
+            .bind(localpart)
+            .execute(&self.pool)
+            .await?;
+        let select = format!(
+            "SELECT id, server, {column}, localpart FROM {table} WHERE network = $1 AND server = $2 AND {column} = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(select))
+            .bind(network.as_str())
+            .bind(server)
+            .bind(remote)
+            .fetch_one(&self.pool)
+            .await?;
+        entity(network, &row)
+    }
+
+    /// The remote entity that a (case-folded) JID localpart reaches, if known.
+    pub async fn lookup_localpart(
+        &self,
+        kind: EntityKind,
+        network: NetworkKind,
+        localpart: &str,
+    ) -> Result<Option<RemoteEntity>, StoreError> {
+        let (table, column) = kind.table();
+        let select = format!("SELECT id, server, {column}, localpart FROM {table} WHERE network = $1 AND localpart = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(select))
+            .bind(network.as_str())
+            .bind(localpart)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| entity(network, &r)).transpose()
+    }
+}
+
+fn entity(network: NetworkKind, row: &AnyRow) -> Result<RemoteEntity, StoreError> {
+    Ok(RemoteEntity {
+        id: row.try_get(0)?,
+        network,
+        server: row.try_get(1)?,
+        remote: row.try_get(2)?,
+        localpart: row.try_get(3)?,
+    })
+}
+
+/// SQLite URLs as users write them (`sqlite://causeway.db`) open read-write but do not create
+/// the file; ask for creation unless the URL already says which mode it wants.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
