@@ -1,1 +1,8 @@
+//! End-to-end tests against real servers on loopback: one binary, a module per area.
+//!
+//! Servers are started by the harness from private temp dirs on fresh ports and stopped by
+//! PID. `tests/run.sh` installs them first; with `CAUSEWAY_REQUIRE_SERVERS=1` (as in CI) a
+//! missing server fails the run instead of being skipped.
 
+mod component;
+mod harness;

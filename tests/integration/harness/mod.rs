@@ -1,0 +1,237 @@
+//! Real servers on loopback and an XMPP test client, for the end-to-end tests.
+
+pub mod process;
+pub mod xmpp_server;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use xmpp_client::connect::DnsConfig;
+use xmpp_client::jid::{BareJid, Jid};
+use xmpp_client::minidom::Element;
+use xmpp_client::parsers::presence::Presence;
+use xmpp_client::xmlstream::Timeouts;
+use xmpp_client::{Client, Event, IqRequest, IqResponse, Stanza};
+
+pub use xmpp_server::{Flavor, XmppServer};
+
+/// How long any single expected answer may take before the test fails.
+pub const ANSWER: Duration = Duration::from_secs(10);
+
+/// A causeway configuration (TOML) pointing at `server`, allowing the users of `localhost`,
+/// with a SQLite database in `db_dir`.
+pub fn config_toml(server: &XmppServer, secret: &str, db_dir: &std::path::Path) -> String {
+    format!(
+        r#"
+[xmpp]
+host = "127.0.0.1"
+port = {port}
+reconnect_initial_ms = 100
+reconnect_max_ms = 2000
+[database]
+url = "sqlite://{db}"
+[access]
+allow = ["localhost"]
+[irc]
+domain = "irc.localhost"
+secret = "{secret}"
+"#,
+        port = server.component_port,
+        db = db_dir.join("causeway.db").display(),
+    )
+}
+
+/// [`config_toml`], parsed.
+pub fn gateway_config(
+    server: &XmppServer,
+    secret: &str,
+    db_dir: &std::path::Path,
+) -> causeway::config::Config {
+    causeway::config::Config::from_toml_str(&config_toml(server, secret, db_dir))
+        .expect("test config is valid")
+}
+
+/// The gateway running in this process, stopped on drop.
+pub struct Gateway {
+    pub shutdown: CancellationToken,
+    pub links: Vec<causeway::component::Link>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _db: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Start causeway against `server`, with the right secret.
+    pub async fn start(server: &XmppServer) -> Gateway {
+        let db = tempfile::tempdir().unwrap();
+        let config = gateway_config(server, &server.secret, db.path());
+        let shutdown = CancellationToken::new();
+        let running = causeway::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("gateway failed to start: {e}\n{}", server.logs()));
+        let links = running.links.clone();
+        let task = tokio::spawn(running.finished());
+        Gateway {
+            shutdown,
+            links,
+            task: Some(task),
+            _db: db,
+        }
+    }
+
+    /// Shut down and wait for every task.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(ANSWER, task)
+                .await
+                .expect("gateway stops promptly")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Logs of the gateway and of tokio-xmpp in test output, filtered by `RUST_LOG`.
+pub fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A logged-in XMPP user.
+pub struct TestClient {
+    client: Client,
+    /// Stanzas read while waiting for something else, for later [`TestClient::expect`]s.
+    buffer: std::collections::VecDeque<Stanza>,
+}
+
+impl TestClient {
+    /// Register `user@host` on `server` and log in, announcing availability.
+    pub async fn login(server: &XmppServer, user: &str, host: &str) -> TestClient {
+        server.register(user, host, "password");
+        Self::connect(server, user, host).await
+    }
+
+    /// Log in to an existing account.
+    pub async fn connect(server: &XmppServer, user: &str, host: &str) -> TestClient {
+        init_logging();
+        let jid: BareJid = format!("{user}@{host}").parse().unwrap();
+        let mut client = Client::new_plaintext(
+            jid.clone(),
+            "password",
+            DnsConfig::addr(&format!("127.0.0.1:{}", server.c2s_port)),
+            Timeouts::tight(),
+        );
+        let online = tokio::time::timeout(ANSWER, async {
+            loop {
+                match client.next().await {
+                    Some(Event::Online { .. }) => return,
+                    Some(Event::Disconnected(e)) => panic!("login of {jid} failed: {e}"),
+                    Some(_) => {}
+                    None => panic!("client stream of {jid} ended"),
+                }
+            }
+        });
+        online
+            .await
+            .unwrap_or_else(|_| panic!("{jid} not online within {ANSWER:?}\n{}", server.logs()));
+        client
+            .send_stanza(Presence::available().into())
+            .await
+            .unwrap();
+        TestClient {
+            client,
+            buffer: Default::default(),
+        }
+    }
+
+    /// Send an iq get and return its response.
+    pub async fn get(&mut self, to: &str, payload: impl Into<Element>) -> IqResponse {
+        self.try_get(to, payload, ANSWER)
+            .await
+            .unwrap_or_else(|| panic!("no answer from {to} within {ANSWER:?}"))
+    }
+
+    /// Like [`get`](Self::get) but gives up after `timeout`, for polling.
+    pub async fn try_get(
+        &mut self,
+        to: &str,
+        payload: impl Into<Element>,
+        timeout: Duration,
+    ) -> Option<IqResponse> {
+        let to: Jid = to.parse().unwrap();
+        let mut token = self
+            .client
+            .send_iq(Some(to.clone()), IqRequest::Get(payload.into()))
+            .await;
+        // This client matches responses while its stream is read; keep what else arrives.
+        let wait = async {
+            loop {
+                tokio::select! {
+                    response = &mut token => return response.unwrap_or_else(|e| panic!("iq to {to} failed: {e}")),
+                    event = self.client.next() => match event {
+                        Some(Event::Stanza(stanza)) => self.buffer.push_back(stanza),
+                        Some(_) => {}
+                        None => panic!("client stream ended while waiting for {to}"),
+                    },
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+
+    /// Send any stanza.
+    pub async fn send(&mut self, stanza: impl Into<Stanza>) {
+        self.client.send_stanza(stanza.into()).await.unwrap();
+    }
+
+    /// The next stanza that `pick` accepts, skipping others, within [`ANSWER`].
+    pub async fn expect<T>(&mut self, what: &str, mut pick: impl FnMut(&Stanza) -> Option<T>) -> T {
+        let buffered: Vec<Stanza> = self.buffer.drain(..).collect();
+        let mut found = None;
+        for stanza in buffered {
+            match found {
+                None => {
+                    found = pick(&stanza);
+                    if found.is_none() {
+                        self.buffer.push_back(stanza);
+                    }
+                }
+                Some(_) => self.buffer.push_back(stanza),
+            }
+        }
+        if let Some(found) = found {
+            return found;
+        }
+        let wait = async {
+            loop {
+                match self.client.next().await {
+                    Some(Event::Stanza(stanza)) => {
+                        if let Some(found) = pick(&stanza) {
+                            return found;
+                        }
+                    }
+                    Some(_) => {}
+                    None => panic!("client stream ended while waiting for {what}"),
+                }
+            }
+        };
+        tokio::time::timeout(ANSWER, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {ANSWER:?}"))
+    }
+
+    /// Log out cleanly.
+    pub async fn logout(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.send_end()).await;
+    }
+}
