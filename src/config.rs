@@ -173,8 +173,16 @@ impl fmt::Debug for Secret {
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file is missing, is not TOML, or a key has the wrong type.
-    #[error("{0}")]
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file given with `--config`.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or a key is missing or has the wrong type.
+    #[error("{}", describe_load_error(.0))]
     Load(#[from] Box<figment::Error>),
     /// The configuration parsed but breaks rules; every problem is listed.
     #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -210,6 +218,10 @@ pub struct ComponentDomain {
 impl Config {
     /// Load the file, apply environment overrides, and [`check`](Self::check) the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        std::fs::File::open(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_figment(Figment::new().merge(Toml::file_exact(path)))
     }
 
@@ -396,6 +408,28 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// figment's errors, one per line, keyed like [`Problem`]s (without figment's profile name).
+fn describe_load_error(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default();
+            if e.path.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{}: {}{source}", e.path.join("."), e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[derive(Default)]

@@ -38,6 +38,10 @@ fn main() -> ExitCode {
     };
     let config = match Config::load(&path) {
         Ok(config) => config,
+        Err(e @ causeway::config::ConfigError::Read { .. }) => {
+            eprintln!("causeway: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("causeway: {}: {e}", path.display());
             return ExitCode::FAILURE;

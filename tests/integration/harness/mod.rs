@@ -1,5 +1,6 @@
 //! Real servers on loopback and an XMPP test client, for the end-to-end tests.
 
+pub mod irc_server;
 pub mod process;
 pub mod xmpp_server;
 

@@ -36,6 +36,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     /// Files to show when a test fails.
     pub logs: Vec<PathBuf>,
+    /// Where the real server writes its PID, when it runs outside our process group.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -63,6 +65,7 @@ impl ServerProcess {
             name,
             child: Some(child),
             logs,
+            pid_file: None,
         }
     }
 
@@ -101,27 +104,27 @@ impl ServerProcess {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let group = format!("-{}", child.id());
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if child.try_wait().ok().flatten().is_some() {
-                // The leader is gone; make sure nothing it started lingers.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &group])
-                    .stderr(Stdio::null())
-                    .status();
-                return;
+        // A server that runs outside our group (ejabberd under `su`) goes first, by its PID.
+        let server_pid = self
+            .pid_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        if let Some(pid) = server_pid.as_deref().map(str::trim) {
+            signal("-TERM", pid);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
+            signal("-KILL", pid);
+        }
+        let group = format!("-{}", child.id());
+        signal("-TERM", &group);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
+        // Whatever the leader left behind in its group.
+        signal("-KILL", &group);
         let _ = child.wait();
     }
 
@@ -146,6 +149,14 @@ impl Drop for ServerProcess {
         }
         self.stop();
     }
+}
+
+/// Send a signal to a PID, or to a process group given as `-PGID`.
+fn signal(signal: &str, target: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", target])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Fill `@KEY@` placeholders of a template under `tests/servers/`.

@@ -88,7 +88,10 @@ impl XmppServer {
                 std::fs::write(self.path("ejabberd.yml"), config).unwrap();
                 let ctl = render(
                     "ejabberdctl.cfg.in",
-                    &[("DIST_PORT", self.dist_port.to_string())],
+                    &[
+                        ("DIST_PORT", self.dist_port.to_string()),
+                        ("DIR", self.dir.path().display().to_string()),
+                    ],
                 );
                 std::fs::write(self.path("ejabberdctl.cfg"), ctl).unwrap();
                 std::fs::write(self.path("inetrc"), "").unwrap();
@@ -144,10 +147,11 @@ impl XmppServer {
                 let mut command = self.ejabberdctl();
                 command.arg("foreground");
                 let logs = vec![self.path("logs/ejabberd.log"), self.path("logs/error.log")];
-                (
-                    ServerProcess::spawn("ejabberd", command, self.dir.path(), logs),
-                    60,
-                )
+                let mut process = ServerProcess::spawn("ejabberd", command, self.dir.path(), logs);
+                // ejabberdctl runs the VM through `su`, outside our process group: stop it by
+                // the PID it writes.
+                process.pid_file = Some(self.path("ejabberd.pid"));
+                (process, 60)
             }
         };
         process.wait_ports(
@@ -192,5 +196,17 @@ impl XmppServer {
             .as_ref()
             .map(|p| p.log_dump())
             .unwrap_or_default()
+    }
+}
+
+impl Drop for XmppServer {
+    fn drop(&mut self) {
+        // Before the directory goes: ejabberd's PID file is in it.
+        if let Some(process) = self.process.as_mut() {
+            if std::thread::panicking() {
+                eprintln!("{}", process.log_dump());
+            }
+            process.stop();
+        }
     }
 }
