@@ -231,7 +231,12 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let figment = figment.merge(Env::prefixed("CAUSEWAY_").split("__"));
+        // Only CAUSEWAY_<SECTION>__<KEY>: other CAUSEWAY_* variables (the test scripts' own)
+        // are not configuration.
+        let env = Env::prefixed("CAUSEWAY_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        let figment = figment.merge(env);
         // figment's own extraction gives the best message for a missing key or a wrong type.
         let config: Config = figment.extract().map_err(Box::new)?;
         // A second pass over the same values only to name keys that nothing reads.

@@ -155,5 +155,17 @@ fn environment_overrides_the_file() {
     };
     let config = config.unwrap();
     assert_eq!(config.xmpp.port, 5999);
-    assert_eq!(config.irc.unwrap().secret.expose(), "from-env");
+    assert_eq!(config.irc.as_ref().unwrap().secret.expose(), "from-env");
+}
+
+#[test]
+fn other_causeway_variables_are_not_configuration() {
+    let config = {
+        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("CAUSEWAY_SOMETHING_ELSE", "1");
+        let config = Config::from_toml_str(MINIMAL);
+        std::env::remove_var("CAUSEWAY_SOMETHING_ELSE");
+        config
+    };
+    config.expect("a CAUSEWAY_ variable without __ is ignored");
 }
