@@ -4,6 +4,7 @@
 //! [`run`] is the whole gateway: `main` and the integration tests call it the same way,
 //! with a configuration and a shutdown token.
 
+pub mod address;
 pub mod component;
 pub mod config;
 pub mod gateway;
