@@ -1,13 +1,17 @@
 //! An in-memory network for unit tests of the gateway core: every room exists, every join
-//! succeeds unless the nick is taken, and messages are echoed to everyone in the room.
+//! succeeds unless the nick is taken, and room messages reach everyone in the room (the
+//! sender's own copy marked with its XMPP id).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::{Action, BridgeError, Event, Network, NetworkContext, NetworkKind, RoomRef, UserRef};
+use crate::{
+    Action, BridgeError, Departure, Event, JoinFailure, Member, Network, NetworkContext,
+    NetworkKind, Peer, Privilege, RoomRef, UserRef,
+};
 
 /// The fake network's state: who is in which room under which nick.
 #[derive(Debug, Default)]
@@ -18,18 +22,123 @@ pub struct FakeNetwork {
 #[derive(Debug, Default)]
 struct FakeState {
     events: Option<mpsc::Sender<Event>>,
-    rooms: HashMap<RoomRef, HashMap<UserRef, String>>,
+    rooms: BTreeMap<RoomRef, BTreeMap<UserRef, String>>,
 }
 
 impl FakeNetwork {
-    /// The users in `room` and their nicks.
-    pub fn members(&self, room: &RoomRef) -> HashSet<(UserRef, String)> {
+    /// The nicks of the users in `room`.
+    pub fn members(&self, room: &RoomRef) -> Vec<String> {
         let state = self.state.lock().expect("fake network state poisoned");
         state
             .rooms
             .get(room)
-            .map(|m| m.iter().map(|(u, n)| (u.clone(), n.clone())).collect())
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    fn plan(
+        &self,
+        user: &UserRef,
+        action: Action,
+    ) -> Result<(mpsc::Sender<Event>, Vec<Event>), BridgeError> {
+        let mut state = self.state.lock().expect("fake network state poisoned");
+        let events = state.events.clone().ok_or(BridgeError::ShutDown)?;
+        let out = match action {
+            Action::Join { room, nick, .. } => {
+                let members = state.rooms.entry(room.clone()).or_default();
+                if members.iter().any(|(u, n)| n == &nick && u != user) {
+                    let text = format!("{nick} is already in use");
+                    return Ok((
+                        events,
+                        vec![Event::JoinFailed {
+                            user: user.clone(),
+                            room,
+                            failure: JoinFailure::NickInUse,
+                            text,
+                        }],
+                    ));
+                }
+                members.insert(user.clone(), nick.clone());
+                let all = members
+                    .values()
+                    .map(|n| Member {
+                        nick: n.clone(),
+                        privilege: Privilege::None,
+                    })
+                    .collect();
+                let mut out = vec![Event::Joined {
+                    user: user.clone(),
+                    room: room.clone(),
+                    nick: nick.clone(),
+                    members: all,
+                    subject: String::new(),
+                }];
+                for other in members.keys().filter(|u| *u != user) {
+                    let member = Member {
+                        nick: nick.clone(),
+                        privilege: Privilege::None,
+                    };
+                    out.push(Event::MemberJoined {
+                        user: other.clone(),
+                        room: room.clone(),
+                        member,
+                    });
+                }
+                out
+            }
+            Action::Part { room, reason } => {
+                let members = state.rooms.entry(room.clone()).or_default();
+                let nick = members
+                    .remove(user)
+                    .ok_or_else(|| BridgeError::NotFound(format!("not in {room}")))?;
+                let mut out = vec![Event::Left {
+                    user: user.clone(),
+                    room: room.clone(),
+                    departure: Departure::Part,
+                    reason: reason.clone(),
+                }];
+                for other in members.keys() {
+                    out.push(Event::MemberLeft {
+                        user: other.clone(),
+                        room: room.clone(),
+                        nick: nick.clone(),
+                        departure: Departure::Part,
+                        reason: reason.clone(),
+                    });
+                }
+                out
+            }
+            Action::Send {
+                to: Peer::Room(room),
+                body,
+                kind,
+                id,
+            } => {
+                let members = state.rooms.get(&room).cloned().unwrap_or_default();
+                let from = members
+                    .get(user)
+                    .cloned()
+                    .ok_or_else(|| BridgeError::NotFound(format!("not in {room}")))?;
+                members
+                    .keys()
+                    .map(|member| Event::Message {
+                        user: member.clone(),
+                        peer: Peer::Room(room.clone()),
+                        from: from.clone(),
+                        body: body.clone(),
+                        kind,
+                        time: None,
+                        own_id: (member == user).then(|| id.clone()),
+                    })
+                    .collect()
+            }
+            other => {
+                return Err(BridgeError::Invalid(format!(
+                    "the fake network does not do {other:?}"
+                )))
+            }
+        };
+        Ok((events, out))
     }
 }
 
@@ -39,66 +148,25 @@ impl Network for FakeNetwork {
         NetworkKind::Irc
     }
 
-    async fn run(&self, ctx: NetworkContext) -> Result<(), BridgeError> {
+    async fn run(
+        &self,
+        ctx: NetworkContext,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), BridgeError> {
         self.state
             .lock()
             .expect("fake network state poisoned")
             .events = Some(ctx.events.clone());
-        ctx.events.closed().await;
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        self.state
+            .lock()
+            .expect("fake network state poisoned")
+            .events = None;
         Ok(())
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
-        let (events, out) = {
-            let mut state = self.state.lock().expect("fake network state poisoned");
-            let events = state.events.clone().ok_or(BridgeError::ShutDown)?;
-            let out = match action {
-                Action::Join { room, nick } => {
-                    if nick.is_empty() {
-                        return Err(BridgeError::Invalid("empty nick".into()));
-                    }
-                    let members = state.rooms.entry(room.clone()).or_default();
-                    if members.iter().any(|(u, n)| n == &nick && u != user) {
-                        return Err(BridgeError::Refused(format!("nick {nick} is in use")));
-                    }
-                    members.insert(user.clone(), nick.clone());
-                    vec![Event::Joined {
-                        user: user.clone(),
-                        room,
-                        nick,
-                    }]
-                }
-                Action::Part { room, reason } => {
-                    let members = state.rooms.entry(room.clone()).or_default();
-                    if members.remove(user).is_none() {
-                        return Err(BridgeError::NotFound(format!("not in {}", room.name)));
-                    }
-                    vec![Event::Parted {
-                        user: user.clone(),
-                        room,
-                        reason,
-                    }]
-                }
-                Action::Message { room, body, id } => {
-                    let members = state.rooms.get(&room).cloned().unwrap_or_default();
-                    let from = members
-                        .get(user)
-                        .cloned()
-                        .ok_or_else(|| BridgeError::NotFound(format!("not in {}", room.name)))?;
-                    members
-                        .keys()
-                        .map(|member| Event::Message {
-                            user: member.clone(),
-                            room: room.clone(),
-                            from: from.clone(),
-                            body: body.clone(),
-                            remote_id: Some(id.clone()),
-                        })
-                        .collect()
-                }
-            };
-            (events, out)
-        };
+        let (events, out) = self.plan(user, action)?;
         for event in out {
             events
                 .send(event)
@@ -112,6 +180,8 @@ impl Network for FakeNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MessageKind;
+    use std::sync::Arc;
 
     fn room() -> RoomRef {
         RoomRef {
@@ -122,74 +192,58 @@ mod tests {
 
     #[tokio::test]
     async fn join_message_part_round_trip() {
-        let net = std::sync::Arc::new(FakeNetwork::default());
+        let net = Arc::new(FakeNetwork::default());
         let (tx, mut rx) = mpsc::channel(16);
+        let (stop, shutdown) = watch::channel(false);
         let runner = {
             let net = net.clone();
-            tokio::spawn(async move { net.run(NetworkContext { events: tx }).await })
+            tokio::spawn(async move { net.run(NetworkContext { events: tx }, shutdown).await })
         };
-        tokio::task::yield_now().await;
         while net.state.lock().unwrap().events.is_none() {
             tokio::task::yield_now().await;
         }
         let alice = UserRef("alice@example.org".into());
         let bob = UserRef("bob@example.org".into());
-        net.act(
-            &alice,
-            Action::Join {
-                room: room(),
-                nick: "alice".into(),
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            net.act(
-                &bob,
-                Action::Join {
-                    room: room(),
-                    nick: "alice".into()
-                }
-            )
-            .await,
-            Err(BridgeError::Refused("nick alice is in use".into()))
+        let join = |nick: &str| Action::Join {
+            room: room(),
+            nick: nick.into(),
+            password: None,
+        };
+        net.act(&alice, join("alice")).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(Event::Joined { ref nick, .. }) if nick == "alice"));
+        net.act(&bob, join("alice")).await.unwrap();
+        assert!(matches!(
+            rx.recv().await,
+            Some(Event::JoinFailed {
+                failure: JoinFailure::NickInUse,
+                ..
+            })
+        ));
+        net.act(&bob, join("bob")).await.unwrap();
+        assert!(
+            matches!(rx.recv().await, Some(Event::Joined { ref members, .. }) if members.len() == 2)
         );
-        net.act(
-            &bob,
-            Action::Join {
-                room: room(),
-                nick: "bob".into(),
-            },
-        )
-        .await
-        .unwrap();
-        net.act(
-            &alice,
-            Action::Message {
-                room: room(),
-                body: "hi".into(),
-                id: "m1".into(),
-            },
-        )
-        .await
-        .unwrap();
-        let mut seen = Vec::new();
-        for _ in 0..4 {
-            seen.push(rx.recv().await.unwrap());
-        }
-        let got_by: HashSet<_> = seen[2..]
-            .iter()
-            .map(|e| match e {
+        assert!(
+            matches!(rx.recv().await, Some(Event::MemberJoined { ref user, .. }) if *user == alice)
+        );
+        let send = Action::Send {
+            to: Peer::Room(room()),
+            body: "hi".into(),
+            kind: MessageKind::Normal,
+            id: "m1".into(),
+        };
+        net.act(&alice, send).await.unwrap();
+        for _ in 0..2 {
+            match rx.recv().await.unwrap() {
                 Event::Message {
-                    user, from, body, ..
+                    user, own_id, from, ..
                 } => {
-                    assert_eq!((from.as_str(), body.as_str()), ("alice", "hi"));
-                    user.clone()
+                    assert_eq!(from, "alice");
+                    assert_eq!(own_id.is_some(), user == alice);
                 }
                 other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(got_by, HashSet::from([alice.clone(), bob.clone()]));
+            }
+        }
         net.act(
             &alice,
             Action::Part {
@@ -199,11 +253,8 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(
-            net.members(&room()),
-            HashSet::from([(bob, "bob".to_string())])
-        );
-        drop(rx);
+        assert_eq!(net.members(&room()), ["bob"]);
+        stop.send(true).unwrap();
         runner.await.unwrap().unwrap();
     }
 }

@@ -11,6 +11,7 @@
 pub mod fake;
 
 use std::fmt;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -52,13 +53,110 @@ impl fmt::Display for UserRef {
 }
 
 /// A room on the remote network (an IRC channel on a server, a Matrix room), named the way
-/// the network names it, case preserved.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// the network names it. For IRC the name is kept as the user typed it; networks compare
+/// names with their own case rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomRef {
     /// The server the room lives on (`irc.libera.chat`, `example.org`).
     pub server: String,
     /// The room's own name on that server (`#rust`, `!opaque`).
     pub name: String,
+}
+
+impl fmt::Display for RoomRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.name, self.server)
+    }
+}
+
+/// Where a message goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A room: a groupchat message.
+    Room(RoomRef),
+    /// One remote user: a private message.
+    User {
+        /// The server the user is on.
+        server: String,
+        /// The user's nick (or id).
+        nick: String,
+    },
+}
+
+/// How a message is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MessageKind {
+    /// Plain text.
+    #[default]
+    Normal,
+    /// An action, `/me waves` (IRC CTCP ACTION, Matrix `m.emote`).
+    Action,
+    /// A notice (IRC NOTICE, Matrix `m.notice`): never answered automatically.
+    Notice,
+}
+
+/// A member's standing in a room, highest first where several apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Privilege {
+    /// No special standing.
+    #[default]
+    None,
+    /// May speak in a moderated room (IRC `+v`).
+    Voice,
+    /// IRC half-operator (`+h`, `%`).
+    HalfOp,
+    /// Room operator (IRC `+o`, `@`).
+    Op,
+    /// IRC protected / admin (`+a`, `&`).
+    Admin,
+    /// Room owner / founder (IRC `+q`, `~`).
+    Owner,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's nick (display name) in the room.
+    pub nick: String,
+    /// Their highest privilege.
+    pub privilege: Privilege,
+}
+
+/// Why a join failed, for the matching XEP-0045 error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinFailure {
+    /// The nick is taken (→ `conflict`).
+    NickInUse,
+    /// The nick is not acceptable to the server (→ `jid-malformed`).
+    BadNick,
+    /// Invite only (→ `registration-required`).
+    InviteOnly,
+    /// Banned (→ `forbidden`).
+    Banned,
+    /// Wrong or missing key (→ `not-authorized`).
+    BadKey,
+    /// The room is full (→ `service-unavailable`).
+    Full,
+    /// No such room or not allowed to create it (→ `item-not-found`).
+    NoSuchRoom,
+    /// The server could not be reached or refused the connection (→ `remote-server-not-found`).
+    Unreachable,
+    /// Anything else (→ `not-allowed`).
+    Other,
+}
+
+/// How a member left a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Departure {
+    /// Left the room (IRC PART).
+    Part,
+    /// Left the network (IRC QUIT).
+    Quit,
+    /// Was kicked by `by`.
+    Kick {
+        /// Who kicked.
+        by: String,
+    },
 }
 
 /// What the gateway core asks a network to do for one XMPP user.
@@ -70,6 +168,8 @@ pub enum Action {
         room: RoomRef,
         /// The nick the user asked for (the MUC resource).
         nick: String,
+        /// The room key (MUC password), if any.
+        password: Option<String>,
     },
     /// Leave a room; the puppet connection closes after the user's last room.
     Part {
@@ -78,51 +178,207 @@ pub enum Action {
         /// Why, if the user said.
         reason: Option<String>,
     },
-    /// Send a message to a room.
-    Message {
-        /// The room to send to.
-        room: RoomRef,
+    /// Send a message to a room or a user.
+    Send {
+        /// Where it goes.
+        to: Peer,
         /// The text, possibly with several lines.
         body: String,
-        /// The XMPP id of the message, for reflection and later corrections.
+        /// How it is meant.
+        kind: MessageKind,
+        /// The XMPP id, echoed back in the [`Event::Message`] that reflects it.
         id: String,
+    },
+    /// Change a room's subject.
+    SetSubject {
+        /// The room.
+        room: RoomRef,
+        /// The new subject.
+        subject: String,
+    },
+    /// Change the user's nick on a server (in every room there).
+    ChangeNick {
+        /// The server.
+        server: String,
+        /// The new nick.
+        nick: String,
+    },
+    /// Remove a member from a room.
+    Kick {
+        /// The room.
+        room: RoomRef,
+        /// Whom.
+        nick: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Give or take a member's privilege.
+    SetPrivilege {
+        /// The room.
+        room: RoomRef,
+        /// Whose.
+        nick: String,
+        /// The privilege to hold from now on ([`Privilege::None`] takes all away).
+        privilege: Privilege,
+    },
+    /// A raw protocol line for the server (IRC only), typed by the user.
+    Raw {
+        /// The server.
+        server: String,
+        /// The line, without line ending.
+        line: String,
     },
 }
 
-/// What a network reports back to the gateway core.
+/// What a network reports back to the gateway core, always about one XMPP user's puppet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The user is now in the room under `nick` (which the network may have changed).
+    /// The user's puppet is in the room: the whole state, for the MUC join sequence.
     Joined {
-        /// Whose puppet joined.
+        /// Whose puppet.
         user: UserRef,
-        /// The room joined.
+        /// The room.
         room: RoomRef,
-        /// The nick the network gave.
+        /// The puppet's nick as the network has it (may differ from the one asked for).
         nick: String,
+        /// Everyone in the room, the puppet included.
+        members: Vec<Member>,
+        /// The room's subject, empty when none.
+        subject: String,
     },
-    /// The user is no longer in the room.
-    Parted {
-        /// Whose puppet left.
+    /// A join failed.
+    JoinFailed {
+        /// Whose puppet.
         user: UserRef,
-        /// The room left.
+        /// The room.
         room: RoomRef,
-        /// The reason the network gave.
+        /// The kind of failure.
+        failure: JoinFailure,
+        /// The network's own words.
+        text: String,
+    },
+    /// The puppet is no longer in the room (parted, kicked, or its connection is gone).
+    Left {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// How.
+        departure: Departure,
+        /// The reason given.
         reason: Option<String>,
     },
-    /// A message arrived in a room that the user is in.
-    Message {
-        /// The user whose puppet saw it.
+    /// Someone else entered a room the puppet is in.
+    MemberJoined {
+        /// Whose puppet saw it.
         user: UserRef,
-        /// The room it arrived in.
+        /// The room.
         room: RoomRef,
+        /// Who.
+        member: Member,
+    },
+    /// Someone else left a room the puppet is in.
+    MemberLeft {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who.
+        nick: String,
+        /// How.
+        departure: Departure,
+        /// The reason given.
+        reason: Option<String>,
+    },
+    /// A nick changed (the puppet's own when `old` was its nick), in the rooms listed.
+    NickChanged {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Rooms where the change shows.
+        rooms: Vec<RoomRef>,
+        /// The old nick.
+        old: String,
+        /// The new nick.
+        new: String,
+    },
+    /// A member's privilege changed.
+    PrivilegeChanged {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Whose privilege.
+        nick: String,
+        /// What they hold now.
+        privilege: Privilege,
+    },
+    /// A message.
+    Message {
+        /// Whose puppet received it (or sent it, when `own_id` is set).
+        user: UserRef,
+        /// The room, or for a private message the other party.
+        peer: Peer,
         /// The sender's nick.
         from: String,
         /// The text.
         body: String,
-        /// The network's own id for it, when it has one.
-        remote_id: Option<String>,
+        /// How it is meant.
+        kind: MessageKind,
+        /// When the network says it was sent (IRCv3 server-time), if it says.
+        time: Option<SystemTime>,
+        /// For the puppet's own message: the XMPP id of the [`Action::Send`] it reflects.
+        own_id: Option<String>,
     },
+    /// A room's subject changed.
+    Subject {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The new subject.
+        subject: String,
+        /// Who changed it.
+        by: Option<String>,
+    },
+    /// Text from the server itself (replies to raw commands, server notices, connection news).
+    ServerText {
+        /// Whose connection.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The text.
+        text: String,
+    },
+    /// A message could not be delivered.
+    SendFailed {
+        /// Whose puppet.
+        user: UserRef,
+        /// Where it was going.
+        peer: Peer,
+        /// The XMPP id of the failed [`Action::Send`], when known.
+        id: Option<String>,
+        /// The network's own words.
+        text: String,
+    },
+}
+
+impl Event {
+    /// The XMPP user the event concerns.
+    pub fn user(&self) -> &UserRef {
+        match self {
+            Event::Joined { user, .. }
+            | Event::JoinFailed { user, .. }
+            | Event::Left { user, .. }
+            | Event::MemberJoined { user, .. }
+            | Event::MemberLeft { user, .. }
+            | Event::NickChanged { user, .. }
+            | Event::PrivilegeChanged { user, .. }
+            | Event::Message { user, .. }
+            | Event::Subject { user, .. }
+            | Event::ServerText { user, .. }
+            | Event::SendFailed { user, .. } => user,
+        }
+    }
 }
 
 /// Where a running network reports its events.
@@ -141,8 +397,9 @@ pub enum BridgeError {
     /// The remote side refused the action (banned, invite-only, nick in use…).
     #[error("refused by the remote server: {0}")]
     Refused(String),
-    /// The action names a room or user that does not exist remotely.
-    #[error("no such remote entity: {0}")]
+    /// The action names a room or user that does not exist remotely, or one the user is
+    /// not in.
+    #[error("{0}")]
     NotFound(String),
     /// The action was malformed (bad room name, empty nick…).
     #[error("invalid request: {0}")]
@@ -158,7 +415,13 @@ pub trait Network: Send + Sync + 'static {
     /// Which network this is.
     fn kind(&self) -> NetworkKind;
     /// Run until shutdown; report everything that happens as events on `ctx.events`.
-    async fn run(&self, ctx: NetworkContext) -> Result<(), BridgeError>;
-    /// Carry out one action of one XMPP user.
+    /// Returning ends the network: puppets are disconnected with `quit_message`.
+    async fn run(
+        &self,
+        ctx: NetworkContext,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), BridgeError>;
+    /// Carry out one action of one XMPP user. Success means the action was handed to the
+    /// network; its outcome arrives as events.
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError>;
 }

@@ -1,0 +1,195 @@
+//! IRC message lines: parsing what servers send (IRCv3 tags, source, command, parameters)
+//! and writing what we send, with the trailing parameter quoted when it must be.
+
+use std::collections::HashMap;
+
+/// One parsed IRC message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Line {
+    /// IRCv3 message tags, unescaped.
+    pub tags: HashMap<String, String>,
+    /// The source (`nick!user@host` or a server name), without the leading `:`.
+    pub source: Option<String>,
+    /// The command, upper-cased, or a three-digit numeric.
+    pub command: String,
+    /// The parameters, the trailing one included.
+    pub params: Vec<String>,
+}
+
+impl Line {
+    /// Parse a line (without line ending). `None` for a line with no command.
+    pub fn parse(text: &str) -> Option<Line> {
+        let mut rest = text.trim_start_matches(' ');
+        let mut line = Line::default();
+        if let Some(tagged) = rest.strip_prefix('@') {
+            let (tags, after) = tagged.split_once(' ')?;
+            for tag in tags.split(';').filter(|t| !t.is_empty()) {
+                let (key, value) = tag.split_once('=').unwrap_or((tag, ""));
+                line.tags.insert(key.to_owned(), unescape_tag(value));
+            }
+            rest = after.trim_start_matches(' ');
+        }
+        if let Some(sourced) = rest.strip_prefix(':') {
+            let (source, after) = sourced.split_once(' ')?;
+            line.source = Some(source.to_owned());
+            rest = after.trim_start_matches(' ');
+        }
+        let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        if command.is_empty() {
+            return None;
+        }
+        line.command = command.to_ascii_uppercase();
+        loop {
+            rest = rest.trim_start_matches(' ');
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(trailing) = rest.strip_prefix(':') {
+                line.params.push(trailing.to_owned());
+                break;
+            }
+            let (param, after) = rest.split_once(' ').unwrap_or((rest, ""));
+            line.params.push(param.to_owned());
+            rest = after;
+        }
+        Some(line)
+    }
+
+    /// The nick of the source, if it is a user.
+    pub fn source_nick(&self) -> Option<&str> {
+        let source = self.source.as_deref()?;
+        Some(source.split(['!', '@']).next().unwrap_or(source))
+    }
+
+    /// Parameter `i`, or the empty string.
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// The numeric reply code, for numeric commands.
+    pub fn numeric(&self) -> Option<u16> {
+        if self.command.len() == 3 {
+            self.command.parse().ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// Write a command with parameters; the last one is sent as trailing (`:`) when it is empty,
+/// holds a space or starts with `:`. CR, LF and NUL are removed from every parameter.
+pub fn format(command: &str, params: &[&str]) -> String {
+    let mut out = String::from(command);
+    for (i, param) in params.iter().enumerate() {
+        let clean = crate::text::strip_line_breaks(param);
+        out.push(' ');
+        let last = i + 1 == params.len();
+        if last && (clean.is_empty() || clean.contains(' ') || clean.starts_with(':')) {
+            out.push(':');
+        }
+        // A middle parameter cannot hold a space: it would split into two.
+        out.push_str(&if last { clean } else { clean.replace(' ', "") });
+    }
+    out
+}
+
+fn unescape_tag(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(':') => out.push(';'),
+            Some('s') => out.push(' '),
+            Some('\\') => out.push('\\'),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Numeric replies the bridge acts on.
+#[allow(missing_docs)]
+pub mod numeric {
+    pub const RPL_WELCOME: u16 = 1;
+    pub const RPL_ISUPPORT: u16 = 5;
+    pub const RPL_NOTOPIC: u16 = 331;
+    pub const RPL_TOPIC: u16 = 332;
+    pub const RPL_TOPICWHOTIME: u16 = 333;
+    pub const RPL_NAMREPLY: u16 = 353;
+    pub const RPL_ENDOFNAMES: u16 = 366;
+    pub const ERR_NOSUCHNICK: u16 = 401;
+    pub const ERR_NOSUCHCHANNEL: u16 = 403;
+    pub const ERR_CANNOTSENDTOCHAN: u16 = 404;
+    pub const ERR_TOOMANYCHANNELS: u16 = 405;
+    pub const ERR_NONICKNAMEGIVEN: u16 = 431;
+    pub const ERR_ERRONEUSNICKNAME: u16 = 432;
+    pub const ERR_NICKNAMEINUSE: u16 = 433;
+    pub const ERR_NICKCOLLISION: u16 = 436;
+    pub const ERR_UNAVAILRESOURCE: u16 = 437;
+    pub const ERR_PASSWDMISMATCH: u16 = 464;
+    pub const ERR_YOUREBANNEDCREEP: u16 = 465;
+    pub const ERR_CHANNELISFULL: u16 = 471;
+    pub const ERR_INVITEONLYCHAN: u16 = 473;
+    pub const ERR_BANNEDFROMCHAN: u16 = 474;
+    pub const ERR_BADCHANNELKEY: u16 = 475;
+    pub const ERR_BADCHANMASK: u16 = 476;
+    pub const ERR_NEEDREGGEDNICK: u16 = 477;
+    pub const RPL_SASLSUCCESS: u16 = 903;
+    pub const ERR_SASLFAIL: u16 = 904;
+    pub const ERR_SASLTOOLONG: u16 = 905;
+    pub const ERR_SASLABORTED: u16 = 906;
+    pub const ERR_SASLALREADY: u16 = 907;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tags_source_command_and_params() {
+        let l = Line::parse(
+            "@time=2024-01-01T00:00:00.000Z;msgid=a\\sb :nick!u@h PRIVMSG #chan :hello  world",
+        )
+        .unwrap();
+        assert_eq!(l.tags["time"], "2024-01-01T00:00:00.000Z");
+        assert_eq!(l.tags["msgid"], "a b");
+        assert_eq!(l.source_nick(), Some("nick"));
+        assert_eq!(l.command, "PRIVMSG");
+        assert_eq!(l.params, ["#chan", "hello  world"]);
+    }
+
+    #[test]
+    fn parses_numerics_and_odd_spacing() {
+        let l = Line::parse(":irc.example.net 353 me = #chan :@op +voice plain").unwrap();
+        assert_eq!(l.numeric(), Some(353));
+        assert_eq!(l.params, ["me", "=", "#chan", "@op +voice plain"]);
+        let l = Line::parse("PING  token").unwrap();
+        assert_eq!((l.command.as_str(), l.param(0)), ("PING", "token"));
+        let l = Line::parse(":server CAP * LS :").unwrap();
+        assert_eq!(l.params, ["*", "LS", ""]);
+        assert_eq!(Line::parse(""), None);
+        assert_eq!(Line::parse(":only-a-source"), None);
+    }
+
+    #[test]
+    fn formats_trailing_only_when_needed_and_never_breaks_lines() {
+        assert_eq!(format("JOIN", &["#chan"]), "JOIN #chan");
+        assert_eq!(
+            format("PRIVMSG", &["#chan", "hi there"]),
+            "PRIVMSG #chan :hi there"
+        );
+        assert_eq!(format("PRIVMSG", &["#chan", ":)"]), "PRIVMSG #chan ::)");
+        assert_eq!(format("TOPIC", &["#chan", ""]), "TOPIC #chan :");
+        assert_eq!(
+            format("PRIVMSG", &["#chan", "a\r\nQUIT"]),
+            "PRIVMSG #chan aQUIT"
+        );
+    }
+}

@@ -1,0 +1,1272 @@
+//! One puppet: an XMPP user's own connection to one IRC server.
+//!
+//! A session registers (CAP LS 302, SASL PLAIN when a password is set, NICK/USER), joins
+//! the channels asked for, translates what the server says into bridge events, and quits
+//! after its last channel is left. Lines go out through a writer task with a token bucket;
+//! PONG and QUIT skip the bucket so that flood control never gets the puppet timed out.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use causeway_bridge::{
+    Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege, RoomRef, UserRef,
+};
+use governor::{Quota, RateLimiter};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::line::{format, numeric::*, Line};
+use crate::state::{highest, Channel, MemberState, ServerRules};
+use crate::text::{decode_line, split_body};
+use crate::transport::{self, IrcIo};
+use crate::{Identity, Inner, ServerSettings};
+
+/// What the network asks of a session.
+#[derive(Debug)]
+pub enum Command {
+    /// Join a channel (with a key).
+    Join {
+        channel: String,
+        key: Option<String>,
+    },
+    /// Leave a channel.
+    Part {
+        channel: String,
+        reason: Option<String>,
+    },
+    /// Send a message to a channel or a nick.
+    Send {
+        target: String,
+        body: String,
+        kind: MessageKind,
+        id: String,
+    },
+    /// Set a channel's topic.
+    Topic { channel: String, topic: String },
+    /// Change nick.
+    Nick(String),
+    /// Kick someone.
+    Kick {
+        channel: String,
+        nick: String,
+        reason: Option<String>,
+    },
+    /// Give or take privileges.
+    Privilege {
+        channel: String,
+        nick: String,
+        privilege: Privilege,
+    },
+    /// A raw line from the user.
+    Raw(String),
+}
+
+/// How long connecting and registering may take.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Silence after which the session pings the server.
+const PING_AFTER: Duration = Duration::from_secs(60);
+/// Silence after which the connection is considered dead.
+const DEAD_AFTER: Duration = Duration::from_secs(150);
+/// Longest line accepted from a server (IRCv3 allows 8191 bytes of tags plus 512).
+const MAX_INBOUND: usize = 8191 + 512;
+/// The capabilities we use when offered.
+const WANTED_CAPS: &[&str] = &[
+    "multi-prefix",
+    "server-time",
+    "message-tags",
+    "echo-message",
+    "away-notify",
+    "account-notify",
+    "chghost",
+    "batch",
+    "sasl",
+];
+
+/// Everything a session starts from.
+pub struct SessionSpec {
+    pub user: UserRef,
+    pub server: String,
+    pub settings: ServerSettings,
+    pub identity: Identity,
+    pub id: u64,
+}
+
+enum Inbound {
+    Line(String),
+    Closed(String),
+}
+
+struct Writer {
+    urgent: mpsc::UnboundedSender<String>,
+    normal: mpsc::UnboundedSender<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(io: WriteHalf<Box<dyn IrcIo>>, settings: &ServerSettings) -> Writer {
+        let (urgent, urgent_rx) = mpsc::unbounded_channel();
+        let (normal, normal_rx) = mpsc::unbounded_channel();
+        let limiter = settings.flood_control.then(|| {
+            let per_second =
+                NonZeroU32::new(settings.flood_per_second.max(1)).expect("at least one");
+            let burst = NonZeroU32::new(settings.flood_burst.max(1)).expect("at least one");
+            RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
+        });
+        let task = tokio::spawn(write_lines(io, urgent_rx, normal_rx, limiter));
+        Writer {
+            urgent,
+            normal,
+            task,
+        }
+    }
+
+    fn send(&self, line: String) {
+        debug!(line = %redact(&line), "irc >");
+        let _ = self.normal.send(line);
+    }
+
+    fn send_urgent(&self, line: String) {
+        debug!(line = %redact(&line), "irc >");
+        let _ = self.urgent.send(line);
+    }
+
+    /// Send the last lines and close the connection, waiting briefly for the bytes to go.
+    async fn finish(self, last: Option<String>) {
+        if let Some(line) = last {
+            self.send_urgent(line);
+        }
+        drop(self.urgent);
+        drop(self.normal);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+fn redact(line: &str) -> &str {
+    if line.starts_with("AUTHENTICATE ") && line != "AUTHENTICATE PLAIN"
+        || line.starts_with("PASS ")
+    {
+        "<credentials>"
+    } else {
+        line
+    }
+}
+
+async fn write_lines(
+    mut io: WriteHalf<Box<dyn IrcIo>>,
+    mut urgent: mpsc::UnboundedReceiver<String>,
+    mut normal: mpsc::UnboundedReceiver<String>,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            Some(line) = urgent.recv() => line,
+            Some(line) = normal.recv() => {
+                if let Some(limiter) = &limiter {
+                    limiter.until_ready().await;
+                }
+                line
+            }
+            else => break,
+        };
+        if io
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .is_err()
+            || io.flush().await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+async fn read_lines(io: ReadHalf<Box<dyn IrcIo>>, tx: mpsc::Sender<Inbound>) {
+    let mut reader = BufReader::new(io);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        let read = (&mut reader)
+            .take(MAX_INBOUND as u64)
+            .read_until(b'\n', &mut buf)
+            .await;
+        let reason = match read {
+            Ok(0) => "the server closed the connection".to_owned(),
+            Ok(_) if !buf.ends_with(b"\n") && buf.len() >= MAX_INBOUND => {
+                // An overlong line: skip the rest of it, keep the connection.
+                warn!("overlong line from the IRC server skipped");
+                let mut discard = Vec::new();
+                if reader.read_until(b'\n', &mut discard).await.unwrap_or(0) == 0 {
+                    "the server closed the connection".to_owned()
+                } else {
+                    continue;
+                }
+            }
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                if tx.send(Inbound::Line(decode_line(&buf))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => format!("read error: {e}"),
+        };
+        let _ = tx.send(Inbound::Closed(reason)).await;
+        return;
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Resolves once shutdown is signalled.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// A message sent with echo-message, waiting for its echoes.
+struct PendingEcho {
+    target: String,
+    id: String,
+    body: String,
+    kind: MessageKind,
+    lines_left: usize,
+}
+
+struct Session {
+    spec: SessionSpec,
+    inner: Arc<Inner>,
+    rules: ServerRules,
+    nick: String,
+    /// `nick!user@host` as others see us, for line-length computations.
+    source_len: usize,
+    caps: HashSet<String>,
+    channels: HashMap<String, Channel>,
+    echoes: VecDeque<PendingEcho>,
+    /// Whether the connect-time burst (MOTD and such) is over.
+    settled: bool,
+    writer: Option<Writer>,
+}
+
+/// Run a session until its last channel is left, its connection dies, or shutdown.
+pub async fn run(
+    spec: SessionSpec,
+    inner: Arc<Inner>,
+    mut commands: mpsc::Receiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let user = spec.user.clone();
+    let server = spec.server.clone();
+    let id = spec.id;
+    let initial_nick = spec.identity.nick.clone();
+    let mut session = Session {
+        spec,
+        inner: inner.clone(),
+        rules: ServerRules::default(),
+        nick: initial_nick.clone(),
+        source_len: initial_nick.len() + 1 + 10 + 1 + 63,
+        caps: HashSet::new(),
+        channels: HashMap::new(),
+        echoes: VecDeque::new(),
+        settled: false,
+        writer: None,
+    };
+    // Joins waiting for the registration; the first command is normally one.
+    let mut waiting = Vec::new();
+    let (lines_tx, mut lines) = mpsc::channel(256);
+    let registered =
+        tokio::time::timeout(REGISTRATION_TIMEOUT, session.register(lines_tx, &mut lines)).await;
+    let failure = match registered {
+        Ok(Ok(())) => None,
+        Ok(Err((failure, text))) => Some((failure, text)),
+        Err(_) => Some((
+            JoinFailure::Unreachable,
+            format!("{server} did not complete the registration in time"),
+        )),
+    };
+    if let Some((failure, text)) = failure {
+        warn!(%user, %server, %text, "irc connection failed");
+        // Every join asked for so far fails the same way.
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            waiting.push(cmd);
+        }
+        for cmd in waiting {
+            if let Command::Join { channel, .. } = cmd {
+                session
+                    .emit(Event::JoinFailed {
+                        user: user.clone(),
+                        room: session.room(&channel),
+                        failure,
+                        text: text.clone(),
+                    })
+                    .await;
+            }
+        }
+        if let Some(writer) = session.writer.take() {
+            writer.finish(Some("QUIT".into())).await;
+        }
+        inner.forget(&user, &server, id);
+        return;
+    }
+    info!(%user, %server, nick = %session.nick, "irc connection registered");
+
+    let mut ticker = tokio::time::interval(Duration::from_secs(15));
+    let mut last_read = Instant::now();
+    let mut pinged = false;
+    let quit_reason = loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break Some("causeway is shutting down".to_owned()),
+            inbound = lines.recv() => match inbound {
+                Some(Inbound::Line(text)) => {
+                    last_read = Instant::now();
+                    pinged = false;
+                    session.handle_line(&text).await;
+                }
+                Some(Inbound::Closed(reason)) => {
+                    session.connection_lost(&reason).await;
+                    break None;
+                }
+                None => {
+                    session.connection_lost("the connection reader ended").await;
+                    break None;
+                }
+            },
+            command = commands.recv() => match command {
+                Some(command) => session.handle_command(command).await,
+                None => break Some(String::new()),
+            },
+            _ = ticker.tick() => {
+                let silent = last_read.elapsed();
+                if silent > DEAD_AFTER {
+                    session.connection_lost(&format!("no data from the server for {} s", silent.as_secs())).await;
+                    break None;
+                }
+                if silent > PING_AFTER && !pinged {
+                    session.send_urgent(format("PING", &["causeway"]));
+                    pinged = true;
+                }
+            }
+        }
+        if session.channels.is_empty() {
+            // Last channel left: quit, unless a join is already waiting.
+            inner.forget(&user, &server, id);
+            commands.close();
+            let mut rest = Vec::new();
+            while let Ok(cmd) = commands.try_recv() {
+                rest.push(cmd);
+            }
+            if rest.iter().any(|c| matches!(c, Command::Join { .. })) {
+                // Re-dispatch to a fresh session rather than reopen this one.
+                for cmd in rest {
+                    inner.redispatch(&user, &server, cmd).await;
+                }
+            }
+            break Some(String::new());
+        }
+    };
+    inner.forget(&user, &server, id);
+    if let Some(writer) = session.writer.take() {
+        let quit = quit_reason.map(|reason| {
+            if reason.is_empty() {
+                "QUIT".to_owned()
+            } else {
+                format("QUIT", &[&reason])
+            }
+        });
+        writer.finish(quit).await;
+    }
+    info!(%user, %server, "irc connection closed");
+}
+
+impl Session {
+    fn room(&self, channel: &str) -> RoomRef {
+        RoomRef {
+            server: self.spec.server.clone(),
+            name: channel.to_owned(),
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        self.inner.emit(event).await;
+    }
+
+    fn send(&self, line: String) {
+        if let Some(writer) = &self.writer {
+            writer.send(line);
+        }
+    }
+
+    fn send_urgent(&self, line: String) {
+        if let Some(writer) = &self.writer {
+            writer.send_urgent(line);
+        }
+    }
+
+    fn user(&self) -> UserRef {
+        self.spec.user.clone()
+    }
+
+    /// Connect and register; `Err` carries why, for the joins waiting on it.
+    async fn register(
+        &mut self,
+        lines_tx: mpsc::Sender<Inbound>,
+        lines: &mut mpsc::Receiver<Inbound>,
+    ) -> Result<(), (JoinFailure, String)> {
+        let settings = &self.spec.settings;
+        let server = self.spec.server.clone();
+        let io = transport::connect(&server, settings.port, settings.tls, settings.verify_tls)
+            .await
+            .map_err(|e| {
+                (
+                    JoinFailure::Unreachable,
+                    format!("cannot connect to {server}:{}: {e}", settings.port),
+                )
+            })?;
+        let (read, write) = tokio::io::split(io);
+        tokio::spawn(read_lines(read, lines_tx));
+        self.writer = Some(Writer::start(write, settings));
+
+        self.send_urgent("CAP LS 302".into());
+        if let Some(password) = &self.spec.settings.password {
+            self.send_urgent(format("PASS", &[password]));
+        }
+        let identity = self.spec.identity.clone();
+        self.send_urgent(format("NICK", &[&identity.nick]));
+        self.send_urgent(format(
+            "USER",
+            &[&identity.username, "0", "*", &identity.realname],
+        ));
+
+        let mut offered: Vec<String> = Vec::new();
+        loop {
+            let text = match lines.recv().await {
+                Some(Inbound::Line(text)) => text,
+                Some(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
+                None => return Err((JoinFailure::Unreachable, "connection ended".into())),
+            };
+            let Some(line) = Line::parse(&text) else {
+                continue;
+            };
+            debug!(line = %text, "irc <");
+            match (line.command.as_str(), line.numeric()) {
+                ("PING", _) => self.send_urgent(format("PONG", &[line.param(0)])),
+                ("ERROR", _) => return Err((JoinFailure::Unreachable, line.param(0).to_owned())),
+                ("CAP", _) => match line.param(1) {
+                    "LS" => {
+                        // `CAP * LS * :caps` continues; `CAP * LS :caps` ends the list.
+                        let more = line.params.len() > 3 && line.param(2) == "*";
+                        let list = line.params.last().cloned().unwrap_or_default();
+                        offered.extend(
+                            list.split(' ')
+                                .filter(|c| !c.is_empty())
+                                .map(|c| c.split('=').next().unwrap_or(c).to_owned()),
+                        );
+                        if !more {
+                            let wanted: Vec<&str> = WANTED_CAPS
+                                .iter()
+                                .copied()
+                                .filter(|c| offered.iter().any(|o| o == c))
+                                .filter(|c| *c != "sasl" || identity.sasl_password.is_some())
+                                .collect();
+                            if wanted.is_empty() {
+                                self.send_urgent("CAP END".into());
+                            } else {
+                                self.send_urgent(format("CAP", &["REQ", &wanted.join(" ")]));
+                            }
+                        }
+                    }
+                    "ACK" => {
+                        let acked = line.params.last().cloned().unwrap_or_default();
+                        self.caps.extend(
+                            acked
+                                .split(' ')
+                                .filter(|c| !c.is_empty())
+                                .map(|c| c.trim_start_matches('-').to_owned()),
+                        );
+                        if self.caps.contains("sasl") && identity.sasl_password.is_some() {
+                            self.send_urgent("AUTHENTICATE PLAIN".into());
+                        } else {
+                            self.send_urgent("CAP END".into());
+                        }
+                    }
+                    "NAK" => self.send_urgent("CAP END".into()),
+                    _ => {}
+                },
+                ("AUTHENTICATE", _) if line.param(0) == "+" => {
+                    use base64::Engine as _;
+                    let password = identity.sasl_password.clone().unwrap_or_default();
+                    let account = identity
+                        .sasl_account
+                        .clone()
+                        .unwrap_or_else(|| identity.nick.clone());
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{account}\0{account}\0{password}"));
+                    self.send_urgent(format!("AUTHENTICATE {token}"));
+                }
+                (_, Some(RPL_SASLSUCCESS)) => {
+                    info!(user = %self.spec.user, %server, "SASL authentication succeeded");
+                    self.send_urgent("CAP END".into());
+                }
+                (_, Some(ERR_SASLFAIL | ERR_SASLTOOLONG | ERR_SASLABORTED | ERR_SASLALREADY)) => {
+                    self.send_urgent("CAP END".into());
+                    self.send_urgent("QUIT".into());
+                    return Err((
+                        JoinFailure::Other,
+                        format!(
+                            "SASL authentication failed on {server}: {}",
+                            line.params.last().cloned().unwrap_or_default()
+                        ),
+                    ));
+                }
+                (_, Some(RPL_WELCOME)) => {
+                    // (A server without CAP support answers 421 to CAP and registers us anyway.)
+                    self.nick = line.param(0).to_owned();
+                    return Ok(());
+                }
+                (_, Some(ERR_NICKNAMEINUSE | ERR_NICKCOLLISION | ERR_UNAVAILRESOURCE)) => {
+                    return Err((
+                        JoinFailure::NickInUse,
+                        format!("{} is already in use on {server}", identity.nick),
+                    ));
+                }
+                (_, Some(ERR_ERRONEUSNICKNAME | ERR_NONICKNAMEGIVEN)) => {
+                    return Err((
+                        JoinFailure::BadNick,
+                        format!(
+                            "{:?} is not a valid nick on {server}: {}",
+                            identity.nick,
+                            line.params.last().cloned().unwrap_or_default()
+                        ),
+                    ));
+                }
+                (_, Some(ERR_PASSWDMISMATCH | ERR_YOUREBANNEDCREEP)) => {
+                    return Err((
+                        JoinFailure::Banned,
+                        format!(
+                            "{server} refused the connection: {}",
+                            line.params.last().cloned().unwrap_or_default()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Join { channel, key } => {
+                let folded = self.rules.fold(&channel);
+                if let Some(existing) = self.channels.get(&folded) {
+                    if existing.joined {
+                        // Already in: the state as it is, for a second resource.
+                        let event = Event::Joined {
+                            user: self.user(),
+                            room: self.room(&existing.name),
+                            nick: self.nick.clone(),
+                            members: existing.member_list(&self.rules),
+                            subject: existing.topic.clone(),
+                        };
+                        self.emit(event).await;
+                    }
+                    return;
+                }
+                self.channels.insert(folded, Channel::joining(&channel));
+                match key {
+                    Some(key) => self.send(format("JOIN", &[&channel, &key])),
+                    None => self.send(format("JOIN", &[&channel])),
+                }
+            }
+            Command::Part { channel, reason } => {
+                let folded = self.rules.fold(&channel);
+                let Some(state) = self.channels.get(&folded) else {
+                    return;
+                };
+                if !state.joined {
+                    // Still joining: forget it; the JOIN reply will be ignored.
+                    self.channels.remove(&folded);
+                }
+                match reason {
+                    Some(reason) if !reason.is_empty() => {
+                        self.send(format("PART", &[&channel, &reason]))
+                    }
+                    _ => self.send(format("PART", &[&channel])),
+                }
+            }
+            Command::Send {
+                target,
+                body,
+                kind,
+                id,
+            } => self.send_message(target, body, kind, id).await,
+            Command::Topic { channel, topic } => self.send(format("TOPIC", &[&channel, &topic])),
+            Command::Nick(nick) => self.send(format("NICK", &[&nick])),
+            Command::Kick {
+                channel,
+                nick,
+                reason,
+            } => self.send(format(
+                "KICK",
+                &[&channel, &nick, reason.as_deref().unwrap_or("")],
+            )),
+            Command::Privilege {
+                channel,
+                nick,
+                privilege,
+            } => self.set_privilege(&channel, &nick, privilege),
+            Command::Raw(line) => {
+                let line = crate::text::strip_line_breaks(&line);
+                if !line.trim().is_empty() {
+                    self.send(line);
+                }
+            }
+        }
+    }
+
+    async fn send_message(&mut self, target: String, body: String, kind: MessageKind, id: String) {
+        let is_channel = self.rules.is_channel(&target);
+        let peer = self.peer(&target);
+        if is_channel
+            && !self
+                .channels
+                .get(&self.rules.fold(&target))
+                .is_some_and(|c| c.joined)
+        {
+            let text = format!("you are not in {target}");
+            self.emit(Event::SendFailed {
+                user: self.user(),
+                peer,
+                id: Some(id),
+                text,
+            })
+            .await;
+            return;
+        }
+        let (command, wrap) = match kind {
+            MessageKind::Notice => ("NOTICE", 0),
+            MessageKind::Action => ("PRIVMSG", 9),
+            MessageKind::Normal => ("PRIVMSG", 0),
+        };
+        let parts = split_body(&body, self.source_len, command, &target, wrap);
+        if parts.is_empty() {
+            return;
+        }
+        let count = parts.len();
+        for part in parts {
+            let text = if kind == MessageKind::Action {
+                format!("\u{1}ACTION {part}\u{1}")
+            } else {
+                part
+            };
+            self.send(format(command, &[&target, &text]));
+        }
+        if self.caps.contains("echo-message") {
+            self.echoes.push_back(PendingEcho {
+                target: self.rules.fold(&target),
+                id,
+                body,
+                kind,
+                lines_left: count,
+            });
+        } else {
+            let event = Event::Message {
+                user: self.user(),
+                peer,
+                from: self.nick.clone(),
+                body,
+                kind,
+                time: None,
+                own_id: Some(id),
+            };
+            self.emit(event).await;
+        }
+    }
+
+    fn set_privilege(&self, channel: &str, nick: &str, privilege: Privilege) {
+        let current = self
+            .channels
+            .get(&self.rules.fold(channel))
+            .and_then(|c| c.members.get(&self.rules.fold(nick)))
+            .map(|m| m.modes.clone())
+            .unwrap_or_default();
+        let target = self.rules.mode_of_privilege(privilege);
+        let mut changes = String::new();
+        let mut args = Vec::new();
+        for mode in current.iter().filter(|m| Some(**m) != target) {
+            changes.push_str(&format!("-{mode}"));
+            args.push(nick);
+        }
+        if let Some(mode) = target.filter(|m| !current.contains(m)) {
+            changes.push_str(&format!("+{mode}"));
+            args.push(nick);
+        }
+        if !changes.is_empty() {
+            let mut params = vec![channel, changes.as_str()];
+            params.extend(args);
+            self.send(format("MODE", &params));
+        }
+    }
+
+    fn peer(&self, target: &str) -> Peer {
+        if self.rules.is_channel(target) {
+            let name = self
+                .channels
+                .get(&self.rules.fold(target))
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| target.to_owned());
+            Peer::Room(self.room(&name))
+        } else {
+            Peer::User {
+                server: self.spec.server.clone(),
+                nick: target.to_owned(),
+            }
+        }
+    }
+
+    fn is_me(&self, nick: &str) -> bool {
+        self.rules.fold(nick) == self.rules.fold(&self.nick)
+    }
+
+    async fn handle_line(&mut self, text: &str) {
+        let Some(line) = Line::parse(text) else {
+            warn!(line = %text, "unparseable line from the IRC server");
+            return;
+        };
+        debug!(line = %text, "irc <");
+        let from = line.source_nick().unwrap_or_default().to_owned();
+        match line.command.as_str() {
+            "PING" => self.send_urgent(format("PONG", &[line.param(0)])),
+            "PONG" => {}
+            "ERROR" => debug!(error = %line.param(0), "server ERROR"),
+            "JOIN" => self.on_join(&line, &from).await,
+            "PART" => {
+                let reason = line.params.get(1).cloned().filter(|r| !r.is_empty());
+                self.on_leave(line.param(0), &from, Departure::Part, reason)
+                    .await;
+            }
+            "KICK" => {
+                let reason = line.params.get(2).cloned().filter(|r| !r.is_empty());
+                let victim = line.param(1).to_owned();
+                self.on_leave(line.param(0), &victim, Departure::Kick { by: from }, reason)
+                    .await;
+            }
+            "QUIT" => {
+                let reason = line.params.first().cloned().filter(|r| !r.is_empty());
+                let folded = self.rules.fold(&from);
+                let rooms: Vec<String> = self
+                    .channels
+                    .values()
+                    .filter(|c| c.joined && c.members.contains_key(&folded))
+                    .map(|c| c.name.clone())
+                    .collect();
+                for room in rooms {
+                    self.on_leave(&room, &from, Departure::Quit, reason.clone())
+                        .await;
+                }
+            }
+            "NICK" => self.on_nick(&from, line.param(0)).await,
+            "TOPIC" => {
+                let folded = self.rules.fold(line.param(0));
+                let topic = line.param(1).to_owned();
+                let server = self.spec.server.clone();
+                if let Some(channel) = self.channels.get_mut(&folded) {
+                    channel.topic = topic.clone();
+                    let room = RoomRef {
+                        server,
+                        name: channel.name.clone(),
+                    };
+                    self.emit(Event::Subject {
+                        user: self.user(),
+                        room,
+                        subject: topic,
+                        by: Some(from),
+                    })
+                    .await;
+                }
+            }
+            "MODE" => self.on_mode(&line).await,
+            "PRIVMSG" | "NOTICE" => self.on_message(&line, &from).await,
+            "CHGHOST" => {
+                if self.is_me(&from) {
+                    self.source_len =
+                        self.nick.len() + 1 + line.param(0).len() + 1 + line.param(1).len();
+                }
+            }
+            "CAP" | "AWAY" | "ACCOUNT" | "BATCH" => {}
+            _ => self.on_numeric(&line).await,
+        }
+    }
+
+    async fn on_join(&mut self, line: &Line, from: &str) {
+        let folded = self.rules.fold(line.param(0));
+        let Some(channel) = self.channels.get_mut(&folded) else {
+            return;
+        };
+        let member = MemberState {
+            nick: from.to_owned(),
+            modes: BTreeSet::new(),
+        };
+        if self.rules.fold(from) == self.rules.fold(&self.nick) {
+            if let Some(source) = &line.source {
+                self.source_len = source.len();
+            }
+            channel.members.insert(self.rules.fold(from), member);
+            return;
+        }
+        if !channel.joined {
+            channel.members.insert(self.rules.fold(from), member);
+            return;
+        }
+        channel.members.insert(self.rules.fold(from), member);
+        let room = RoomRef {
+            server: self.spec.server.clone(),
+            name: channel.name.clone(),
+        };
+        let member = Member {
+            nick: from.to_owned(),
+            privilege: Privilege::None,
+        };
+        self.emit(Event::MemberJoined {
+            user: self.user(),
+            room,
+            member,
+        })
+        .await;
+    }
+
+    async fn on_leave(
+        &mut self,
+        channel: &str,
+        nick: &str,
+        departure: Departure,
+        reason: Option<String>,
+    ) {
+        let folded = self.rules.fold(channel);
+        if self.is_me(nick) {
+            if let Some(state) = self.channels.remove(&folded) {
+                let room = self.room(&state.name);
+                self.emit(Event::Left {
+                    user: self.user(),
+                    room,
+                    departure,
+                    reason,
+                })
+                .await;
+            }
+            return;
+        }
+        let nick_folded = self.rules.fold(nick);
+        let Some(state) = self.channels.get_mut(&folded) else {
+            return;
+        };
+        let Some(member) = state.members.remove(&nick_folded) else {
+            return;
+        };
+        if state.joined {
+            let room = RoomRef {
+                server: self.spec.server.clone(),
+                name: state.name.clone(),
+            };
+            self.emit(Event::MemberLeft {
+                user: self.user(),
+                room,
+                nick: member.nick,
+                departure,
+                reason,
+            })
+            .await;
+        }
+    }
+
+    async fn on_nick(&mut self, old: &str, new: &str) {
+        let old_folded = self.rules.fold(old);
+        let mine = self.is_me(old);
+        if mine {
+            self.nick = new.to_owned();
+            self.source_len = self.source_len + new.len() - old.len().min(self.source_len);
+        }
+        let mut rooms = Vec::new();
+        for channel in self.channels.values_mut() {
+            if let Some(mut member) = channel.members.remove(&old_folded) {
+                member.nick = new.to_owned();
+                channel.members.insert(self.rules.fold(new), member);
+                if channel.joined {
+                    rooms.push(RoomRef {
+                        server: self.spec.server.clone(),
+                        name: channel.name.clone(),
+                    });
+                }
+            }
+        }
+        if !rooms.is_empty() || mine {
+            self.emit(Event::NickChanged {
+                user: self.user(),
+                rooms,
+                old: old.to_owned(),
+                new: new.to_owned(),
+            })
+            .await;
+        }
+    }
+
+    async fn on_mode(&mut self, line: &Line) {
+        let target = line.param(0);
+        let folded = self.rules.fold(target);
+        if !self.rules.is_channel(target) {
+            return;
+        }
+        let mut args = line.params.iter().skip(2);
+        let mut adding = true;
+        let mut changed: Vec<String> = Vec::new();
+        for mode in line.param(1).chars() {
+            match mode {
+                '+' => adding = true,
+                '-' => adding = false,
+                mode => {
+                    let arg = if self.rules.mode_takes_param(mode, adding) {
+                        args.next()
+                    } else {
+                        None
+                    };
+                    if !self.rules.prefixes.iter().any(|(m, _)| *m == mode) {
+                        continue;
+                    }
+                    let Some(nick) = arg else { continue };
+                    let Some(channel) = self.channels.get_mut(&folded) else {
+                        continue;
+                    };
+                    if let Some(member) = channel.members.get_mut(&self.rules.fold(nick)) {
+                        if adding {
+                            member.modes.insert(mode);
+                        } else {
+                            member.modes.remove(&mode);
+                        }
+                        changed.push(self.rules.fold(nick));
+                    }
+                }
+            }
+        }
+        let Some(channel) = self.channels.get(&folded) else {
+            return;
+        };
+        if !channel.joined {
+            return;
+        }
+        changed.dedup();
+        let room = self.room(&channel.name);
+        let updates: Vec<(String, Privilege)> = changed
+            .iter()
+            .filter_map(|n| channel.members.get(n))
+            .map(|m| (m.nick.clone(), highest(&self.rules, &m.modes)))
+            .collect();
+        for (nick, privilege) in updates {
+            self.emit(Event::PrivilegeChanged {
+                user: self.user(),
+                room: room.clone(),
+                nick,
+                privilege,
+            })
+            .await;
+        }
+    }
+
+    async fn on_message(&mut self, line: &Line, from: &str) {
+        let target = line.param(0).to_owned();
+        let mut body = line.param(1).to_owned();
+        let notice = line.command == "NOTICE";
+        let server_source = line
+            .source
+            .as_deref()
+            .is_none_or(|s| !s.contains('!') && !s.contains('@'));
+        if server_source
+            || (!self.rules.is_channel(&target) && !self.is_me(&target) && !self.is_me(from))
+        {
+            // Server notices, and notices to `*` or `AUTH` during connection.
+            self.emit(Event::ServerText {
+                user: self.user(),
+                server: self.spec.server.clone(),
+                text: body,
+            })
+            .await;
+            return;
+        }
+        let mut kind = if notice {
+            MessageKind::Notice
+        } else {
+            MessageKind::Normal
+        };
+        if let Some(ctcp) = body.strip_prefix('\u{1}') {
+            let ctcp = ctcp.strip_suffix('\u{1}').unwrap_or(ctcp).to_owned();
+            let (verb, rest) = ctcp.split_once(' ').unwrap_or((&ctcp, ""));
+            match (verb.to_ascii_uppercase().as_str(), notice) {
+                ("ACTION", _) => {
+                    kind = MessageKind::Action;
+                    body = rest.to_owned();
+                }
+                (_, true) => return, // CTCP replies to nothing we asked
+                ("VERSION", false) => {
+                    self.send(format(
+                        "NOTICE",
+                        &[
+                            from,
+                            &format!("\u{1}VERSION causeway {}\u{1}", env!("CARGO_PKG_VERSION")),
+                        ],
+                    ));
+                    return;
+                }
+                ("PING", false) => {
+                    self.send(format("NOTICE", &[from, &format!("\u{1}PING {rest}\u{1}")]));
+                    return;
+                }
+                _ => return,
+            }
+        }
+        let time = line.tags.get("time").and_then(|t| parse_server_time(t));
+        if self.is_me(from) {
+            // echo-message: our own message coming back.
+            let folded = self.rules.fold(&target);
+            let peer = self.peer(&target);
+            let own = match self.echoes.iter().position(|e| e.target == folded) {
+                Some(i) => {
+                    let pending = &mut self.echoes[i];
+                    pending.lines_left -= 1;
+                    if pending.lines_left > 0 {
+                        return;
+                    }
+                    let pending = self.echoes.remove(i).expect("index is valid");
+                    Some((pending.id, pending.body, pending.kind))
+                }
+                None => None,
+            };
+            let (own_id, body, kind) = match own {
+                Some((id, body, kind)) => (Some(id), body, kind),
+                None => (None, body, kind),
+            };
+            let event = Event::Message {
+                user: self.user(),
+                peer,
+                from: self.nick.clone(),
+                body,
+                kind,
+                time,
+                own_id,
+            };
+            self.emit(event).await;
+            return;
+        }
+        let peer = if self.rules.is_channel(&target) {
+            self.peer(&target)
+        } else {
+            self.peer(from)
+        };
+        if let Peer::Room(room) = &peer {
+            if !self
+                .channels
+                .get(&self.rules.fold(&room.name))
+                .is_some_and(|c| c.joined)
+            {
+                return;
+            }
+        }
+        let event = Event::Message {
+            user: self.user(),
+            peer,
+            from: from.to_owned(),
+            body,
+            kind,
+            time,
+            own_id: None,
+        };
+        self.emit(event).await;
+    }
+
+    async fn on_numeric(&mut self, line: &Line) {
+        let Some(code) = line.numeric() else {
+            debug!(command = %line.command, "unhandled IRC command");
+            return;
+        };
+        let text = line.params.last().cloned().unwrap_or_default();
+        match code {
+            RPL_ISUPPORT => {
+                for token in &line.params[1..line.params.len().saturating_sub(1)] {
+                    self.rules.apply(token);
+                }
+            }
+            RPL_TOPIC => {
+                if let Some(channel) = self.channels.get_mut(&self.rules.fold(line.param(1))) {
+                    channel.topic = text;
+                }
+            }
+            RPL_NOTOPIC | RPL_TOPICWHOTIME => {}
+            RPL_NAMREPLY => {
+                let folded = self.rules.fold(line.param(2));
+                let entries: Vec<(BTreeSet<char>, String)> = text
+                    .split(' ')
+                    .filter(|e| !e.is_empty())
+                    .map(|e| self.rules.parse_names_entry(e))
+                    .collect();
+                if let Some(channel) = self.channels.get_mut(&folded) {
+                    for (modes, nick) in entries {
+                        let key = self.rules.fold(&nick);
+                        channel.members.insert(key, MemberState { nick, modes });
+                    }
+                }
+            }
+            RPL_ENDOFNAMES => {
+                let folded = self.rules.fold(line.param(1));
+                let Some(channel) = self.channels.get_mut(&folded) else {
+                    return;
+                };
+                if channel.joined {
+                    return;
+                }
+                channel.joined = true;
+                let event = Event::Joined {
+                    user: self.spec.user.clone(),
+                    room: RoomRef {
+                        server: self.spec.server.clone(),
+                        name: channel.name.clone(),
+                    },
+                    nick: self.nick.clone(),
+                    members: channel.member_list(&self.rules),
+                    subject: channel.topic.clone(),
+                };
+                self.emit(event).await;
+            }
+            ERR_NOSUCHCHANNEL | ERR_TOOMANYCHANNELS | ERR_CHANNELISFULL | ERR_INVITEONLYCHAN
+            | ERR_BANNEDFROMCHAN | ERR_BADCHANNELKEY | ERR_BADCHANMASK | ERR_NEEDREGGEDNICK
+                if self
+                    .channels
+                    .get(&self.rules.fold(line.param(1)))
+                    .is_some_and(|c| !c.joined) =>
+            {
+                let failure = match code {
+                    ERR_CHANNELISFULL => JoinFailure::Full,
+                    ERR_INVITEONLYCHAN => JoinFailure::InviteOnly,
+                    ERR_BANNEDFROMCHAN => JoinFailure::Banned,
+                    ERR_BADCHANNELKEY => JoinFailure::BadKey,
+                    ERR_NOSUCHCHANNEL | ERR_BADCHANMASK => JoinFailure::NoSuchRoom,
+                    _ => JoinFailure::Other,
+                };
+                let state = self
+                    .channels
+                    .remove(&self.rules.fold(line.param(1)))
+                    .expect("checked above");
+                let room = self.room(&state.name);
+                self.emit(Event::JoinFailed {
+                    user: self.user(),
+                    room,
+                    failure,
+                    text,
+                })
+                .await;
+            }
+            ERR_CANNOTSENDTOCHAN | ERR_NOSUCHNICK => {
+                let target = line.param(1).to_owned();
+                let folded = self.rules.fold(&target);
+                let id = self
+                    .echoes
+                    .iter()
+                    .position(|e| e.target == folded)
+                    .and_then(|i| self.echoes.remove(i))
+                    .map(|e| e.id);
+                let peer = self.peer(&target);
+                self.emit(Event::SendFailed {
+                    user: self.user(),
+                    peer,
+                    id,
+                    text,
+                })
+                .await;
+            }
+            376 | 422 => self.settled = true, // end of MOTD / no MOTD
+            _ if !self.settled || code < 100 || (250..=266).contains(&code) => {} // the connect-time burst
+            _ => {
+                let text = line.params[1..].join(" ");
+                self.emit(Event::ServerText {
+                    user: self.user(),
+                    server: self.spec.server.clone(),
+                    text,
+                })
+                .await;
+            }
+        }
+    }
+
+    /// The connection is gone: every channel is left, with the reason.
+    async fn connection_lost(&mut self, reason: &str) {
+        warn!(user = %self.spec.user, server = %self.spec.server, %reason, "irc connection lost");
+        let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+        for channel in channels {
+            let room = self.room(&channel.name);
+            if channel.joined {
+                self.emit(Event::Left {
+                    user: self.user(),
+                    room,
+                    departure: Departure::Quit,
+                    reason: Some(format!("connection to {} lost: {reason}", self.spec.server)),
+                })
+                .await;
+            } else {
+                self.emit(Event::JoinFailed {
+                    user: self.user(),
+                    room,
+                    failure: JoinFailure::Unreachable,
+                    text: reason.to_owned(),
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// Parse an IRCv3 `time` tag (`2024-01-31T12:34:56.789Z`).
+pub fn parse_server_time(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>());
+    let (h, m, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let millis: u32 = format!("{millis:0<3}").get(..3)?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + s;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_time_parses() {
+        let t = parse_server_time("2024-01-31T12:34:56.789Z").unwrap();
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(secs.as_secs(), 1_706_704_496);
+        assert_eq!(secs.subsec_millis(), 789);
+        assert_eq!(
+            parse_server_time("1970-01-01T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert_eq!(parse_server_time("garbage"), None);
+        assert_eq!(parse_server_time("2024-13-01T00:00:00Z"), None);
+    }
+}

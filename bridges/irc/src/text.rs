@@ -1,0 +1,120 @@
+//! IRC text on the wire: decoding what servers send (UTF-8, else latin-1, never dropped),
+//! and cutting what users send into lines that fit the 512-byte limit without ever letting
+//! CR, LF or NUL reach the wire.
+
+/// The most an IRC line may take, CR LF included (RFC 1459 §2.3).
+pub const MAX_LINE: usize = 512;
+
+/// Decode one received line (without its line ending): UTF-8 when it is valid, otherwise
+/// latin-1, which maps every byte to a character, so nothing is lost and nothing panics.
+pub fn decode_line(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// Drop the characters that could end or corrupt an IRC line.
+pub fn strip_line_breaks(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+        .collect()
+}
+
+/// Cut a message body into IRC message texts: one per line of the body (empty lines are
+/// skipped: IRC cannot carry them), each line further split so that
+/// `:{source} {command} {target} :{text}\r\n` stays within 512 bytes once the server adds
+/// our `source` (`nick!user@host`). `wrap` bytes are reserved per text for CTCP framing.
+/// Splits fall on character boundaries, after a space when one is near the end.
+pub fn split_body(
+    body: &str,
+    source_len: usize,
+    command: &str,
+    target: &str,
+    wrap: usize,
+) -> Vec<String> {
+    // ":" source " " command " " target " :" text "\r\n"
+    let overhead = 1 + source_len + 1 + command.len() + 1 + target.len() + 2 + 2 + wrap;
+    let room = MAX_LINE.saturating_sub(overhead).max(16);
+    let mut out = Vec::new();
+    for line in body.split('\n') {
+        let mut rest = strip_line_breaks(line);
+        if rest.trim().is_empty() {
+            continue;
+        }
+        while rest.len() > room {
+            let cut = cut_point(&rest, room);
+            let tail = rest.split_off(cut);
+            out.push(std::mem::replace(&mut rest, tail));
+        }
+        out.push(rest);
+    }
+    out
+}
+
+/// Where to cut `text` so that the first part has at most `max` bytes.
+fn cut_point(text: &str, max: usize) -> usize {
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    // Prefer a word boundary in the last quarter of the chunk.
+    match text[..cut].rfind(' ') {
+        Some(space) if space + 1 > cut * 3 / 4 => space + 1,
+        _ => cut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn invalid_utf8_reads_as_latin1() {
+        assert_eq!(decode_line(b"caf\xe9 cr\xe8me"), "café crème");
+        assert_eq!(decode_line("café".as_bytes()), "café");
+        assert_eq!(decode_line(b"\xff\xfe\x00"), "ÿþ\0");
+    }
+
+    #[test]
+    fn newlines_become_separate_messages_and_cannot_inject() {
+        let parts = split_body(
+            "hello\r\nQUIT :bye\n\nPRIVMSG x :y\0z",
+            30,
+            "PRIVMSG",
+            "#chan",
+            0,
+        );
+        assert_eq!(parts, ["hello", "QUIT :bye", "PRIVMSG x :yz"]);
+    }
+
+    #[test]
+    fn long_lines_split_on_words_within_the_limit() {
+        let body = "word ".repeat(200);
+        let source = "nick!user@some.host.example";
+        let parts = split_body(&body, source.len(), "PRIVMSG", "#chan", 0);
+        assert!(parts.len() > 1);
+        for part in &parts {
+            let wire = format!(":{source} PRIVMSG #chan :{part}\r\n");
+            assert!(wire.len() <= MAX_LINE, "{} bytes", wire.len());
+            assert!(part.ends_with(' ') || part == parts.last().unwrap());
+        }
+        assert_eq!(parts.concat(), body);
+    }
+
+    proptest! {
+        #[test]
+        fn every_line_fits_and_nothing_is_lost(body in "(\\PC|[\\r\\n\\t ]){0,1500}", source_len in 10usize..120, wrap in prop_oneof![Just(0usize), Just(9usize)]) {
+            let target = "#some-channel";
+            let parts = split_body(&body, source_len, "PRIVMSG", target, wrap);
+            for part in &parts {
+                let wire_len = 1 + source_len + " PRIVMSG ".len() + target.len() + 2 + part.len() + wrap + 2;
+                prop_assert!(wire_len <= MAX_LINE, "{} bytes", wire_len);
+                prop_assert!(!part.contains(['\r', '\n', '\0']));
+            }
+            let expected: Vec<String> = body.split('\n').map(strip_line_breaks).filter(|l| !l.trim().is_empty()).collect();
+            prop_assert_eq!(parts.concat(), expected.concat());
+        }
+    }
+}
