@@ -106,8 +106,16 @@ pub struct IrcConfig {
 pub struct IrcServerConfig {
     /// Port to connect to.
     pub port: u16,
-    /// TLS (verified with the system's roots); false means plain TCP on `port`.
+    /// TLS (certificates verified against the Mozilla roots); false means plain TCP.
     pub tls: bool,
+    /// Verify the server's certificate; turn off only for a self-signed server you trust.
+    pub verify_tls: bool,
+    /// Outgoing flood control (a token bucket per puppet connection).
+    pub flood_control: bool,
+    /// Lines a puppet may send at once before the rate applies.
+    pub flood_burst: u32,
+    /// Lines per second after the burst.
+    pub flood_per_second: u32,
 }
 
 impl Default for IrcServerConfig {
@@ -115,6 +123,10 @@ impl Default for IrcServerConfig {
         IrcServerConfig {
             port: 6697,
             tls: true,
+            verify_tls: true,
+            flood_control: true,
+            flood_burst: 10,
+            flood_per_second: 2,
         }
     }
 }
@@ -331,6 +343,13 @@ impl Config {
             for (host, server) in &irc.servers {
                 if !is_host_name(host) {
                     p.add(format!("irc.servers.{host:?}"), "is not a host name");
+                }
+                if server.flood_control && (server.flood_burst == 0 || server.flood_per_second == 0)
+                {
+                    p.add(
+                        format!("irc.servers.{host:?}.flood_per_second"),
+                        "flood control needs a burst and a rate of at least 1",
+                    );
                 }
                 if server.port == 0 {
                     p.add(

@@ -14,21 +14,27 @@ pub mod telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_bridge::NetworkKind;
-use tokio::sync::mpsc;
+use causeway_bridge::{Event, Network, NetworkContext, NetworkKind};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::jid::BareJid;
+use tokio_xmpp::Stanza;
 use tracing::{info, warn};
 
 use crate::component::{Link, LinkError, LinkSettings, Outbox};
 use crate::config::Config;
 use crate::gateway::access::AccessList;
+use crate::gateway::muc::{Effects, Muc};
 use crate::gateway::Gateway;
 use crate::store::{Store, StoreError};
 
 /// Inbound stanzas waiting for the gateway core, per link, before the link stops reading.
 const INBOUND_QUEUE: usize = 1024;
+/// Network events waiting for the gateway core.
+const EVENT_QUEUE: usize = 4096;
+/// How long the networks get to say goodbye (QUIT) at shutdown.
+const NETWORK_GOODBYE: Duration = Duration::from_secs(5);
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 
 /// Open the database, attach every component domain, and start serving. Fails if any link
 /// cannot be established now (a wrong secret is a configuration error, not a transient one).
+///
+/// Shutdown runs in order: each gateway core tells its joined users (332), the networks
+/// quit their puppets, then the links flush what is queued and close their streams.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     let store = Store::open(
         config.database.url.expose(),
@@ -89,25 +98,66 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         connected.push((component.network, domain, settings, stream));
     }
 
+    let links_shutdown = CancellationToken::new();
+    let (network_stop, network_stopped) = watch::channel(false);
+    let mut cores = JoinSet::new();
+    let mut networks = JoinSet::new();
     let mut tasks = JoinSet::new();
     let mut links = Vec::new();
-    for (network, domain, settings, stream) in connected {
+    for (kind, domain, settings, stream) in connected {
         let outbox = Arc::new(Outbox::new(settings.domain.clone(), config.xmpp.queue_size));
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         links.push(Link {
             domain: settings.domain.clone(),
             outbox: outbox.clone(),
         });
+        let network = build_network(kind, &config);
+        let muc = network
+            .as_ref()
+            .map(|_| Muc::new(irc_addressing(&config, &settings.domain)));
         tasks.spawn(component::run_link(
             settings,
             stream,
             outbox.clone(),
             inbound_tx,
+            links_shutdown.clone(),
+        ));
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        if let Some(network) = &network {
+            let network = network.clone();
+            let stopped = network_stopped.clone();
+            networks.spawn(async move {
+                if let Err(e) = network
+                    .run(NetworkContext { events: events_tx }, stopped)
+                    .await
+                {
+                    warn!(network = %network.kind(), error = %e, "network stopped with an error");
+                }
+            });
+        }
+        let gateway = Gateway::new(kind, domain, access.clone(), muc);
+        cores.spawn(serve_domain(
+            gateway,
+            network,
+            inbound_rx,
+            events_rx,
+            outbox,
             shutdown.clone(),
         ));
-        let gateway = Gateway::new(network, domain, access.clone());
-        tasks.spawn(serve_domain(network, gateway, inbound_rx, outbox));
     }
+    tasks.spawn(async move {
+        shutdown.cancelled().await;
+        while cores.join_next().await.is_some() {}
+        let _ = network_stop.send(true);
+        let goodbye = async { while networks.join_next().await.is_some() {} };
+        if tokio::time::timeout(NETWORK_GOODBYE, goodbye)
+            .await
+            .is_err()
+        {
+            warn!("networks did not finish saying goodbye in time");
+        }
+        links_shutdown.cancel();
+    });
     Ok(Running {
         links,
         tasks,
@@ -128,17 +178,84 @@ impl Running {
     }
 }
 
-/// The gateway core's loop for one domain: stanzas in, replies out.
+fn build_network(kind: NetworkKind, config: &Config) -> Option<Arc<dyn Network>> {
+    match kind {
+        #[cfg(feature = "irc")]
+        NetworkKind::Irc => {
+            let irc = config.irc.as_ref()?;
+            let servers = irc
+                .servers
+                .iter()
+                .map(|(host, s)| {
+                    let settings = causeway_irc::ServerSettings {
+                        port: s.port,
+                        tls: s.tls,
+                        verify_tls: s.verify_tls,
+                        flood_control: s.flood_control,
+                        flood_burst: s.flood_burst,
+                        flood_per_second: s.flood_per_second,
+                        password: None,
+                    };
+                    (host.to_ascii_lowercase(), settings)
+                })
+                .collect();
+            let settings = causeway_irc::IrcSettings {
+                servers,
+                default_server: Default::default(),
+            };
+            Some(Arc::new(causeway_irc::IrcNetwork::new(settings)))
+        }
+        _ => None,
+    }
+}
+
+fn irc_addressing(config: &Config, domain: &str) -> address::IrcAddressing {
+    let fixed = config.irc.as_ref().and_then(|irc| irc.fixed_server.clone());
+    address::IrcAddressing::new(domain, fixed)
+}
+
+/// The gateway core's loop for one domain: stanzas and network events in, stanzas and
+/// network actions out, one at a time, so the MUC state needs no lock.
 async fn serve_domain(
-    network: NetworkKind,
-    gateway: Gateway,
-    mut inbound: mpsc::Receiver<tokio_xmpp::Stanza>,
+    mut gateway: Gateway,
+    network: Option<Arc<dyn Network>>,
+    mut inbound: mpsc::Receiver<Stanza>,
+    mut events: mpsc::Receiver<Event>,
     outbox: Arc<Outbox>,
+    shutdown: CancellationToken,
 ) {
-    while let Some(stanza) = inbound.recv().await {
-        if let Some(reply) = gateway.handle(stanza) {
-            outbox.push(reply);
+    loop {
+        let effects = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(event) = events.recv() => gateway.handle_event(event),
+            stanza = inbound.recv() => match stanza {
+                Some(stanza) => gateway.handle_stanza(stanza),
+                None => break,
+            },
+        };
+        apply(&mut gateway, network.as_deref(), &outbox, effects).await;
+    }
+    for stanza in gateway.shutdown_presences() {
+        outbox.push(stanza);
+    }
+}
+
+async fn apply(
+    gateway: &mut Gateway,
+    network: Option<&dyn Network>,
+    outbox: &Outbox,
+    effects: Effects,
+) {
+    for stanza in effects.stanzas {
+        outbox.push(stanza);
+    }
+    let Some(network) = network else { return };
+    for request in effects.requests {
+        if let Err(e) = network.act(&request.user, request.action).await {
+            for stanza in gateway.request_failed(request.on_error, &e) {
+                outbox.push(stanza);
+            }
         }
     }
-    tracing::debug!(%network, "gateway core stopped");
 }

@@ -10,7 +10,8 @@ use tokio_xmpp::parsers::version::VersionResult;
 pub const GATEWAY_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::VERSION, ns::PING];
 
 /// disco#info of a network's gateway domain.
-pub fn gateway_info(network: NetworkKind) -> DiscoInfoResult {
+/// With `rooms`, the domain also serves the network's rooms as MUCs.
+pub fn gateway_info(network: NetworkKind, rooms: bool) -> DiscoInfoResult {
     let mut identities = vec![Identity::new(
         "gateway",
         network.as_str(),
@@ -29,7 +30,11 @@ pub fn gateway_info(network: NetworkKind) -> DiscoInfoResult {
     DiscoInfoResult {
         node: None,
         identities,
-        features: GATEWAY_FEATURES.iter().map(|f| f.to_string()).collect(),
+        features: GATEWAY_FEATURES
+            .iter()
+            .chain(rooms.then_some(&ns::MUC))
+            .map(|f| f.to_string())
+            .collect(),
         extensions: vec![],
     }
 }

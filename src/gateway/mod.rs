@@ -1,16 +1,18 @@
 //! The gateway core: what the gateway answers on each component domain.
 //!
-//! Network-agnostic: it turns stanzas into replies (and, once networks are wired in,
-//! into actions for them). Pure functions of the stanza and the configuration, so they are
-//! unit tested without any server.
+//! Network-agnostic: it turns stanzas into replies and into actions for the network, and
+//! network events into stanzas. Pure functions of the stanza, the configuration and the MUC
+//! state, so they are unit tested without any server.
 //!
 //! Rules kept everywhere here: an error stanza is never answered (no loops); a result is
 //! never answered; every unsupported request gets an error with a human text, never silence.
 
 pub mod access;
 pub mod disco;
+pub mod muc;
+pub mod stanzas;
 
-use causeway_bridge::NetworkKind;
+use causeway_bridge::{BridgeError, Event, NetworkKind};
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoItemsQuery};
@@ -25,32 +27,85 @@ use tokio_xmpp::Stanza;
 use tracing::debug;
 
 use self::access::AccessList;
+use self::muc::{Effects, Muc, OnError};
 
 /// The gateway as seen on one component domain.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gateway {
     network: NetworkKind,
     domain: BareJid,
     access: AccessList,
+    /// Rooms and users of the network, when a network is attached to this domain.
+    muc: Option<Muc>,
 }
 
 impl Gateway {
-    /// The gateway for `network` on `domain`, serving the users `access` allows.
-    pub fn new(network: NetworkKind, domain: BareJid, access: AccessList) -> Gateway {
+    /// The gateway for `network` on `domain`, serving the users `access` allows; `muc` when
+    /// the network's rooms and users are reachable.
+    pub fn new(
+        network: NetworkKind,
+        domain: BareJid,
+        access: AccessList,
+        muc: Option<Muc>,
+    ) -> Gateway {
         Gateway {
             network,
             domain,
             access,
+            muc,
         }
     }
 
-    /// The reply to one inbound stanza, if it deserves one.
-    pub fn handle(&self, stanza: Stanza) -> Option<Stanza> {
+    /// The reply to one inbound stanza, if it deserves one (tests of the stateless part).
+    pub fn handle(&mut self, stanza: Stanza) -> Option<Stanza> {
+        self.handle_stanza(stanza).stanzas.into_iter().next()
+    }
+
+    /// Everything one inbound stanza causes.
+    pub fn handle_stanza(&mut self, stanza: Stanza) -> Effects {
         match stanza {
-            Stanza::Iq(iq) => self.handle_iq(iq),
+            Stanza::Iq(iq) => only(self.handle_iq(iq)),
             Stanza::Message(message) => self.handle_message(message),
             Stanza::Presence(presence) => self.handle_presence(presence),
         }
+    }
+
+    /// Everything a network event causes.
+    pub fn handle_event(&mut self, event: Event) -> Effects {
+        match &mut self.muc {
+            Some(muc) => muc.handle_event(event),
+            None => Effects::default(),
+        }
+    }
+
+    /// What to tell the user when the network refused an action.
+    pub fn request_failed(&mut self, on_error: OnError, err: &BridgeError) -> Vec<Stanza> {
+        match &mut self.muc {
+            Some(muc) => muc.request_failed(on_error, err),
+            None => vec![],
+        }
+    }
+
+    /// Presences telling every joined resource that the gateway is going away (332).
+    pub fn shutdown_presences(&self) -> Vec<Stanza> {
+        use tokio_xmpp::parsers::muc::user::Status;
+        let Some(muc) = &self.muc else { return vec![] };
+        muc.joined_everywhere()
+            .into_iter()
+            .map(|(occupant, to)| {
+                let statuses = vec![Status::SelfPresence, Status::ServiceShutdown];
+                let reason = Some("the gateway is shutting down".to_owned());
+                stanzas::occupant_presence(
+                    occupant,
+                    to,
+                    causeway_bridge::Privilege::None,
+                    true,
+                    statuses,
+                    None,
+                    reason,
+                )
+            })
+            .collect()
     }
 
     fn handle_iq(&self, iq: Iq) -> Option<Stanza> {
@@ -113,7 +168,9 @@ impl Gateway {
                     format!("no disco node {node:?} here"),
                 ));
             }
-            Ok(Some(disco::gateway_info(self.network).into()))
+            Ok(Some(
+                disco::gateway_info(self.network, self.muc.is_some()).into(),
+            ))
         } else if payload.is("query", ns::DISCO_ITEMS) {
             DiscoItemsQuery::try_from(payload).map_err(bad_request)?;
             Ok(Some(disco::gateway_items().into()))
@@ -133,41 +190,83 @@ impl Gateway {
         }
     }
 
-    fn handle_message(&self, message: Message) -> Option<Stanza> {
+    fn handle_message(&mut self, message: Message) -> Effects {
         if message.type_ == MessageType::Error {
-            return None;
+            return Effects::default();
         }
-        let from = message.from.clone()?;
+        let Some(from) = message.from.clone() else {
+            return Effects::default();
+        };
+        let to = message
+            .to
+            .clone()
+            .unwrap_or_else(|| self.domain.clone().into());
         let error = match self.check_access(&from) {
             Err(error) => error,
-            Ok(()) => not_yet(self.network, message.to.as_ref()),
+            Ok(()) => match (&mut self.muc, from.clone().try_into_full()) {
+                (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
+                    Ok(address) => return muc.handle_message(message, full, to, address),
+                    Err(e) => StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::ItemNotFound,
+                        "en",
+                        e.to_string(),
+                    ),
+                },
+                _ => not_yet(self.network, Some(&to)),
+            },
         };
         let mut reply = Message::error(None);
         reply.id = message.id;
         reply.payloads.push(error.into());
         let mut reply = reply.into();
-        address_reply(&mut reply, message.to, from);
-        Some(reply)
+        address_reply(&mut reply, Some(to), from);
+        only(Some(reply))
     }
 
-    fn handle_presence(&self, presence: Presence) -> Option<Stanza> {
-        // Only an available presence asks for something (a join); unavailable, probes and
+    fn handle_presence(&mut self, presence: Presence) -> Effects {
+        let Some(from) = presence.from.clone() else {
+            return Effects::default();
+        };
+        let to = presence
+            .to
+            .clone()
+            .unwrap_or_else(|| self.domain.clone().into());
+        // Only an available presence asks for something (a join); errors, probes and
         // subscription handshakes get no error, so that no loop can start.
-        if presence.type_ != PresenceType::None {
-            debug!(from = ?presence.from, type_ = ?presence.type_, "presence ignored");
-            return None;
-        }
-        let from = presence.from.clone()?;
+        let asks = presence.type_ == PresenceType::None;
         let error = match self.check_access(&from) {
             Err(error) => error,
-            Ok(()) => not_yet(self.network, presence.to.as_ref()),
+            Ok(()) => match (&mut self.muc, from.clone().try_into_full()) {
+                (Some(muc), Ok(full))
+                    if matches!(
+                        presence.type_,
+                        PresenceType::None | PresenceType::Unavailable
+                    ) =>
+                {
+                    match muc.addressing().parse(&to) {
+                        Ok(address) => return muc.handle_presence(presence, full, to, address),
+                        Err(e) => StanzaError::new(
+                            ErrorType::Cancel,
+                            DefinedCondition::ItemNotFound,
+                            "en",
+                            e.to_string(),
+                        ),
+                    }
+                }
+                _ => not_yet(self.network, Some(&to)),
+            },
         };
+        if !asks {
+            debug!(from = ?presence.from, type_ = ?presence.type_, "presence ignored");
+            return Effects::default();
+        }
         let mut reply = Presence::error();
         reply.id = presence.id;
         reply.payloads.push(error.into());
         let mut reply = reply.into();
-        address_reply(&mut reply, presence.to, from);
-        Some(reply)
+        address_reply(&mut reply, Some(to), from);
+        only(Some(reply))
     }
 
     fn check_access(&self, from: &Jid) -> Result<(), StanzaError> {
@@ -185,6 +284,13 @@ impl Gateway {
                 format!("{} is not allowed to use this gateway: ask the administrator of {} to add it to [access] allow", from.to_bare(), self.domain),
             ))
         }
+    }
+}
+
+fn only(stanza: Option<Stanza>) -> Effects {
+    Effects {
+        stanzas: stanza.into_iter().collect(),
+        requests: vec![],
     }
 }
 

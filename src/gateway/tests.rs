@@ -11,6 +11,7 @@ fn gateway(network: NetworkKind) -> Gateway {
         network,
         domain.parse().unwrap(),
         AccessList::new(&["example.org".to_string()]),
+        None,
     )
 }
 
@@ -110,7 +111,7 @@ fn disco_info_of_an_unknown_node_is_item_not_found() {
 
 #[test]
 fn ping_and_version_are_answered() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     assert_eq!(
         result_payload(gw.handle(get("irc.example.org", ALICE, Ping))),
         None
@@ -126,7 +127,7 @@ fn ping_and_version_are_answered() {
 
 #[test]
 fn unsupported_requests_get_service_unavailable_with_text() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     let vcard = Element::builder("vCard", "vcard-temp").build();
     let error = error_of(gw.handle(get("irc.example.org", ALICE, vcard.clone())));
     assert_eq!(
@@ -159,7 +160,7 @@ fn unsupported_requests_get_service_unavailable_with_text() {
 
 #[test]
 fn errors_and_results_are_never_answered() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     let from: Jid = ALICE.parse().unwrap();
     let to: Jid = "irc.example.org".parse().unwrap();
     let error = StanzaError::new(
@@ -199,7 +200,7 @@ fn errors_and_results_are_never_answered() {
 
 #[test]
 fn strangers_are_refused_with_forbidden_and_a_text() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     let mallory = "mallory@other.example/x";
     let error = error_of(gw.handle(get(
         "irc.example.org",
@@ -240,7 +241,7 @@ fn strangers_are_refused_with_forbidden_and_a_text() {
 
 #[test]
 fn allowed_users_are_told_what_is_not_relayed_yet() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     let mut join = Presence::available().with_from(ALICE.parse::<Jid>().unwrap());
     join.to = Some(
         "#chan%irc.example.net@irc.example.org/alice"
@@ -260,7 +261,7 @@ fn allowed_users_are_told_what_is_not_relayed_yet() {
 
 #[test]
 fn the_components_own_keepalive_ping_is_answered() {
-    let gw = gateway(NetworkKind::Irc);
+    let mut gw = gateway(NetworkKind::Irc);
     let ping = get("irc.example.org", "irc.example.org", Ping);
     match gw.handle(ping) {
         Some(Stanza::Iq(Iq::Result { to, .. })) => {

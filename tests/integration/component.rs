@@ -65,7 +65,7 @@ async fn gateway_answers_disco_ping_and_version(flavor: Flavor) {
         identities.contains(&("conference", "irc")),
         "{identities:?}"
     );
-    for feature in [ns::DISCO_INFO, ns::PING, ns::VERSION] {
+    for feature in [ns::DISCO_INFO, ns::PING, ns::VERSION, ns::MUC] {
         assert!(
             info.features.iter().any(|f| f.var == feature),
             "{feature} not advertised: {:?}",

@@ -7,4 +7,5 @@
 mod cli;
 mod component;
 mod harness;
+mod irc;
 mod servers;

@@ -249,6 +249,8 @@ struct Session {
     echoes: VecDeque<PendingEcho>,
     /// Whether the connect-time burst (MOTD and such) is over.
     settled: bool,
+    /// Whether any channel was asked for yet: the session ends when the last one is left.
+    had_channels: bool,
     writer: Option<Writer>,
 }
 
@@ -273,6 +275,7 @@ pub async fn run(
         channels: HashMap::new(),
         echoes: VecDeque::new(),
         settled: false,
+        had_channels: false,
         writer: None,
     };
     // Joins waiting for the registration; the first command is normally one.
@@ -353,7 +356,7 @@ pub async fn run(
                 }
             }
         }
-        if session.channels.is_empty() {
+        if session.had_channels && session.channels.is_empty() {
             // Last channel left: quit, unless a join is already waiting.
             inner.forget(&user, &server, id);
             commands.close();
@@ -578,6 +581,7 @@ impl Session {
                     return;
                 }
                 self.channels.insert(folded, Channel::joining(&channel));
+                self.had_channels = true;
                 match key {
                     Some(key) => self.send(format("JOIN", &[&channel, &key])),
                     None => self.send(format("JOIN", &[&channel])),

@@ -1,5 +1,6 @@
 //! Real servers on loopback and an XMPP test client, for the end-to-end tests.
 
+pub mod irc_client;
 pub mod irc_server;
 pub mod process;
 pub mod xmpp_server;
@@ -43,6 +44,18 @@ secret = "{secret}"
     )
 }
 
+/// [`config_toml`] plus an IRC server on `127.0.0.1:irc_port`, plain TCP, no flood control.
+pub fn config_toml_with_irc(
+    server: &XmppServer,
+    db_dir: &std::path::Path,
+    irc_port: u16,
+) -> String {
+    config_toml(server, &server.secret, db_dir)
+        + &format!(
+            "[irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n"
+        )
+}
+
 /// [`config_toml`], parsed.
 pub fn gateway_config(
     server: &XmppServer,
@@ -66,6 +79,27 @@ impl Gateway {
     pub async fn start(server: &XmppServer) -> Gateway {
         let db = tempfile::tempdir().unwrap();
         let config = gateway_config(server, &server.secret, db.path());
+        Self::start_with(server, config, db).await
+    }
+
+    /// Start causeway against `server` and the IRC server on `irc_port`.
+    pub async fn start_with_irc(server: &XmppServer, irc_port: u16) -> Gateway {
+        init_logging();
+        let db = tempfile::tempdir().unwrap();
+        let config = causeway::config::Config::from_toml_str(&config_toml_with_irc(
+            server,
+            db.path(),
+            irc_port,
+        ))
+        .unwrap();
+        Self::start_with(server, config, db).await
+    }
+
+    async fn start_with(
+        server: &XmppServer,
+        config: causeway::config::Config,
+        db: tempfile::TempDir,
+    ) -> Gateway {
         let shutdown = CancellationToken::new();
         let running = causeway::start(config, shutdown.clone())
             .await

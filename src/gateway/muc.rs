@@ -1,0 +1,945 @@
+//! XEP-0045 multi-user chat over a remote network: IRC channels as MUC rooms.
+//!
+//! All resources of one XMPP user share one puppet per server, and so one nick per room.
+//! The core keeps, per user and room, which resources are in, who the members are and the
+//! subject, so a second resource gets the whole join sequence from here without asking
+//! the network. Everything is a pure function from (state, input) to [`Effects`]: stanzas
+//! to send and actions for the network.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use causeway_bridge::{
+    Action, BridgeError, Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege,
+    RoomRef, UserRef,
+};
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Message, MessageType};
+use tokio_xmpp::parsers::muc::user::Status;
+use tokio_xmpp::parsers::muc::Muc as MucJoin;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
+use tokio_xmpp::Stanza;
+
+use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
+use crate::address::{IrcAddress, IrcAddressing};
+
+/// What handling one input produced.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Stanzas to send, in order.
+    pub stanzas: Vec<Stanza>,
+    /// Actions for the network, in order, each with what to do if it fails.
+    pub requests: Vec<Request>,
+}
+
+/// An action for the network on behalf of a user.
+#[derive(Debug)]
+pub struct Request {
+    /// Whose.
+    pub user: UserRef,
+    /// What.
+    pub action: Action,
+    /// Whom to tell if the network refuses it.
+    pub on_error: OnError,
+}
+
+/// How to report a refused action.
+#[derive(Debug, Clone)]
+pub enum OnError {
+    /// A join: every resource waiting on it gets a presence error.
+    Join(RoomKey),
+    /// A message: an error back to its sender.
+    Message {
+        /// The address the message went to.
+        to: Jid,
+        /// The sender.
+        sender: FullJid,
+        /// The message id.
+        id: Option<String>,
+    },
+}
+
+/// A room of one user: (user, server, folded channel name).
+pub type RoomKey = (BareJid, String, String);
+
+#[derive(Debug)]
+struct Pending {
+    resource: FullJid,
+    nick: String,
+    id: Option<String>,
+}
+
+#[derive(Debug)]
+struct RoomState {
+    room: RoomRef,
+    /// The puppet's nick: the one asked for until joined, then the network's.
+    nick: String,
+    joined: bool,
+    resources: BTreeSet<FullJid>,
+    pending: Vec<Pending>,
+    /// Members by folded nick.
+    members: BTreeMap<String, Member>,
+    subject: String,
+    /// Origin-ids of messages sent and not yet reflected, by message id.
+    origin_ids: HashMap<String, Element>,
+}
+
+/// The MUC side of the gateway core for one IRC domain.
+#[derive(Debug)]
+pub struct Muc {
+    addressing: IrcAddressing,
+    rooms: HashMap<RoomKey, RoomState>,
+}
+
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+impl Muc {
+    /// No rooms yet.
+    pub fn new(addressing: IrcAddressing) -> Muc {
+        Muc {
+            addressing,
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// The addressing in use.
+    pub fn addressing(&self) -> &IrcAddressing {
+        &self.addressing
+    }
+
+    fn key(user: &BareJid, room: &RoomRef) -> RoomKey {
+        (
+            user.clone(),
+            room.server.to_ascii_lowercase(),
+            fold(&room.name),
+        )
+    }
+
+    fn occupant(&self, room: &RoomRef, nick: &str) -> Option<Jid> {
+        self.addressing
+            .occupant_jid(&room.server, &room.name, nick)
+            .ok()
+            .map(Jid::from)
+    }
+
+    fn room_jid(&self, room: &RoomRef) -> Option<Jid> {
+        self.addressing
+            .channel_jid(&room.server, &room.name)
+            .ok()
+            .map(Jid::from)
+    }
+
+    /// A presence from an allowed user to a room or occupant JID.
+    pub fn handle_presence(
+        &mut self,
+        presence: Presence,
+        from: FullJid,
+        to: Jid,
+        address: IrcAddress,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        let IrcAddress::Channel {
+            server,
+            channel,
+            nick,
+        } = address
+        else {
+            if presence.type_ == PresenceType::None {
+                let err = error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    format!("{to} is not a room"),
+                );
+                fx.stanzas
+                    .push(presence_error(to, from.into(), presence.id, err));
+            }
+            return fx;
+        };
+        let room = RoomRef {
+            server,
+            name: channel,
+        };
+        let key = Self::key(&from.to_bare(), &room);
+        match presence.type_ {
+            PresenceType::None => {
+                let Some(nick) = nick.filter(|n| !n.trim().is_empty()) else {
+                    let err = error(
+                        ErrorType::Modify,
+                        DefinedCondition::JidMalformed,
+                        "join with a nick: room@domain/nick",
+                    );
+                    fx.stanzas
+                        .push(presence_error(to, from.into(), presence.id, err));
+                    return fx;
+                };
+                let password = presence
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("x", ns::MUC))
+                    .and_then(|p| MucJoin::try_from(p.clone()).ok())
+                    .and_then(|m| m.password);
+                self.join(&mut fx, key, room, from, nick, password, presence.id);
+            }
+            PresenceType::Unavailable => self.leave(
+                &mut fx,
+                &key,
+                &from,
+                presence.statuses.values().next().cloned(),
+            ),
+            _ => {}
+        }
+        fx
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &mut self,
+        fx: &mut Effects,
+        key: RoomKey,
+        room: RoomRef,
+        from: FullJid,
+        nick: String,
+        password: Option<String>,
+        id: Option<String>,
+    ) {
+        if let Some(state) = self.rooms.get_mut(&key) {
+            if state.resources.contains(&from) {
+                if nick != state.nick {
+                    // A joined resource asking for another nick: an IRC nick change.
+                    fx.requests.push(Request {
+                        user: UserRef(key.0.to_string()),
+                        action: Action::ChangeNick {
+                            server: state.room.server.clone(),
+                            nick,
+                        },
+                        on_error: OnError::Message {
+                            to: from.clone().into(),
+                            sender: from,
+                            id,
+                        },
+                    });
+                }
+                return;
+            }
+            if state.joined {
+                state.resources.insert(from.clone());
+                let pending = Pending {
+                    resource: from,
+                    nick,
+                    id,
+                };
+                let stanzas = self.join_sequence(&key, &pending);
+                fx.stanzas.extend(stanzas);
+            } else {
+                state.pending.push(Pending {
+                    resource: from,
+                    nick,
+                    id,
+                });
+            }
+            return;
+        }
+        let state = RoomState {
+            room: room.clone(),
+            nick: nick.clone(),
+            joined: false,
+            resources: BTreeSet::new(),
+            pending: vec![Pending {
+                resource: from,
+                nick: nick.clone(),
+                id,
+            }],
+            members: BTreeMap::new(),
+            subject: String::new(),
+            origin_ids: HashMap::new(),
+        };
+        self.rooms.insert(key.clone(), state);
+        fx.requests.push(Request {
+            user: UserRef(key.0.to_string()),
+            action: Action::Join {
+                room,
+                nick,
+                password,
+            },
+            on_error: OnError::Join(key),
+        });
+    }
+
+    /// Occupants, then self-presence (110, and 210 when the nick is not the one asked
+    /// for), then the subject — always, empty when there is none.
+    fn join_sequence(&self, key: &RoomKey, joiner: &Pending) -> Vec<Stanza> {
+        let Some(state) = self.rooms.get(key) else {
+            return vec![];
+        };
+        let to: Jid = joiner.resource.clone().into();
+        let own = fold(&state.nick);
+        let mut out = Vec::new();
+        for (folded, member) in &state.members {
+            if *folded == own {
+                continue;
+            }
+            if let Some(from) = self.occupant(&state.room, &member.nick) {
+                out.push(occupant_presence(
+                    from,
+                    to.clone(),
+                    member.privilege,
+                    false,
+                    vec![],
+                    None,
+                    None,
+                ));
+            }
+        }
+        let own_privilege = state
+            .members
+            .get(&own)
+            .map(|m| m.privilege)
+            .unwrap_or_default();
+        let mut statuses = vec![Status::SelfPresence];
+        if state.nick != joiner.nick {
+            statuses.push(Status::AssignedNick);
+        }
+        if let Some(from) = self.occupant(&state.room, &state.nick) {
+            let mut presence =
+                occupant_presence(from, to.clone(), own_privilege, false, statuses, None, None);
+            if let Stanza::Presence(p) = &mut presence {
+                p.id = joiner.id.clone();
+            }
+            out.push(presence);
+        }
+        if let Some(room_jid) = self.room_jid(&state.room) {
+            let mut subject = Message::groupchat(Some(to));
+            subject.from = Some(room_jid);
+            subject
+                .subjects
+                .insert(Default::default(), state.subject.clone());
+            out.push(subject.into());
+        }
+        out
+    }
+
+    fn leave(&mut self, fx: &mut Effects, key: &RoomKey, from: &FullJid, reason: Option<String>) {
+        let Some(state) = self.rooms.get(key) else {
+            return;
+        };
+        let occupant = self.occupant(&state.room, &state.nick);
+        let privilege = state
+            .members
+            .get(&fold(&state.nick))
+            .map(|m| m.privilege)
+            .unwrap_or_default();
+        let state = self.rooms.get_mut(key).expect("present above");
+        state.pending.retain(|p| p.resource != *from);
+        if state.resources.remove(from) {
+            if let Some(occupant) = occupant {
+                fx.stanzas.push(occupant_presence(
+                    occupant,
+                    from.clone().into(),
+                    privilege,
+                    true,
+                    vec![Status::SelfPresence],
+                    None,
+                    None,
+                ));
+            }
+        }
+        if state.resources.is_empty() && state.pending.is_empty() {
+            let state = self.rooms.remove(key).expect("present above");
+            fx.requests.push(Request {
+                user: UserRef(key.0.to_string()),
+                action: Action::Part {
+                    room: state.room,
+                    reason,
+                },
+                on_error: OnError::Message {
+                    to: from.clone().into(),
+                    sender: from.clone(),
+                    id: None,
+                },
+            });
+        }
+    }
+
+    /// A message from an allowed user to a room, an occupant or an IRC user.
+    pub fn handle_message(
+        &mut self,
+        msg: Message,
+        from: FullJid,
+        to: Jid,
+        address: IrcAddress,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        let user = UserRef(from.to_bare().to_string());
+        let id = msg.id.as_ref().map(|i| i.0.clone());
+        let body = msg
+            .bodies
+            .get("")
+            .or_else(|| msg.bodies.values().next())
+            .cloned();
+        let refuse = |fx: &mut Effects, condition, text: String| {
+            fx.stanzas.push(message_error(
+                to.clone(),
+                from.clone().into(),
+                id.clone(),
+                error(ErrorType::Cancel, condition, text),
+            ));
+        };
+        match address {
+            IrcAddress::Channel {
+                server,
+                channel,
+                nick: None,
+            } if msg.type_ == MessageType::Groupchat => {
+                let room = RoomRef {
+                    server,
+                    name: channel,
+                };
+                let key = Self::key(&from.to_bare(), &room);
+                let Some(state) = self
+                    .rooms
+                    .get_mut(&key)
+                    .filter(|s| s.resources.contains(&from))
+                else {
+                    refuse(
+                        &mut fx,
+                        DefinedCondition::NotAcceptable,
+                        format!("you are not in {}: join it first", room.name),
+                    );
+                    return fx;
+                };
+                if let (Some(subject), None) = (msg.subjects.values().next(), &body) {
+                    fx.requests.push(Request {
+                        user,
+                        action: Action::SetSubject {
+                            room: state.room.clone(),
+                            subject: subject.clone(),
+                        },
+                        on_error: OnError::Message {
+                            to,
+                            sender: from,
+                            id,
+                        },
+                    });
+                    return fx;
+                }
+                let Some(body) = body else { return fx };
+                let id = id.unwrap_or_else(new_id);
+                if let Some(origin) = msg.payloads.iter().find(|p| p.is("origin-id", ns::SID)) {
+                    state.origin_ids.insert(id.clone(), origin.clone());
+                }
+                let (body, kind) = split_me(&body);
+                fx.requests.push(Request {
+                    user,
+                    action: Action::Send {
+                        to: Peer::Room(state.room.clone()),
+                        body,
+                        kind,
+                        id: id.clone(),
+                    },
+                    on_error: OnError::Message {
+                        to,
+                        sender: from,
+                        id: Some(id),
+                    },
+                });
+            }
+            IrcAddress::Channel {
+                server,
+                nick: Some(nick),
+                ..
+            }
+            | IrcAddress::User { server, nick } => {
+                let Some(body) = body else { return fx };
+                let (body, kind) = split_me(&body);
+                let id = id.unwrap_or_else(new_id);
+                fx.requests.push(Request {
+                    user,
+                    action: Action::Send {
+                        to: Peer::User { server, nick },
+                        body,
+                        kind,
+                        id: id.clone(),
+                    },
+                    on_error: OnError::Message {
+                        to,
+                        sender: from,
+                        id: Some(id),
+                    },
+                });
+            }
+            IrcAddress::Server { server } => {
+                let Some(body) = body else { return fx };
+                for line in body.lines().filter(|l| !l.trim().is_empty()) {
+                    fx.requests.push(Request {
+                        user: user.clone(),
+                        action: Action::Raw {
+                            server: server.clone(),
+                            line: line.to_owned(),
+                        },
+                        on_error: OnError::Message {
+                            to: to.clone(),
+                            sender: from.clone(),
+                            id: id.clone(),
+                        },
+                    });
+                }
+            }
+            IrcAddress::Channel { .. } => {
+                if body.is_some() {
+                    refuse(
+                        &mut fx,
+                        DefinedCondition::BadRequest,
+                        "messages to a room are of type groupchat".into(),
+                    );
+                }
+            }
+            IrcAddress::Gateway => {}
+        }
+        fx
+    }
+
+    /// What to tell the user when the network refused an action.
+    pub fn request_failed(&mut self, on_error: OnError, err: &BridgeError) -> Vec<Stanza> {
+        match on_error {
+            OnError::Join(key) => {
+                let failure = match err {
+                    BridgeError::Invalid(_) => JoinFailure::BadNick,
+                    BridgeError::Unreachable(_) => JoinFailure::Unreachable,
+                    _ => JoinFailure::Other,
+                };
+                self.join_failed(&key, failure, &err.to_string())
+            }
+            OnError::Message { to, sender, id } => {
+                let condition = match err {
+                    BridgeError::NotFound(_) => DefinedCondition::ItemNotFound,
+                    BridgeError::Invalid(_) => DefinedCondition::BadRequest,
+                    BridgeError::Unreachable(_) => DefinedCondition::RemoteServerNotFound,
+                    _ => DefinedCondition::ServiceUnavailable,
+                };
+                vec![message_error(
+                    to,
+                    sender.into(),
+                    id,
+                    error(ErrorType::Cancel, condition, err.to_string()),
+                )]
+            }
+        }
+    }
+
+    fn join_failed(&mut self, key: &RoomKey, failure: JoinFailure, text: &str) -> Vec<Stanza> {
+        let Some(mut state) = self.rooms.remove(key) else {
+            return vec![];
+        };
+        let (type_, condition) = match failure {
+            JoinFailure::NickInUse => (ErrorType::Cancel, DefinedCondition::Conflict),
+            JoinFailure::BadNick => (ErrorType::Modify, DefinedCondition::JidMalformed),
+            JoinFailure::InviteOnly => (ErrorType::Auth, DefinedCondition::RegistrationRequired),
+            JoinFailure::Banned => (ErrorType::Auth, DefinedCondition::Forbidden),
+            JoinFailure::BadKey => (ErrorType::Auth, DefinedCondition::NotAuthorized),
+            JoinFailure::Full => (ErrorType::Wait, DefinedCondition::ServiceUnavailable),
+            JoinFailure::NoSuchRoom => (ErrorType::Cancel, DefinedCondition::ItemNotFound),
+            JoinFailure::Unreachable => (ErrorType::Cancel, DefinedCondition::RemoteServerNotFound),
+            JoinFailure::Other => (ErrorType::Cancel, DefinedCondition::NotAllowed),
+        };
+        let mut out = Vec::new();
+        for pending in state.pending.drain(..) {
+            if let Some(from) = self.occupant(&state.room, &pending.nick) {
+                out.push(presence_error(
+                    from,
+                    pending.resource.into(),
+                    pending.id,
+                    error(type_.clone(), condition.clone(), text),
+                ));
+            }
+        }
+        out
+    }
+
+    /// What the network reported.
+    pub fn handle_event(&mut self, event: Event) -> Effects {
+        let mut fx = Effects::default();
+        let Ok(user) = event.user().0.parse::<BareJid>() else {
+            return fx;
+        };
+        match event {
+            Event::Joined {
+                room,
+                nick,
+                members,
+                subject,
+                ..
+            } => {
+                let key = Self::key(&user, &room);
+                let Some(state) = self.rooms.get_mut(&key) else {
+                    // Nobody waits for this room any more: leave it again.
+                    fx.requests.push(Request {
+                        user: UserRef(user.to_string()),
+                        action: Action::Part {
+                            room: room.clone(),
+                            reason: None,
+                        },
+                        on_error: OnError::Join(key),
+                    });
+                    return fx;
+                };
+                state.joined = true;
+                state.nick = nick;
+                state.subject = subject;
+                state.members = members.into_iter().map(|m| (fold(&m.nick), m)).collect();
+                let pending = std::mem::take(&mut state.pending);
+                for joiner in pending {
+                    if let Some(state) = self.rooms.get_mut(&key) {
+                        state.resources.insert(joiner.resource.clone());
+                    }
+                    let stanzas = self.join_sequence(&key, &joiner);
+                    fx.stanzas.extend(stanzas);
+                }
+            }
+            Event::JoinFailed {
+                room,
+                failure,
+                text,
+                ..
+            } => {
+                let key = Self::key(&user, &room);
+                fx.stanzas = self.join_failed(&key, failure, &text);
+            }
+            Event::Left {
+                room,
+                departure,
+                reason,
+                ..
+            } => {
+                let key = Self::key(&user, &room);
+                let Some(state) = self.rooms.remove(&key) else {
+                    return fx;
+                };
+                let mut statuses = vec![Status::SelfPresence];
+                match departure {
+                    Departure::Kick { .. } => statuses.push(Status::Kicked),
+                    Departure::Quit => statuses.push(Status::ServiceShutdown),
+                    Departure::Part => {}
+                }
+                if let Some(from) = self.occupant(&state.room, &state.nick) {
+                    for resource in &state.resources {
+                        fx.stanzas.push(occupant_presence(
+                            from.clone(),
+                            resource.clone().into(),
+                            Privilege::None,
+                            true,
+                            statuses.clone(),
+                            None,
+                            reason.clone(),
+                        ));
+                    }
+                }
+                let error_text = reason.unwrap_or_else(|| "left the room".into());
+                for pending in state.pending {
+                    if let Some(from) = self.occupant(&state.room, &pending.nick) {
+                        let err = error(
+                            ErrorType::Cancel,
+                            DefinedCondition::RemoteServerNotFound,
+                            error_text.clone(),
+                        );
+                        fx.stanzas.push(presence_error(
+                            from,
+                            pending.resource.into(),
+                            pending.id,
+                            err,
+                        ));
+                    }
+                }
+            }
+            Event::MemberJoined { room, member, .. } => {
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let from = muc.occupant(&state.room, &member.nick)?;
+                    Some(occupant_presence(
+                        from,
+                        to,
+                        member.privilege,
+                        false,
+                        vec![],
+                        None,
+                        None,
+                    ))
+                });
+                if let Some(state) = self.rooms.get_mut(&Self::key(&user, &room)) {
+                    state.members.insert(fold(&member.nick), member);
+                }
+            }
+            Event::MemberLeft {
+                room,
+                nick,
+                departure,
+                reason,
+                ..
+            } => {
+                let privilege = self
+                    .rooms
+                    .get(&Self::key(&user, &room))
+                    .and_then(|s| s.members.get(&fold(&nick)))
+                    .map(|m| m.privilege)
+                    .unwrap_or_default();
+                let statuses = if matches!(departure, Departure::Kick { .. }) {
+                    vec![Status::Kicked]
+                } else {
+                    vec![]
+                };
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let from = muc.occupant(&state.room, &nick)?;
+                    Some(occupant_presence(
+                        from,
+                        to,
+                        privilege,
+                        true,
+                        statuses.clone(),
+                        None,
+                        reason.clone(),
+                    ))
+                });
+                if let Some(state) = self.rooms.get_mut(&Self::key(&user, &room)) {
+                    state.members.remove(&fold(&nick));
+                }
+            }
+            Event::NickChanged {
+                rooms, old, new, ..
+            } => {
+                for room in rooms {
+                    let key = Self::key(&user, &room);
+                    let Some(state) = self.rooms.get_mut(&key) else {
+                        continue;
+                    };
+                    let own = fold(&state.nick) == fold(&old);
+                    let privilege = state
+                        .members
+                        .remove(&fold(&old))
+                        .map(|m| m.privilege)
+                        .unwrap_or_default();
+                    state.members.insert(
+                        fold(&new),
+                        Member {
+                            nick: new.clone(),
+                            privilege,
+                        },
+                    );
+                    if own {
+                        state.nick = new.clone();
+                    }
+                    let extra = if own {
+                        vec![Status::SelfPresence]
+                    } else {
+                        vec![]
+                    };
+                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                        let from = muc.occupant(&state.room, &old)?;
+                        let mut statuses = vec![Status::NewNick];
+                        statuses.extend(extra.clone());
+                        Some(occupant_presence(
+                            from,
+                            to,
+                            privilege,
+                            true,
+                            statuses,
+                            Some(new.clone()),
+                            None,
+                        ))
+                    });
+                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                        let from = muc.occupant(&state.room, &new)?;
+                        Some(occupant_presence(
+                            from,
+                            to,
+                            privilege,
+                            false,
+                            extra.clone(),
+                            None,
+                            None,
+                        ))
+                    });
+                }
+            }
+            Event::PrivilegeChanged {
+                room,
+                nick,
+                privilege,
+                ..
+            } => {
+                if let Some(state) = self.rooms.get_mut(&Self::key(&user, &room)) {
+                    if let Some(member) = state.members.get_mut(&fold(&nick)) {
+                        member.privilege = privilege;
+                    }
+                }
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let from = muc.occupant(&state.room, &nick)?;
+                    let statuses = if fold(&nick) == fold(&state.nick) {
+                        vec![Status::SelfPresence]
+                    } else {
+                        vec![]
+                    };
+                    Some(occupant_presence(
+                        from, to, privilege, false, statuses, None, None,
+                    ))
+                });
+            }
+            Event::Message {
+                peer: Peer::Room(room),
+                from,
+                body,
+                kind,
+                time,
+                own_id,
+                ..
+            } => {
+                let key = Self::key(&user, &room);
+                let origin = own_id.as_ref().and_then(|id| {
+                    self.rooms
+                        .get_mut(&key)
+                        .and_then(|s| s.origin_ids.remove(id))
+                });
+                let text = with_kind(&body, kind);
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let sender = muc.occupant(&state.room, &from)?;
+                    let mut msg =
+                        message(MessageType::Groupchat, sender, to, own_id.clone(), &text);
+                    if let Some(origin) = &origin {
+                        msg.payloads.push(origin.clone());
+                    }
+                    if let Some(delay) = time.and_then(|t| delay(muc.room_jid(&state.room)?, t)) {
+                        msg.payloads.push(delay.into());
+                    }
+                    Some(msg.into())
+                });
+            }
+            Event::Message {
+                peer: Peer::User { server, nick },
+                from,
+                body,
+                kind,
+                time,
+                own_id,
+                ..
+            } => {
+                if own_id.is_some() {
+                    // Our own private message: XEP-0280 carbons are the server's business.
+                    return fx;
+                }
+                let Ok(sender) = self
+                    .addressing
+                    .user_jid(&server, if from.is_empty() { &nick } else { &from })
+                else {
+                    return fx;
+                };
+                let mut msg = message(
+                    MessageType::Chat,
+                    sender.clone().into(),
+                    user.clone().into(),
+                    None,
+                    &with_kind(&body, kind),
+                );
+                if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
+                    msg.payloads.push(delay.into());
+                }
+                fx.stanzas.push(msg.into());
+            }
+            Event::Subject {
+                room, subject, by, ..
+            } => {
+                if let Some(state) = self.rooms.get_mut(&Self::key(&user, &room)) {
+                    state.subject = subject.clone();
+                }
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let from = match &by {
+                        Some(nick) => muc.occupant(&state.room, nick)?,
+                        None => muc.room_jid(&state.room)?,
+                    };
+                    let mut msg = Message::groupchat(Some(to));
+                    msg.from = Some(from);
+                    msg.subjects.insert(Default::default(), subject.clone());
+                    Some(msg.into())
+                });
+            }
+            Event::ServerText { server, text, .. } => {
+                if let Ok(from) = self.addressing.server_jid(&server) {
+                    fx.stanzas.push(
+                        message(MessageType::Chat, from.into(), user.into(), None, &text).into(),
+                    );
+                }
+            }
+            Event::SendFailed { peer, id, text, .. } => {
+                let to = match &peer {
+                    Peer::Room(room) => self.room_jid(room),
+                    Peer::User { server, nick } => {
+                        self.addressing.user_jid(server, nick).ok().map(Jid::from)
+                    }
+                };
+                if let Some(to) = to {
+                    let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, text);
+                    fx.stanzas.push(message_error(to, user.into(), id, err));
+                }
+            }
+        }
+        fx
+    }
+
+    /// One stanza per joined resource of `user` in `room`.
+    fn broadcast(
+        &self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        build: impl Fn(&Muc, &RoomState, Jid) -> Option<Stanza>,
+    ) {
+        let Some(state) = self.rooms.get(&Self::key(user, room)) else {
+            return;
+        };
+        for resource in &state.resources {
+            if let Some(stanza) = build(self, state, resource.clone().into()) {
+                fx.stanzas.push(stanza);
+            }
+        }
+    }
+
+    /// Every resource joined anywhere, with the room JID and own occupant JID, for the
+    /// shutdown announcement.
+    pub fn joined_everywhere(&self) -> Vec<(Jid, Jid)> {
+        let mut out = Vec::new();
+        for state in self.rooms.values() {
+            if let Some(occupant) = self.occupant(&state.room, &state.nick) {
+                for resource in &state.resources {
+                    out.push((occupant.clone(), resource.clone().into()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `/me waves` is an action.
+fn split_me(body: &str) -> (String, MessageKind) {
+    match body.strip_prefix("/me ") {
+        Some(action) => (action.to_owned(), MessageKind::Action),
+        None => (body.to_owned(), MessageKind::Normal),
+    }
+}
+
+/// How an action or notice reads in XMPP.
+fn with_kind(body: &str, kind: MessageKind) -> String {
+    match kind {
+        MessageKind::Action => format!("/me {body}"),
+        MessageKind::Normal | MessageKind::Notice => body.to_owned(),
+    }
+}
+
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("cw{:x}{:x}", nanos, NEXT.fetch_add(1, Ordering::Relaxed))
+}

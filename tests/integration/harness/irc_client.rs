@@ -1,0 +1,104 @@
+//! A plain IRC client for tests: the "other side" of the gateway, a real user on the real
+//! IRC server.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::ANSWER;
+
+/// A registered IRC user.
+pub struct IrcClient {
+    pub nick: String,
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+    /// Everything read so far, for failure messages.
+    pub seen: Vec<String>,
+}
+
+impl IrcClient {
+    /// Connect and register as `nick`.
+    pub async fn connect(port: u16, nick: &str) -> IrcClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (read, write) = stream.into_split();
+        let mut client = IrcClient {
+            nick: nick.to_owned(),
+            lines: BufReader::new(read).lines(),
+            write,
+            seen: vec![],
+        };
+        client.send(&format!("NICK {nick}")).await;
+        client.send(&format!("USER {nick} 0 * :{nick}")).await;
+        client
+            .expect("welcome", |l| l.split(' ').nth(1) == Some("001"))
+            .await;
+        client
+    }
+
+    /// Send one raw line.
+    pub async fn send(&mut self, line: &str) {
+        self.write
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Read lines until one matches (answering PINGs), within [`ANSWER`].
+    pub async fn expect(&mut self, what: &str, mut matches: impl FnMut(&str) -> bool) -> String {
+        let wait = async {
+            loop {
+                let line = self.lines.next_line().await.unwrap().unwrap_or_else(|| {
+                    panic!("{}: connection closed waiting for {what}", self.nick)
+                });
+                self.seen.push(line.clone());
+                if let Some(token) = line.strip_prefix("PING ") {
+                    self.write
+                        .write_all(format!("PONG {token}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                if matches(&line) {
+                    return line;
+                }
+            }
+        };
+        match tokio::time::timeout(ANSWER, wait).await {
+            Ok(line) => line,
+            Err(_) => panic!(
+                "{}: no {what} within {ANSWER:?}; saw:\n{}",
+                self.nick,
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// Join a channel and wait for the end of NAMES.
+    pub async fn join(&mut self, channel: &str) {
+        self.send(&format!("JOIN {channel}")).await;
+        self.expect("end of NAMES", |l| l.split(' ').nth(1) == Some("366"))
+            .await;
+    }
+
+    /// Whether nothing matching arrives within `quiet`.
+    pub async fn nothing_within(
+        &mut self,
+        quiet: Duration,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> Result<(), String> {
+        let wait = async {
+            loop {
+                let Ok(Some(line)) = self.lines.next_line().await else {
+                    return Ok(());
+                };
+                self.seen.push(line.clone());
+                if matches(&line) {
+                    return Err(line);
+                }
+            }
+        };
+        tokio::time::timeout(quiet, wait).await.unwrap_or(Ok(()))
+    }
+}
