@@ -64,7 +64,7 @@ impl Gateway {
     /// Everything one inbound stanza causes.
     pub fn handle_stanza(&mut self, stanza: Stanza) -> Effects {
         match stanza {
-            Stanza::Iq(iq) => only(self.handle_iq(iq)),
+            Stanza::Iq(iq) => self.handle_iq(iq),
             Stanza::Message(message) => self.handle_message(message),
             Stanza::Presence(presence) => self.handle_presence(presence),
         }
@@ -108,29 +108,47 @@ impl Gateway {
             .collect()
     }
 
-    fn handle_iq(&self, iq: Iq) -> Option<Stanza> {
+    fn handle_iq(&mut self, iq: Iq) -> Effects {
         let (from, to, id, payload, is_get) = match iq {
             Iq::Get {
-                from,
+                from: Some(from),
                 to,
                 id,
                 payload,
-            } => (from?, to, id, payload, true),
+            } => (from, to, id, payload, true),
             Iq::Set {
-                from,
+                from: Some(from),
                 to,
                 id,
                 payload,
-            } => (from?, to, id, payload, false),
+            } => (from, to, id, payload, false),
             // Results and errors are never answered; the only requests the gateway sends
             // are its own keepalive pings, whose replies need no handling.
-            Iq::Result { .. } | Iq::Error { .. } => return None,
+            _ => return Effects::default(),
         };
         let to = to.unwrap_or_else(|| self.domain.clone().into());
+        let mut requests = Vec::new();
         let reply = match self.check_access(&from) {
             Err(error) => Err(error),
             Ok(()) if to.node().is_some() || to.resource().is_some() => {
-                Err(unavailable(format!("{to} does not answer requests")))
+                match (&mut self.muc, from.clone().try_into_full()) {
+                    (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
+                        Ok(address) => {
+                            muc.handle_iq(full, address, payload, is_get)
+                                .map(|(result, more)| {
+                                    requests = more;
+                                    result
+                                })
+                        }
+                        Err(e) => Err(StanzaError::new(
+                            ErrorType::Cancel,
+                            DefinedCondition::ItemNotFound,
+                            "en",
+                            e.to_string(),
+                        )),
+                    },
+                    _ => Err(unavailable(format!("{to} does not answer requests"))),
+                }
             }
             Ok(()) if is_get => self.domain_query(payload),
             Ok(()) => Err(unavailable(format!(
@@ -153,7 +171,10 @@ impl Gateway {
                 payload: None,
             },
         };
-        Some(reply.into())
+        Effects {
+            stanzas: vec![reply.into()],
+            requests,
+        }
     }
 
     /// A get addressed to the bare gateway domain.

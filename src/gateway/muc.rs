@@ -19,7 +19,7 @@ use tokio_xmpp::parsers::muc::user::Status;
 use tokio_xmpp::parsers::muc::Muc as MucJoin;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
-use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
 
 use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
@@ -60,6 +60,9 @@ pub enum OnError {
         id: Option<String>,
     },
 }
+
+/// XEP-0045's admin namespace (xmpp-parsers has no type for it).
+const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 
 /// A room of one user: (user, server, folded channel name).
 pub type RoomKey = (BareJid, String, String);
@@ -559,6 +562,154 @@ impl Muc {
         out
     }
 
+    /// An iq to a room or occupant from an allowed user: muc#admin (kick, roles,
+    /// affiliations, lists). `Ok` carries the result payload and the network actions.
+    pub fn handle_iq(
+        &mut self,
+        from: FullJid,
+        address: IrcAddress,
+        payload: Element,
+        is_get: bool,
+    ) -> Result<(Option<Element>, Vec<Request>), StanzaError> {
+        let unsupported = || {
+            error(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                format!(
+                    "<{} xmlns='{}'/> is not supported here",
+                    payload.name(),
+                    payload.ns()
+                ),
+            )
+        };
+        let IrcAddress::Channel {
+            server,
+            channel,
+            nick: None,
+        } = address
+        else {
+            return Err(unsupported());
+        };
+        if !payload.is("query", MUC_ADMIN) {
+            return Err(unsupported());
+        }
+        let room = RoomRef {
+            server,
+            name: channel,
+        };
+        let key = Self::key(&from.to_bare(), &room);
+        let Some(state) = self.rooms.get(&key).filter(|s| s.resources.contains(&from)) else {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAcceptable,
+                format!("you are not in {}", room.name),
+            ));
+        };
+        let user = UserRef(key.0.to_string());
+        if is_get {
+            // A list by role or affiliation, from the members the puppet sees.
+            let wanted = payload.children().find(|c| c.is("item", MUC_ADMIN));
+            let role = wanted.and_then(|w| w.attr("role"));
+            let affiliation = wanted.and_then(|w| w.attr("affiliation"));
+            let mut query = Element::builder("query", MUC_ADMIN);
+            for member in state.members.values() {
+                let (a, r) = super::stanzas::affiliation_and_role_names(member.privilege);
+                if role.is_some_and(|x| x != r) || affiliation.is_some_and(|x| x != a) {
+                    continue;
+                }
+                query = query.append(
+                    Element::builder("item", MUC_ADMIN)
+                        .attr(nc("nick"), member.nick.as_str())
+                        .attr(nc("role"), r)
+                        .attr(nc("affiliation"), a),
+                );
+            }
+            return Ok((Some(query.build()), vec![]));
+        }
+        let mut requests = Vec::new();
+        for item in payload.children().filter(|c| c.is("item", MUC_ADMIN)) {
+            let Some(nick) = item.attr("nick").map(str::to_owned) else {
+                return Err(error(
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
+                    "IRC moderation needs the occupant's nick",
+                ));
+            };
+            let reason = item
+                .get_child("reason", MUC_ADMIN)
+                .map(|r| r.text())
+                .filter(|r| !r.is_empty());
+            let action = match (item.attr("role"), item.attr("affiliation")) {
+                (Some("none"), _) => Action::Kick {
+                    room: state.room.clone(),
+                    nick,
+                    reason,
+                },
+                (Some("moderator"), _) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::Op,
+                },
+                (Some("participant"), _) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::Voice,
+                },
+                (Some("visitor"), _) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::None,
+                },
+                (_, Some("owner")) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::Owner,
+                },
+                (_, Some("admin")) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::Op,
+                },
+                (_, Some("member")) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::Voice,
+                },
+                (_, Some("none")) => Action::SetPrivilege {
+                    room: state.room.clone(),
+                    nick,
+                    privilege: Privilege::None,
+                },
+                _ => {
+                    return Err(error(
+                        ErrorType::Cancel,
+                        DefinedCondition::FeatureNotImplemented,
+                        "this role or affiliation has no IRC equivalent",
+                    ));
+                }
+            };
+            requests.push(Request {
+                user: user.clone(),
+                action,
+                on_error: OnError::Message {
+                    to: self
+                        .room_jid(&state.room)
+                        .unwrap_or_else(|| from.clone().into()),
+                    sender: from.clone(),
+                    id: None,
+                },
+            });
+        }
+        if requests.is_empty() {
+            return Err(error(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                "no item to change",
+            ));
+        }
+        Ok((None, requests))
+    }
+
     /// What the network reported.
     pub fn handle_event(&mut self, event: Event) -> Effects {
         let mut fx = Effects::default();
@@ -762,6 +913,38 @@ impl Muc {
                     });
                 }
             }
+            Event::NickRefused {
+                server,
+                nick,
+                in_use,
+                text,
+                ..
+            } => {
+                let (type_, condition) = if in_use {
+                    (ErrorType::Cancel, DefinedCondition::Conflict)
+                } else {
+                    (ErrorType::Modify, DefinedCondition::JidMalformed)
+                };
+                // Every resource of the user in a room on that server asked for it.
+                for state in self
+                    .rooms
+                    .values()
+                    .filter(|s| s.room.server.eq_ignore_ascii_case(&server))
+                {
+                    let Some(from) = self.occupant(&state.room, &nick) else {
+                        continue;
+                    };
+                    for resource in state.resources.iter().filter(|r| r.to_bare() == user) {
+                        let err = error(type_.clone(), condition.clone(), text.clone());
+                        fx.stanzas.push(presence_error(
+                            from.clone(),
+                            resource.clone().into(),
+                            None,
+                            err,
+                        ));
+                    }
+                }
+            }
             Event::PrivilegeChanged {
                 room,
                 nick,
@@ -932,6 +1115,10 @@ fn with_kind(body: &str, kind: MessageKind) -> String {
         MessageKind::Action => format!("/me {body}"),
         MessageKind::Normal | MessageKind::Notice => body.to_owned(),
     }
+}
+
+fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
+    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
 }
 
 fn new_id() -> String {

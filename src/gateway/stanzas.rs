@@ -26,6 +26,17 @@ pub fn affiliation_and_role(privilege: Privilege) -> (Affiliation, Role) {
     }
 }
 
+/// [`affiliation_and_role`] as the attribute values.
+pub fn affiliation_and_role_names(privilege: Privilege) -> (&'static str, &'static str) {
+    match privilege {
+        Privilege::Owner => ("owner", "moderator"),
+        Privilege::Admin | Privilege::Op => ("admin", "moderator"),
+        Privilege::HalfOp => ("member", "moderator"),
+        Privilege::Voice => ("member", "participant"),
+        Privilege::None => ("none", "participant"),
+    }
+}
+
 /// An occupant's presence (available, or unavailable with `gone`), with status codes.
 pub fn occupant_presence(
     from: Jid,

@@ -345,3 +345,298 @@ async fn private_messages_both_ways() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// Join `room` as `nick` and wait for the self-presence.
+async fn enter(client: &mut TestClient, room: &str, nick: &str) -> Presence {
+    client.send(join(&format!("{room}/{nick}"))).await;
+    let suffix = format!("/{nick}");
+    client
+        .expect("self-presence", |s| match s {
+            Stanza::Presence(p)
+                if from_str(s).ends_with(&suffix) && p.type_ == PresenceType::None =>
+            {
+                muc_user(p)
+                    .filter(|u| u.status.contains(&Status::SelfPresence))
+                    .map(|_| p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+/// The next presence from `from` (an occupant JID suffix) of the given type.
+async fn presence_from(client: &mut TestClient, suffix: &str, type_: PresenceType) -> Presence {
+    client
+        .expect(&format!("presence from {suffix}"), |s| match s {
+            Stanza::Presence(p) if from_str(s).ends_with(suffix) && p.type_ == type_ => {
+                Some(p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+fn groupchat(body: &str) -> Message {
+    let mut m = Message::groupchat(Some(ROOM.parse().unwrap()));
+    m.bodies.insert(Default::default(), body.into());
+    m
+}
+
+/// Nick changes both ways (303 then the new nick), and kicks both ways (307).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nick_changes_and_kicks_both_ways() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await; // bob is the channel's operator
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // IRC → XMPP: bob becomes robert.
+    bob.send("NICK robert").await;
+    let old = presence_from(&mut alice, "/bob", PresenceType::Unavailable).await;
+    let user = muc_user(&old).unwrap();
+    assert!(user.status.contains(&Status::NewNick));
+    assert_eq!(user.items[0].nick.as_deref(), Some("robert"));
+    presence_from(&mut alice, "/robert", PresenceType::None).await;
+
+    // XMPP → IRC: alice becomes alicia.
+    alice.send(join(&format!("{ROOM}/alicia"))).await;
+    bob.expect("NICK", |l| {
+        l.starts_with(":alice!") && l.contains("NICK") && l.ends_with("alicia")
+    })
+    .await;
+    let old = presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    let user = muc_user(&old).unwrap();
+    assert!(user.status.contains(&Status::NewNick) && user.status.contains(&Status::SelfPresence));
+    let new = presence_from(&mut alice, "/alicia", PresenceType::None).await;
+    assert!(muc_user(&new)
+        .unwrap()
+        .status
+        .contains(&Status::SelfPresence));
+
+    // A taken nick: conflict, and alice keeps hers.
+    let _carol = IrcClient::connect(irc.port, "carol").await;
+    alice.send(join(&format!("{ROOM}/carol"))).await;
+    let refused = alice
+        .expect("nick conflict", |s| match s {
+            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
+                .payloads
+                .iter()
+                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(refused.defined_condition, DefinedCondition::Conflict);
+
+    // XMPP → IRC moderation: alice is no operator, so she asks the op to op her first.
+    bob.send("MODE #test +o alicia").await;
+    let opped = presence_from(&mut alice, "/alicia", PresenceType::None).await;
+    assert_eq!(
+        format!("{:?}", muc_user(&opped).unwrap().items[0].role),
+        "Moderator"
+    );
+    // Voice and kick through muc#admin.
+    let mut dave = IrcClient::connect(irc.port, "dave").await;
+    dave.join("#test").await;
+    presence_from(&mut alice, "/dave", PresenceType::None).await;
+    let voice = admin_item("dave", "role", "participant", None);
+    assert!(matches!(
+        alice.set(ROOM, voice).await,
+        xmpp_client::IqResponse::Result(_)
+    ));
+    dave.expect("voice", |l| l.contains("MODE #test +v dave"))
+        .await;
+    let voiced = presence_from(&mut alice, "/dave", PresenceType::None).await;
+    assert_eq!(
+        format!("{:?}", muc_user(&voiced).unwrap().items[0].affiliation),
+        "Member"
+    );
+    let kick = admin_item("dave", "role", "none", Some("be nice"));
+    assert!(matches!(
+        alice.set(ROOM, kick).await,
+        xmpp_client::IqResponse::Result(_)
+    ));
+    dave.expect("kick", |l| l.contains("KICK #test dave :be nice"))
+        .await;
+    let kicked = presence_from(&mut alice, "/dave", PresenceType::Unavailable).await;
+    assert!(muc_user(&kicked).unwrap().status.contains(&Status::Kicked));
+
+    // IRC → XMPP kick of alice herself.
+    bob.send("KICK #test alicia :out").await;
+    let out = presence_from(&mut alice, "/alicia", PresenceType::Unavailable).await;
+    let user = muc_user(&out).unwrap();
+    assert!(user.status.contains(&Status::Kicked) && user.status.contains(&Status::SelfPresence));
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+fn admin_item(
+    nick: &str,
+    attr: &str,
+    value: &str,
+    reason: Option<&str>,
+) -> xmpp_client::minidom::Element {
+    let ns = "http://jabber.org/protocol/muc#admin";
+    let nc = |name: &str| xmpp_client::minidom::rxml::NcName::try_from(name).unwrap();
+    let mut item = xmpp_client::minidom::Element::builder("item", ns)
+        .attr(nc("nick"), nick)
+        .attr(nc(attr), value);
+    if let Some(reason) = reason {
+        item = item.append(
+            xmpp_client::minidom::Element::builder("reason", ns)
+                .append(reason)
+                .build(),
+        );
+    }
+    xmpp_client::minidom::Element::builder("query", ns)
+        .append(item.build())
+        .build()
+}
+
+/// IRC join errors become the matching MUC errors, with the server's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_errors_map_to_muc_errors() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    for (channel, mode) in [
+        ("#invite", "+i"),
+        ("#key", "+k secret"),
+        ("#full", "+l 1"),
+        ("#banned", "+b alice!*@*"),
+    ] {
+        bob.join(channel).await;
+        bob.send(&format!("MODE {channel} {mode}")).await;
+        bob.expect("mode set", |l| l.contains(" MODE ") && l.contains(channel))
+            .await;
+    }
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    for (channel, condition) in [
+        ("#invite", DefinedCondition::RegistrationRequired),
+        ("#key", DefinedCondition::NotAuthorized),
+        ("#full", DefinedCondition::ServiceUnavailable),
+        ("#banned", DefinedCondition::Forbidden),
+    ] {
+        let room = format!("{channel}%127.0.0.1@irc.localhost");
+        alice.send(join(&format!("{room}/alice"))).await;
+        let err = alice
+            .expect(&format!("error for {channel}"), |s| match s {
+                Stanza::Presence(p) if p.type_ == PresenceType::Error => p
+                    .payloads
+                    .iter()
+                    .find_map(|e| StanzaError::try_from(e.clone()).ok()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(err.defined_condition, condition, "{channel}: {err:?}");
+        assert!(!err.texts.is_empty(), "{channel}: no text");
+    }
+    // With the key, the keyed channel opens.
+    let mut with_key = join("#key%127.0.0.1@irc.localhost/alice");
+    with_key.payloads.clear();
+    let mut muc = Muc::new();
+    muc.password = Some("secret".into());
+    with_key.add_payload(muc);
+    alice.send(with_key).await;
+    presence_from(&mut alice, "/alice", PresenceType::None).await;
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+/// What IRC sends that is not UTF-8 arrives as latin-1; long and multi-line bodies are cut
+/// to fit 512 bytes with nothing lost; CR, LF and NUL never inject a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_is_never_lost_or_injected() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    bob.send_bytes(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
+    alice
+        .expect("latin-1 message", |s| match s {
+            Stanza::Message(m) if body(m) == Some("café crème") => Some(()),
+            _ => None,
+        })
+        .await;
+
+    // Words: the cuts fall between them, each cut taking the place of one space.
+    let long: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    alice.send(groupchat(&long.join(" "))).await;
+    let mut got: Vec<String> = Vec::new();
+    while got.len() < long.len() {
+        let line = bob
+            .expect("a part of the long message", |l| {
+                l.contains("PRIVMSG #test :")
+            })
+            .await;
+        assert!(line.len() + 2 <= 512, "{} bytes: {line}", line.len() + 2);
+        got.extend(
+            line.split_once("PRIVMSG #test :")
+                .unwrap()
+                .1
+                .split(' ')
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(got, long);
+
+    // (NUL cannot travel in XML at all; the bridge strips it anyway, see its unit tests.)
+    alice.send(groupchat("hello\r\nQUIT :pwned")).await;
+    bob.expect("first line", |l| l.ends_with("PRIVMSG #test :hello"))
+        .await;
+    bob.expect("second line, as text", |l| {
+        l.ends_with("PRIVMSG #test :QUIT :pwned")
+    })
+    .await;
+    // The puppet is still there to talk.
+    alice.send(groupchat("still here")).await;
+    bob.expect("still here", |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG #test :still here")
+    })
+    .await;
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+/// Raw IRC lines sent to the server JID, with the server's replies coming back from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_commands_through_the_server_jid() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let _bob = IrcClient::connect(irc.port, "bob").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    let mut whois = Message::chat(Some("127.0.0.1@irc.localhost".parse().unwrap()));
+    whois.bodies.insert(Default::default(), "WHOIS bob".into());
+    alice.send(whois).await;
+    let reply = alice
+        .expect("WHOIS reply", |s| match s {
+            Stanza::Message(m)
+                if from_str(s) == "127.0.0.1@irc.localhost"
+                    && body(m).is_some_and(|b| b.contains("bob")) =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(reply.type_, MessageType::Chat);
+    alice.logout().await;
+    gateway.stop().await;
+}

@@ -301,6 +301,19 @@ pub enum Event {
         /// The new nick.
         new: String,
     },
+    /// The network refused the puppet's nick change.
+    NickRefused {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The nick asked for.
+        nick: String,
+        /// Taken (true) or not acceptable (false).
+        in_use: bool,
+        /// The network's own words.
+        text: String,
+    },
     /// A member's privilege changed.
     PrivilegeChanged {
         /// Whose puppet saw it.
@@ -372,6 +385,7 @@ impl Event {
             | Event::MemberJoined { user, .. }
             | Event::MemberLeft { user, .. }
             | Event::NickChanged { user, .. }
+            | Event::NickRefused { user, .. }
             | Event::PrivilegeChanged { user, .. }
             | Event::Message { user, .. }
             | Event::Subject { user, .. }

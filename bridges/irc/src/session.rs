@@ -70,6 +70,8 @@ const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 const PING_AFTER: Duration = Duration::from_secs(60);
 /// Silence after which the connection is considered dead.
 const DEAD_AFTER: Duration = Duration::from_secs(150);
+/// How long a connection with no channel left stays open before it quits.
+const LINGER: Duration = Duration::from_secs(3);
 /// Longest line accepted from a server (IRCv3 allows 8191 bytes of tags plus 512).
 const MAX_INBOUND: usize = 8191 + 512;
 /// The capabilities we use when offered.
@@ -321,7 +323,12 @@ pub async fn run(
     let mut ticker = tokio::time::interval(Duration::from_secs(15));
     let mut last_read = Instant::now();
     let mut pinged = false;
+    // Set while no channel is left: the connection stays for a moment, so that leaving one
+    // channel and joining the next does not cost a reconnection (or a nick still in use).
+    let mut linger: Option<tokio::time::Instant> = None;
     let quit_reason = loop {
+        let linger_until =
+            linger.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
             _ = stopped(&mut shutdown) => break Some("causeway is shutting down".to_owned()),
@@ -355,25 +362,22 @@ pub async fn run(
                     pinged = true;
                 }
             }
+            _ = tokio::time::sleep_until(linger_until), if linger.is_some() => break Some(String::new()),
         }
         if session.had_channels && session.channels.is_empty() {
-            // Last channel left: quit, unless a join is already waiting.
-            inner.forget(&user, &server, id);
-            commands.close();
-            let mut rest = Vec::new();
-            while let Ok(cmd) = commands.try_recv() {
-                rest.push(cmd);
-            }
-            if rest.iter().any(|c| matches!(c, Command::Join { .. })) {
-                // Re-dispatch to a fresh session rather than reopen this one.
-                for cmd in rest {
-                    inner.redispatch(&user, &server, cmd).await;
-                }
-            }
-            break Some(String::new());
+            linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+        } else {
+            linger = None;
         }
     };
+    // Nothing new reaches this session from here on; what raced its end goes to a new one,
+    // once this one has said QUIT, so the nick is free again.
     inner.forget(&user, &server, id);
+    commands.close();
+    let mut rest = Vec::new();
+    while let Ok(cmd) = commands.try_recv() {
+        rest.push(cmd);
+    }
     if let Some(writer) = session.writer.take() {
         let quit = quit_reason.map(|reason| {
             if reason.is_empty() {
@@ -385,6 +389,11 @@ pub async fn run(
         writer.finish(quit).await;
     }
     info!(%user, %server, "irc connection closed");
+    if !*shutdown.borrow() {
+        for cmd in rest {
+            inner.redispatch(&user, &server, cmd).await;
+        }
+    }
 }
 
 impl Session {
@@ -1185,6 +1194,18 @@ impl Session {
                     user: self.user(),
                     peer,
                     id,
+                    text,
+                })
+                .await;
+            }
+            ERR_NICKNAMEINUSE | ERR_NICKCOLLISION | ERR_UNAVAILRESOURCE | ERR_ERRONEUSNICKNAME => {
+                let nick = line.param(1).to_owned();
+                let in_use = code != ERR_ERRONEUSNICKNAME;
+                self.emit(Event::NickRefused {
+                    user: self.user(),
+                    server: self.spec.server.clone(),
+                    nick,
+                    in_use,
                     text,
                 })
                 .await;

@@ -25,7 +25,8 @@ pub fn strip_line_breaks(text: &str) -> String {
 /// skipped: IRC cannot carry them), each line further split so that
 /// `:{source} {command} {target} :{text}\r\n` stays within 512 bytes once the server adds
 /// our `source` (`nick!user@host`). `wrap` bytes are reserved per text for CTCP framing.
-/// Splits fall on character boundaries, after a space when one is near the end.
+/// Splits fall on character boundaries; where a space is near the end of a piece the split
+/// takes its place (servers trim trailing spaces, so a space kept there would be lost).
 pub fn split_body(
     body: &str,
     source_len: usize,
@@ -33,6 +34,20 @@ pub fn split_body(
     target: &str,
     wrap: usize,
 ) -> Vec<String> {
+    split_pieces(body, source_len, command, target, wrap)
+        .into_iter()
+        .map(|(piece, _)| piece)
+        .collect()
+}
+
+/// [`split_body`], telling for each piece whether a space was dropped after it.
+fn split_pieces(
+    body: &str,
+    source_len: usize,
+    command: &str,
+    target: &str,
+    wrap: usize,
+) -> Vec<(String, bool)> {
     // ":" source " " command " " target " :" text "\r\n"
     let overhead = 1 + source_len + 1 + command.len() + 1 + target.len() + 2 + 2 + wrap;
     let room = MAX_LINE.saturating_sub(overhead).max(16);
@@ -43,25 +58,30 @@ pub fn split_body(
             continue;
         }
         while rest.len() > room {
-            let cut = cut_point(&rest, room);
-            let tail = rest.split_off(cut);
-            out.push(std::mem::replace(&mut rest, tail));
+            let (cut, space) = cut_point(&rest, room);
+            let tail = rest.split_off(cut + usize::from(space));
+            rest.truncate(cut);
+            out.push((std::mem::replace(&mut rest, tail), space));
         }
-        out.push(rest);
+        out.push((rest, false));
     }
     out
 }
 
-/// Where to cut `text` so that the first part has at most `max` bytes.
-fn cut_point(text: &str, max: usize) -> usize {
+/// Where to cut `text` so that the first part has at most `max` bytes, and whether the cut
+/// replaces a space.
+fn cut_point(text: &str, max: usize) -> (usize, bool) {
     let mut cut = max;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    // Prefer a word boundary in the last quarter of the chunk.
+    if text.as_bytes().get(cut) == Some(&b' ') {
+        return (cut, true);
+    }
+    // Prefer a word boundary in the last quarter of the piece.
     match text[..cut].rfind(' ') {
-        Some(space) if space + 1 > cut * 3 / 4 => space + 1,
-        _ => cut,
+        Some(space) if space > cut * 3 / 4 => (space, true),
+        _ => (cut, false),
     }
 }
 
@@ -91,30 +111,35 @@ mod tests {
 
     #[test]
     fn long_lines_split_on_words_within_the_limit() {
-        let body = "word ".repeat(200);
+        let body = "word ".repeat(200).trim_end().to_owned();
         let source = "nick!user@some.host.example";
         let parts = split_body(&body, source.len(), "PRIVMSG", "#chan", 0);
         assert!(parts.len() > 1);
         for part in &parts {
             let wire = format!(":{source} PRIVMSG #chan :{part}\r\n");
             assert!(wire.len() <= MAX_LINE, "{} bytes", wire.len());
-            assert!(part.ends_with(' ') || part == parts.last().unwrap());
+            assert!(!part.starts_with(' ') && !part.ends_with(' '), "{part:?}");
         }
-        assert_eq!(parts.concat(), body);
+        assert_eq!(parts.join(" "), body);
     }
 
     proptest! {
         #[test]
         fn every_line_fits_and_nothing_is_lost(body in "(\\PC|[\\r\\n\\t ]){0,1500}", source_len in 10usize..120, wrap in prop_oneof![Just(0usize), Just(9usize)]) {
             let target = "#some-channel";
-            let parts = split_body(&body, source_len, "PRIVMSG", target, wrap);
-            for part in &parts {
-                let wire_len = 1 + source_len + " PRIVMSG ".len() + target.len() + 2 + part.len() + wrap + 2;
+            let pieces = split_pieces(&body, source_len, "PRIVMSG", target, wrap);
+            let mut rebuilt = String::new();
+            for (piece, dropped_space) in &pieces {
+                let wire_len = 1 + source_len + " PRIVMSG ".len() + target.len() + 2 + piece.len() + wrap + 2;
                 prop_assert!(wire_len <= MAX_LINE, "{} bytes", wire_len);
-                prop_assert!(!part.contains(['\r', '\n', '\0']));
+                prop_assert!(!piece.contains(['\r', '\n', '\0']));
+                rebuilt.push_str(piece);
+                if *dropped_space {
+                    rebuilt.push(' ');
+                }
             }
             let expected: Vec<String> = body.split('\n').map(strip_line_breaks).filter(|l| !l.trim().is_empty()).collect();
-            prop_assert_eq!(parts.concat(), expected.concat());
+            prop_assert_eq!(rebuilt, expected.concat());
         }
     }
 }

@@ -45,6 +45,11 @@ impl IrcClient {
             .unwrap();
     }
 
+    /// Send raw bytes (for encodings other than UTF-8).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.unwrap();
+    }
+
     /// Read lines until one matches (answering PINGs), within [`ANSWER`].
     pub async fn expect(&mut self, what: &str, mut matches: impl FnMut(&str) -> bool) -> String {
         let wait = async {

@@ -191,7 +191,14 @@ impl TestClient {
 
     /// Send an iq get and return its response.
     pub async fn get(&mut self, to: &str, payload: impl Into<Element>) -> IqResponse {
-        self.try_get(to, payload, ANSWER)
+        self.request(to, IqRequest::Get(payload.into()), ANSWER)
+            .await
+            .unwrap_or_else(|| panic!("no answer from {to} within {ANSWER:?}"))
+    }
+
+    /// Send an iq set and return its response.
+    pub async fn set(&mut self, to: &str, payload: impl Into<Element>) -> IqResponse {
+        self.request(to, IqRequest::Set(payload.into()), ANSWER)
             .await
             .unwrap_or_else(|| panic!("no answer from {to} within {ANSWER:?}"))
     }
@@ -203,11 +210,18 @@ impl TestClient {
         payload: impl Into<Element>,
         timeout: Duration,
     ) -> Option<IqResponse> {
+        self.request(to, IqRequest::Get(payload.into()), timeout)
+            .await
+    }
+
+    async fn request(
+        &mut self,
+        to: &str,
+        request: IqRequest,
+        timeout: Duration,
+    ) -> Option<IqResponse> {
         let to: Jid = to.parse().unwrap();
-        let mut token = self
-            .client
-            .send_iq(Some(to.clone()), IqRequest::Get(payload.into()))
-            .await;
+        let mut token = self.client.send_iq(Some(to.clone()), request).await;
         // This client matches responses while its stream is read; keep what else arrives.
         let wait = async {
             loop {
