@@ -737,10 +737,17 @@ impl Muc {
                     });
                     return fx;
                 };
+                let members: BTreeMap<String, Member> =
+                    members.into_iter().map(|m| (fold(&m.nick), m)).collect();
+                if state.joined {
+                    // Joined again after a reconnection: tell what changed meanwhile.
+                    self.rejoined(&mut fx, &key, nick, members, subject);
+                    return fx;
+                }
                 state.joined = true;
                 state.nick = nick;
                 state.subject = subject;
-                state.members = members.into_iter().map(|m| (fold(&m.nick), m)).collect();
+                state.members = members;
                 let pending = std::mem::take(&mut state.pending);
                 for joiner in pending {
                     if let Some(state) = self.rooms.get_mut(&key) {
@@ -749,6 +756,27 @@ impl Muc {
                     let stanzas = self.join_sequence(&key, &joiner);
                     fx.stanzas.extend(stanzas);
                 }
+            }
+            Event::Disconnected {
+                server,
+                reason,
+                retrying,
+                ..
+            } => {
+                let text = if retrying {
+                    format!("Connection to {server} lost ({reason}); reconnecting…")
+                } else {
+                    format!("Connection to {server} lost for good: {reason}")
+                };
+                self.notice_server_rooms(&mut fx, &user, &server, &text);
+            }
+            Event::Reconnected { server, .. } => {
+                self.notice_server_rooms(
+                    &mut fx,
+                    &user,
+                    &server,
+                    &format!("Reconnected to {server}; joining the channels again."),
+                );
             }
             Event::JoinFailed {
                 room,
@@ -1066,6 +1094,127 @@ impl Muc {
             }
         }
         fx
+    }
+
+    /// A message from the room itself to every joined resource of `user` in every room on
+    /// `server` (connection news).
+    fn notice_server_rooms(&self, fx: &mut Effects, user: &BareJid, server: &str, text: &str) {
+        for (key, state) in &self.rooms {
+            if key.0 != *user || !key.1.eq_ignore_ascii_case(server) {
+                continue;
+            }
+            let Some(room_jid) = self.room_jid(&state.room) else {
+                continue;
+            };
+            for resource in &state.resources {
+                fx.stanzas.push(
+                    message(
+                        MessageType::Groupchat,
+                        room_jid.clone(),
+                        resource.clone().into(),
+                        None,
+                        text,
+                    )
+                    .into(),
+                );
+            }
+        }
+    }
+
+    /// The room as it is after a rejoin, told as differences: who left, who came or changed,
+    /// our own nick if the server gave another, and the subject if it changed.
+    fn rejoined(
+        &mut self,
+        fx: &mut Effects,
+        key: &RoomKey,
+        nick: String,
+        members: BTreeMap<String, Member>,
+        subject: String,
+    ) {
+        let Some(state) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let old_members = std::mem::replace(&mut state.members, members);
+        let old_nick = std::mem::replace(&mut state.nick, nick.clone());
+        let subject_changed = state.subject != subject;
+        state.subject = subject.clone();
+        let Some(state) = self.rooms.get(key) else {
+            return;
+        };
+        let own = fold(&nick);
+        let own_old = fold(&old_nick);
+        for resource in &state.resources {
+            let to: Jid = resource.clone().into();
+            if own != own_old {
+                let privilege = state
+                    .members
+                    .get(&own)
+                    .map(|m| m.privilege)
+                    .unwrap_or_default();
+                if let Some(from) = self.occupant(&state.room, &old_nick) {
+                    let statuses = vec![Status::NewNick, Status::SelfPresence];
+                    fx.stanzas.push(occupant_presence(
+                        from,
+                        to.clone(),
+                        privilege,
+                        true,
+                        statuses,
+                        Some(nick.clone()),
+                        None,
+                    ));
+                }
+                if let Some(from) = self.occupant(&state.room, &nick) {
+                    fx.stanzas.push(occupant_presence(
+                        from,
+                        to.clone(),
+                        privilege,
+                        false,
+                        vec![Status::SelfPresence, Status::AssignedNick],
+                        None,
+                        None,
+                    ));
+                }
+            }
+            for (folded, member) in &old_members {
+                if *folded != own_old && !state.members.contains_key(folded) {
+                    if let Some(from) = self.occupant(&state.room, &member.nick) {
+                        fx.stanzas.push(occupant_presence(
+                            from,
+                            to.clone(),
+                            member.privilege,
+                            true,
+                            vec![],
+                            None,
+                            None,
+                        ));
+                    }
+                }
+            }
+            for (folded, member) in &state.members {
+                if *folded == own || old_members.get(folded) == Some(member) {
+                    continue;
+                }
+                if let Some(from) = self.occupant(&state.room, &member.nick) {
+                    fx.stanzas.push(occupant_presence(
+                        from,
+                        to.clone(),
+                        member.privilege,
+                        false,
+                        vec![],
+                        None,
+                        None,
+                    ));
+                }
+            }
+            if subject_changed {
+                if let Some(room_jid) = self.room_jid(&state.room) {
+                    let mut msg = Message::groupchat(Some(to.clone()));
+                    msg.from = Some(room_jid);
+                    msg.subjects.insert(Default::default(), subject.clone());
+                    fx.stanzas.push(msg.into());
+                }
+            }
+        }
     }
 
     /// One stanza per joined resource of `user` in `room`.

@@ -640,3 +640,122 @@ async fn raw_commands_through_the_server_jid() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// The IRC server restarts: the puppet reconnects by itself and joins its channels again;
+/// the XMPP user is told, stays in the room, and the conversation goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puppets_come_back_after_irc_server_restart() {
+    let mut irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    irc.stop();
+    let lost = alice
+        .expect("news of the lost connection", |s| match s {
+            Stanza::Message(m)
+                if from_str(s) == ROOM && body(m).is_some_and(|b| b.contains("reconnecting")) =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(lost.type_, MessageType::Groupchat);
+    irc.resume();
+    alice
+        .expect("news of the reconnection", |s| match s {
+            Stanza::Message(m)
+                if from_str(s) == ROOM && body(m).is_some_and(|b| b.starts_with("Reconnected")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    presence_from(&mut alice, "/bob", PresenceType::None).await;
+
+    alice.send(groupchat("still with you")).await;
+    bob.expect("alice after the restart", |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG #test :still with you")
+    })
+    .await;
+    bob.send("PRIVMSG #test :welcome back").await;
+    alice
+        .expect("bob after the restart", |s| match s {
+            Stanza::Message(m) if body(m) == Some("welcome back") => Some(()),
+            _ => None,
+        })
+        .await;
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+/// Twenty XMPP users, each with their own IRC connection, in one channel: everyone sees
+/// everyone's message exactly once (their own as the reflection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_users_in_one_channel_see_each_message_once() {
+    const USERS: usize = 20;
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let crowd = "#crowd%127.0.0.1@irc.localhost";
+    let mut clients = Vec::new();
+    for i in 0..USERS {
+        let mut client = TestClient::login(&xmpp, &format!("user{i}"), "localhost").await;
+        enter(&mut client, crowd, &format!("user{i}")).await;
+        clients.push(client);
+    }
+    let mut watcher = IrcClient::connect(irc.port, "watcher").await;
+    watcher.join("#crowd").await;
+    let names = watcher
+        .seen
+        .iter()
+        .filter(|l| l.split(' ').nth(1) == Some("353"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for i in 0..USERS {
+        assert!(
+            names.contains(&format!("user{i}")),
+            "user{i} has no IRC connection in #crowd: {names}"
+        );
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut m = Message::groupchat(Some(crowd.parse().unwrap()));
+        m.bodies
+            .insert(Default::default(), format!("hello from user{i}"));
+        client.send(m).await;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        while seen.len() < USERS {
+            let text = client
+                .expect("a crowd message", |s| match s {
+                    Stanza::Message(m) => body(m)
+                        .filter(|b| b.starts_with("hello from "))
+                        .map(str::to_owned),
+                    _ => None,
+                })
+                .await;
+            *seen.entry(text).or_default() += 1;
+        }
+        // Nothing more may come: each message exactly once.
+        let extra = client.quiet_for(Duration::from_millis(300), |s| matches!(s, Stanza::Message(m) if body(m).is_some_and(|b| b.starts_with("hello from ")))).await;
+        assert!(extra.is_none(), "user{i} got a duplicate: {extra:?}");
+        assert!(seen.values().all(|n| *n == 1), "user{i}: {seen:?}");
+    }
+    for client in clients {
+        client.logout().await;
+    }
+    gateway.stop().await;
+}

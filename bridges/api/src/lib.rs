@@ -362,6 +362,26 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// The puppet's connection to a server dropped. With `retrying` the network is
+    /// reconnecting and will rejoin (and report [`Event::Joined`] again); without, it gave up
+    /// and [`Event::Left`] follows for every room.
+    Disconnected {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// What happened.
+        reason: String,
+        /// Whether it is coming back.
+        retrying: bool,
+    },
+    /// The puppet is connected again after [`Event::Disconnected`]; rooms follow as joins.
+    Reconnected {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+    },
     /// A message could not be delivered.
     SendFailed {
         /// Whose puppet.
@@ -390,6 +410,8 @@ impl Event {
             | Event::Message { user, .. }
             | Event::Subject { user, .. }
             | Event::ServerText { user, .. }
+            | Event::Disconnected { user, .. }
+            | Event::Reconnected { user, .. }
             | Event::SendFailed { user, .. } => user,
         }
     }

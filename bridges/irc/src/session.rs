@@ -70,6 +70,8 @@ const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 const PING_AFTER: Duration = Duration::from_secs(60);
 /// Silence after which the connection is considered dead.
 const DEAD_AFTER: Duration = Duration::from_secs(150);
+/// Reconnection attempts before a session gives up (about three minutes with the delays).
+const MAX_RECONNECTS: u32 = 16;
 /// How long a connection with no channel left stays open before it quits.
 const LINGER: Duration = Duration::from_secs(3);
 /// Longest line accepted from a server (IRCv3 allows 8191 bytes of tags plus 512).
@@ -256,7 +258,17 @@ struct Session {
     writer: Option<Writer>,
 }
 
-/// Run a session until its last channel is left, its connection dies, or shutdown.
+/// How a connection ended.
+enum Ending {
+    /// Shutdown, or the network dropped the session: QUIT with this reason.
+    Quit(String),
+    /// The connection broke.
+    Lost(String),
+}
+
+/// Run a session until its last channel is left, shutdown, or the server stays unreachable.
+/// A connection that breaks while in channels is re-established with backoff and the
+/// channels are joined again.
 pub async fn run(
     spec: SessionSpec,
     inner: Arc<Inner>,
@@ -280,94 +292,100 @@ pub async fn run(
         had_channels: false,
         writer: None,
     };
-    // Joins waiting for the registration; the first command is normally one.
-    let mut waiting = Vec::new();
-    let (lines_tx, mut lines) = mpsc::channel(256);
-    let registered =
-        tokio::time::timeout(REGISTRATION_TIMEOUT, session.register(lines_tx, &mut lines)).await;
-    let failure = match registered {
-        Ok(Ok(())) => None,
-        Ok(Err((failure, text))) => Some((failure, text)),
-        Err(_) => Some((
-            JoinFailure::Unreachable,
-            format!("{server} did not complete the registration in time"),
-        )),
-    };
-    if let Some((failure, text)) = failure {
-        warn!(%user, %server, %text, "irc connection failed");
-        // Every join asked for so far fails the same way.
-        commands.close();
-        while let Ok(cmd) = commands.try_recv() {
-            waiting.push(cmd);
-        }
-        for cmd in waiting {
-            if let Command::Join { channel, .. } = cmd {
+    let mut delays = reconnect_delays();
+    let mut attempts = 0u32;
+    let quit_reason = loop {
+        let reconnecting = attempts > 0;
+        let (lines_tx, mut lines) = mpsc::channel(256);
+        let registered = tokio::time::timeout(
+            REGISTRATION_TIMEOUT,
+            session.register(lines_tx, &mut lines, reconnecting),
+        )
+        .await;
+        let failure = match registered {
+            Ok(Ok(())) => None,
+            Ok(Err((failure, text))) => Some((failure, text)),
+            Err(_) => Some((
+                JoinFailure::Unreachable,
+                format!("{server} did not complete the registration in time"),
+            )),
+        };
+        if let Some((failure, text)) = failure {
+            if let Some(writer) = session.writer.take() {
+                writer.finish(Some("QUIT".into())).await;
+            }
+            if !reconnecting {
+                warn!(%user, %server, %text, "irc connection failed");
                 session
-                    .emit(Event::JoinFailed {
-                        user: user.clone(),
-                        room: session.room(&channel),
-                        failure,
-                        text: text.clone(),
-                    })
+                    .fail_waiting_joins(&mut commands, failure, &text)
                     .await;
+                inner.forget(&user, &server, id);
+                return;
+            }
+            attempts += 1;
+            warn!(%user, %server, attempts, %text, "irc reconnection failed");
+            match delays.next().filter(|_| attempts <= MAX_RECONNECTS) {
+                Some(delay) => match session
+                    .wait_offline(delay, &mut commands, &mut shutdown)
+                    .await
+                {
+                    Some(ending) => break ending,
+                    None => continue,
+                },
+                None => {
+                    session.give_up(&text).await;
+                    break None;
+                }
             }
         }
-        if let Some(writer) = session.writer.take() {
-            writer.finish(Some("QUIT".into())).await;
+        if reconnecting {
+            info!(%user, %server, nick = %session.nick, attempts, "irc connection re-established");
+            session
+                .emit(Event::Reconnected {
+                    user: user.clone(),
+                    server: server.clone(),
+                })
+                .await;
+            session.rejoin();
+            delays = reconnect_delays();
+        } else {
+            info!(%user, %server, nick = %session.nick, "irc connection registered");
         }
-        inner.forget(&user, &server, id);
-        return;
-    }
-    info!(%user, %server, nick = %session.nick, "irc connection registered");
-
-    let mut ticker = tokio::time::interval(Duration::from_secs(15));
-    let mut last_read = Instant::now();
-    let mut pinged = false;
-    // Set while no channel is left: the connection stays for a moment, so that leaving one
-    // channel and joining the next does not cost a reconnection (or a nick still in use).
-    let mut linger: Option<tokio::time::Instant> = None;
-    let quit_reason = loop {
-        let linger_until =
-            linger.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            biased;
-            _ = stopped(&mut shutdown) => break Some("causeway is shutting down".to_owned()),
-            inbound = lines.recv() => match inbound {
-                Some(Inbound::Line(text)) => {
-                    last_read = Instant::now();
-                    pinged = false;
-                    session.handle_line(&text).await;
+        match session
+            .serve(&mut lines, &mut commands, &mut shutdown)
+            .await
+        {
+            Ending::Quit(reason) => break Some(reason),
+            Ending::Lost(reason) => {
+                if let Some(writer) = session.writer.take() {
+                    writer.finish(None).await;
                 }
-                Some(Inbound::Closed(reason)) => {
+                if *shutdown.borrow() || !session.channels.values().any(|c| c.joined) {
                     session.connection_lost(&reason).await;
                     break None;
                 }
-                None => {
-                    session.connection_lost("the connection reader ended").await;
-                    break None;
+                warn!(%user, %server, %reason, "irc connection lost, reconnecting");
+                session
+                    .emit(Event::Disconnected {
+                        user: user.clone(),
+                        server: server.clone(),
+                        reason: reason.clone(),
+                        retrying: true,
+                    })
+                    .await;
+                for channel in session.channels.values_mut() {
+                    channel.joined = false;
+                    channel.members.clear();
                 }
-            },
-            command = commands.recv() => match command {
-                Some(command) => session.handle_command(command).await,
-                None => break Some(String::new()),
-            },
-            _ = ticker.tick() => {
-                let silent = last_read.elapsed();
-                if silent > DEAD_AFTER {
-                    session.connection_lost(&format!("no data from the server for {} s", silent.as_secs())).await;
-                    break None;
-                }
-                if silent > PING_AFTER && !pinged {
-                    session.send_urgent(format("PING", &["causeway"]));
-                    pinged = true;
+                attempts = 1;
+                let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                if let Some(ending) = session
+                    .wait_offline(delay, &mut commands, &mut shutdown)
+                    .await
+                {
+                    break ending;
                 }
             }
-            _ = tokio::time::sleep_until(linger_until), if linger.is_some() => break Some(String::new()),
-        }
-        if session.had_channels && session.channels.is_empty() {
-            linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
-        } else {
-            linger = None;
         }
     };
     // Nothing new reaches this session from here on; what raced its end goes to a new one,
@@ -396,7 +414,158 @@ pub async fn run(
     }
 }
 
+/// Reconnection delays: exponential from 1 s, capped at 30 s, with jitter.
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 impl Session {
+    /// The connected life of the session: lines in, commands in, pings, until it ends.
+    async fn serve(
+        &mut self,
+        lines: &mut mpsc::Receiver<Inbound>,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Ending {
+        let mut ticker = tokio::time::interval(Duration::from_secs(15));
+        let mut last_read = Instant::now();
+        let mut pinged = false;
+        // Set while no channel is left: the connection stays for a moment, so that leaving
+        // one channel and joining the next does not cost a reconnection (or a nick in use).
+        let mut linger: Option<tokio::time::Instant> = None;
+        loop {
+            let linger_until =
+                linger.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
+                inbound = lines.recv() => match inbound {
+                    Some(Inbound::Line(text)) => {
+                        last_read = Instant::now();
+                        pinged = false;
+                        if let Some(reason) = self.handle_line(&text).await {
+                            return Ending::Lost(reason);
+                        }
+                    }
+                    Some(Inbound::Closed(reason)) => return Ending::Lost(reason),
+                    None => return Ending::Lost("the connection reader ended".into()),
+                },
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command).await,
+                    None => return Ending::Quit(String::new()),
+                },
+                _ = ticker.tick() => {
+                    let silent = last_read.elapsed();
+                    if silent > DEAD_AFTER {
+                        return Ending::Lost(format!("no data from the server for {} s", silent.as_secs()));
+                    }
+                    if silent > PING_AFTER && !pinged {
+                        self.send_urgent(format("PING", &["causeway"]));
+                        pinged = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(linger_until), if linger.is_some() => return Ending::Quit(String::new()),
+            }
+            if self.had_channels && self.channels.is_empty() {
+                linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+            } else {
+                linger = None;
+            }
+        }
+    }
+
+    /// Between connections: wait `delay`, taking commands as well as can be done offline.
+    /// `Some` when the session should end instead of reconnecting.
+    async fn wait_offline(
+        &mut self,
+        delay: Duration,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Option<String>> {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped(shutdown) => {
+                    self.connection_lost("causeway is shutting down").await;
+                    return Some(None);
+                }
+                _ = tokio::time::sleep_until(until) => return None,
+                command = commands.recv() => match command {
+                    Some(Command::Join { channel, .. }) => {
+                        let folded = self.rules.fold(&channel);
+                        self.channels.entry(folded).or_insert_with(|| Channel::joining(&channel));
+                    }
+                    Some(Command::Part { channel, reason }) => {
+                        if let Some(state) = self.channels.remove(&self.rules.fold(&channel)) {
+                            let room = self.room(&state.name);
+                            self.emit(Event::Left { user: self.user(), room, departure: Departure::Part, reason }).await;
+                        }
+                        if self.channels.is_empty() {
+                            return Some(None);
+                        }
+                    }
+                    Some(Command::Send { target, id, .. }) => {
+                        let peer = self.peer(&target);
+                        let text = format!("not connected to {} right now: reconnecting", self.spec.server);
+                        self.emit(Event::SendFailed { user: self.user(), peer, id: Some(id), text }).await;
+                    }
+                    Some(_) => {}
+                    None => return Some(Some(String::new())),
+                },
+            }
+        }
+    }
+
+    /// Join again every channel the puppet was in (after a reconnection).
+    fn rejoin(&mut self) {
+        let names: Vec<String> = self.channels.values().map(|c| c.name.clone()).collect();
+        for name in names {
+            self.send(format("JOIN", &[&name]));
+        }
+    }
+
+    /// Reconnection failed for good: every channel is left.
+    async fn give_up(&mut self, reason: &str) {
+        let reason = format!("could not reconnect to {}: {reason}", self.spec.server);
+        self.emit(Event::Disconnected {
+            user: self.user(),
+            server: self.spec.server.clone(),
+            reason: reason.clone(),
+            retrying: false,
+        })
+        .await;
+        self.connection_lost(&reason).await;
+    }
+
+    /// The first connection failed: every join asked for so far fails the same way.
+    async fn fail_waiting_joins(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        failure: JoinFailure,
+        text: &str,
+    ) {
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            if let Command::Join { channel, .. } = cmd {
+                let room = self.room(&channel);
+                self.emit(Event::JoinFailed {
+                    user: self.user(),
+                    room,
+                    failure,
+                    text: text.to_owned(),
+                })
+                .await;
+            }
+        }
+    }
+
     fn room(&self, channel: &str) -> RoomRef {
         RoomRef {
             server: self.spec.server.clone(),
@@ -429,7 +598,13 @@ impl Session {
         &mut self,
         lines_tx: mpsc::Sender<Inbound>,
         lines: &mut mpsc::Receiver<Inbound>,
+        reconnecting: bool,
     ) -> Result<(), (JoinFailure, String)> {
+        self.caps.clear();
+        self.rules = ServerRules::default();
+        self.settled = false;
+        self.echoes.clear();
+        let mut nick_tries = 0;
         let settings = &self.spec.settings;
         let server = self.spec.server.clone();
         let io = transport::connect(&server, settings.port, settings.tls, settings.verify_tls)
@@ -540,6 +715,14 @@ impl Session {
                     // (A server without CAP support answers 421 to CAP and registers us anyway.)
                     self.nick = line.param(0).to_owned();
                     return Ok(());
+                }
+                (_, Some(ERR_NICKNAMEINUSE | ERR_NICKCOLLISION | ERR_UNAVAILRESOURCE))
+                    if reconnecting && nick_tries < 3 =>
+                {
+                    // Our old connection may still hold the nick: take a variant for now.
+                    nick_tries += 1;
+                    let variant = format!("{}{}", self.nick, "_".repeat(nick_tries));
+                    self.send_urgent(format("NICK", &[&variant]));
                 }
                 (_, Some(ERR_NICKNAMEINUSE | ERR_NICKCOLLISION | ERR_UNAVAILRESOURCE)) => {
                     return Err((
@@ -746,17 +929,23 @@ impl Session {
         self.rules.fold(nick) == self.rules.fold(&self.nick)
     }
 
-    async fn handle_line(&mut self, text: &str) {
+    /// Handle one line from the server; `Some(reason)` when the server ends the connection.
+    async fn handle_line(&mut self, text: &str) -> Option<String> {
         let Some(line) = Line::parse(text) else {
             warn!(line = %text, "unparseable line from the IRC server");
-            return;
+            return None;
         };
         debug!(line = %text, "irc <");
         let from = line.source_nick().unwrap_or_default().to_owned();
         match line.command.as_str() {
             "PING" => self.send_urgent(format("PONG", &[line.param(0)])),
             "PONG" => {}
-            "ERROR" => debug!(error = %line.param(0), "server ERROR"),
+            "ERROR" => {
+                return Some(format!(
+                    "the server closed the connection: {}",
+                    line.param(0)
+                ))
+            }
             "JOIN" => self.on_join(&line, &from).await,
             "PART" => {
                 let reason = line.params.get(1).cloned().filter(|r| !r.is_empty());
@@ -814,6 +1003,7 @@ impl Session {
             "CAP" | "AWAY" | "ACCOUNT" | "BATCH" => {}
             _ => self.on_numeric(&line).await,
         }
+        None
     }
 
     async fn on_join(&mut self, line: &Line, from: &str) {

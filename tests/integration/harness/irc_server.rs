@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::process::{free_port, render, ServerProcess};
 
-/// A running IRC server.
+/// A running (or, between restarts, stopped) IRC server.
 #[derive(Debug)]
 pub struct IrcServer {
     pub port: u16,
     // Declared first so that it stops before its directory is removed.
-    _process: ServerProcess,
-    _dir: tempfile::TempDir,
+    process: Option<ServerProcess>,
+    dir: tempfile::TempDir,
 }
 
 impl IrcServer {
@@ -29,16 +29,33 @@ impl IrcServer {
                 ("PORT", port.to_string()),
             ],
         );
-        let path = dir.path().join("ngircd.conf");
-        std::fs::write(&path, config).unwrap();
-        let mut command = Command::new("ngircd");
-        command.arg("-n").arg("-f").arg(&path);
-        let mut process = ServerProcess::spawn("ngircd", command, dir.path(), vec![]);
-        process.wait_ports(&[port], Duration::from_secs(20));
-        IrcServer {
+        std::fs::write(dir.path().join("ngircd.conf"), config).unwrap();
+        let mut server = IrcServer {
             port,
-            _dir: dir,
-            _process: process,
+            process: None,
+            dir,
+        };
+        server.resume();
+        server
+    }
+
+    /// Start again on the same port (after [`stop`](Self::stop)).
+    pub fn resume(&mut self) {
+        assert!(self.process.is_none(), "already running");
+        let mut command = Command::new("ngircd");
+        command
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.path().join("ngircd.conf"));
+        let mut process = ServerProcess::spawn("ngircd", command, self.dir.path(), vec![]);
+        process.wait_ports(&[self.port], Duration::from_secs(20));
+        self.process = Some(process);
+    }
+
+    /// Stop the server: every connection to it drops.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 }

@@ -279,6 +279,30 @@ impl TestClient {
             .unwrap_or_else(|_| panic!("no {what} within {ANSWER:?}"))
     }
 
+    /// The first stanza matching `unwanted` within `quiet`, if any arrives.
+    pub async fn quiet_for(
+        &mut self,
+        quiet: Duration,
+        mut unwanted: impl FnMut(&Stanza) -> bool,
+    ) -> Option<String> {
+        if let Some(stanza) = self.buffer.iter().find(|s| unwanted(s)) {
+            return Some(format!("{stanza:?}"));
+        }
+        let wait = async {
+            loop {
+                match self.client.next().await {
+                    Some(Event::Stanza(stanza)) if unwanted(&stanza) => {
+                        return format!("{stanza:?}")
+                    }
+                    Some(Event::Stanza(stanza)) => self.buffer.push_back(stanza),
+                    Some(_) => {}
+                    None => return "stream ended".to_owned(),
+                }
+            }
+        };
+        tokio::time::timeout(quiet, wait).await.ok()
+    }
+
     /// Log out cleanly.
     pub async fn logout(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.send_end()).await;
