@@ -5,9 +5,19 @@ use std::time::Duration;
 
 use super::process::{free_port, render, ServerProcess};
 
+/// Which IRC server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrcKind {
+    /// ngircd: plain, no IRCv3 beyond multi-prefix.
+    Ngircd,
+    /// InspIRCd with its IRCv3 modules (echo-message, server-time, message-tags, …).
+    Inspircd,
+}
+
 /// A running (or, between restarts, stopped) IRC server.
 #[derive(Debug)]
 pub struct IrcServer {
+    pub kind: IrcKind,
     pub port: u16,
     // Declared first so that it stops before its directory is removed.
     process: Option<ServerProcess>,
@@ -15,22 +25,26 @@ pub struct IrcServer {
 }
 
 impl IrcServer {
-    /// ngircd with per-IP limits lifted (one connection per puppet, all from 127.0.0.1).
-    pub fn ngircd() -> IrcServer {
+    /// A server of `kind` with per-IP limits lifted (one connection per puppet, all from
+    /// 127.0.0.1), configured from `tests/servers/`.
+    pub fn start(kind: IrcKind) -> IrcServer {
+        let name = match kind {
+            IrcKind::Ngircd => "ngircd",
+            IrcKind::Inspircd => "inspircd",
+        };
         let dir = tempfile::Builder::new()
-            .prefix("causeway-ngircd-")
+            .prefix(&format!("causeway-{name}-"))
             .tempdir()
             .unwrap();
         let port = free_port();
-        let config = render(
-            "ngircd.conf.in",
-            &[
-                ("DIR", dir.path().display().to_string()),
-                ("PORT", port.to_string()),
-            ],
-        );
-        std::fs::write(dir.path().join("ngircd.conf"), config).unwrap();
+        let vars = [
+            ("DIR", dir.path().display().to_string()),
+            ("PORT", port.to_string()),
+        ];
+        let config = render(&format!("{name}.conf.in"), &vars);
+        std::fs::write(dir.path().join(format!("{name}.conf")), config).unwrap();
         let mut server = IrcServer {
+            kind,
             port,
             process: None,
             dir,
@@ -39,15 +53,30 @@ impl IrcServer {
         server
     }
 
+    /// ngircd, the default.
+    pub fn ngircd() -> IrcServer {
+        Self::start(IrcKind::Ngircd)
+    }
+
     /// Start again on the same port (after [`stop`](Self::stop)).
     pub fn resume(&mut self) {
         assert!(self.process.is_none(), "already running");
-        let mut command = Command::new("ngircd");
-        command
-            .arg("-n")
-            .arg("-f")
-            .arg(self.dir.path().join("ngircd.conf"));
-        let mut process = ServerProcess::spawn("ngircd", command, self.dir.path(), vec![]);
+        let dir = self.dir.path();
+        let mut process = match self.kind {
+            IrcKind::Ngircd => {
+                let mut command = Command::new("ngircd");
+                command.arg("-n").arg("-f").arg(dir.join("ngircd.conf"));
+                ServerProcess::spawn("ngircd", command, dir, vec![])
+            }
+            IrcKind::Inspircd => {
+                let mut command = Command::new("inspircd");
+                command
+                    .arg(format!("--config={}", dir.join("inspircd.conf").display()))
+                    .arg("--nofork")
+                    .arg("--runasroot");
+                ServerProcess::spawn("inspircd", command, dir, vec![dir.join("inspircd.log")])
+            }
+        };
         process.wait_ports(&[self.port], Duration::from_secs(20));
         self.process = Some(process);
     }
