@@ -98,6 +98,12 @@ pub struct IrcConfig {
     /// Per-server settings, keyed by host name.
     #[serde(default)]
     pub servers: BTreeMap<String, IrcServerConfig>,
+    /// IRC username (ident) of puppets, unless a user set their own; default: from the nick.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// IRC realname of puppets, unless a user set their own; default: the nick.
+    #[serde(default)]
+    pub realname: Option<String>,
 }
 
 /// `[irc.servers."host"]`.
@@ -116,6 +122,14 @@ pub struct IrcServerConfig {
     pub flood_burst: u32,
     /// Lines per second after the burst.
     pub flood_per_second: u32,
+    /// Server password (PASS), for servers that want one.
+    pub password: Option<Secret>,
+    /// Seconds of silence after which a puppet pings the server.
+    pub ping_interval_secs: u64,
+    /// Seconds to wait for any data after that ping before the connection counts as dead.
+    pub ping_timeout_secs: u64,
+    /// Reconnection attempts after a lost connection before giving up (0 disables).
+    pub reconnect_attempts: u32,
 }
 
 impl Default for IrcServerConfig {
@@ -127,6 +141,10 @@ impl Default for IrcServerConfig {
             flood_control: true,
             flood_burst: 10,
             flood_per_second: 2,
+            password: None,
+            ping_interval_secs: 60,
+            ping_timeout_secs: 90,
+            reconnect_attempts: 16,
         }
     }
 }
@@ -349,6 +367,12 @@ impl Config {
                     p.add(
                         format!("irc.servers.{host:?}.flood_per_second"),
                         "flood control needs a burst and a rate of at least 1",
+                    );
+                }
+                if server.ping_interval_secs == 0 || server.ping_timeout_secs == 0 {
+                    p.add(
+                        format!("irc.servers.{host:?}.ping_interval_secs"),
+                        "ping interval and timeout must be at least 1 second",
                     );
                 }
                 if server.port == 0 {

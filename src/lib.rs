@@ -8,6 +8,8 @@ pub mod address;
 pub mod component;
 pub mod config;
 pub mod gateway;
+#[cfg(feature = "irc")]
+mod irc;
 pub mod store;
 pub mod telemetry;
 
@@ -111,7 +113,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             domain: settings.domain.clone(),
             outbox: outbox.clone(),
         });
-        let network = build_network(kind, &config);
+        let network = build_network(kind, &config, &store);
         let muc = network
             .as_ref()
             .map(|_| Muc::new(irc_addressing(&config, &settings.domain)));
@@ -178,34 +180,14 @@ impl Running {
     }
 }
 
-fn build_network(kind: NetworkKind, config: &Config) -> Option<Arc<dyn Network>> {
+fn build_network(kind: NetworkKind, config: &Config, store: &Store) -> Option<Arc<dyn Network>> {
     match kind {
         #[cfg(feature = "irc")]
-        NetworkKind::Irc => {
-            let irc = config.irc.as_ref()?;
-            let servers = irc
-                .servers
-                .iter()
-                .map(|(host, s)| {
-                    let settings = causeway_irc::ServerSettings {
-                        port: s.port,
-                        tls: s.tls,
-                        verify_tls: s.verify_tls,
-                        flood_control: s.flood_control,
-                        flood_burst: s.flood_burst,
-                        flood_per_second: s.flood_per_second,
-                        password: None,
-                    };
-                    (host.to_ascii_lowercase(), settings)
-                })
-                .collect();
-            let settings = causeway_irc::IrcSettings {
-                servers,
-                default_server: Default::default(),
-            };
-            Some(Arc::new(causeway_irc::IrcNetwork::new(settings)))
+        NetworkKind::Irc => Some(Arc::new(irc::network(config.irc.as_ref()?, store.clone()))),
+        _ => {
+            let _ = (config, store);
+            None
         }
-        _ => None,
     }
 }
 

@@ -8,4 +8,5 @@ mod cli;
 mod component;
 mod harness;
 mod irc;
+mod irc_connection;
 mod servers;

@@ -16,6 +16,7 @@ mod transport;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use causeway_bridge::{
@@ -48,6 +49,12 @@ pub struct ServerSettings {
     pub flood_per_second: u32,
     /// Server password (PASS), if the server wants one.
     pub password: Option<String>,
+    /// Silence after which the puppet pings the server.
+    pub ping_after: Duration,
+    /// Silence after which the connection counts as dead.
+    pub dead_after: Duration,
+    /// Reconnection attempts after a lost connection before giving up (0: none).
+    pub reconnect_attempts: u32,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +67,9 @@ impl Default for ServerSettings {
             flood_burst: 10,
             flood_per_second: 2,
             password: None,
+            ping_after: Duration::from_secs(60),
+            dead_after: Duration::from_secs(150),
+            reconnect_attempts: 16,
         }
     }
 }
@@ -88,6 +98,38 @@ impl std::fmt::Debug for Identity {
             .field("sasl_account", &self.sasl_account)
             .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
             .finish()
+    }
+}
+
+/// Where a puppet's identity comes from: the gateway's database and defaults. Asked once per
+/// connection, so settings changed by the user apply on the next connect.
+#[async_trait]
+pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
+    /// The identity of `user` on `server`, joining under `nick`.
+    async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity;
+}
+
+/// Identities from the nick alone: username from its letters and digits, realname the nick.
+#[derive(Debug, Default)]
+pub struct NickIdentity;
+
+#[async_trait]
+impl IdentitySource for NickIdentity {
+    async fn identity(&self, _user: &UserRef, _server: &str, nick: &str) -> Identity {
+        Identity::from_nick(nick)
+    }
+}
+
+impl Identity {
+    /// Username from the nick's letters and digits, realname the nick, no SASL.
+    pub fn from_nick(nick: &str) -> Identity {
+        Identity {
+            nick: nick.to_owned(),
+            username: sanitize_username(nick),
+            realname: nick.to_owned(),
+            sasl_account: None,
+            sasl_password: None,
+        }
     }
 }
 
@@ -127,6 +169,7 @@ struct SessionHandle {
 #[derive(Debug)]
 pub(crate) struct Inner {
     settings: IrcSettings,
+    identities: Arc<dyn IdentitySource>,
     sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
     events: Mutex<Option<mpsc::Sender<Event>>>,
     shutdown: Mutex<Option<watch::Receiver<bool>>>,
@@ -136,10 +179,11 @@ pub(crate) struct Inner {
 
 impl IrcNetwork {
     /// A network with these settings; nothing connects until a user joins.
-    pub fn new(settings: IrcSettings) -> IrcNetwork {
+    pub fn new(settings: IrcSettings, identities: Arc<dyn IdentitySource>) -> IrcNetwork {
         IrcNetwork {
             inner: Arc::new(Inner {
                 settings,
+                identities,
                 sessions: Mutex::default(),
                 events: Mutex::default(),
                 shutdown: Mutex::default(),
@@ -268,18 +312,12 @@ impl Inner {
                 },
             );
         }
-        let username = sanitize_username(nick);
+        let identity = self.identities.identity(user, server, nick).await;
         let spec = SessionSpec {
             user: user.clone(),
             server: server.to_owned(),
             settings: self.settings.server(server),
-            identity: Identity {
-                nick: nick.to_owned(),
-                username,
-                realname: nick.to_owned(),
-                sasl_account: None,
-                sasl_password: None,
-            },
+            identity,
             id,
         };
         self.tasks

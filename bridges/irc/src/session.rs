@@ -66,12 +66,6 @@ pub enum Command {
 
 /// How long connecting and registering may take.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Silence after which the session pings the server.
-const PING_AFTER: Duration = Duration::from_secs(60);
-/// Silence after which the connection is considered dead.
-const DEAD_AFTER: Duration = Duration::from_secs(150);
-/// Reconnection attempts before a session gives up (about three minutes with the delays).
-const MAX_RECONNECTS: u32 = 16;
 /// How long a connection with no channel left stays open before it quits.
 const LINGER: Duration = Duration::from_secs(3);
 /// Longest line accepted from a server (IRCv3 allows 8191 bytes of tags plus 512).
@@ -324,7 +318,10 @@ pub async fn run(
             }
             attempts += 1;
             warn!(%user, %server, attempts, %text, "irc reconnection failed");
-            match delays.next().filter(|_| attempts <= MAX_RECONNECTS) {
+            match delays
+                .next()
+                .filter(|_| attempts <= session.spec.settings.reconnect_attempts)
+            {
                 Some(delay) => match session
                     .wait_offline(delay, &mut commands, &mut shutdown)
                     .await
@@ -362,6 +359,10 @@ pub async fn run(
                 }
                 if *shutdown.borrow() || !session.channels.values().any(|c| c.joined) {
                     session.connection_lost(&reason).await;
+                    break None;
+                }
+                if session.spec.settings.reconnect_attempts == 0 {
+                    session.give_up(&reason).await;
                     break None;
                 }
                 warn!(%user, %server, %reason, "irc connection lost, reconnecting");
@@ -433,7 +434,10 @@ impl Session {
         commands: &mut mpsc::Receiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ending {
-        let mut ticker = tokio::time::interval(Duration::from_secs(15));
+        let mut ticker = tokio::time::interval(
+            (self.spec.settings.ping_after / 4)
+                .clamp(Duration::from_millis(250), Duration::from_secs(15)),
+        );
         let mut last_read = Instant::now();
         let mut pinged = false;
         // Set while no channel is left: the connection stays for a moment, so that leaving
@@ -462,10 +466,10 @@ impl Session {
                 },
                 _ = ticker.tick() => {
                     let silent = last_read.elapsed();
-                    if silent > DEAD_AFTER {
+                    if silent > self.spec.settings.dead_after {
                         return Ending::Lost(format!("no data from the server for {} s", silent.as_secs()));
                     }
-                    if silent > PING_AFTER && !pinged {
+                    if silent > self.spec.settings.ping_after && !pinged {
                         self.send_urgent(format("PING", &["causeway"]));
                         pinged = true;
                     }

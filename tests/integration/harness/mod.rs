@@ -44,16 +44,32 @@ secret = "{secret}"
     )
 }
 
-/// [`config_toml`] plus an IRC server on `127.0.0.1:irc_port`, plain TCP, no flood control.
+/// [`config_toml`] plus an IRC server on `127.0.0.1:irc_port`, plain TCP, no flood control;
+/// `irc_keys` go into `[irc]`, `server_keys` into the server's table (overriding).
 pub fn config_toml_with_irc(
     server: &XmppServer,
     db_dir: &std::path::Path,
     irc_port: u16,
+    irc_keys: &str,
+    server_keys: &str,
 ) -> String {
+    let key_of = |line: &str| line.split('=').next().unwrap_or_default().trim().to_owned();
+    let overridden: Vec<String> = server_keys.lines().map(key_of).collect();
+    let mut table: String = [
+        format!("port = {irc_port}"),
+        "tls = false".into(),
+        "flood_control = false".into(),
+    ]
+    .into_iter()
+    .filter(|line| !overridden.contains(&key_of(line)))
+    .map(|line| line + "\n")
+    .collect();
+    table.push_str(server_keys);
     config_toml(server, &server.secret, db_dir)
-        + &format!(
-            "[irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n"
-        )
+        + irc_keys
+        + "\n[irc.servers.\"127.0.0.1\"]\n"
+        + &table
+        + "\n"
 }
 
 /// [`config_toml`], parsed.
@@ -84,15 +100,27 @@ impl Gateway {
 
     /// Start causeway against `server` and the IRC server on `irc_port`.
     pub async fn start_with_irc(server: &XmppServer, irc_port: u16) -> Gateway {
+        Self::start_with_irc_config(server, irc_port, "", "").await
+    }
+
+    /// [`start_with_irc`](Self::start_with_irc) with extra `[irc]` and server keys.
+    pub async fn start_with_irc_config(
+        server: &XmppServer,
+        irc_port: u16,
+        irc_keys: &str,
+        server_keys: &str,
+    ) -> Gateway {
         init_logging();
         let db = tempfile::tempdir().unwrap();
-        let config = causeway::config::Config::from_toml_str(&config_toml_with_irc(
-            server,
-            db.path(),
-            irc_port,
-        ))
-        .unwrap();
+        let toml = config_toml_with_irc(server, db.path(), irc_port, irc_keys, server_keys);
+        let config = causeway::config::Config::from_toml_str(&toml)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         Self::start_with(server, config, db).await
+    }
+
+    /// Where this gateway's database is.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self._db.path().join("causeway.db").display())
     }
 
     async fn start_with(

@@ -128,6 +128,13 @@ impl ServerProcess {
         let _ = child.wait();
     }
 
+    /// Send a signal to the whole process group.
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            signal(name, &format!("-{}", child.id()));
+        }
+    }
+
     /// The tail of every log, for failure messages.
     pub fn log_dump(&self) -> String {
         self.logs

@@ -1,0 +1,260 @@
+//! The puppet connection itself, end to end: TLS and its verification, fixed-server mode,
+//! identities from the database, flood control, dead-connection detection.
+
+use std::time::{Duration, Instant};
+
+use xmpp_client::parsers::message::Message;
+use xmpp_client::parsers::muc::user::{MucUser, Status};
+use xmpp_client::parsers::muc::Muc;
+use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
+use xmpp_client::parsers::stanza_error::{DefinedCondition, StanzaError};
+use xmpp_client::Stanza;
+
+use crate::harness::irc_client::IrcClient;
+use crate::harness::irc_server::IrcServer;
+use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+
+fn join(occupant: &str) -> Presence {
+    let mut presence =
+        Presence::available().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap());
+    presence.add_payload(Muc::new());
+    presence
+}
+
+fn muc_user(p: &Presence) -> Option<MucUser> {
+    p.payloads
+        .iter()
+        .find_map(|e| MucUser::try_from(e.clone()).ok())
+}
+
+async fn self_presence(client: &mut TestClient, nick: &str) -> Presence {
+    let suffix = format!("/{nick}");
+    client
+        .expect("self-presence", |s| match s {
+            Stanza::Presence(p)
+                if p.from
+                    .as_ref()
+                    .is_some_and(|f| f.to_string().ends_with(&suffix)) =>
+            {
+                muc_user(p)
+                    .filter(|u| u.status.contains(&Status::SelfPresence))
+                    .map(|_| p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+async fn join_error(client: &mut TestClient) -> StanzaError {
+    client
+        .expect("presence error", |s| match s {
+            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
+                .payloads
+                .iter()
+                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
+            _ => None,
+        })
+        .await
+}
+
+/// TLS is verified by default: a self-signed server is refused with a clear error; with
+/// `verify_tls = false` the same server works, over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_unless_switched_off() {
+    let irc = IrcServer::ngircd_with_tls();
+    let tls_port = irc.tls_port.unwrap();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+
+    let strict = Gateway::start_with_irc_config(&xmpp, tls_port, "", "tls = true\n").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    let error = join_error(&mut alice).await;
+    assert_eq!(
+        error.defined_condition,
+        DefinedCondition::RemoteServerNotFound
+    );
+    let text = error.texts.values().next().cloned().unwrap_or_default();
+    assert!(text.contains("certificate"), "{text}");
+    strict.stop().await;
+
+    let lenient =
+        Gateway::start_with_irc_config(&xmpp, tls_port, "", "tls = true\nverify_tls = false\n")
+            .await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice over TLS", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    alice.logout().await;
+    lenient.stop().await;
+}
+
+/// `[irc] fixed_server`: `#chan@gw` and `nick@gw`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_server_mode() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway =
+        Gateway::start_with_irc_config(&xmpp, irc.port, "fixed_server = \"127.0.0.1\"\n", "").await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#fixed").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice.send(join("#fixed@irc.localhost/alice")).await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    let mut pm = Message::chat(Some("bob@irc.localhost".parse().unwrap()));
+    pm.bodies.insert(Default::default(), "fixed hello".into());
+    alice.send(pm).await;
+    bob.expect("private message", |l| {
+        l.ends_with("PRIVMSG bob :fixed hello")
+    })
+    .await;
+    bob.send("PRIVMSG #fixed :hi there").await;
+    let got = alice
+        .expect("room message", |s| match s {
+            Stanza::Message(m) if m.bodies.values().any(|b| b == "hi there") => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.from.unwrap().to_string(), "#fixed@irc.localhost/bob");
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+/// A user's username and realname come from the database (set by ad-hoc commands later;
+/// written directly here), applied on connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_comes_from_the_database() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway =
+        Gateway::start_with_irc_config(&xmpp, irc.port, "realname = \"via causeway\"\n", "").await;
+    let store = causeway::store::Store::open(&gateway.database_url(), 1)
+        .await
+        .unwrap();
+    let settings = causeway::store::IrcServerSettings {
+        username: Some("liddell".into()),
+        realname: Some("Alice Liddell".into()),
+        ..Default::default()
+    };
+    store
+        .set_irc_server_settings("alice@localhost", "127.0.0.1", &settings)
+        .await
+        .unwrap();
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    // Carol gets the configured default realname.
+    let mut carol = TestClient::login(&xmpp, "carol", "localhost").await;
+    carol
+        .send(join("#test%127.0.0.1@irc.localhost/carol"))
+        .await;
+    self_presence(&mut carol, "carol").await;
+
+    bob.send("WHOIS alice").await;
+    let whois = bob
+        .expect("WHOIS alice", |l| l.split(' ').nth(1) == Some("311"))
+        .await;
+    assert!(
+        whois.contains(" liddell ") || whois.contains("~liddell "),
+        "{whois}"
+    );
+    assert!(whois.ends_with(":Alice Liddell"), "{whois}");
+    bob.send("WHOIS carol").await;
+    let whois = bob
+        .expect("WHOIS carol", |l| l.split(' ').nth(1) == Some("311"))
+        .await;
+    assert!(whois.ends_with(":via causeway"), "{whois}");
+    store.close().await;
+    alice.logout().await;
+    carol.logout().await;
+    gateway.stop().await;
+}
+
+/// Flood control holds lines back to the configured rate (here a burst of 2, then 1 a
+/// second); the test suite's other scenarios run with it switched off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_control_paces_lines() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let keys = "flood_control = true\nflood_burst = 2\nflood_per_second = 1\n";
+    let gateway = Gateway::start_with_irc_config(&xmpp, irc.port, "", keys).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    // Let the bucket fill up again after the join.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut burst = Message::groupchat(Some("#test%127.0.0.1@irc.localhost".parse().unwrap()));
+    burst
+        .bodies
+        .insert(Default::default(), "one\ntwo\nthree\nfour\nfive".into());
+    alice.send(burst).await;
+    let mut arrivals = Vec::new();
+    for word in ["one", "two", "three", "four", "five"] {
+        bob.expect(word, |l| l.ends_with(&format!("PRIVMSG #test :{word}")))
+            .await;
+        arrivals.push(Instant::now());
+    }
+    let paced = arrivals[4] - arrivals[0];
+    // Two at once, then one a second: the fifth comes at least ~3 s after the first.
+    assert!(
+        paced >= Duration::from_millis(2500),
+        "five lines in {paced:?}"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}
+
+/// A server that stops answering is pinged, then given up on: with reconnection off, the
+/// user is told with 332 right away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_connections_are_detected() {
+    let mut irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let keys = "ping_interval_secs = 1\nping_timeout_secs = 2\nreconnect_attempts = 0\n";
+    let gateway = Gateway::start_with_irc_config(&xmpp, irc.port, "", keys).await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    irc.freeze(true);
+    let gone = alice
+        .expect("the room closing", |s| match s {
+            Stanza::Presence(p) if p.type_ == PresenceType::Unavailable => muc_user(p)
+                .filter(|u| u.status.contains(&Status::ServiceShutdown))
+                .map(|_| p.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(muc_user(&gone)
+        .unwrap()
+        .status
+        .contains(&Status::SelfPresence));
+    let reason = gone.statuses.values().next().cloned().unwrap_or_default();
+    assert!(reason.contains("no data from the server"), "{reason}");
+    irc.stop();
+    alice.logout().await;
+    gateway.stop().await;
+}
