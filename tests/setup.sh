@@ -7,7 +7,7 @@ set -euo pipefail
 
 want=(prosody lua-unbound ngircd)
 if [ "${1:-}" != sandbox ]; then
-  want+=(ejabberd inspircd postgresql)
+  want+=(ejabberd inspircd atheme-services postgresql openssl)
 fi
 
 missing=()
@@ -36,6 +36,6 @@ trap cleanup EXIT
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts nothing under policy-rc.d, but stop anything a previous install left running.
-for svc in prosody ejabberd ngircd inspircd postgresql; do
+for svc in prosody ejabberd ngircd inspircd atheme-services postgresql; do
   $sudo service "$svc" stop >/dev/null 2>&1 || true
 done

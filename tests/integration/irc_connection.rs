@@ -258,3 +258,69 @@ async fn dead_connections_are_detected() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// SASL PLAIN with the password stored for the user and server, against InspIRCd linked to
+/// Atheme: the puppet is logged in to its account; a wrong password fails the join with
+/// the server's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_with_the_stored_password() {
+    let irc = IrcServer::inspircd_with_services();
+    let mut owner = IrcClient::connect(irc.port, "alice").await;
+    owner
+        .send("PRIVMSG NickServ :REGISTER s3cret-pw alice@localhost.test")
+        .await;
+    owner
+        .expect("registration", |l| {
+            l.contains("NOTICE alice") && l.contains("registered")
+        })
+        .await;
+    owner.send("QUIT").await;
+    owner.expect("the quit", |l| l.starts_with("ERROR")).await;
+
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let store = causeway::store::Store::open(&gateway.database_url(), 1)
+        .await
+        .unwrap();
+    let with_password = |password: &str| causeway::store::IrcServerSettings {
+        sasl_password: Some(password.into()),
+        ..Default::default()
+    };
+    store
+        .set_irc_server_settings("alice@localhost", "127.0.0.1", &with_password("s3cret-pw"))
+        .await
+        .unwrap();
+    store
+        .set_irc_server_settings("mallet@localhost", "127.0.0.1", &with_password("guessed"))
+        .await
+        .unwrap();
+
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.send("WHOIS alice").await;
+    let account = bob
+        .expect("account line", |l| {
+            l.split(' ').nth(1) == Some("330") || l.split(' ').nth(1) == Some("318")
+        })
+        .await;
+    assert!(
+        account.contains(" 330 ") && account.contains("alice alice"),
+        "not logged in: {account}"
+    );
+
+    let mut mallet = TestClient::login(&xmpp, "mallet", "localhost").await;
+    mallet
+        .send(join("#test%127.0.0.1@irc.localhost/mallet"))
+        .await;
+    let error = join_error(&mut mallet).await;
+    let text = error.texts.values().next().cloned().unwrap_or_default();
+    assert!(text.contains("SASL"), "{text}");
+    store.close().await;
+    alice.logout().await;
+    mallet.logout().await;
+    gateway.stop().await;
+}

@@ -30,7 +30,8 @@ pub struct IrcServer {
     pub port: u16,
     /// The TLS port, for a server started with [`IrcServer::ngircd_with_tls`].
     pub tls_port: Option<u16>,
-    // Declared before the directory so that it stops before the directory is removed.
+    // Declared before the directory so that they stop before the directory is removed.
+    services: Option<ServerProcess>,
     process: Option<ServerProcess>,
     dir: tempfile::TempDir,
 }
@@ -96,6 +97,7 @@ impl IrcServer {
             ("DIR", dir.path().display().to_string()),
             ("PORT", port.to_string()),
             ("SSL", ssl),
+            ("EXTRA", String::new()),
         ];
         std::fs::write(
             dir.path().join(format!("{name}.conf")),
@@ -106,10 +108,71 @@ impl IrcServer {
             kind,
             port,
             tls_port,
+            services: None,
             process: None,
             dir,
         };
         server.resume();
+        server
+    }
+
+    /// InspIRCd linked to Atheme services (NickServ accounts, SASL PLAIN through SaslServ).
+    pub fn inspircd_with_services() -> IrcServer {
+        let dir = tempfile::Builder::new()
+            .prefix("causeway-inspircd-services-")
+            .tempdir()
+            .unwrap();
+        let (port, link_port) = (free_port(), free_port());
+        let dir_text = dir.path().display().to_string();
+        let extra = render(
+            "inspircd-services.conf.in",
+            &[("LINK_PORT", link_port.to_string())],
+        );
+        let vars = [
+            ("DIR", dir_text.clone()),
+            ("PORT", port.to_string()),
+            ("EXTRA", extra),
+        ];
+        std::fs::write(
+            dir.path().join("inspircd.conf"),
+            render("inspircd.conf.in", &vars),
+        )
+        .unwrap();
+        let atheme = render(
+            "atheme.conf.in",
+            &[("DIR", dir_text), ("LINK_PORT", link_port.to_string())],
+        );
+        std::fs::write(dir.path().join("atheme.conf"), atheme).unwrap();
+        let mut server = IrcServer {
+            kind: IrcKind::Inspircd,
+            port,
+            tls_port: None,
+            services: None,
+            process: None,
+            dir,
+        };
+        server.resume();
+        let dir = server.dir.path();
+        let mut command = Command::new("atheme-services");
+        command
+            .arg("-n")
+            .arg("-c")
+            .arg(dir.join("atheme.conf"))
+            .arg("-D")
+            .arg(dir);
+        command
+            .arg("-l")
+            .arg(dir.join("atheme.log"))
+            .arg("-p")
+            .arg(dir.join("atheme.pid"));
+        let services = ServerProcess::spawn("atheme", command, dir, vec![dir.join("atheme.log")]);
+        wait_for_line(
+            &dir.join("atheme.log"),
+            "finished synching with uplink",
+            Duration::from_secs(20),
+            &services,
+        );
+        server.services = Some(services);
         server
     }
 
@@ -147,10 +210,29 @@ impl IrcServer {
 
     /// Stop the server: every connection to it drops.
     pub fn stop(&mut self) {
+        if let Some(mut services) = self.services.take() {
+            services.stop();
+        }
         if let Some(mut process) = self.process.take() {
             // A frozen server would not hear SIGTERM.
             process.signal("-CONT");
             process.stop();
         }
     }
+}
+
+/// Wait until `needle` shows in the log at `path`.
+fn wait_for_line(path: &std::path::Path, needle: &str, timeout: Duration, process: &ServerProcess) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|log| log.contains(needle)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "no {needle:?} in {} within {timeout:?}\n{}",
+        path.display(),
+        process.log_dump()
+    );
 }
