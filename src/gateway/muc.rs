@@ -941,6 +941,31 @@ impl Muc {
                     });
                 }
             }
+            Event::MemberAway {
+                rooms,
+                nick,
+                message,
+                ..
+            } => {
+                for room in rooms {
+                    let privilege = self
+                        .rooms
+                        .get(&Self::key(&user, &room))
+                        .and_then(|s| s.members.get(&fold(&nick)))
+                        .map(|m| m.privilege)
+                        .unwrap_or_default();
+                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                        let from = muc.occupant(&state.room, &nick)?;
+                        let mut presence =
+                            occupant_presence(from, to, privilege, false, vec![], None, None);
+                        if let (Stanza::Presence(p), Some(message)) = (&mut presence, &message) {
+                            p.show = Some(tokio_xmpp::parsers::presence::Show::Away);
+                            p.set_status(String::new(), message.clone());
+                        }
+                        Some(presence)
+                    });
+                }
+            }
             Event::NickRefused {
                 server,
                 nick,
@@ -1279,3 +1304,6 @@ fn new_id() -> String {
         .unwrap_or(0);
     format!("cw{:x}{:x}", nanos, NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+#[cfg(test)]
+mod tests;

@@ -174,6 +174,15 @@ async fn channel_life_both_ways(kind: IrcKind) {
         })
         .await;
 
+    // Notices are shown too.
+    bob.send("NOTICE #test :heads up").await;
+    alice
+        .expect("bob's notice", |s| match s {
+            Stanza::Message(m) if body(m) == Some("heads up") => Some(()),
+            _ => None,
+        })
+        .await;
+
     // Topic change from IRC.
     bob.send("TOPIC #test :new topic").await;
     alice
@@ -359,6 +368,16 @@ async fn private_messages_both_ways(kind: IrcKind) {
     alice.send(pm).await;
     bob.expect("private message", |l| {
         l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :psst bob")
+    })
+    .await;
+    // Also through the in-room JID, as clients do from the occupant list.
+    let mut in_room = Message::chat(Some(format!("{ROOM}/bob").parse().unwrap()));
+    in_room
+        .bodies
+        .insert(Default::default(), "from the room list".into());
+    alice.send(in_room).await;
+    bob.expect("private message via the room", |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :from the room list")
     })
     .await;
     bob.send("PRIVMSG alice :psst alice").await;
@@ -784,5 +803,30 @@ async fn twenty_users_in_one_channel_see_each_message_once(kind: IrcKind) {
     for client in clients {
         client.logout().await;
     }
+    gateway.stop().await;
+}
+
+/// IRCv3 away-notify (offered by InspIRCd): a member going away or coming back shows as
+/// their occupant presence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn away_shows_in_presence() {
+    let irc = IrcServer::start(IrcKind::Inspircd);
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.send("AWAY :lunch").await;
+    let away = presence_from(&mut alice, "/bob", PresenceType::None).await;
+    assert_eq!(format!("{:?}", away.show), "Some(Away)");
+    assert_eq!(
+        away.statuses.values().next().map(String::as_str),
+        Some("lunch")
+    );
+    bob.send("AWAY").await;
+    let back = presence_from(&mut alice, "/bob", PresenceType::None).await;
+    assert!(back.show.is_none(), "{:?}", back.show);
+    alice.logout().await;
     gateway.stop().await;
 }

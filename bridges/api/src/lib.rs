@@ -314,6 +314,17 @@ pub enum Event {
         /// The network's own words.
         text: String,
     },
+    /// A member went away or came back (IRCv3 away-notify).
+    MemberAway {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Rooms the member shares with the puppet.
+        rooms: Vec<RoomRef>,
+        /// Who.
+        nick: String,
+        /// The away message; `None` when back.
+        message: Option<String>,
+    },
     /// A member's privilege changed.
     PrivilegeChanged {
         /// Whose puppet saw it.
@@ -406,6 +417,7 @@ impl Event {
             | Event::MemberLeft { user, .. }
             | Event::NickChanged { user, .. }
             | Event::NickRefused { user, .. }
+            | Event::MemberAway { user, .. }
             | Event::PrivilegeChanged { user, .. }
             | Event::Message { user, .. }
             | Event::Subject { user, .. }

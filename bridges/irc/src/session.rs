@@ -1004,7 +1004,29 @@ impl Session {
                         self.nick.len() + 1 + line.param(0).len() + 1 + line.param(1).len();
                 }
             }
-            "CAP" | "AWAY" | "ACCOUNT" | "BATCH" => {}
+            "AWAY" => {
+                let folded = self.rules.fold(&from);
+                let rooms: Vec<RoomRef> = self
+                    .channels
+                    .values()
+                    .filter(|c| c.joined && c.members.contains_key(&folded))
+                    .map(|c| RoomRef {
+                        server: self.spec.server.clone(),
+                        name: c.name.clone(),
+                    })
+                    .collect();
+                if !rooms.is_empty() {
+                    let message = line.params.first().cloned().filter(|m| !m.is_empty());
+                    self.emit(Event::MemberAway {
+                        user: self.user(),
+                        rooms,
+                        nick: from,
+                        message,
+                    })
+                    .await;
+                }
+            }
+            "CAP" | "ACCOUNT" | "BATCH" => {}
             _ => self.on_numeric(&line).await,
         }
         None

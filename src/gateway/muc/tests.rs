@@ -1,0 +1,295 @@
+//! The MUC logic on synthetic stanzas and events: no server needed.
+
+use super::*;
+use causeway_bridge::Departure;
+use tokio_xmpp::parsers::muc::user::MucUser;
+
+const ROOM: &str = "#rust%irc.example.net@irc.gw";
+
+fn muc() -> Muc {
+    Muc::new(IrcAddressing::new("irc.gw", None))
+}
+
+fn room() -> RoomRef {
+    RoomRef {
+        server: "irc.example.net".into(),
+        name: "#rust".into(),
+    }
+}
+
+fn resource(r: &str) -> FullJid {
+    format!("alice@example.org/{r}").parse().unwrap()
+}
+
+fn user() -> UserRef {
+    UserRef("alice@example.org".into())
+}
+
+fn join_presence(muc: &mut Muc, from: &FullJid, nick: &str) -> Effects {
+    let to: Jid = format!("{ROOM}/{nick}").parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    muc.handle_presence(Presence::available(), from.clone(), to, address)
+}
+
+fn leave_presence(muc: &mut Muc, from: &FullJid, nick: &str) -> Effects {
+    let to: Jid = format!("{ROOM}/{nick}").parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    muc.handle_presence(Presence::unavailable(), from.clone(), to, address)
+}
+
+fn joined(nick: &str, members: &[(&str, Privilege)], subject: &str) -> Event {
+    Event::Joined {
+        user: user(),
+        room: room(),
+        nick: nick.into(),
+        members: members
+            .iter()
+            .map(|(n, p)| Member {
+                nick: (*n).into(),
+                privilege: *p,
+            })
+            .collect(),
+        subject: subject.into(),
+    }
+}
+
+/// (from, statuses) of the presences, in order; statuses empty for non-MUC presences.
+fn presences(stanzas: &[Stanza]) -> Vec<(String, Vec<Status>, PresenceType)> {
+    stanzas
+        .iter()
+        .filter_map(|s| match s {
+            Stanza::Presence(p) => {
+                let statuses = p
+                    .payloads
+                    .iter()
+                    .find_map(|e| MucUser::try_from(e.clone()).ok())
+                    .map(|u| u.status)
+                    .unwrap_or_default();
+                Some((
+                    p.from.as_ref().unwrap().to_string(),
+                    statuses,
+                    p.type_.clone(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn join_sequence_is_occupants_then_self_then_subject() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    let fx = join_presence(&mut muc, &phone, "alice");
+    assert!(fx.stanzas.is_empty());
+    assert!(
+        matches!(&fx.requests[..], [Request { action: Action::Join { nick, .. }, .. }] if nick == "alice")
+    );
+
+    // The server gave another nick: 210 with the 110.
+    let fx = muc.handle_event(joined(
+        "alice_",
+        &[("alice_", Privilege::None), ("bob", Privilege::Op)],
+        "",
+    ));
+    let seen = presences(&fx.stanzas);
+    assert_eq!(seen[0].0, format!("{ROOM}/bob"));
+    assert_eq!(seen[1].0, format!("{ROOM}/alice_"));
+    assert!(seen[1].1.contains(&Status::SelfPresence) && seen[1].1.contains(&Status::AssignedNick));
+    match fx.stanzas.last() {
+        Some(Stanza::Message(m)) => {
+            assert_eq!(m.subjects.values().next().map(String::as_str), Some(""))
+        }
+        other => panic!("no subject last: {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_resource_gets_the_state_without_a_new_join() {
+    let mut muc = muc();
+    let (phone, laptop) = (resource("phone"), resource("laptop"));
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined(
+        "alice",
+        &[("alice", Privilege::None), ("bob", Privilege::Voice)],
+        "topic",
+    ));
+    let fx = join_presence(&mut muc, &laptop, "alice");
+    assert!(fx.requests.is_empty(), "{:?}", fx.requests);
+    let seen = presences(&fx.stanzas);
+    assert_eq!(seen.len(), 2);
+    assert!(fx.stanzas.iter().all(|s| match s {
+        Stanza::Presence(p) => p.to == Some(laptop.clone().into()),
+        Stanza::Message(m) => m.to == Some(laptop.clone().into()),
+        _ => false,
+    }));
+    // Messages now reach both.
+    let fx = muc.handle_event(Event::Message {
+        user: user(),
+        peer: Peer::Room(room()),
+        from: "bob".into(),
+        body: "hi".into(),
+        kind: MessageKind::Normal,
+        time: None,
+        own_id: None,
+    });
+    assert_eq!(fx.stanzas.len(), 2);
+}
+
+#[test]
+fn the_last_resource_leaving_parts_the_channel() {
+    let mut muc = muc();
+    let (phone, laptop) = (resource("phone"), resource("laptop"));
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_presence(&mut muc, &laptop, "alice");
+    let fx = leave_presence(&mut muc, &phone, "alice");
+    assert!(fx.requests.is_empty());
+    assert_eq!(presences(&fx.stanzas)[0].2, PresenceType::Unavailable);
+    let fx = leave_presence(&mut muc, &laptop, "alice");
+    assert!(matches!(
+        &fx.requests[..],
+        [Request {
+            action: Action::Part { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn join_failures_map_to_muc_errors() {
+    for (failure, condition) in [
+        (JoinFailure::NickInUse, DefinedCondition::Conflict),
+        (
+            JoinFailure::InviteOnly,
+            DefinedCondition::RegistrationRequired,
+        ),
+        (JoinFailure::Banned, DefinedCondition::Forbidden),
+        (JoinFailure::BadKey, DefinedCondition::NotAuthorized),
+        (JoinFailure::Full, DefinedCondition::ServiceUnavailable),
+        (JoinFailure::NoSuchRoom, DefinedCondition::ItemNotFound),
+    ] {
+        let mut muc = muc();
+        join_presence(&mut muc, &resource("phone"), "alice");
+        let fx = muc.handle_event(Event::JoinFailed {
+            user: user(),
+            room: room(),
+            failure,
+            text: "no".into(),
+        });
+        let Some(Stanza::Presence(p)) = fx.stanzas.first() else {
+            panic!("no error for {failure:?}")
+        };
+        let error = p
+            .payloads
+            .iter()
+            .find_map(|e| StanzaError::try_from(e.clone()).ok())
+            .unwrap();
+        assert_eq!(error.defined_condition, condition, "{failure:?}");
+        // The state is gone: a new join asks the network again.
+        assert_eq!(
+            join_presence(&mut muc, &resource("phone"), "alice")
+                .requests
+                .len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    let to: Jid = ROOM.parse().unwrap();
+    let mut msg = Message::groupchat(Some(to.clone()));
+    msg.id = Some(tokio_xmpp::parsers::message::Id("m1".into()));
+    msg.bodies.insert(Default::default(), "hello".into());
+    msg.payloads.push(
+        tokio_xmpp::parsers::stanza_id::OriginId {
+            id: "origin-1".into(),
+        }
+        .into(),
+    );
+    let address = muc.addressing().parse(&to).unwrap();
+    let fx = muc.handle_message(msg.clone(), phone.clone(), to.clone(), address.clone());
+    assert!(matches!(&fx.stanzas[..], [Stanza::Message(m)] if m.type_ == MessageType::Error));
+
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    let fx = muc.handle_message(msg, phone.clone(), to, address);
+    let Some(Request {
+        action: Action::Send { id, body, .. },
+        ..
+    }) = fx.requests.first()
+    else {
+        panic!("{:?}", fx.requests)
+    };
+    assert_eq!((id.as_str(), body.as_str()), ("m1", "hello"));
+    let fx = muc.handle_event(Event::Message {
+        user: user(),
+        peer: Peer::Room(room()),
+        from: "alice".into(),
+        body: "hello".into(),
+        kind: MessageKind::Normal,
+        time: None,
+        own_id: Some("m1".into()),
+    });
+    let Some(Stanza::Message(reflected)) = fx.stanzas.first() else {
+        panic!()
+    };
+    assert_eq!(reflected.id.as_ref().unwrap().0, "m1");
+    assert!(reflected
+        .payloads
+        .iter()
+        .any(|p| p.is("origin-id", ns::SID) && p.attr("id") == Some("origin-1")));
+}
+
+#[test]
+fn being_kicked_is_307_with_110() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    let fx = muc.handle_event(Event::Left {
+        user: user(),
+        room: room(),
+        departure: Departure::Kick { by: "bob".into() },
+        reason: Some("spam".into()),
+    });
+    let seen = presences(&fx.stanzas);
+    assert_eq!(seen[0].2, PresenceType::Unavailable);
+    assert!(seen[0].1.contains(&Status::Kicked) && seen[0].1.contains(&Status::SelfPresence));
+}
+
+#[test]
+fn a_rejoin_tells_only_what_changed() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined(
+        "alice",
+        &[
+            ("alice", Privilege::None),
+            ("bob", Privilege::None),
+            ("carol", Privilege::None),
+        ],
+        "t",
+    ));
+    let fx = muc.handle_event(joined(
+        "alice",
+        &[
+            ("alice", Privilege::None),
+            ("bob", Privilege::None),
+            ("dave", Privilege::None),
+        ],
+        "t",
+    ));
+    let seen = presences(&fx.stanzas);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.contains(&(format!("{ROOM}/carol"), vec![], PresenceType::Unavailable)));
+    assert!(seen.contains(&(format!("{ROOM}/dave"), vec![], PresenceType::None)));
+    assert!(
+        !fx.stanzas.iter().any(|s| matches!(s, Stanza::Message(_))),
+        "subject unchanged, not resent"
+    );
+}
