@@ -174,6 +174,26 @@ async fn channel_life_both_ways(kind: IrcKind) {
         })
         .await;
 
+    // Subject from XMPP becomes the topic (bob, the operator, makes alice one first: topics
+    // may be locked to operators).
+    bob.send("MODE #test +o alice").await;
+    presence_from(&mut alice, "/alice", PresenceType::None).await;
+    let mut subject = Message::groupchat(Some(ROOM.parse().unwrap()));
+    subject
+        .subjects
+        .insert(Default::default(), "set from xmpp".into());
+    alice.send(subject).await;
+    bob.expect("topic from alice", |l| {
+        l.starts_with(":alice!") && l.contains(" TOPIC #test") && l.ends_with("set from xmpp")
+    })
+    .await;
+    alice
+        .expect("the subject confirmed", |s| match s {
+            Stanza::Message(m) if m.subjects.values().any(|t| t == "set from xmpp") => Some(()),
+            _ => None,
+        })
+        .await;
+
     // Notices are shown too.
     bob.send("NOTICE #test :heads up").await;
     alice
