@@ -140,12 +140,7 @@ impl Gateway {
                                     result
                                 })
                         }
-                        Err(e) => Err(StanzaError::new(
-                            ErrorType::Cancel,
-                            DefinedCondition::ItemNotFound,
-                            "en",
-                            e.to_string(),
-                        )),
+                        Err(e) => Err(no_such_address(e)),
                     },
                     _ => Err(unavailable(format!("{to} does not answer requests"))),
                 }
@@ -227,12 +222,7 @@ impl Gateway {
             Ok(()) => match (&mut self.muc, from.clone().try_into_full()) {
                 (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
                     Ok(address) => return muc.handle_message(message, full, to, address),
-                    Err(e) => StanzaError::new(
-                        ErrorType::Cancel,
-                        DefinedCondition::ItemNotFound,
-                        "en",
-                        e.to_string(),
-                    ),
+                    Err(e) => no_such_address(e),
                 },
                 _ => not_yet(self.network, Some(&to)),
             },
@@ -267,12 +257,7 @@ impl Gateway {
                 {
                     match muc.addressing().parse(&to) {
                         Ok(address) => return muc.handle_presence(presence, full, to, address),
-                        Err(e) => StanzaError::new(
-                            ErrorType::Cancel,
-                            DefinedCondition::ItemNotFound,
-                            "en",
-                            e.to_string(),
-                        ),
+                        Err(e) => no_such_address(e),
                     }
                 }
                 _ => not_yet(self.network, Some(&to)),
@@ -331,6 +316,15 @@ pub fn address_reply(stanza: &mut Stanza, from: Option<Jid>, to: Jid) {
             p.to = Some(to);
         }
     }
+}
+
+fn no_such_address(e: crate::address::AddressError) -> StanzaError {
+    StanzaError::new(
+        ErrorType::Cancel,
+        DefinedCondition::ItemNotFound,
+        "en",
+        e.to_string(),
+    )
 }
 
 fn unavailable(text: String) -> StanzaError {

@@ -639,53 +639,29 @@ impl Muc {
                 .get_child("reason", MUC_ADMIN)
                 .map(|r| r.text())
                 .filter(|r| !r.is_empty());
+            let room = state.room.clone();
             let action = match (item.attr("role"), item.attr("affiliation")) {
-                (Some("none"), _) => Action::Kick {
-                    room: state.room.clone(),
-                    nick,
-                    reason,
-                },
-                (Some("moderator"), _) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::Op,
-                },
-                (Some("participant"), _) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::Voice,
-                },
-                (Some("visitor"), _) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::None,
-                },
-                (_, Some("owner")) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::Owner,
-                },
-                (_, Some("admin")) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::Op,
-                },
-                (_, Some("member")) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::Voice,
-                },
-                (_, Some("none")) => Action::SetPrivilege {
-                    room: state.room.clone(),
-                    nick,
-                    privilege: Privilege::None,
-                },
-                _ => {
-                    return Err(error(
-                        ErrorType::Cancel,
-                        DefinedCondition::FeatureNotImplemented,
-                        "this role or affiliation has no IRC equivalent",
-                    ));
+                (Some("none"), _) => Action::Kick { room, nick, reason },
+                (role, affiliation) => {
+                    // biboumi's mapping, read backwards: a role wins over an affiliation.
+                    let privilege = match (role, affiliation) {
+                        (Some("moderator"), _) | (None, Some("admin")) => Privilege::Op,
+                        (Some("participant"), _) | (None, Some("member")) => Privilege::Voice,
+                        (Some("visitor"), _) | (None, Some("none")) => Privilege::None,
+                        (None, Some("owner")) => Privilege::Owner,
+                        _ => {
+                            return Err(error(
+                                ErrorType::Cancel,
+                                DefinedCondition::FeatureNotImplemented,
+                                "this role or affiliation has no IRC equivalent",
+                            ))
+                        }
+                    };
+                    Action::SetPrivilege {
+                        room,
+                        nick,
+                        privilege,
+                    }
                 }
             };
             requests.push(Request {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use xmpp_client::parsers::message::{Message, MessageType};
-use xmpp_client::parsers::muc::user::{MucUser, Status};
+use xmpp_client::parsers::muc::user::Status;
 use xmpp_client::parsers::muc::Muc;
 use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
 use xmpp_client::parsers::stanza_error::{DefinedCondition, StanzaError};
@@ -12,6 +12,7 @@ use xmpp_client::Stanza;
 
 use crate::harness::irc_client::IrcClient;
 use crate::harness::irc_server::{IrcKind, IrcServer};
+use crate::harness::muc::*;
 use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
 
 /// Run one scenario against ngircd and against InspIRCd (with its IRCv3 modules).
@@ -46,31 +47,6 @@ on_both_irc_servers!(
 
 const ROOM: &str = "#test%127.0.0.1@irc.localhost";
 
-fn join(occupant: &str) -> Presence {
-    let mut presence =
-        Presence::available().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap());
-    presence.add_payload(Muc::new());
-    presence
-}
-
-fn muc_user(p: &Presence) -> Option<MucUser> {
-    p.payloads
-        .iter()
-        .find_map(|e| MucUser::try_from(e.clone()).ok())
-}
-
-fn from_str(s: &Stanza) -> String {
-    match s {
-        Stanza::Presence(p) => p.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
-        Stanza::Message(m) => m.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
-        Stanza::Iq(_) => String::new(),
-    }
-}
-
-fn body(m: &Message) -> Option<&str> {
-    m.bodies.values().next().map(String::as_str)
-}
-
 /// The whole everyday life of a channel: join sequence, messages both ways with reflection,
 /// /me, topic, someone leaving, leaving ourselves.
 async fn channel_life_both_ways(kind: IrcKind) {
@@ -89,7 +65,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
     // Occupants first (bob, an operator as channel creator), then self-presence, then subject.
     let bob_presence = alice
         .expect("bob's presence", |s| match s {
-            Stanza::Presence(p) if from_str(s).ends_with("/bob") => Some(p.clone()),
+            Stanza::Presence(p) if sender(s).ends_with("/bob") => Some(p.clone()),
             _ => None,
         })
         .await;
@@ -97,7 +73,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
     assert_eq!(format!("{:?}", item.role), "Moderator", "{item:?}");
     let own = alice
         .expect("self-presence", |s| match s {
-            Stanza::Presence(p) if from_str(s).ends_with("/alice") => Some(p.clone()),
+            Stanza::Presence(p) if sender(s).ends_with("/alice") => Some(p.clone()),
             _ => None,
         })
         .await;
@@ -217,7 +193,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
     let gone = alice
         .expect("bob leaving", |s| match s {
             Stanza::Presence(p)
-                if from_str(s).ends_with("/bob") && p.type_ == PresenceType::Unavailable =>
+                if sender(s).ends_with("/bob") && p.type_ == PresenceType::Unavailable =>
             {
                 Some(p.clone())
             }
@@ -231,9 +207,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
     bob.join("#test").await;
     alice
         .expect("bob back", |s| match s {
-            Stanza::Presence(p)
-                if from_str(s).ends_with("/bob") && p.type_ == PresenceType::None =>
-            {
+            Stanza::Presence(p) if sender(s).ends_with("/bob") && p.type_ == PresenceType::None => {
                 Some(())
             }
             _ => None,
@@ -253,7 +227,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
     let left = alice
         .expect("own unavailable", |s| match s {
             Stanza::Presence(p)
-                if from_str(s).ends_with("/alice") && p.type_ == PresenceType::Unavailable =>
+                if sender(s).ends_with("/alice") && p.type_ == PresenceType::Unavailable =>
             {
                 Some(p.clone())
             }
@@ -303,7 +277,7 @@ async fn nick_in_use_is_a_conflict(kind: IrcKind) {
     alice
         .expect("self-presence", |s| match s {
             Stanza::Presence(p)
-                if from_str(s).ends_with("/alice2") && p.type_ == PresenceType::None =>
+                if sender(s).ends_with("/alice2") && p.type_ == PresenceType::None =>
             {
                 Some(())
             }
@@ -328,13 +302,13 @@ async fn second_resource_shares_the_puppet(kind: IrcKind) {
         client.send(join(&format!("{ROOM}/alice"))).await;
         client
             .expect("bob's presence", |s| match s {
-                Stanza::Presence(_) if from_str(s).ends_with("/bob") => Some(()),
+                Stanza::Presence(_) if sender(s).ends_with("/bob") => Some(()),
                 _ => None,
             })
             .await;
         client
             .expect("self-presence", |s| match s {
-                Stanza::Presence(p) if from_str(s).ends_with("/alice") => {
+                Stanza::Presence(p) if sender(s).ends_with("/alice") => {
                     muc_user(p).filter(|u| u.status.contains(&Status::SelfPresence))
                 }
                 _ => None,
@@ -377,7 +351,7 @@ async fn private_messages_both_ways(kind: IrcKind) {
     alice.send(join(&format!("{ROOM}/alice"))).await;
     alice
         .expect("self-presence", |s| match s {
-            Stanza::Presence(p) if from_str(s).ends_with("/alice") => {
+            Stanza::Presence(p) if sender(s).ends_with("/alice") => {
                 muc_user(p).filter(|u| u.status.contains(&Status::SelfPresence))
             }
             _ => None,
@@ -414,42 +388,6 @@ async fn private_messages_both_ways(kind: IrcKind) {
     );
     alice.logout().await;
     gateway.stop().await;
-}
-
-/// Join `room` as `nick` and wait for the self-presence.
-async fn enter(client: &mut TestClient, room: &str, nick: &str) -> Presence {
-    client.send(join(&format!("{room}/{nick}"))).await;
-    let suffix = format!("/{nick}");
-    client
-        .expect("self-presence", |s| match s {
-            Stanza::Presence(p)
-                if from_str(s).ends_with(&suffix) && p.type_ == PresenceType::None =>
-            {
-                muc_user(p)
-                    .filter(|u| u.status.contains(&Status::SelfPresence))
-                    .map(|_| p.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
-/// The next presence from `from` (an occupant JID suffix) of the given type.
-async fn presence_from(client: &mut TestClient, suffix: &str, type_: PresenceType) -> Presence {
-    client
-        .expect(&format!("presence from {suffix}"), |s| match s {
-            Stanza::Presence(p) if from_str(s).ends_with(suffix) && p.type_ == type_ => {
-                Some(p.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
-fn groupchat(body: &str) -> Message {
-    let mut m = Message::groupchat(Some(ROOM.parse().unwrap()));
-    m.bodies.insert(Default::default(), body.into());
-    m
 }
 
 /// Nick changes both ways (303 then the new nick), and kicks both ways (307).
@@ -645,7 +583,7 @@ async fn text_is_never_lost_or_injected(kind: IrcKind) {
 
     // Words: the cuts fall between them, each cut taking the place of one space.
     let long: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
-    alice.send(groupchat(&long.join(" "))).await;
+    alice.send(groupchat_to(ROOM, &long.join(" "))).await;
     let mut got: Vec<String> = Vec::new();
     while got.len() < long.len() {
         let line = bob
@@ -665,7 +603,7 @@ async fn text_is_never_lost_or_injected(kind: IrcKind) {
     assert_eq!(got, long);
 
     // (NUL cannot travel in XML at all; the bridge strips it anyway, see its unit tests.)
-    alice.send(groupchat("hello\r\nQUIT :pwned")).await;
+    alice.send(groupchat_to(ROOM, "hello\r\nQUIT :pwned")).await;
     bob.expect("first line", |l| l.ends_with("PRIVMSG #test :hello"))
         .await;
     bob.expect("second line, as text", |l| {
@@ -673,7 +611,7 @@ async fn text_is_never_lost_or_injected(kind: IrcKind) {
     })
     .await;
     // The puppet is still there to talk.
-    alice.send(groupchat("still here")).await;
+    alice.send(groupchat_to(ROOM, "still here")).await;
     bob.expect("still here", |l| {
         l.starts_with(":alice!") && l.ends_with("PRIVMSG #test :still here")
     })
@@ -696,7 +634,7 @@ async fn raw_commands_through_the_server_jid(kind: IrcKind) {
     let reply = alice
         .expect("WHOIS reply", |s| match s {
             Stanza::Message(m)
-                if from_str(s) == "127.0.0.1@irc.localhost"
+                if sender(s) == "127.0.0.1@irc.localhost"
                     && body(m).is_some_and(|b| b.contains("bob")) =>
             {
                 Some(m.clone())
@@ -728,7 +666,7 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
     let lost = alice
         .expect("news of the lost connection", |s| match s {
             Stanza::Message(m)
-                if from_str(s) == ROOM && body(m).is_some_and(|b| b.contains("reconnecting")) =>
+                if sender(s) == ROOM && body(m).is_some_and(|b| b.contains("reconnecting")) =>
             {
                 Some(m.clone())
             }
@@ -740,7 +678,7 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
     alice
         .expect("news of the reconnection", |s| match s {
             Stanza::Message(m)
-                if from_str(s) == ROOM && body(m).is_some_and(|b| b.starts_with("Reconnected")) =>
+                if sender(s) == ROOM && body(m).is_some_and(|b| b.starts_with("Reconnected")) =>
             {
                 Some(())
             }
@@ -751,7 +689,7 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
     bob.join("#test").await;
     presence_from(&mut alice, "/bob", PresenceType::None).await;
 
-    alice.send(groupchat("still with you")).await;
+    alice.send(groupchat_to(ROOM, "still with you")).await;
     bob.expect("alice after the restart", |l| {
         l.starts_with(":alice!") && l.ends_with("PRIVMSG #test :still with you")
     })

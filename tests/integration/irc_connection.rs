@@ -4,58 +4,15 @@
 use std::time::{Duration, Instant};
 
 use xmpp_client::parsers::message::Message;
-use xmpp_client::parsers::muc::user::{MucUser, Status};
-use xmpp_client::parsers::muc::Muc;
-use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
-use xmpp_client::parsers::stanza_error::{DefinedCondition, StanzaError};
+use xmpp_client::parsers::muc::user::Status;
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::parsers::stanza_error::DefinedCondition;
 use xmpp_client::Stanza;
 
 use crate::harness::irc_client::IrcClient;
 use crate::harness::irc_server::IrcServer;
+use crate::harness::muc::*;
 use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
-
-fn join(occupant: &str) -> Presence {
-    let mut presence =
-        Presence::available().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap());
-    presence.add_payload(Muc::new());
-    presence
-}
-
-fn muc_user(p: &Presence) -> Option<MucUser> {
-    p.payloads
-        .iter()
-        .find_map(|e| MucUser::try_from(e.clone()).ok())
-}
-
-async fn self_presence(client: &mut TestClient, nick: &str) -> Presence {
-    let suffix = format!("/{nick}");
-    client
-        .expect("self-presence", |s| match s {
-            Stanza::Presence(p)
-                if p.from
-                    .as_ref()
-                    .is_some_and(|f| f.to_string().ends_with(&suffix)) =>
-            {
-                muc_user(p)
-                    .filter(|u| u.status.contains(&Status::SelfPresence))
-                    .map(|_| p.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
-async fn join_error(client: &mut TestClient) -> StanzaError {
-    client
-        .expect("presence error", |s| match s {
-            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
-                .payloads
-                .iter()
-                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
-            _ => None,
-        })
-        .await
-}
 
 /// TLS is verified by default: a self-signed server is refused with a clear error; with
 /// `verify_tls = false` the same server works, over TLS.

@@ -2,6 +2,7 @@
 
 pub mod irc_client;
 pub mod irc_server;
+pub mod muc;
 pub mod process;
 pub mod xmpp_server;
 

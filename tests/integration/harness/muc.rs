@@ -1,0 +1,106 @@
+//! MUC helpers for the end-to-end tests: stanzas to send and what to wait for.
+
+use xmpp_client::parsers::message::Message;
+use xmpp_client::parsers::muc::user::{MucUser, Status};
+use xmpp_client::parsers::muc::Muc;
+use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
+use xmpp_client::parsers::stanza_error::StanzaError;
+use xmpp_client::Stanza;
+
+use super::TestClient;
+
+/// A MUC join presence to `occupant` (room@domain/nick).
+pub fn join(occupant: &str) -> Presence {
+    let mut presence =
+        Presence::available().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap());
+    presence.add_payload(Muc::new());
+    presence
+}
+
+/// The muc#user payload of a presence.
+pub fn muc_user(p: &Presence) -> Option<MucUser> {
+    p.payloads
+        .iter()
+        .find_map(|e| MucUser::try_from(e.clone()).ok())
+}
+
+/// The sender of a stanza, as text.
+pub fn sender(s: &Stanza) -> String {
+    match s {
+        Stanza::Presence(p) => p.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
+        Stanza::Message(m) => m.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
+        Stanza::Iq(_) => String::new(),
+    }
+}
+
+/// The body of a message.
+pub fn body(m: &Message) -> Option<&str> {
+    m.bodies.values().next().map(String::as_str)
+}
+
+/// Join `room` as `nick` and wait for the self-presence.
+pub async fn enter(client: &mut TestClient, room: &str, nick: &str) -> Presence {
+    client.send(join(&format!("{room}/{nick}"))).await;
+    let suffix = format!("/{nick}");
+    client
+        .expect("self-presence", |s| match s {
+            Stanza::Presence(p)
+                if sender(s).ends_with(&suffix) && p.type_ == PresenceType::None =>
+            {
+                muc_user(p)
+                    .filter(|u| u.status.contains(&Status::SelfPresence))
+                    .map(|_| p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+/// The next presence from `from` (an occupant JID suffix) of the given type.
+pub async fn presence_from(client: &mut TestClient, suffix: &str, type_: PresenceType) -> Presence {
+    client
+        .expect(&format!("presence from {suffix}"), |s| match s {
+            Stanza::Presence(p) if sender(s).ends_with(suffix) && p.type_ == type_ => {
+                Some(p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+pub async fn self_presence(client: &mut TestClient, nick: &str) -> Presence {
+    let suffix = format!("/{nick}");
+    client
+        .expect("self-presence", |s| match s {
+            Stanza::Presence(p)
+                if p.from
+                    .as_ref()
+                    .is_some_and(|f| f.to_string().ends_with(&suffix)) =>
+            {
+                muc_user(p)
+                    .filter(|u| u.status.contains(&Status::SelfPresence))
+                    .map(|_| p.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+pub async fn join_error(client: &mut TestClient) -> StanzaError {
+    client
+        .expect("presence error", |s| match s {
+            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
+                .payloads
+                .iter()
+                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
+            _ => None,
+        })
+        .await
+}
+
+/// A groupchat message with a body, to `room`.
+pub fn groupchat_to(room: &str, body: &str) -> Message {
+    let mut m = Message::groupchat(Some(room.parse().unwrap()));
+    m.bodies.insert(Default::default(), body.into());
+    m
+}
