@@ -24,6 +24,9 @@ pub struct Config {
     /// Who may use the gateway.
     #[serde(default)]
     pub access: AccessConfig,
+    /// The message archive and join history.
+    #[serde(default)]
+    pub history: HistoryConfig,
     /// The IRC network; absent disables IRC.
     pub irc: Option<IrcConfig>,
     /// The Matrix network; absent disables Matrix.
@@ -83,6 +86,31 @@ impl Default for DatabaseConfig {
 pub struct AccessConfig {
     /// Domains (`example.org`) or bare JIDs (`alice@example.org`) allowed to use the gateway.
     pub allow: Vec<String>,
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// Archive what rooms show (per user, for MAM and join history).
+    pub record: bool,
+    /// Messages replayed on join when the client asks for no particular amount (biboumi: 20).
+    pub join_lines: usize,
+    /// Drop archived messages older than this many days (0 keeps them).
+    pub retention_days: u64,
+    /// Keep at most this many messages per user and room (0: no limit).
+    pub retention_rows: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            record: true,
+            join_lines: 20,
+            retention_days: 0,
+            retention_rows: 0,
+        }
+    }
 }
 
 /// `[irc]`.
@@ -287,7 +315,7 @@ impl Config {
                 message: if key.contains('.') {
                     "unknown key".into()
                 } else {
-                    "unknown section (known: xmpp, database, access, irc, matrix)".into()
+                    "unknown section (known: xmpp, database, access, history, irc, matrix)".into()
                 },
                 key,
             })

@@ -5,6 +5,7 @@
 //! with a configuration and a shutdown token.
 
 pub mod address;
+pub mod archive;
 pub mod component;
 pub mod config;
 pub mod gateway;
@@ -100,6 +101,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         connected.push((component.network, domain, settings, stream));
     }
 
+    let (archiver, archiver_task) = archive::Archiver::start(store.clone());
     let links_shutdown = CancellationToken::new();
     let (network_stop, network_stopped) = watch::channel(false);
     let mut cores = JoinSet::new();
@@ -114,9 +116,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             outbox: outbox.clone(),
         });
         let network = build_network(kind, &config, &store);
-        let muc = network
-            .as_ref()
-            .map(|_| Muc::new(irc_addressing(&config, &settings.domain)));
+        let muc = network.as_ref().map(|_| {
+            Muc::new(
+                irc_addressing(&config, &settings.domain),
+                config.history.record,
+                config.history.join_lines,
+            )
+        });
         tasks.spawn(component::run_link(
             settings,
             stream,
@@ -138,18 +144,35 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             });
         }
         let gateway = Gateway::new(kind, domain, access.clone(), muc);
+        let core = Core {
+            network,
+            outbox,
+            archiver: archiver.clone(),
+            store: store.clone(),
+        };
         cores.spawn(serve_domain(
             gateway,
-            network,
+            core,
             inbound_rx,
             events_rx,
-            outbox,
             shutdown.clone(),
+        ));
+    }
+    drop(archiver);
+    if config.history.retention_days > 0 || config.history.retention_rows > 0 {
+        tasks.spawn(prune_archive(
+            store.clone(),
+            config.history.clone(),
+            links_shutdown.clone(),
         ));
     }
     tasks.spawn(async move {
         shutdown.cancelled().await;
         while cores.join_next().await.is_some() {}
+        // The cores held the last archiver handles: it writes what is left and ends.
+        if archiver_task.await.is_err() {
+            warn!("the archiver failed at shutdown");
+        }
         let _ = network_stop.send(true);
         let goodbye = async { while networks.join_next().await.is_some() {} };
         if tokio::time::timeout(NETWORK_GOODBYE, goodbye)
@@ -198,12 +221,42 @@ fn irc_addressing(config: &Config, domain: &str) -> address::IrcAddressing {
 
 /// The gateway core's loop for one domain: stanzas and network events in, stanzas and
 /// network actions out, one at a time, so the MUC state needs no lock.
+/// Apply the archive retention limits now and then every hour, until shutdown.
+async fn prune_archive(store: Store, history: config::HistoryConfig, shutdown: CancellationToken) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hourly.tick() => {}
+        }
+        let days = history.retention_days;
+        let before = (days > 0).then(|| {
+            gateway::mam::now_ms()
+                - i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX)
+        });
+        let keep = (history.retention_rows > 0)
+            .then(|| i64::try_from(history.retention_rows).unwrap_or(i64::MAX));
+        match store.prune_archive(before, keep).await {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, "archive retention applied"),
+            Err(e) => warn!(error = %e, "archive retention failed"),
+        }
+    }
+}
+
+/// What a gateway core acts through.
+struct Core {
+    network: Option<Arc<dyn Network>>,
+    outbox: Arc<Outbox>,
+    archiver: archive::Archiver,
+    store: Store,
+}
+
 async fn serve_domain(
     mut gateway: Gateway,
-    network: Option<Arc<dyn Network>>,
+    core: Core,
     mut inbound: mpsc::Receiver<Stanza>,
     mut events: mpsc::Receiver<Event>,
-    outbox: Arc<Outbox>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -216,27 +269,76 @@ async fn serve_domain(
                 None => break,
             },
         };
-        apply(&mut gateway, network.as_deref(), &outbox, effects).await;
+        apply(&mut gateway, &core, effects).await;
     }
     for stanza in gateway.shutdown_presences() {
-        outbox.push(stanza);
+        core.outbox.push(stanza);
     }
 }
 
-async fn apply(
-    gateway: &mut Gateway,
-    network: Option<&dyn Network>,
-    outbox: &Outbox,
-    effects: Effects,
-) {
-    for stanza in effects.stanzas {
-        outbox.push(stanza);
+async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
+    for message in effects.archive {
+        core.archiver.record(message);
     }
-    let Some(network) = network else { return };
+    let mut stanzas = effects.stanzas;
+    if !effects.history.is_empty() {
+        // Join history goes inside the join sequence (before the subject): read it now.
+        core.archiver.flush().await;
+        for request in effects.history.iter().rev() {
+            match core.store.archive_page(&request.query).await {
+                Ok(page) => {
+                    let history = gateway::mam::history_stanzas(request, &page);
+                    let at = request.position.min(stanzas.len());
+                    stanzas.splice(at..at, history);
+                }
+                Err(e) => warn!(error = %e, room = %request.room, "cannot read join history"),
+            }
+        }
+    }
+    for stanza in stanzas {
+        core.outbox.push(stanza);
+    }
+    for request in effects.mam {
+        // Answered on the side: a long query does not hold up the room.
+        let (archiver, store, outbox) = (
+            core.archiver.clone(),
+            core.store.clone(),
+            core.outbox.clone(),
+        );
+        tokio::spawn(async move {
+            archiver.flush().await;
+            let reply = match store.archive_page(&request.query).await {
+                Ok(page) => gateway::mam::mam_results(&request, &page),
+                Err(e) => {
+                    warn!(error = %e, room = %request.room, "MAM query failed");
+                    let error = tokio_xmpp::parsers::stanza_error::StanzaError::new(
+                        tokio_xmpp::parsers::stanza_error::ErrorType::Wait,
+                        tokio_xmpp::parsers::stanza_error::DefinedCondition::InternalServerError,
+                        "en",
+                        "the archive cannot be read right now",
+                    );
+                    let iq = tokio_xmpp::parsers::iq::Iq::Error {
+                        from: Some(request.room.clone().into()),
+                        to: Some(request.requester.clone().into()),
+                        id: request.iq_id.clone(),
+                        error,
+                        payload: None,
+                    };
+                    vec![iq.into()]
+                }
+            };
+            for stanza in reply {
+                outbox.push(stanza);
+            }
+        });
+    }
+    let Some(network) = core.network.as_deref() else {
+        return;
+    };
     for request in effects.requests {
         if let Err(e) = network.act(&request.user, request.action).await {
             for stanza in gateway.request_failed(request.on_error, &e) {
-                outbox.push(stanza);
+                core.outbox.push(stanza);
             }
         }
     }

@@ -63,3 +63,53 @@ fn gateway_name(network: NetworkKind) -> &'static str {
         NetworkKind::Matrix => "causeway Matrix gateway",
     }
 }
+
+/// disco#info of a room: a public, persistent-looking IRC channel with an archive.
+pub fn room_info(name: &str, occupants: Option<usize>) -> tokio_xmpp::minidom::Element {
+    use tokio_xmpp::minidom::Element;
+    let nc = |n: &'static str| {
+        tokio_xmpp::minidom::rxml::NcName::try_from(n).expect("a valid attribute name")
+    };
+    let mut query = Element::builder("query", ns::DISCO_INFO).append(
+        Element::builder("identity", ns::DISCO_INFO)
+            .attr(nc("category"), "conference")
+            .attr(nc("type"), "irc")
+            .attr(nc("name"), name)
+            .build(),
+    );
+    for feature in [
+        ns::MUC,
+        super::mam::MAM,
+        super::mam::SID,
+        "muc_public",
+        "muc_open",
+        "muc_semianonymous",
+        "muc_unsecured",
+    ] {
+        query = query.append(
+            Element::builder("feature", ns::DISCO_INFO)
+                .attr(nc("var"), feature)
+                .build(),
+        );
+    }
+    if let Some(count) = occupants {
+        let x = "jabber:x:data";
+        let field = |var: &'static str, value: String| {
+            Element::builder("field", x)
+                .attr(nc("var"), var)
+                .append(Element::builder("value", x).append(value).build())
+                .build()
+        };
+        query = query.append(
+            Element::builder("x", x)
+                .attr(nc("type"), "result")
+                .append(field(
+                    "FORM_TYPE",
+                    "http://jabber.org/protocol/muc#roominfo".into(),
+                ))
+                .append(field("muc#roominfo_occupants", count.to_string()))
+                .build(),
+        );
+    }
+    query.build()
+}

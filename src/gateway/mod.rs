@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod disco;
+pub mod mam;
 pub mod muc;
 pub mod stanzas;
 
@@ -127,6 +128,9 @@ impl Gateway {
             _ => return Effects::default(),
         };
         let to = to.unwrap_or_else(|| self.domain.clone().into());
+        if let Some(effects) = self.mam_query(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
         let mut requests = Vec::new();
         let reply = match self.check_access(&from) {
             Err(error) => Err(error),
@@ -169,6 +173,63 @@ impl Gateway {
         Effects {
             stanzas: vec![reply.into()],
             requests,
+            ..Default::default()
+        }
+    }
+
+    /// A MAM query on a room from an allowed user: answered once the archive is read, so
+    /// here it only becomes a request (or an error).
+    fn mam_query(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        if is_get || !payload.is("query", mam::MAM) {
+            return None;
+        }
+        let muc = self.muc.as_ref()?;
+        let reply_error = |error: StanzaError| {
+            let iq = Iq::Error {
+                from: Some(to.clone()),
+                to: Some(from.clone()),
+                id: id.to_owned(),
+                error,
+                payload: None,
+            };
+            Some(Effects {
+                stanzas: vec![iq.into()],
+                ..Default::default()
+            })
+        };
+        if let Err(error) = self.check_access(from) {
+            return reply_error(error);
+        }
+        let Ok(requester) = from.clone().try_into_full() else {
+            return None;
+        };
+        let Ok(crate::address::IrcAddress::Channel { nick: None, .. }) = muc.addressing().parse(to)
+        else {
+            return reply_error(unavailable(format!("{to} has no archive: query a room")));
+        };
+        let room = to.to_bare();
+        match mam::parse_query(payload, &requester.to_bare(), &room) {
+            Ok((queryid, query)) => {
+                let request = mam::MamRequest {
+                    iq_id: id.to_owned(),
+                    requester,
+                    room,
+                    queryid,
+                    query,
+                };
+                Some(Effects {
+                    mam: vec![request],
+                    ..Default::default()
+                })
+            }
+            Err(error) => reply_error(error),
         }
     }
 
@@ -296,7 +357,7 @@ impl Gateway {
 fn only(stanza: Option<Stanza>) -> Effects {
     Effects {
         stanzas: stanza.into_iter().collect(),
-        requests: vec![],
+        ..Default::default()
     }
 }
 

@@ -22,8 +22,10 @@ use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
 
+use super::mam::{new_stanza_id, stanza_id_element, HistoryLimits, HistoryRequest, MamRequest};
 use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
 use crate::address::{IrcAddress, IrcAddressing};
+use crate::store::ArchivedMessage;
 
 /// What handling one input produced.
 #[derive(Debug, Default)]
@@ -32,6 +34,12 @@ pub struct Effects {
     pub stanzas: Vec<Stanza>,
     /// Actions for the network, in order, each with what to do if it fails.
     pub requests: Vec<Request>,
+    /// Messages for the archive.
+    pub archive: Vec<ArchivedMessage>,
+    /// Join history to read and insert among the stanzas.
+    pub history: Vec<HistoryRequest>,
+    /// MAM queries to answer.
+    pub mam: Vec<MamRequest>,
 }
 
 /// An action for the network on behalf of a user.
@@ -69,6 +77,8 @@ pub type RoomKey = (BareJid, String, String);
 
 #[derive(Debug)]
 struct Pending {
+    /// The join's `<history/>` limits.
+    history: HistoryLimits,
     resource: FullJid,
     nick: String,
     id: Option<String>,
@@ -93,6 +103,10 @@ struct RoomState {
 #[derive(Debug)]
 pub struct Muc {
     addressing: IrcAddressing,
+    /// Archive room messages.
+    record: bool,
+    /// Join history lines when the client asks for none in particular.
+    history_lines: usize,
     rooms: HashMap<RoomKey, RoomState>,
 }
 
@@ -102,9 +116,11 @@ fn fold(name: &str) -> String {
 
 impl Muc {
     /// No rooms yet.
-    pub fn new(addressing: IrcAddressing) -> Muc {
+    pub fn new(addressing: IrcAddressing, record: bool, history_lines: usize) -> Muc {
         Muc {
             addressing,
+            record,
+            history_lines,
             rooms: HashMap::new(),
         }
     }
@@ -185,7 +201,20 @@ impl Muc {
                     .find(|p| p.is("x", ns::MUC))
                     .and_then(|p| MucJoin::try_from(p.clone()).ok())
                     .and_then(|m| m.password);
-                self.join(&mut fx, key, room, from, nick, password, presence.id);
+                let x = presence.payloads.iter().find(|p| p.is("x", ns::MUC));
+                let history = HistoryLimits::from_join(x);
+                self.join(
+                    &mut fx,
+                    key,
+                    room,
+                    Pending {
+                        resource: from,
+                        nick,
+                        id: presence.id,
+                        history,
+                    },
+                    password,
+                );
             }
             PresenceType::Unavailable => self.leave(
                 &mut fx,
@@ -198,64 +227,48 @@ impl Muc {
         fx
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         fx: &mut Effects,
         key: RoomKey,
         room: RoomRef,
-        from: FullJid,
-        nick: String,
+        joiner: Pending,
         password: Option<String>,
-        id: Option<String>,
     ) {
         if let Some(state) = self.rooms.get_mut(&key) {
-            if state.resources.contains(&from) {
-                if nick != state.nick {
+            if state.resources.contains(&joiner.resource) {
+                if joiner.nick != state.nick {
                     // A joined resource asking for another nick: an IRC nick change.
                     fx.requests.push(Request {
                         user: UserRef(key.0.to_string()),
                         action: Action::ChangeNick {
                             server: state.room.server.clone(),
-                            nick,
+                            nick: joiner.nick,
                         },
                         on_error: OnError::Message {
-                            to: from.clone().into(),
-                            sender: from,
-                            id,
+                            to: joiner.resource.clone().into(),
+                            sender: joiner.resource,
+                            id: joiner.id,
                         },
                     });
                 }
                 return;
             }
             if state.joined {
-                state.resources.insert(from.clone());
-                let pending = Pending {
-                    resource: from,
-                    nick,
-                    id,
-                };
-                let stanzas = self.join_sequence(&key, &pending);
-                fx.stanzas.extend(stanzas);
+                state.resources.insert(joiner.resource.clone());
+                self.push_join_sequence(fx, &key, &joiner);
             } else {
-                state.pending.push(Pending {
-                    resource: from,
-                    nick,
-                    id,
-                });
+                state.pending.push(joiner);
             }
             return;
         }
+        let nick = joiner.nick.clone();
         let state = RoomState {
             room: room.clone(),
             nick: nick.clone(),
             joined: false,
             resources: BTreeSet::new(),
-            pending: vec![Pending {
-                resource: from,
-                nick: nick.clone(),
-                id,
-            }],
+            pending: vec![joiner],
             members: BTreeMap::new(),
             subject: String::new(),
             origin_ids: HashMap::new(),
@@ -270,6 +283,35 @@ impl Muc {
             },
             on_error: OnError::Join(key),
         });
+    }
+
+    /// The join sequence into `fx`, with the join history (if any is wanted) read in just
+    /// before the subject.
+    fn push_join_sequence(&self, fx: &mut Effects, key: &RoomKey, joiner: &Pending) {
+        let mut stanzas = self.join_sequence(key, joiner);
+        let subject = stanzas.pop();
+        fx.stanzas.extend(stanzas);
+        let room = self.rooms.get(key).and_then(|s| {
+            self.addressing
+                .channel_jid(&s.room.server, &s.room.name)
+                .ok()
+        });
+        if let Some(room) = room {
+            let (query, max_chars) =
+                joiner
+                    .history
+                    .query(&key.0.to_string(), &room.to_string(), self.history_lines);
+            if query.max > 0 && max_chars != Some(0) {
+                fx.history.push(HistoryRequest {
+                    position: fx.stanzas.len(),
+                    to: joiner.resource.clone(),
+                    room,
+                    query,
+                    max_chars,
+                });
+            }
+        }
+        fx.stanzas.extend(subject);
     }
 
     /// Occupants, then self-presence (110, and 210 when the nick is not the one asked
@@ -590,6 +632,21 @@ impl Muc {
         else {
             return Err(unsupported());
         };
+        if payload.is("query", ns::DISCO_INFO) && !is_get {
+            return Err(unsupported());
+        }
+        if payload.is("query", ns::DISCO_INFO) {
+            // What the room offers; its occupant count is the puppet's view, when joined.
+            let room = RoomRef {
+                server,
+                name: channel,
+            };
+            let occupants = self
+                .rooms
+                .get(&Self::key(&from.to_bare(), &room))
+                .map(|s| s.members.len());
+            return Ok((Some(super::disco::room_info(&room.name, occupants)), vec![]));
+        }
         if !payload.is("query", MUC_ADMIN) {
             return Err(unsupported());
         }
@@ -729,8 +786,7 @@ impl Muc {
                     if let Some(state) = self.rooms.get_mut(&key) {
                         state.resources.insert(joiner.resource.clone());
                     }
-                    let stanzas = self.join_sequence(&key, &joiner);
-                    fx.stanzas.extend(stanzas);
+                    self.push_join_sequence(&mut fx, &key, &joiner);
                 }
             }
             Event::Disconnected {
@@ -1013,12 +1069,40 @@ impl Muc {
                         .and_then(|s| s.origin_ids.remove(id))
                 });
                 let text = with_kind(&body, kind);
+                // One archive entry per user and message; its id is the stanza-id every
+                // resource sees, stable across restarts.
+                let stanza_id = new_stanza_id();
+                let room_jid = self.addressing.channel_jid(&room.server, &room.name).ok();
+                if let (true, Some(room_jid)) = (
+                    self.record && self.rooms.get(&key).is_some_and(|s| s.joined),
+                    &room_jid,
+                ) {
+                    let at = time.unwrap_or_else(std::time::SystemTime::now);
+                    fx.archive.push(ArchivedMessage {
+                        stanza_id: stanza_id.clone(),
+                        user: user.to_string(),
+                        room: room_jid.to_string(),
+                        sender: from.clone(),
+                        body: text.clone(),
+                        origin_id: origin
+                            .as_ref()
+                            .and_then(|o| o.attr("id"))
+                            .map(str::to_owned),
+                        at_ms: at
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as i64)
+                            .unwrap_or(0),
+                    });
+                }
                 self.broadcast(&mut fx, &user, &room, |muc, state, to| {
                     let sender = muc.occupant(&state.room, &from)?;
                     let mut msg =
                         message(MessageType::Groupchat, sender, to, own_id.clone(), &text);
                     if let Some(origin) = &origin {
                         msg.payloads.push(origin.clone());
+                    }
+                    if let Some(room_jid) = &room_jid {
+                        msg.payloads.push(stanza_id_element(&stanza_id, room_jid));
                     }
                     if let Some(delay) = time.and_then(|t| delay(muc.room_jid(&state.room)?, t)) {
                         msg.payloads.push(delay.into());

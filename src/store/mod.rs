@@ -6,6 +6,8 @@
 //!
 //! *Architecture Invariant*: only this module writes SQL.
 
+mod archive;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use causeway_bridge::NetworkKind;
@@ -325,6 +327,8 @@ fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage};
 
 #[cfg(test)]
 mod tests;

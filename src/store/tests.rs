@@ -161,6 +161,127 @@ async fn suite(store: &Store) {
     );
 }
 
+async fn archive_suite(store: &Store) {
+    let room = "#rust%irc.example.net@irc.gw";
+    let message = |i: i64, user: &str, room: &str| ArchivedMessage {
+        stanza_id: format!("{user}-{room}-{i}"),
+        user: user.into(),
+        room: room.into(),
+        sender: if i % 3 == 0 {
+            "bob".into()
+        } else {
+            "carol".into()
+        },
+        body: format!("message {i}"),
+        origin_id: (i == 7).then(|| "origin-7".into()),
+        at_ms: 1_000_000 + i * 1000,
+    };
+    let mut batch: Vec<ArchivedMessage> = (0..250)
+        .map(|i| message(i, "alice@example.org", room))
+        .collect();
+    batch.extend((0..10).map(|i| message(i, "bob@example.org", room)));
+    batch.extend((0..10).map(|i| message(i, "alice@example.org", "#other%irc.example.net@irc.gw")));
+    store.archive(&batch).await.unwrap();
+
+    let base = ArchiveQuery {
+        user: "alice@example.org".into(),
+        room: room.into(),
+        max: 100,
+        ..Default::default()
+    };
+    // Forward paging from the start.
+    let first = store.archive_page(&base).await.unwrap();
+    assert_eq!(
+        (first.messages.len(), first.complete, first.count),
+        (100, false, 250)
+    );
+    assert_eq!(first.messages[0].body, "message 0");
+    assert_eq!(first.messages[7].origin_id.as_deref(), Some("origin-7"));
+    let after = ArchiveQuery {
+        after: Some(first.messages[99].stanza_id.clone()),
+        ..base.clone()
+    };
+    let second = store.archive_page(&after).await.unwrap();
+    assert_eq!(second.messages[0].body, "message 100");
+    let third = store
+        .archive_page(&ArchiveQuery {
+            after: Some(second.messages[99].stanza_id.clone()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!((third.messages.len(), third.complete), (50, true));
+    // The newest page, and backwards from it.
+    let newest = store
+        .archive_page(&ArchiveQuery {
+            newest: true,
+            max: 20,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest.messages.first().unwrap().body, "message 230");
+    assert_eq!(newest.messages.last().unwrap().body, "message 249");
+    let before = ArchiveQuery {
+        before: Some(newest.messages[0].stanza_id.clone()),
+        max: 20,
+        ..base.clone()
+    };
+    let older = store.archive_page(&before).await.unwrap();
+    assert_eq!(
+        (
+            older.messages[0].body.as_str(),
+            older.messages[19].body.as_str()
+        ),
+        ("message 210", "message 229")
+    );
+    // Filters: time window and sender.
+    let window = ArchiveQuery {
+        start_ms: Some(1_010_000),
+        end_ms: Some(1_019_000),
+        ..base.clone()
+    };
+    let window = store.archive_page(&window).await.unwrap();
+    assert_eq!((window.count, window.complete), (10, true));
+    let from_bob = store
+        .archive_page(&ArchiveQuery {
+            with_nick: Some("bob".into()),
+            max: 1000,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_bob.count, 84);
+    assert!(from_bob.messages.iter().all(|m| m.sender == "bob"));
+    // Nobody sees another user's archive.
+    let bobs = store
+        .archive_page(&ArchiveQuery {
+            user: "bob@example.org".into(),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bobs.count, 10);
+    // Stanza ids are unique: the same batch again is refused, nothing half-written.
+    assert!(store.archive(&batch[..2]).await.is_err());
+    assert_eq!(store.archive_page(&base).await.unwrap().count, 250);
+    // Retention: by age, then by rows per user and room.
+    let removed = store.prune_archive(Some(1_050_000), None).await.unwrap();
+    assert_eq!(removed, 50 + 10 + 10);
+    store.prune_archive(None, Some(100)).await.unwrap();
+    let kept = store
+        .archive_page(&ArchiveQuery {
+            newest: true,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.count, kept.messages.last().unwrap().body.as_str()),
+        (100, "message 249")
+    );
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,6 +291,7 @@ async fn sqlite_store() {
     assert!(path.exists(), "the database file is created when missing");
     assert_eq!(store.backend(), Backend::Sqlite);
     suite(&store).await;
+    archive_suite(&store).await;
     let mode: String = sqlx::query("PRAGMA journal_mode")
         .fetch_one(&store.pool)
         .await
@@ -211,6 +333,7 @@ async fn postgres_store() {
     let store = Store::open(&format!("{base}/{db}"), 4).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     suite(&store).await;
+    archive_suite(&store).await;
     store.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
         .execute(&admin)

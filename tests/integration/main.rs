@@ -7,6 +7,7 @@
 mod cli;
 mod component;
 mod harness;
+mod history;
 mod irc;
 mod irc_connection;
 mod servers;

@@ -7,7 +7,7 @@ use tokio_xmpp::parsers::muc::user::MucUser;
 const ROOM: &str = "#rust%irc.example.net@irc.gw";
 
 fn muc() -> Muc {
-    Muc::new(IrcAddressing::new("irc.gw", None))
+    Muc::new(IrcAddressing::new("irc.gw", None), true, 20)
 }
 
 fn room() -> RoomRef {

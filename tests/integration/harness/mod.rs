@@ -332,6 +332,14 @@ impl TestClient {
         tokio::time::timeout(quiet, wait).await.ok()
     }
 
+    /// Take the buffered stanzas that `wanted` accepts, in order.
+    pub fn take_buffered(&mut self, mut wanted: impl FnMut(&Stanza) -> bool) -> Vec<Stanza> {
+        let (taken, kept): (Vec<Stanza>, Vec<Stanza>) =
+            self.buffer.drain(..).partition(|s| wanted(s));
+        self.buffer = kept.into();
+        taken
+    }
+
     /// Log out cleanly.
     pub async fn logout(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.send_end()).await;

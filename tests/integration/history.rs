@@ -1,0 +1,216 @@
+//! History end to end: stanza-ids on room messages, MAM queries with paging and filters on
+//! room JIDs, join history with its limits.
+
+use xmpp_client::minidom::Element;
+use xmpp_client::parsers::message::Message;
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::Stanza;
+
+use crate::harness::irc_client::IrcClient;
+use crate::harness::irc_server::IrcServer;
+use crate::harness::muc::*;
+use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+
+const ROOM: &str = "#history%127.0.0.1@irc.localhost";
+const MAM: &str = "urn:xmpp:mam:2";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+
+fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
+    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
+}
+
+fn stanza_id(m: &Message) -> Option<(String, String)> {
+    let sid = m
+        .payloads
+        .iter()
+        .find(|p| p.is("stanza-id", "urn:xmpp:sid:0"))?;
+    Some((sid.attr("by")?.to_owned(), sid.attr("id")?.to_owned()))
+}
+
+/// A MAM query: `with` as an occupant JID, RSM `max` and `after`.
+fn mam_query(queryid: &str, with: Option<&str>, max: usize, after: Option<&str>) -> Element {
+    let x = "jabber:x:data";
+    let field = |var: &str, value: &str| {
+        Element::builder("field", x)
+            .attr(nc("var"), var)
+            .append(Element::builder("value", x).append(value).build())
+            .build()
+    };
+    let mut form = Element::builder("x", x)
+        .attr(nc("type"), "submit")
+        .append(field("FORM_TYPE", MAM));
+    if let Some(with) = with {
+        form = form.append(field("with", with));
+    }
+    let mut set = Element::builder("set", RSM)
+        .append(Element::builder("max", RSM).append(max.to_string()).build());
+    if let Some(after) = after {
+        set = set.append(Element::builder("after", RSM).append(after).build());
+    }
+    Element::builder("query", MAM)
+        .attr(nc("queryid"), queryid)
+        .append(form.build())
+        .append(set.build())
+        .build()
+}
+
+/// Run a MAM query; the bodies it returned in order, and the `fin` element.
+async fn run_query(client: &mut TestClient, query: Element) -> (Vec<(String, String)>, Element) {
+    let queryid = query.attr("queryid").unwrap().to_owned();
+    let xmpp_client::IqResponse::Result(Some(fin)) = client.set(ROOM, query).await else {
+        panic!("MAM query not answered with a fin")
+    };
+    // Results arrive before the iq result, in order: reading up to it buffered them all.
+    let mut results = Vec::new();
+    for stanza in client.take_buffered(|s| matches!(s, Stanza::Message(m) if m.payloads.iter().any(|p| p.is("result", MAM) && p.attr("queryid") == Some(queryid.as_str())))) {
+        let Stanza::Message(m) = stanza else { continue };
+        let result = m.payloads.iter().find(|p| p.is("result", MAM)).unwrap();
+        let forwarded = result.get_child("forwarded", "urn:xmpp:forward:0").expect("forwarded");
+        assert!(forwarded.get_child("delay", "urn:xmpp:delay").is_some(), "no delay in {result:?}");
+        let inner = forwarded.get_child("message", "jabber:client").expect("jabber:client message");
+        let body = inner.get_child("body", "jabber:client").map(|b| b.text()).unwrap_or_default();
+        results.push((result.attr("id").unwrap().to_owned(), body));
+    }
+    (results, fin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanza_ids_mam_paging_and_join_history() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let mut carol = IrcClient::connect(irc.port, "carol").await;
+    bob.join("#history").await;
+    carol.join("#history").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // 25 messages from bob and 5 from carol, each with a stanza-id by the room.
+    for i in 0..30 {
+        let (client, text) = if i % 6 == 5 {
+            (&mut carol, format!("carol {i}"))
+        } else {
+            (&mut bob, format!("bob {i}"))
+        };
+        client.send(&format!("PRIVMSG #history :{text}")).await;
+    }
+    // (Two IRC connections: the order they arrive in is the room's order.)
+    let (mut ids, mut live) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        let (by, id, text) = alice
+            .expect("a message with a stanza-id", |s| match s {
+                Stanza::Message(m)
+                    if body(m)
+                        .is_some_and(|b| b.starts_with("bob ") || b.starts_with("carol ")) =>
+                {
+                    stanza_id(m).map(|(by, id)| (by, id, body(m).unwrap().to_owned()))
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(by, ROOM);
+        ids.push(id);
+        live.push(text);
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 30, "stanza-ids repeat");
+
+    // The room advertises MAM.
+    let info = alice
+        .get(
+            ROOM,
+            Element::builder("query", "http://jabber.org/protocol/disco#info").build(),
+        )
+        .await;
+    let xmpp_client::IqResponse::Result(Some(info)) = info else {
+        panic!("no room disco#info")
+    };
+    assert!(
+        info.children().any(|f| f.attr("var") == Some(MAM)),
+        "{info:?}"
+    );
+
+    // Paging forward 12 at a time: 12, 12, 6, with the same ids the live messages had.
+    let (page1, fin1) = run_query(&mut alice, mam_query("q1", None, 12, None)).await;
+    assert_eq!(page1.len(), 12);
+    assert_eq!(fin1.attr("complete"), None, "first page cannot be complete");
+    assert_eq!(page1[0], (ids[0].clone(), live[0].clone()));
+    let last = fin1
+        .get_child("set", RSM)
+        .unwrap()
+        .get_child("last", RSM)
+        .unwrap()
+        .text();
+    assert_eq!(last, ids[11]);
+    let count = fin1
+        .get_child("set", RSM)
+        .unwrap()
+        .get_child("count", RSM)
+        .unwrap()
+        .text();
+    assert_eq!(count, "30");
+    let (page2, _) = run_query(&mut alice, mam_query("q2", None, 12, Some(&last))).await;
+    assert_eq!(page2[0].0, ids[12]);
+    let last2 = page2.last().unwrap().0.clone();
+    let (page3, fin3) = run_query(&mut alice, mam_query("q3", None, 12, Some(&last2))).await;
+    assert_eq!(page3.len(), 6);
+    assert_eq!(fin3.attr("complete"), Some("true"));
+    // Only carol's.
+    let (carols, _) = run_query(
+        &mut alice,
+        mam_query("q4", Some(&format!("{ROOM}/carol")), 50, None),
+    )
+    .await;
+    assert_eq!(carols.len(), 5);
+    assert!(carols.iter().all(|(_, b)| b.starts_with("carol ")));
+
+    // Leave and come back asking for 5 lines: the last 5, delayed, before the subject.
+    alice
+        .send(
+            xmpp_client::parsers::presence::Presence::unavailable().with_to(
+                format!("{ROOM}/alice")
+                    .parse::<xmpp_client::jid::Jid>()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    let mut rejoin = join(&format!("{ROOM}/alice"));
+    rejoin.payloads.clear();
+    rejoin.payloads.push(
+        Element::builder("x", "http://jabber.org/protocol/muc")
+            .append(
+                Element::builder("history", "http://jabber.org/protocol/muc")
+                    .attr(nc("maxstanzas"), "5")
+                    .build(),
+            )
+            .build(),
+    );
+    alice.send(rejoin).await;
+    let mut history = Vec::new();
+    loop {
+        let stanza = alice
+            .expect("history or subject", |s| match s {
+                Stanza::Message(m) if !m.subjects.is_empty() => Some(None),
+                Stanza::Message(m)
+                    if m.payloads.iter().any(|p| p.is("delay", "urn:xmpp:delay")) =>
+                {
+                    Some(body(m).map(str::to_owned))
+                }
+                _ => None,
+            })
+            .await;
+        match stanza {
+            Some(text) => history.push(text),
+            None => break,
+        }
+    }
+    assert_eq!(history, live[25..]);
+    alice.logout().await;
+    gateway.stop().await;
+}
