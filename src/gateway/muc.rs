@@ -624,6 +624,35 @@ impl Muc {
                 ),
             )
         };
+        // XEP-0410 self-ping, answered here: the client learns whether it is still joined
+        // without anything reaching IRC.
+        if let IrcAddress::Channel {
+            server,
+            channel,
+            nick: Some(nick),
+        } = &address
+        {
+            if !payload.is("ping", ns::PING) || !is_get {
+                return Err(unsupported());
+            }
+            let room = RoomRef {
+                server: server.clone(),
+                name: channel.clone(),
+            };
+            let joined = self
+                .rooms
+                .get(&Self::key(&from.to_bare(), &room))
+                .is_some_and(|s| s.resources.contains(&from) && fold(&s.nick) == fold(nick));
+            return if joined {
+                Ok((None, vec![]))
+            } else {
+                Err(error(
+                    ErrorType::Cancel,
+                    DefinedCondition::NotAcceptable,
+                    format!("you are not joined to {channel} as {nick}"),
+                ))
+            };
+        }
         let IrcAddress::Channel {
             server,
             channel,

@@ -169,6 +169,14 @@ async fn stanza_ids_mam_paging_and_join_history() {
     assert_eq!(carols.len(), 5);
     assert!(carols.iter().all(|(_, b)| b.starts_with("carol ")));
 
+    // XEP-0410 self-ping: joined, so a result; after leaving, not-acceptable.
+    let ping = || Element::builder("ping", "urn:xmpp:ping").build();
+    let joined = alice.get(&format!("{ROOM}/alice"), ping()).await;
+    assert!(
+        matches!(joined, xmpp_client::IqResponse::Result(_)),
+        "{joined:?}"
+    );
+
     // Leave and come back asking for 5 lines: the last 5, delayed, before the subject.
     alice
         .send(
@@ -180,6 +188,14 @@ async fn stanza_ids_mam_paging_and_join_history() {
         )
         .await;
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    let xmpp_client::IqResponse::Error(gone) = alice.get(&format!("{ROOM}/alice"), ping()).await
+    else {
+        panic!("self-ping answered after leaving")
+    };
+    assert_eq!(
+        gone.defined_condition,
+        xmpp_client::parsers::stanza_error::DefinedCondition::NotAcceptable
+    );
     let mut rejoin = join(&format!("{ROOM}/alice"));
     rejoin.payloads.clear();
     rejoin.payloads.push(
@@ -211,6 +227,12 @@ async fn stanza_ids_mam_paging_and_join_history() {
         }
     }
     assert_eq!(history, live[25..]);
+
+    // A restart keeps the archive and its ids: MAM answers the same, without any rejoin.
+    let db = gateway.stop_keeping_database().await;
+    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    let (again, _) = run_query(&mut alice, mam_query("q5", None, 12, None)).await;
+    assert_eq!(again, page1);
     alice.logout().await;
     gateway.stop().await;
 }

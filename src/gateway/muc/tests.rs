@@ -293,3 +293,63 @@ fn a_rejoin_tells_only_what_changed() {
         "subject unchanged, not resent"
     );
 }
+
+#[test]
+fn self_ping_tells_whether_the_resource_is_joined() {
+    let mut muc = muc();
+    let (phone, laptop) = (resource("phone"), resource("laptop"));
+    let ping = |muc: &mut Muc, from: &FullJid| {
+        let to: Jid = format!("{ROOM}/alice").parse().unwrap();
+        let address = muc.addressing().parse(&to).unwrap();
+        muc.handle_iq(
+            from.clone(),
+            address,
+            tokio_xmpp::parsers::ping::Ping.into(),
+            true,
+        )
+    };
+    assert_eq!(
+        ping(&mut muc, &phone).unwrap_err().defined_condition,
+        DefinedCondition::NotAcceptable
+    );
+    join_presence(&mut muc, &phone, "alice");
+    // Joining, not joined yet.
+    assert!(ping(&mut muc, &phone).is_err());
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    assert!(ping(&mut muc, &phone).is_ok());
+    assert!(
+        ping(&mut muc, &laptop).is_err(),
+        "another resource of the same user is not joined"
+    );
+}
+
+#[test]
+fn join_history_goes_before_the_subject_with_the_asked_limits() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    let to: Jid = format!("{ROOM}/alice").parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    let mut presence = Presence::available();
+    presence.payloads.push(
+        Element::builder("x", ns::MUC)
+            .append(
+                Element::builder("history", ns::MUC)
+                    .attr(nc("maxstanzas"), "5")
+                    .build(),
+            )
+            .build(),
+    );
+    muc.handle_presence(presence, phone.clone(), to, address);
+    let fx = muc.handle_event(joined("alice", &[("alice", Privilege::None)], "subject"));
+    let [request] = &fx.history[..] else {
+        panic!("{:?}", fx.history)
+    };
+    assert_eq!(request.query.max, 5);
+    assert!(request.query.newest);
+    assert!(
+        matches!(fx.stanzas[request.position], Stanza::Message(ref m) if !m.subjects.is_empty())
+    );
+    // Without <history/>, the configured default.
+    let fx = join_presence(&mut muc, &resource("laptop"), "alice");
+    assert_eq!(fx.history[0].query.max, 20);
+}

@@ -144,7 +144,12 @@ impl Gateway {
     }
 
     /// Shut down and wait for every task.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_database().await;
+    }
+
+    /// Shut down, handing back the database directory for a restart on the same data.
+    pub async fn stop_keeping_database(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(ANSWER, task)
@@ -152,6 +157,19 @@ impl Gateway {
                 .expect("gateway stops promptly")
                 .unwrap();
         }
+        let empty = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._db, empty)
+    }
+
+    /// Start again on a database from [`stop_keeping_database`](Self::stop_keeping_database).
+    pub async fn restart_with_irc(
+        server: &XmppServer,
+        irc_port: u16,
+        db: tempfile::TempDir,
+    ) -> Gateway {
+        let toml = config_toml_with_irc(server, db.path(), irc_port, "", "");
+        let config = causeway::config::Config::from_toml_str(&toml).unwrap();
+        Self::start_with(server, config, db).await
     }
 }
 
