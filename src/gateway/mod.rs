@@ -131,6 +131,9 @@ impl Gateway {
         if let Some(effects) = self.mam_query(&from, &to, &id, &payload, is_get) {
             return effects;
         }
+        if let Some(effects) = self.room_list(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
         let mut requests = Vec::new();
         let reply = match self.check_access(&from) {
             Err(error) => Err(error),
@@ -175,6 +178,26 @@ impl Gateway {
             requests,
             ..Default::default()
         }
+    }
+
+    /// disco#items on an IRC server JID from an allowed user: the channel list.
+    fn room_list(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        if !is_get || !payload.is("query", ns::DISCO_ITEMS) || self.check_access(from).is_err() {
+            return None;
+        }
+        let muc = self.muc.as_mut()?;
+        let requester = from.clone().try_into_full().ok()?;
+        let Ok(crate::address::IrcAddress::Server { server }) = muc.addressing().parse(to) else {
+            return None;
+        };
+        Some(muc.list_rooms(requester, server, id.to_owned(), payload))
     }
 
     /// A MAM query on a room from an allowed user: answered once the archive is read, so

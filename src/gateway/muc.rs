@@ -58,6 +58,8 @@ pub struct Request {
 pub enum OnError {
     /// A join: every resource waiting on it gets a presence error.
     Join(RoomKey),
+    /// A channel list: every request waiting on it gets an iq error.
+    List(BareJid, String),
     /// A message: an error back to its sender.
     Message {
         /// The address the message went to.
@@ -99,10 +101,28 @@ struct RoomState {
     origin_ids: HashMap<String, Element>,
 }
 
+/// A disco#items request on a server JID, waiting for the channel list.
+#[derive(Debug)]
+struct PendingList {
+    requester: FullJid,
+    iq_id: String,
+    rsm: Option<tokio_xmpp::parsers::rsm::SetQuery>,
+}
+
+/// One entry of a channel list: name, member count, topic.
+type ListedRoom = (String, u32, String);
+
+/// How long a channel list serves further pages before LIST is sent again.
+const LIST_FRESH: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The MUC side of the gateway core for one IRC domain.
 #[derive(Debug)]
 pub struct Muc {
     addressing: IrcAddressing,
+    /// Channel lists by (user, server), with when they came.
+    room_lists: HashMap<(BareJid, String), (std::time::Instant, Vec<ListedRoom>)>,
+    /// disco#items requests waiting for a list.
+    pending_lists: HashMap<(BareJid, String), Vec<PendingList>>,
     /// Archive room messages.
     record: bool,
     /// Join history lines when the client asks for none in particular.
@@ -122,6 +142,8 @@ impl Muc {
             record,
             history_lines,
             rooms: HashMap::new(),
+            room_lists: HashMap::new(),
+            pending_lists: HashMap::new(),
         }
     }
 
@@ -558,6 +580,29 @@ impl Muc {
                 };
                 self.join_failed(&key, failure, &err.to_string())
             }
+            OnError::List(user, server) => {
+                let from = self.addressing.server_jid(&server).map(Jid::from).ok();
+                self.pending_lists
+                    .remove(&(user, server))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| {
+                        let error = error(
+                            ErrorType::Cancel,
+                            DefinedCondition::RemoteServerNotFound,
+                            format!("{err}: join a channel on this server first"),
+                        );
+                        tokio_xmpp::parsers::iq::Iq::Error {
+                            from: from.clone(),
+                            to: Some(p.requester.into()),
+                            id: p.iq_id,
+                            error,
+                            payload: None,
+                        }
+                        .into()
+                    })
+                    .collect()
+            }
             OnError::Message { to, sender, id } => {
                 let condition = match err {
                     BridgeError::NotFound(_) => DefinedCondition::ItemNotFound,
@@ -602,6 +647,123 @@ impl Muc {
             }
         }
         out
+    }
+
+    /// disco#items on a server JID: the IRC channel list, paged with XEP-0059. A list fetched
+    /// in the last two minutes serves further pages; otherwise the puppet sends LIST.
+    pub fn list_rooms(
+        &mut self,
+        requester: FullJid,
+        server: String,
+        iq_id: String,
+        payload: &Element,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        let rsm = tokio_xmpp::parsers::disco::DiscoItemsQuery::try_from(payload.clone())
+            .ok()
+            .and_then(|q| q.rsm);
+        let key = (requester.to_bare(), server.to_ascii_lowercase());
+        let pending = PendingList {
+            requester,
+            iq_id,
+            rsm,
+        };
+        if let Some((at, rooms)) = self.room_lists.get(&key) {
+            if at.elapsed() < LIST_FRESH {
+                fx.stanzas.push(self.answer_list(&server, rooms, &pending));
+                return fx;
+            }
+        }
+        let waiting = self.pending_lists.entry(key.clone()).or_default();
+        waiting.push(pending);
+        if waiting.len() == 1 {
+            fx.requests.push(Request {
+                user: UserRef(key.0.to_string()),
+                action: Action::ListRooms { server },
+                on_error: OnError::List(key.0, key.1),
+            });
+        }
+        fx
+    }
+
+    fn answer_list(
+        &self,
+        server: &str,
+        rooms: &[(String, u32, String)],
+        pending: &PendingList,
+    ) -> Stanza {
+        use tokio_xmpp::parsers::disco::{DiscoItemsResult, Item};
+        use tokio_xmpp::parsers::rsm::{First, SetResult};
+        let mut sorted: Vec<&ListedRoom> = rooms.iter().collect();
+        sorted.sort_by_key(|room| room.0.to_lowercase());
+        let ids: Vec<Option<BareJid>> = sorted
+            .iter()
+            .map(|(name, _, _)| self.addressing.channel_jid(server, name).ok())
+            .collect();
+        let position = |id: &str| {
+            ids.iter()
+                .position(|j| j.as_ref().is_some_and(|j| j.to_string() == id))
+        };
+        let (max, after, before) = match &pending.rsm {
+            Some(q) => (
+                q.max.unwrap_or(usize::MAX),
+                q.after.clone(),
+                q.before.clone(),
+            ),
+            None => (usize::MAX, None, None),
+        };
+        let (start, end) = match (after, before) {
+            (Some(after), _) => {
+                let start = position(&after).map_or(sorted.len(), |p| p + 1);
+                (start, start.saturating_add(max).min(sorted.len()))
+            }
+            (None, Some(before)) => {
+                let end = if before.is_empty() {
+                    sorted.len()
+                } else {
+                    position(&before).unwrap_or(0)
+                };
+                (end.saturating_sub(max), end)
+            }
+            (None, None) => (0, max.min(sorted.len())),
+        };
+        let items: Vec<Item> = (start..end)
+            .filter_map(|i| {
+                let (name, count, topic) = sorted[i];
+                let jid = ids[i].clone()?;
+                let label = if topic.is_empty() {
+                    format!("{name} ({count})")
+                } else {
+                    format!("{name} ({count}) – {topic}")
+                };
+                Some(Item {
+                    jid: jid.into(),
+                    node: None,
+                    name: Some(label),
+                })
+            })
+            .collect();
+        let rsm = pending.rsm.as_ref().map(|_| SetResult {
+            first: items.first().map(|i| First {
+                index: Some(start),
+                item: i.jid.to_string(),
+            }),
+            last: items.last().map(|i| i.jid.to_string()),
+            count: Some(sorted.len()),
+        });
+        let from = self.addressing.server_jid(server).map(Jid::from).ok();
+        let result = DiscoItemsResult {
+            node: None,
+            items,
+            rsm,
+        };
+        tokio_xmpp::parsers::iq::Iq::Result {
+            from,
+            to: Some(pending.requester.clone().into()),
+            id: pending.iq_id.clone(),
+            payload: Some(result.into()),
+        }
+        .into()
     }
 
     /// An iq to a room or occupant from an allowed user: muc#admin (kick, roles,
@@ -1186,6 +1348,14 @@ impl Muc {
                     msg.subjects.insert(Default::default(), subject.clone());
                     Some(msg.into())
                 });
+            }
+            Event::RoomList { server, rooms, .. } => {
+                let key = (user.clone(), server.to_ascii_lowercase());
+                for pending in self.pending_lists.remove(&key).unwrap_or_default() {
+                    fx.stanzas.push(self.answer_list(&server, &rooms, &pending));
+                }
+                self.room_lists
+                    .insert(key, (std::time::Instant::now(), rooms));
             }
             Event::ServerText { server, text, .. } => {
                 if let Ok(from) = self.addressing.server_jid(&server) {

@@ -236,3 +236,83 @@ async fn stanza_ids_mam_paging_and_join_history() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// disco#items on the IRC server JID lists its channels (IRC LIST), paged with XEP-0059.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_list_is_paged() {
+    const RSM: &str = "http://jabber.org/protocol/rsm";
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    for i in 0..25 {
+        bob.join(&format!("#list{i:02}")).await;
+        bob.send(&format!("TOPIC #list{i:02} :topic {i}")).await;
+    }
+    bob.expect("last topic", |l| l.contains(" TOPIC #list24 "))
+        .await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    // Listing needs the puppet connected to the server.
+    let server = "127.0.0.1@irc.localhost";
+    let items_query = |after: Option<&str>| {
+        let mut set =
+            Element::builder("set", RSM).append(Element::builder("max", RSM).append("10").build());
+        if let Some(after) = after {
+            set = set.append(Element::builder("after", RSM).append(after).build());
+        }
+        Element::builder("query", "http://jabber.org/protocol/disco#items")
+            .append(set.build())
+            .build()
+    };
+    let refused = alice.get(server, items_query(None)).await;
+    assert!(
+        matches!(refused, xmpp_client::IqResponse::Error(_)),
+        "listed without a connection: {refused:?}"
+    );
+    enter(&mut alice, "#lobby%127.0.0.1@irc.localhost", "alice").await;
+
+    let mut seen = Vec::new();
+    let mut counts = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let xmpp_client::IqResponse::Result(Some(page)) =
+            alice.get(server, items_query(after.as_deref())).await
+        else {
+            panic!("no list")
+        };
+        let items: Vec<(String, String)> = page
+            .children()
+            .filter(|c| c.name() == "item")
+            .map(|i| {
+                (
+                    i.attr("jid").unwrap().to_owned(),
+                    i.attr("name").unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let set = page.get_child("set", RSM).expect("an RSM set");
+        counts.push(set.get_child("count", RSM).unwrap().text());
+        if items.is_empty() {
+            break;
+        }
+        assert!(items.len() <= 10);
+        after = Some(set.get_child("last", RSM).unwrap().text());
+        seen.extend(items);
+    }
+    // Every page tells the same total, and the pages add up to it, with nothing twice.
+    let total = seen.len().to_string();
+    assert!(counts.iter().all(|c| *c == total), "{counts:?} vs {total}");
+    let jids: std::collections::HashSet<&str> = seen.iter().map(|(j, _)| j.as_str()).collect();
+    assert_eq!(jids.len(), seen.len());
+    for i in 0..25 {
+        assert!(
+            jids.contains(format!("#list{i:02}%127.0.0.1@irc.localhost").as_str()),
+            "#list{i:02} missing"
+        );
+    }
+    assert!(jids.contains("#lobby%127.0.0.1@irc.localhost"));
+    let first = seen.iter().find(|(j, _)| j.starts_with("#list00")).unwrap();
+    assert!(first.1.contains("topic 0"), "{first:?}");
+    alice.logout().await;
+    gateway.stop().await;
+}

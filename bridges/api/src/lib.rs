@@ -221,6 +221,11 @@ pub enum Action {
         /// The privilege to hold from now on ([`Privilege::None`] takes all away).
         privilege: Privilege,
     },
+    /// List the server's public rooms; answered by [`Event::RoomList`].
+    ListRooms {
+        /// The server.
+        server: String,
+    },
     /// A raw protocol line for the server (IRC only), typed by the user.
     Raw {
         /// The server.
@@ -393,6 +398,15 @@ pub enum Event {
         /// The server.
         server: String,
     },
+    /// The server's public rooms, after [`Action::ListRooms`].
+    RoomList {
+        /// Whose puppet asked.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The rooms: name, member count, topic.
+        rooms: Vec<(String, u32, String)>,
+    },
     /// A message could not be delivered.
     SendFailed {
         /// Whose puppet.
@@ -424,6 +438,7 @@ impl Event {
             | Event::ServerText { user, .. }
             | Event::Disconnected { user, .. }
             | Event::Reconnected { user, .. }
+            | Event::RoomList { user, .. }
             | Event::SendFailed { user, .. } => user,
         }
     }

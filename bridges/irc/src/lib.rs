@@ -461,6 +461,9 @@ impl Network for IrcNetwork {
                 };
                 inner.dispatch(user, &room.server, command, None).await
             }
+            Action::ListRooms { server } => {
+                inner.dispatch(user, &server, Command::List, None).await
+            }
             Action::Raw { server, line } => {
                 inner
                     .dispatch(user, &server, Command::Raw(line), None)

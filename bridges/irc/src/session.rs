@@ -60,6 +60,8 @@ pub enum Command {
         nick: String,
         privilege: Privilege,
     },
+    /// List the server's channels.
+    List,
     /// A raw line from the user.
     Raw(String),
 }
@@ -249,6 +251,8 @@ struct Session {
     settled: bool,
     /// Whether any channel was asked for yet: the session ends when the last one is left.
     had_channels: bool,
+    /// A LIST under way: the channels so far.
+    listing: Option<Vec<(String, u32, String)>>,
     writer: Option<Writer>,
 }
 
@@ -284,6 +288,7 @@ pub async fn run(
         echoes: VecDeque::new(),
         settled: false,
         had_channels: false,
+        listing: None,
         writer: None,
     };
     let mut delays = reconnect_delays();
@@ -820,6 +825,10 @@ impl Session {
                 nick,
                 privilege,
             } => self.set_privilege(&channel, &nick, privilege),
+            Command::List => {
+                self.listing = Some(Vec::new());
+                self.send("LIST".into());
+            }
             Command::Raw(line) => {
                 let line = crate::text::strip_line_breaks(&line);
                 if !line.trim().is_empty() {
@@ -1345,6 +1354,25 @@ impl Session {
                         let key = self.rules.fold(&nick);
                         channel.members.insert(key, MemberState { nick, modes });
                     }
+                }
+            }
+            322 if self.listing.is_some() => {
+                // RPL_LIST: me channel count :topic
+                let count = line.param(2).parse().unwrap_or(0);
+                let entry = (line.param(1).to_owned(), count, text);
+                if let Some(listing) = &mut self.listing {
+                    listing.push(entry);
+                }
+            }
+            321 => {} // RPL_LISTSTART
+            323 => {
+                if let Some(rooms) = self.listing.take() {
+                    self.emit(Event::RoomList {
+                        user: self.user(),
+                        server: self.spec.server.clone(),
+                        rooms,
+                    })
+                    .await;
                 }
             }
             RPL_ENDOFNAMES => {
