@@ -132,6 +132,10 @@ pub struct IrcConfig {
     /// IRC realname of puppets, unless a user set their own; default: the nick.
     #[serde(default)]
     pub realname: Option<String>,
+    /// Channels are persistent unless a user or channel setting says otherwise: the puppet
+    /// stays while no resource is joined, and is back in after a restart.
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 /// `[irc.servers."host"]`.

@@ -143,16 +143,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 }
             });
         }
-        let gateway = Gateway::new(kind, domain, access.clone(), muc);
+        let persistent_default = config.irc.as_ref().is_some_and(|irc| irc.persistent);
+        let mut gateway = Gateway::new(kind, domain, access.clone(), muc);
+        let initial = rejoin_persistent(&mut gateway, &store, persistent_default).await?;
         let core = Core {
             network,
             outbox,
             archiver: archiver.clone(),
             store: store.clone(),
+            persistent_default,
         };
         cores.spawn(serve_domain(
             gateway,
             core,
+            initial,
             inbound_rx,
             events_rx,
             shutdown.clone(),
@@ -250,20 +254,130 @@ struct Core {
     outbox: Arc<Outbox>,
     archiver: archive::Archiver,
     store: Store,
+    /// `[irc] persistent`.
+    persistent_default: bool,
+}
+
+impl Core {
+    /// Bookkeeping an event needs before the gateway core sees it: whether a joined channel
+    /// is persistent, and which channels the puppet is in (for rejoining after a restart).
+    async fn note_event(&self, gateway: &mut Gateway, event: &Event) {
+        match event {
+            Event::Joined {
+                user, room, nick, ..
+            } => {
+                let persistent =
+                    persistent(&self.store, &user.0, room, self.persistent_default).await;
+                if let (Some(muc), Ok(jid)) = (gateway.muc_mut(), user.0.parse::<BareJid>()) {
+                    muc.set_persistent(&jid, room, persistent);
+                }
+                if let Err(e) = self
+                    .store
+                    .mark_joined(&user.0, &room.server, &room.name, nick, true)
+                    .await
+                {
+                    warn!(%user, %room, error = %e, "cannot note the joined channel");
+                }
+            }
+            Event::Left { user, room, .. } => {
+                if let Err(e) = self
+                    .store
+                    .mark_left(&user.0, &room.server, &room.name)
+                    .await
+                {
+                    warn!(%user, %room, error = %e, "cannot note the left channel");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A channel is persistent by its own setting, else the user's, else `[irc] persistent`.
+async fn persistent(
+    store: &Store,
+    user: &str,
+    room: &causeway_bridge::RoomRef,
+    default: bool,
+) -> bool {
+    let channel = store
+        .channel_settings(user, &room.server, &room.name)
+        .await
+        .ok()
+        .and_then(|s| s.persistent);
+    let user_wide = match channel {
+        Some(_) => None,
+        None => store
+            .user_settings(user)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.persistent),
+    };
+    channel.or(user_wide).unwrap_or(default)
+}
+
+/// At startup: join again the persistent channels the puppets were in; forget the others
+/// (their users learnt it from the 332 at shutdown, and self-pings tell their clients).
+async fn rejoin_persistent(
+    gateway: &mut Gateway,
+    store: &Store,
+    default: bool,
+) -> Result<Effects, RunError> {
+    let mut effects = Effects::default();
+    if gateway.muc_mut().is_none() {
+        return Ok(effects);
+    }
+    for join in store.joined_channels().await? {
+        let keep = match join.user.parse::<BareJid>() {
+            Ok(user) if gateway.allows(&user.clone().into()) => {
+                let room = causeway_bridge::RoomRef {
+                    server: join.server.clone(),
+                    name: join.channel.clone(),
+                };
+                persistent(store, &join.user, &room, default)
+                    .await
+                    .then_some((user, room))
+            }
+            _ => None,
+        };
+        match keep {
+            Some((user, room)) => {
+                info!(user = %join.user, room = %room, "rejoining persistent channel");
+                let more = gateway.muc_mut().expect("checked above").rejoin(
+                    &user,
+                    room,
+                    join.nick.clone(),
+                );
+                effects.requests.extend(more.requests);
+            }
+            None => {
+                store
+                    .mark_left(&join.user, &join.server, &join.channel)
+                    .await?
+            }
+        }
+    }
+    Ok(effects)
 }
 
 async fn serve_domain(
     mut gateway: Gateway,
     core: Core,
+    initial: Effects,
     mut inbound: mpsc::Receiver<Stanza>,
     mut events: mpsc::Receiver<Event>,
     shutdown: CancellationToken,
 ) {
+    apply(&mut gateway, &core, initial).await;
     loop {
         let effects = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(event) = events.recv() => gateway.handle_event(event),
+            Some(event) = events.recv() => {
+                core.note_event(&mut gateway, &event).await;
+                gateway.handle_event(event)
+            }
             stanza = inbound.recv() => match stanza {
                 Some(stanza) => gateway.handle_stanza(stanza),
                 None => break,

@@ -71,6 +71,16 @@ impl Gateway {
         }
     }
 
+    /// Whether `jid` may use the gateway.
+    pub fn allows(&self, jid: &Jid) -> bool {
+        self.check_access(jid).is_ok()
+    }
+
+    /// The MUC state, when a network is attached.
+    pub fn muc_mut(&mut self) -> Option<&mut Muc> {
+        self.muc.as_mut()
+    }
+
     /// Everything a network event causes.
     pub fn handle_event(&mut self, event: Event) -> Effects {
         match &mut self.muc {

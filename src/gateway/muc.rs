@@ -99,6 +99,8 @@ struct RoomState {
     subject: String,
     /// Origin-ids of messages sent and not yet reflected, by message id.
     origin_ids: HashMap<String, Element>,
+    /// Keep the puppet in the channel while no resource is joined (bouncer mode).
+    persistent: bool,
 }
 
 /// A disco#items request on a server JID, waiting for the channel list.
@@ -294,6 +296,7 @@ impl Muc {
             members: BTreeMap::new(),
             subject: String::new(),
             origin_ids: HashMap::new(),
+            persistent: false,
         };
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
@@ -415,6 +418,10 @@ impl Muc {
             }
         }
         if state.resources.is_empty() && state.pending.is_empty() {
+            if state.persistent && state.joined {
+                // Bouncer mode: the puppet stays, the archive keeps recording.
+                return;
+            }
             let state = self.rooms.remove(key).expect("present above");
             fx.requests.push(Request {
                 user: UserRef(key.0.to_string()),
@@ -647,6 +654,44 @@ impl Muc {
             }
         }
         out
+    }
+
+    /// Whether the user's channel is persistent (decided from the settings when it is joined).
+    pub fn set_persistent(&mut self, user: &BareJid, room: &RoomRef, persistent: bool) {
+        if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
+            state.persistent = persistent;
+        }
+    }
+
+    /// Join a persistent channel again after a restart, with nobody waiting for it.
+    pub fn rejoin(&mut self, user: &BareJid, room: RoomRef, nick: String) -> Effects {
+        let mut fx = Effects::default();
+        let key = Self::key(user, &room);
+        if self.rooms.contains_key(&key) {
+            return fx;
+        }
+        let state = RoomState {
+            room: room.clone(),
+            nick: nick.clone(),
+            joined: false,
+            resources: BTreeSet::new(),
+            pending: vec![],
+            members: BTreeMap::new(),
+            subject: String::new(),
+            origin_ids: HashMap::new(),
+            persistent: true,
+        };
+        self.rooms.insert(key.clone(), state);
+        fx.requests.push(Request {
+            user: UserRef(user.to_string()),
+            action: Action::Join {
+                room,
+                nick,
+                password: None,
+            },
+            on_error: OnError::Join(key),
+        });
+        fx
     }
 
     /// disco#items on a server JID: the IRC channel list, paged with XEP-0059. A list fetched

@@ -7,6 +7,7 @@
 //! *Architecture Invariant*: only this module writes SQL.
 
 mod archive;
+mod channels;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -329,6 +330,7 @@ fn unix_now() -> i64 {
 }
 
 pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage};
+pub use channels::{ChannelJoin, ChannelSettings};
 
 #[cfg(test)]
 mod tests;

@@ -95,6 +95,60 @@ async fn suite(store: &Store) {
         None
     );
 
+    // Channel settings inherit until set; joined channels are remembered for a restart.
+    let chan = store
+        .channel_settings("alice@example.org", "irc.example.net", "#Rust")
+        .await
+        .unwrap();
+    assert_eq!(chan, ChannelSettings::default());
+    let persistent = ChannelSettings {
+        persistent: Some(true),
+        record: Some(false),
+    };
+    store
+        .set_channel_settings("alice@example.org", "irc.example.net", "#Rust", persistent)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .channel_settings("alice@example.org", "IRC.example.net", "#rust")
+            .await
+            .unwrap(),
+        persistent
+    );
+    store
+        .mark_joined(
+            "alice@example.org",
+            "irc.example.net",
+            "#rust",
+            "alice",
+            true,
+        )
+        .await
+        .unwrap();
+    store
+        .mark_joined("bob@example.org", "irc.example.net", "#go", "bob", true)
+        .await
+        .unwrap();
+    store
+        .mark_left("bob@example.org", "irc.example.net", "#go")
+        .await
+        .unwrap();
+    let joined = store.joined_channels().await.unwrap();
+    assert_eq!(joined.len(), 1);
+    assert_eq!(
+        (joined[0].channel.as_str(), joined[0].nick.as_str()),
+        ("#rust", "alice")
+    );
+    // Joining again keeps the settings.
+    assert_eq!(
+        store
+            .channel_settings("alice@example.org", "irc.example.net", "#rust")
+            .await
+            .unwrap(),
+        persistent
+    );
+
     // Mappings keep the remote case and are found by the folded localpart.
     let room_id = "!fT7EpjDY8j90RmXEuty6OQmGqSwr1hbHTmAWyC1hYas";
     let folded = room_id.to_lowercase();

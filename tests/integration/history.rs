@@ -316,3 +316,84 @@ async fn channel_list_is_paged() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// A persistent channel (bouncer mode): the puppet stays while the user is offline, the
+/// archive keeps recording, the returning client gets the history; after a restart of the
+/// gateway the puppet is back in the channel by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_channels_keep_the_puppet_and_the_history() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let store = causeway::store::Store::open(&gateway.database_url(), 1)
+        .await
+        .unwrap();
+    let persistent = causeway::store::ChannelSettings {
+        persistent: Some(true),
+        record: None,
+    };
+    store
+        .set_channel_settings("alice@localhost", "127.0.0.1", "#history", persistent)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#history").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // Alice's client goes away; her puppet does not.
+    alice
+        .send(
+            xmpp_client::parsers::presence::Presence::unavailable().with_to(
+                format!("{ROOM}/alice")
+                    .parse::<xmpp_client::jid::Jid>()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    alice.logout().await;
+    let parted = bob
+        .nothing_within(std::time::Duration::from_secs(4), |l| {
+            l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT"))
+        })
+        .await;
+    assert_eq!(parted, Ok(()), "the puppet left a persistent channel");
+    bob.send("PRIVMSG #history :while you were away").await;
+
+    // Back: the join history has what was said meanwhile.
+    let mut alice = TestClient::connect(&xmpp, "alice", "localhost").await;
+    alice.send(join(&format!("{ROOM}/alice"))).await;
+    presence_from(&mut alice, "/alice", PresenceType::None).await;
+    alice
+        .expect("the missed message, delayed", |s| match s {
+            Stanza::Message(m)
+                if body(m) == Some("while you were away")
+                    && m.payloads.iter().any(|p| p.is("delay", "urn:xmpp:delay")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    alice.logout().await;
+
+    // A restart: the puppet rejoins on its own, with nobody online.
+    let db = gateway.stop_keeping_database().await;
+    bob.expect("alice quitting at shutdown", |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT")
+    })
+    .await;
+    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    bob.expect("alice back after the restart", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    gateway.stop().await;
+}

@@ -174,6 +174,8 @@ pub(crate) struct Inner {
     events: Mutex<Option<mpsc::Sender<Event>>>,
     shutdown: Mutex<Option<watch::Receiver<bool>>>,
     next_id: AtomicU64,
+    /// Set once `run` has installed the event channel: actions wait for it.
+    started: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
@@ -188,6 +190,7 @@ impl IrcNetwork {
                 events: Mutex::default(),
                 shutdown: Mutex::default(),
                 next_id: AtomicU64::new(1),
+                started: watch::channel(false).0,
                 tasks: tokio::sync::Mutex::default(),
             }),
         }
@@ -288,6 +291,13 @@ impl Inner {
         server: &str,
         nick: &str,
     ) -> Result<mpsc::Sender<Command>, BridgeError> {
+        // Actions may come before `run` got going (rejoins at startup): wait for it.
+        let _ = self
+            .started
+            .subscribe()
+            .wait_for(|started| *started)
+            .await
+            .map(|_| ());
         let shutdown = self
             .shutdown
             .lock()
@@ -355,6 +365,7 @@ impl Network for IrcNetwork {
     ) -> Result<(), BridgeError> {
         *self.inner.events.lock().expect("events lock") = Some(ctx.events);
         *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
+        self.inner.started.send_replace(true);
         let _ = shutdown.wait_for(|stop| *stop).await;
         // Sessions see the same signal and quit; wait for them to say goodbye.
         let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().await);

@@ -353,3 +353,34 @@ fn join_history_goes_before_the_subject_with_the_asked_limits() {
     let fx = join_presence(&mut muc, &resource("laptop"), "alice");
     assert_eq!(fx.history[0].query.max, 20);
 }
+
+#[test]
+fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    muc.set_persistent(&phone.to_bare(), &room(), true);
+    let fx = leave_presence(&mut muc, &phone, "alice");
+    assert!(
+        fx.requests.is_empty(),
+        "parted a persistent channel: {:?}",
+        fx.requests
+    );
+    // Still recording with nobody there.
+    let fx = muc.handle_event(Event::Message {
+        user: user(),
+        peer: Peer::Room(room()),
+        from: "bob".into(),
+        body: "anyone?".into(),
+        kind: MessageKind::Normal,
+        time: None,
+        own_id: None,
+    });
+    assert_eq!(fx.archive.len(), 1);
+    assert!(fx.stanzas.is_empty());
+    // Coming back needs no new join.
+    let fx = join_presence(&mut muc, &phone, "alice");
+    assert!(fx.requests.is_empty());
+    assert!(!fx.stanzas.is_empty());
+}
