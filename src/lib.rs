@@ -152,6 +152,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             archiver: archiver.clone(),
             store: store.clone(),
             persistent_default,
+            record_default: config.history.record,
         };
         cores.spawn(serve_domain(
             gateway,
@@ -256,20 +257,29 @@ struct Core {
     store: Store,
     /// `[irc] persistent`.
     persistent_default: bool,
+    /// `[history] record`.
+    record_default: bool,
 }
 
 impl Core {
     /// Bookkeeping an event needs before the gateway core sees it: whether a joined channel
-    /// is persistent, and which channels the puppet is in (for rejoining after a restart).
+    /// is persistent and recorded, and which channels the puppet is in (for rejoining after
+    /// a restart).
     async fn note_event(&self, gateway: &mut Gateway, event: &Event) {
         match event {
             Event::Joined {
                 user, room, nick, ..
             } => {
-                let persistent =
-                    persistent(&self.store, &user.0, room, self.persistent_default).await;
+                let (persistent, record) = channel_settings(
+                    &self.store,
+                    &user.0,
+                    room,
+                    self.persistent_default,
+                    self.record_default,
+                )
+                .await;
                 if let (Some(muc), Ok(jid)) = (gateway.muc_mut(), user.0.parse::<BareJid>()) {
-                    muc.set_persistent(&jid, room, persistent);
+                    muc.set_channel_settings(&jid, room, persistent, record);
                 }
                 if let Err(e) = self
                     .store
@@ -293,28 +303,42 @@ impl Core {
     }
 }
 
-/// A channel is persistent by its own setting, else the user's, else `[irc] persistent`.
-async fn persistent(
+/// Whether a user's channel is (persistent, recorded): the channel's own setting, else the
+/// user's settings for its server, else the user's, else the configuration.
+async fn channel_settings(
     store: &Store,
     user: &str,
     room: &causeway_bridge::RoomRef,
-    default: bool,
-) -> bool {
+    persistent_default: bool,
+    record_default: bool,
+) -> (bool, bool) {
     let channel = store
         .channel_settings(user, &room.server, &room.name)
         .await
+        .unwrap_or_default();
+    let server = store
+        .irc_server_settings(user, &room.server)
+        .await
         .ok()
-        .and_then(|s| s.persistent);
-    let user_wide = match channel {
-        Some(_) => None,
-        None => store
-            .user_settings(user)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.persistent),
-    };
-    channel.or(user_wide).unwrap_or(default)
+        .flatten()
+        .unwrap_or_default();
+    let user_wide = store
+        .user_settings(user)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let persistent = channel
+        .persistent
+        .or(server.persistent)
+        .or(user_wide.persistent)
+        .unwrap_or(persistent_default);
+    let record = channel
+        .record
+        .or(server.record_history)
+        .or(user_wide.record_history)
+        .unwrap_or(record_default);
+    (persistent, record)
 }
 
 /// At startup: join again the persistent channels the puppets were in; forget the others
@@ -335,8 +359,9 @@ async fn rejoin_persistent(
                     server: join.server.clone(),
                     name: join.channel.clone(),
                 };
-                persistent(store, &join.user, &room, default)
+                channel_settings(store, &join.user, &room, default, true)
                     .await
+                    .0
                     .then_some((user, room))
             }
             _ => None,

@@ -101,6 +101,8 @@ struct RoomState {
     origin_ids: HashMap<String, Element>,
     /// Keep the puppet in the channel while no resource is joined (bouncer mode).
     persistent: bool,
+    /// Archive what the channel shows this user.
+    record: bool,
 }
 
 /// A disco#items request on a server JID, waiting for the channel list.
@@ -297,6 +299,7 @@ impl Muc {
             subject: String::new(),
             origin_ids: HashMap::new(),
             persistent: false,
+            record: self.record,
         };
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
@@ -656,10 +659,18 @@ impl Muc {
         out
     }
 
-    /// Whether the user's channel is persistent (decided from the settings when it is joined).
-    pub fn set_persistent(&mut self, user: &BareJid, room: &RoomRef, persistent: bool) {
+    /// Whether the user's channel is persistent and archived (decided from the settings when
+    /// it is joined).
+    pub fn set_channel_settings(
+        &mut self,
+        user: &BareJid,
+        room: &RoomRef,
+        persistent: bool,
+        record: bool,
+    ) {
         if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
             state.persistent = persistent;
+            state.record = record;
         }
     }
 
@@ -680,6 +691,7 @@ impl Muc {
             subject: String::new(),
             origin_ids: HashMap::new(),
             persistent: true,
+            record: self.record,
         };
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
@@ -1310,7 +1322,7 @@ impl Muc {
                 let stanza_id = new_stanza_id();
                 let room_jid = self.addressing.channel_jid(&room.server, &room.name).ok();
                 if let (true, Some(room_jid)) = (
-                    self.record && self.rooms.get(&key).is_some_and(|s| s.joined),
+                    self.rooms.get(&key).is_some_and(|s| s.joined && s.record),
                     &room_jid,
                 ) {
                     let at = time.unwrap_or_else(std::time::SystemTime::now);

@@ -77,6 +77,12 @@ pub struct IrcServerSettings {
     /// IRC realname (gecos).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub realname: Option<String>,
+    /// Archive this server's channels (unless a channel says otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_history: Option<bool>,
+    /// Channels on this server are persistent (unless a channel says otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
     /// Commands sent right after connecting.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_connect: Vec<String>,

@@ -397,3 +397,51 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
     .await;
     gateway.stop().await;
 }
+
+/// "Record history" off for a user: messages still carry stanza-ids but stay out of the
+/// archive, so MAM has nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_can_switch_recording_off() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let store = causeway::store::Store::open(&gateway.database_url(), 1)
+        .await
+        .unwrap();
+    let off = causeway::store::UserSettings {
+        record_history: Some(false),
+        ..Default::default()
+    };
+    store
+        .set_user_settings("alice@localhost", &off)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#history").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    bob.send("PRIVMSG #history :not for the record").await;
+    alice
+        .expect("the live message", |s| match s {
+            Stanza::Message(m) if body(m) == Some("not for the record") => stanza_id(m),
+            _ => None,
+        })
+        .await;
+    let (results, fin) = run_query(&mut alice, mam_query("off", None, 10, None)).await;
+    assert!(results.is_empty(), "{results:?}");
+    assert_eq!(
+        fin.get_child("set", RSM)
+            .unwrap()
+            .get_child("count", RSM)
+            .unwrap()
+            .text(),
+        "0"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}

@@ -360,7 +360,7 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
     let phone = resource("phone");
     join_presence(&mut muc, &phone, "alice");
     muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
-    muc.set_persistent(&phone.to_bare(), &room(), true);
+    muc.set_channel_settings(&phone.to_bare(), &room(), true, true);
     let fx = leave_presence(&mut muc, &phone, "alice");
     assert!(
         fx.requests.is_empty(),
@@ -383,4 +383,24 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
     let fx = join_presence(&mut muc, &phone, "alice");
     assert!(fx.requests.is_empty());
     assert!(!fx.stanzas.is_empty());
+}
+
+#[test]
+fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    muc.set_channel_settings(&phone.to_bare(), &room(), false, false);
+    let fx = muc.handle_event(Event::Message {
+        user: user(),
+        peer: Peer::Room(room()),
+        from: "bob".into(),
+        body: "off the record".into(),
+        kind: MessageKind::Normal,
+        time: None,
+        own_id: None,
+    });
+    assert!(fx.archive.is_empty());
+    assert_eq!(fx.stanzas.len(), 1);
 }
