@@ -74,6 +74,7 @@ impl IdentitySource for StoredIdentities {
                     identity.realname = realname;
                 }
                 identity.sasl_password = stored.sasl_password;
+                identity.after_connect = stored.after_connect;
             }
             Ok(None) => {}
             // The connection still goes ahead, with the defaults.

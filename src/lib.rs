@@ -437,6 +437,10 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
     for stanza in stanzas {
         core.outbox.push(stanza);
     }
+    for request in effects.adhoc {
+        let (store, outbox) = (core.store.clone(), core.outbox.clone());
+        tokio::spawn(async move { outbox.push(gateway::adhoc::run(&store, &request).await) });
+    }
     for request in effects.mam {
         // Answered on the side: a long query does not hold up the room.
         let (archiver, store, outbox) = (

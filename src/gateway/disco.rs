@@ -33,6 +33,7 @@ pub fn gateway_info(network: NetworkKind, rooms: bool) -> DiscoInfoResult {
         features: GATEWAY_FEATURES
             .iter()
             .chain(rooms.then_some(&ns::MUC))
+            .chain(rooms.then_some(&super::adhoc::COMMANDS))
             .map(|f| f.to_string())
             .collect(),
         extensions: vec![],

@@ -8,6 +8,7 @@
 //! never answered; every unsupported request gets an error with a human text, never silence.
 
 pub mod access;
+pub mod adhoc;
 pub mod disco;
 pub mod mam;
 pub mod muc;
@@ -138,6 +139,9 @@ impl Gateway {
             _ => return Effects::default(),
         };
         let to = to.unwrap_or_else(|| self.domain.clone().into());
+        if let Some(effects) = self.adhoc(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
         if let Some(effects) = self.mam_query(&from, &to, &id, &payload, is_get) {
             return effects;
         }
@@ -188,6 +192,62 @@ impl Gateway {
             requests,
             ..Default::default()
         }
+    }
+
+    /// XEP-0050 on the gateway, a server or a channel: the command list, or a command step
+    /// (run against the database on the side).
+    fn adhoc(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        use crate::address::IrcAddress;
+        let muc = self.muc.as_ref()?;
+        let listing = is_get
+            && payload.is("query", ns::DISCO_ITEMS)
+            && payload.attr("node") == Some(adhoc::COMMANDS);
+        let running = !is_get && payload.is("command", adhoc::COMMANDS);
+        if !(listing || running) || self.check_access(from).is_err() {
+            return None;
+        }
+        let target = match muc.addressing().parse(to).ok()? {
+            IrcAddress::Gateway => adhoc::Target::Gateway,
+            IrcAddress::Server { server } => adhoc::Target::Server(server),
+            IrcAddress::Channel {
+                server,
+                channel,
+                nick: None,
+            } => adhoc::Target::Channel(server, channel),
+            _ => return None,
+        };
+        if listing {
+            let items = adhoc::command_items(to, &target);
+            let iq = Iq::Result {
+                from: Some(to.clone()),
+                to: Some(from.clone()),
+                id: id.to_owned(),
+                payload: Some(items),
+            };
+            return Some(Effects {
+                stanzas: vec![iq.into()],
+                ..Default::default()
+            });
+        }
+        let requester = from.clone().try_into_full().ok()?;
+        let request = adhoc::AdhocRequest {
+            iq_id: id.to_owned(),
+            requester,
+            to: to.clone(),
+            target,
+            command: payload.clone(),
+        };
+        Some(Effects {
+            adhoc: vec![request],
+            ..Default::default()
+        })
     }
 
     /// disco#items on an IRC server JID from an allowed user: the channel list.

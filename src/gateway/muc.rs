@@ -40,6 +40,8 @@ pub struct Effects {
     pub history: Vec<HistoryRequest>,
     /// MAM queries to answer.
     pub mam: Vec<MamRequest>,
+    /// Ad-hoc command steps to run.
+    pub adhoc: Vec<super::adhoc::AdhocRequest>,
 }
 
 /// An action for the network on behalf of a user.

@@ -4,6 +4,7 @@
 //! PID. `tests/run.sh` installs them first; with `CAUSEWAY_REQUIRE_SERVERS=1` (as in CI) a
 //! missing server fails the run instead of being skipped.
 
+mod adhoc;
 mod cli;
 mod component;
 mod harness;

@@ -87,6 +87,8 @@ pub struct Identity {
     pub sasl_account: Option<String>,
     /// SASL PLAIN password; SASL is used only when set.
     pub sasl_password: Option<String>,
+    /// Raw lines sent right after registering (identify to a bot, set user modes…).
+    pub after_connect: Vec<String>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -97,6 +99,7 @@ impl std::fmt::Debug for Identity {
             .field("realname", &self.realname)
             .field("sasl_account", &self.sasl_account)
             .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
+            .field("after_connect", &self.after_connect.len())
             .finish()
     }
 }
@@ -129,6 +132,7 @@ impl Identity {
             realname: nick.to_owned(),
             sasl_account: None,
             sasl_password: None,
+            after_connect: Vec::new(),
         }
     }
 }

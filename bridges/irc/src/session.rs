@@ -340,6 +340,12 @@ pub async fn run(
                 }
             }
         }
+        for line in session.spec.identity.after_connect.clone() {
+            let line = crate::text::strip_line_breaks(&line);
+            if !line.trim().is_empty() {
+                session.send(line);
+            }
+        }
         if reconnecting {
             info!(%user, %server, nick = %session.nick, attempts, "irc connection re-established");
             session

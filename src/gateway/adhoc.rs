@@ -1,0 +1,413 @@
+//! XEP-0050 ad-hoc commands with XEP-0004 forms: configuration from any XMPP client.
+//!
+//! | JID            | commands                                   |
+//! |----------------|--------------------------------------------|
+//! | the gateway    | `configure` (record history, persistent, default nick) |
+//! | an IRC server  | `configure` (nick, username, realname, SASL password, record history, persistent) |
+//! | a channel      | `configure` (persistent, record history)   |
+//!
+//! Forms carry every value, so no session state is kept between steps. Settings are saved
+//! in the database and apply on the next connection or join.
+
+use tokio_xmpp::jid::{FullJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use tokio_xmpp::Stanza;
+
+use crate::store::{ChannelSettings, IrcServerSettings, Store, StoreError, UserSettings};
+
+/// XEP-0050's namespace.
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+const DATA: &str = "jabber:x:data";
+
+/// What a command applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The gateway: the user's own settings.
+    Gateway,
+    /// The user's settings for one IRC server.
+    Server(String),
+    /// The user's settings for one channel.
+    Channel(String, String),
+}
+
+/// A command to run against the database.
+#[derive(Debug, Clone)]
+pub struct AdhocRequest {
+    /// The iq id.
+    pub iq_id: String,
+    /// Who runs it.
+    pub requester: FullJid,
+    /// The JID it was sent to.
+    pub to: Jid,
+    /// What it configures.
+    pub target: Target,
+    /// The `<command/>` element.
+    pub command: Element,
+}
+
+/// The commands a target offers, as disco#items.
+pub fn command_items(to: &Jid, target: &Target) -> Element {
+    let label = match target {
+        Target::Gateway => "Configure the gateway",
+        Target::Server(_) => "Configure this IRC server",
+        Target::Channel(..) => "Configure this channel",
+    };
+    let nc = nc;
+    Element::builder("query", "http://jabber.org/protocol/disco#items")
+        .attr(nc("node"), COMMANDS)
+        .append(
+            Element::builder("item", "http://jabber.org/protocol/disco#items")
+                .attr(nc("jid"), to.to_string())
+                .attr(nc("node"), "configure")
+                .attr(nc("name"), label)
+                .build(),
+        )
+        .build()
+}
+
+/// Run one step of a command and answer it.
+pub async fn run(store: &Store, request: &AdhocRequest) -> Stanza {
+    let reply = match step(store, request).await {
+        Ok(payload) => Iq::Result {
+            from: Some(request.to.clone()),
+            to: Some(request.requester.clone().into()),
+            id: request.iq_id.clone(),
+            payload: Some(payload),
+        },
+        Err(error) => Iq::Error {
+            from: Some(request.to.clone()),
+            to: Some(request.requester.clone().into()),
+            id: request.iq_id.clone(),
+            error,
+            payload: None,
+        },
+    };
+    reply.into()
+}
+
+async fn step(store: &Store, request: &AdhocRequest) -> Result<Element, StanzaError> {
+    let command = &request.command;
+    let node = command.attr("node").unwrap_or_default();
+    if node != "configure" {
+        return Err(StanzaError::new(
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            "en",
+            format!("no command {node:?} here"),
+        ));
+    }
+    let session = command
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let user = request.requester.to_bare().to_string();
+    let action = command.attr("action").unwrap_or("execute");
+    let submitted = command
+        .get_child("x", DATA)
+        .filter(|x| x.attr("type") == Some("submit"));
+    let db = |e: StoreError| {
+        StanzaError::new(
+            ErrorType::Wait,
+            DefinedCondition::InternalServerError,
+            "en",
+            format!("the settings cannot be read or saved: {e}"),
+        )
+    };
+    match (action, submitted) {
+        ("cancel", _) => Ok(response(node, &session, "canceled", None, None)),
+        (_, Some(form)) => {
+            apply(store, &user, &request.target, form)
+                .await
+                .map_err(|e| match e {
+                    Applied::Db(e) => db(e),
+                    Applied::Invalid(text) => StanzaError::new(
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        "en",
+                        text,
+                    ),
+                })?;
+            Ok(response(
+                node,
+                &session,
+                "completed",
+                None,
+                Some("The settings are saved; they apply on the next connection or join."),
+            ))
+        }
+        _ => {
+            let form = current_form(store, &user, &request.target)
+                .await
+                .map_err(db)?;
+            Ok(response(node, &session, "executing", Some(form), None))
+        }
+    }
+}
+
+fn response(
+    node: &str,
+    session: &str,
+    status: &str,
+    form: Option<Element>,
+    note: Option<&str>,
+) -> Element {
+    let mut command = Element::builder("command", COMMANDS)
+        .attr(nc("node"), node)
+        .attr(nc("sessionid"), session)
+        .attr(nc("status"), status);
+    if let Some(form) = form {
+        command = command
+            .append(
+                Element::builder("actions", COMMANDS)
+                    .attr(nc("execute"), "complete")
+                    .append(Element::builder("complete", COMMANDS).build())
+                    .build(),
+            )
+            .append(form);
+    }
+    if let Some(note) = note {
+        command = command.append(
+            Element::builder("note", COMMANDS)
+                .attr(nc("type"), "info")
+                .append(note)
+                .build(),
+        );
+    }
+    command.build()
+}
+
+/// A form field: var, type, label, values.
+fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
+    let mut field = Element::builder("field", DATA)
+        .attr(nc("var"), var)
+        .attr(nc("type"), kind)
+        .attr(nc("label"), label);
+    for value in values {
+        field = field.append(
+            Element::builder("value", DATA)
+                .append(value.as_str())
+                .build(),
+        );
+    }
+    field.build()
+}
+
+fn boolean(value: Option<bool>) -> Vec<String> {
+    value
+        .map(|v| vec![if v { "1".into() } else { "0".into() }])
+        .unwrap_or_default()
+}
+
+fn text(value: &Option<String>) -> Vec<String> {
+    value.iter().cloned().collect()
+}
+
+async fn current_form(store: &Store, user: &str, target: &Target) -> Result<Element, StoreError> {
+    let mut form = Element::builder("x", DATA)
+        .attr(nc("type"), "form")
+        .append(
+            Element::builder("title", DATA)
+                .append("Configuration")
+                .build(),
+        )
+        .append(
+            Element::builder("instructions", DATA)
+                .append("Leave a field empty to use the default.")
+                .build(),
+        );
+    let fields = match target {
+        Target::Gateway => {
+            let s = store.user_settings(user).await?.unwrap_or_default();
+            vec![
+                field(
+                    "record_history",
+                    "boolean",
+                    "Record history",
+                    &boolean(s.record_history),
+                ),
+                field(
+                    "persistent",
+                    "boolean",
+                    "Channels are persistent",
+                    &boolean(s.persistent),
+                ),
+                field(
+                    "default_nick",
+                    "text-single",
+                    "Default nickname",
+                    &text(&s.default_nick),
+                ),
+            ]
+        }
+        Target::Server(server) => {
+            let s = store
+                .irc_server_settings(user, server)
+                .await?
+                .unwrap_or_default();
+            vec![
+                field("nick", "text-single", "Nickname", &text(&s.nick)),
+                field("username", "text-single", "Username", &text(&s.username)),
+                field("realname", "text-single", "Realname", &text(&s.realname)),
+                // The password itself never leaves the database.
+                field(
+                    "sasl_password",
+                    "text-private",
+                    "SASL password (empty keeps the current one; - removes it)",
+                    &[],
+                ),
+                field(
+                    "after_connect",
+                    "text-multi",
+                    "Commands sent after connecting",
+                    &s.after_connect,
+                ),
+                field(
+                    "record_history",
+                    "boolean",
+                    "Record history",
+                    &boolean(s.record_history),
+                ),
+                field(
+                    "persistent",
+                    "boolean",
+                    "Channels are persistent",
+                    &boolean(s.persistent),
+                ),
+            ]
+        }
+        Target::Channel(server, channel) => {
+            let s = store.channel_settings(user, server, channel).await?;
+            vec![
+                field(
+                    "persistent",
+                    "boolean",
+                    "Persistent",
+                    &boolean(s.persistent),
+                ),
+                field(
+                    "record_history",
+                    "boolean",
+                    "Record history",
+                    &boolean(s.record),
+                ),
+            ]
+        }
+    };
+    for f in fields {
+        form = form.append(f);
+    }
+    Ok(form.build())
+}
+
+enum Applied {
+    Db(StoreError),
+    Invalid(String),
+}
+
+/// The submitted values by var (multi-valued fields keep every value).
+fn values(form: &Element) -> std::collections::HashMap<String, Vec<String>> {
+    form.children()
+        .filter(|c| c.is("field", DATA))
+        .filter_map(|f| {
+            Some((
+                f.attr("var")?.to_owned(),
+                f.children()
+                    .filter(|v| v.is("value", DATA))
+                    .map(|v| v.text())
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+fn get_bool(
+    values: &std::collections::HashMap<String, Vec<String>>,
+    var: &str,
+) -> Result<Option<bool>, Applied> {
+    match values.get(var).and_then(|v| v.first()).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some("1" | "true") => Ok(Some(true)),
+        Some("0" | "false") => Ok(Some(false)),
+        Some(other) => Err(Applied::Invalid(format!(
+            "{var}: {other:?} is not a boolean"
+        ))),
+    }
+}
+
+fn get_text(values: &std::collections::HashMap<String, Vec<String>>, var: &str) -> Option<String> {
+    values
+        .get(var)
+        .and_then(|v| v.first())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Result<(), Applied> {
+    let values = values(form);
+    match target {
+        Target::Gateway => {
+            let settings = UserSettings {
+                record_history: get_bool(&values, "record_history")?,
+                persistent: get_bool(&values, "persistent")?,
+                default_nick: get_text(&values, "default_nick"),
+            };
+            store
+                .set_user_settings(user, &settings)
+                .await
+                .map_err(Applied::Db)
+        }
+        Target::Server(server) => {
+            let current = store
+                .irc_server_settings(user, server)
+                .await
+                .map_err(Applied::Db)?
+                .unwrap_or_default();
+            let sasl_password = match get_text(&values, "sasl_password").as_deref() {
+                None => current.sasl_password,
+                Some("-") => None,
+                Some(password) => Some(password.to_owned()),
+            };
+            let no_breaks = |v: Option<String>, var: &str| match v {
+                Some(v) if v.contains(char::is_whitespace) && var == "nick" => {
+                    Err(Applied::Invalid("nick: no spaces in an IRC nick".into()))
+                }
+                other => Ok(other),
+            };
+            let settings = IrcServerSettings {
+                nick: no_breaks(get_text(&values, "nick"), "nick")?,
+                username: get_text(&values, "username"),
+                realname: get_text(&values, "realname"),
+                record_history: get_bool(&values, "record_history")?,
+                persistent: get_bool(&values, "persistent")?,
+                after_connect: values
+                    .get("after_connect")
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| !l.trim().is_empty())
+                    .collect(),
+                sasl_password,
+            };
+            store
+                .set_irc_server_settings(user, server, &settings)
+                .await
+                .map_err(Applied::Db)
+        }
+        Target::Channel(server, channel) => {
+            let settings = ChannelSettings {
+                persistent: get_bool(&values, "persistent")?,
+                record: get_bool(&values, "record_history")?,
+            };
+            store
+                .set_channel_settings(user, server, channel, settings)
+                .await
+                .map_err(Applied::Db)
+        }
+    }
+}
+
+fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
+    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
+}

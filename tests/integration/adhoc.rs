@@ -1,0 +1,169 @@
+//! XEP-0050 ad-hoc configuration from an XMPP client, with its effect seen on IRC.
+
+use xmpp_client::minidom::Element;
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::IqResponse;
+
+use crate::harness::irc_client::IrcClient;
+use crate::harness::irc_server::IrcServer;
+use crate::harness::muc::*;
+use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+const DATA: &str = "jabber:x:data";
+const SERVER: &str = "127.0.0.1@irc.localhost";
+const ROOM: &str = "#adhoc%127.0.0.1@irc.localhost";
+
+fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
+    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
+}
+
+fn command(action: &str, session: Option<&str>, fields: &[(&str, &[&str])]) -> Element {
+    let mut command = Element::builder("command", COMMANDS)
+        .attr(nc("node"), "configure")
+        .attr(nc("action"), action);
+    if let Some(session) = session {
+        command = command.attr(nc("sessionid"), session);
+    }
+    if !fields.is_empty() {
+        let mut form = Element::builder("x", DATA).attr(nc("type"), "submit");
+        for (var, values) in fields {
+            let mut field = Element::builder("field", DATA).attr(nc("var"), *var);
+            for value in *values {
+                field = field.append(Element::builder("value", DATA).append(*value).build());
+            }
+            form = form.append(field.build());
+        }
+        command = command.append(form.build());
+    }
+    command.build()
+}
+
+async fn run(client: &mut TestClient, to: &str, step: Element) -> Element {
+    match client.set(to, step).await {
+        IqResponse::Result(Some(command)) => command,
+        other => panic!("command refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_a_server_and_a_channel_from_the_client() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#adhoc").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+
+    // The server JID lists its command.
+    let list = Element::builder("query", "http://jabber.org/protocol/disco#items")
+        .attr(nc("node"), COMMANDS)
+        .build();
+    let IqResponse::Result(Some(items)) = alice.get(SERVER, list).await else {
+        panic!("no command list")
+    };
+    assert!(
+        items
+            .children()
+            .any(|i| i.attr("node") == Some("configure")),
+        "{items:?}"
+    );
+
+    // Execute: a form. Submit a realname and an after-connect command.
+    let form = run(&mut alice, SERVER, command("execute", None, &[])).await;
+    assert_eq!(form.attr("status"), Some("executing"));
+    let session = form.attr("sessionid").unwrap().to_owned();
+    let x = form.get_child("x", DATA).expect("a form");
+    assert!(x.children().any(|f| f.attr("var") == Some("realname")));
+    let done = run(
+        &mut alice,
+        SERVER,
+        command(
+            "complete",
+            Some(&session),
+            &[
+                ("realname", &["Alice via ad-hoc"]),
+                ("after_connect", &["AWAY :set after connecting"]),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(done.attr("status"), Some("completed"));
+
+    // Applied on the next connection: WHOIS shows both.
+    enter(&mut alice, ROOM, "alice").await;
+    bob.send("WHOIS alice").await;
+    let whois = bob
+        .expect("WHOIS", |l| l.split(' ').nth(1) == Some("311"))
+        .await;
+    assert!(whois.ends_with(":Alice via ad-hoc"), "{whois}");
+    let away = bob
+        .expect("away line", |l| {
+            matches!(l.split(' ').nth(1), Some("301") | Some("318"))
+        })
+        .await;
+    assert!(
+        away.contains(" 301 ") && away.ends_with(":set after connecting"),
+        "{away}"
+    );
+
+    // The channel: made persistent, the puppet stays when alice leaves.
+    let form = run(&mut alice, ROOM, command("execute", None, &[])).await;
+    let session = form.attr("sessionid").unwrap().to_owned();
+    run(
+        &mut alice,
+        ROOM,
+        command("complete", Some(&session), &[("persistent", &["1"])]),
+    )
+    .await;
+    // Settings apply on join: leave and join again, then leave for good.
+    alice
+        .send(
+            xmpp_client::parsers::presence::Presence::unavailable().with_to(
+                format!("{ROOM}/alice")
+                    .parse::<xmpp_client::jid::Jid>()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    enter(&mut alice, ROOM, "alice").await;
+    alice
+        .send(
+            xmpp_client::parsers::presence::Presence::unavailable().with_to(
+                format!("{ROOM}/alice")
+                    .parse::<xmpp_client::jid::Jid>()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    let parted = bob
+        .nothing_within(std::time::Duration::from_secs(4), |l| {
+            l.starts_with(":alice!") && (l.ends_with("QUIT") || l.contains(" QUIT :"))
+        })
+        .await;
+    assert_eq!(parted, Ok(()), "the puppet quit a persistent channel");
+
+    // Cancel works at any step.
+    let canceled = run(
+        &mut alice,
+        "irc.localhost",
+        command("cancel", Some("x"), &[]),
+    )
+    .await;
+    assert_eq!(canceled.attr("status"), Some("canceled"));
+    // A bad value is refused with a text.
+    let refused = alice
+        .set(
+            ROOM,
+            command("complete", Some("y"), &[("persistent", &["maybe"])]),
+        )
+        .await;
+    assert!(
+        matches!(refused, IqResponse::Error(ref e) if !e.texts.is_empty()),
+        "{refused:?}"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}
