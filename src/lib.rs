@@ -438,8 +438,14 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
         core.outbox.push(stanza);
     }
     for request in effects.adhoc {
-        let (store, outbox) = (core.store.clone(), core.outbox.clone());
-        tokio::spawn(async move { outbox.push(gateway::adhoc::run(&store, &request).await) });
+        let (store, outbox, network) = (
+            core.store.clone(),
+            core.outbox.clone(),
+            core.network.clone(),
+        );
+        tokio::spawn(async move {
+            outbox.push(gateway::adhoc::run(&store, network.as_deref(), &request).await)
+        });
     }
     for request in effects.mam {
         // Answered on the side: a long query does not hold up the room.

@@ -2,7 +2,7 @@
 //!
 //! | JID            | commands                                   |
 //! |----------------|--------------------------------------------|
-//! | the gateway    | `configure` (record history, persistent, default nick) |
+//! | the gateway    | `configure` (record history, persistent, default nick), `disconnect` (from every IRC server) |
 //! | an IRC server  | `configure` (nick, username, realname, SASL password, record history, persistent) |
 //! | a channel      | `configure` (persistent, record history)   |
 //!
@@ -14,6 +14,8 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
+
+use causeway_bridge::Network;
 
 use crate::store::{ChannelSettings, IrcServerSettings, Store, StoreError, UserSettings};
 
@@ -54,22 +56,25 @@ pub fn command_items(to: &Jid, target: &Target) -> Element {
         Target::Server(_) => "Configure this IRC server",
         Target::Channel(..) => "Configure this channel",
     };
-    let nc = nc;
-    Element::builder("query", "http://jabber.org/protocol/disco#items")
+    let item = |node: &str, name: &str| {
+        Element::builder("item", "http://jabber.org/protocol/disco#items")
+            .attr(nc("jid"), to.to_string())
+            .attr(nc("node"), node)
+            .attr(nc("name"), name)
+            .build()
+    };
+    let mut query = Element::builder("query", "http://jabber.org/protocol/disco#items")
         .attr(nc("node"), COMMANDS)
-        .append(
-            Element::builder("item", "http://jabber.org/protocol/disco#items")
-                .attr(nc("jid"), to.to_string())
-                .attr(nc("node"), "configure")
-                .attr(nc("name"), label)
-                .build(),
-        )
-        .build()
+        .append(item("configure", label));
+    if *target == Target::Gateway {
+        query = query.append(item("disconnect", "Disconnect from every IRC server"));
+    }
+    query.build()
 }
 
 /// Run one step of a command and answer it.
-pub async fn run(store: &Store, request: &AdhocRequest) -> Stanza {
-    let reply = match step(store, request).await {
+pub async fn run(store: &Store, network: Option<&dyn Network>, request: &AdhocRequest) -> Stanza {
+    let reply = match step(store, network, request).await {
         Ok(payload) => Iq::Result {
             from: Some(request.to.clone()),
             to: Some(request.requester.clone().into()),
@@ -87,9 +92,16 @@ pub async fn run(store: &Store, request: &AdhocRequest) -> Stanza {
     reply.into()
 }
 
-async fn step(store: &Store, request: &AdhocRequest) -> Result<Element, StanzaError> {
+async fn step(
+    store: &Store,
+    network: Option<&dyn Network>,
+    request: &AdhocRequest,
+) -> Result<Element, StanzaError> {
     let command = &request.command;
     let node = command.attr("node").unwrap_or_default();
+    if node == "disconnect" && request.target == Target::Gateway {
+        return disconnect(network, request).await;
+    }
     if node != "configure" {
         return Err(StanzaError::new(
             ErrorType::Cancel,
@@ -142,6 +154,74 @@ async fn step(store: &Store, request: &AdhocRequest) -> Result<Element, StanzaEr
                 .await
                 .map_err(db)?;
             Ok(response(node, &session, "executing", Some(form), None))
+        }
+    }
+}
+
+/// `disconnect`: a form for the quit message, then every connection closed.
+async fn disconnect(
+    network: Option<&dyn Network>,
+    request: &AdhocRequest,
+) -> Result<Element, StanzaError> {
+    let command = &request.command;
+    let session = command
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    match (
+        command.attr("action").unwrap_or("execute"),
+        command
+            .get_child("x", DATA)
+            .filter(|x| x.attr("type") == Some("submit")),
+    ) {
+        ("cancel", _) => Ok(response("disconnect", &session, "canceled", None, None)),
+        (_, Some(form)) => {
+            let reason = get_text(&values(form), "quit_message");
+            let user = causeway_bridge::UserRef(request.requester.to_bare().to_string());
+            if let Some(network) = network {
+                network
+                    .act(
+                        &user,
+                        causeway_bridge::Action::Disconnect {
+                            server: None,
+                            reason,
+                        },
+                    )
+                    .await
+                    .map_err(|e| {
+                        StanzaError::new(
+                            ErrorType::Cancel,
+                            DefinedCondition::ServiceUnavailable,
+                            "en",
+                            e.to_string(),
+                        )
+                    })?;
+            }
+            Ok(response(
+                "disconnect",
+                &session,
+                "completed",
+                None,
+                Some("Disconnected from every IRC server."),
+            ))
+        }
+        _ => {
+            let form = Element::builder("x", DATA)
+                .attr(nc("type"), "form")
+                .append(
+                    Element::builder("title", DATA)
+                        .append("Disconnect from every IRC server")
+                        .build(),
+                )
+                .append(field("quit_message", "text-single", "Quit message", &[]))
+                .build();
+            Ok(response(
+                "disconnect",
+                &session,
+                "executing",
+                Some(form),
+                None,
+            ))
         }
     }
 }

@@ -19,8 +19,17 @@ fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
 }
 
 fn command(action: &str, session: Option<&str>, fields: &[(&str, &[&str])]) -> Element {
+    command_on("configure", action, session, fields)
+}
+
+fn command_on(
+    node: &str,
+    action: &str,
+    session: Option<&str>,
+    fields: &[(&str, &[&str])],
+) -> Element {
     let mut command = Element::builder("command", COMMANDS)
-        .attr(nc("node"), "configure")
+        .attr(nc("node"), node)
         .attr(nc("action"), action);
     if let Some(session) = session {
         command = command.attr(nc("sessionid"), session);
@@ -144,6 +153,26 @@ async fn configure_a_server_and_a_channel_from_the_client() {
         })
         .await;
     assert_eq!(parted, Ok(()), "the puppet quit a persistent channel");
+
+    // Disconnect from every IRC server, with a quit message; the rooms are left.
+    enter(&mut alice, "#other%127.0.0.1@irc.localhost", "alice").await;
+    let disconnect = |action: &str, fields: &[(&str, &[&str])]| {
+        command_on("disconnect", action, Some("d"), fields)
+    };
+    let form = run(&mut alice, "irc.localhost", disconnect("execute", &[])).await;
+    assert!(form.get_child("x", DATA).is_some());
+    let done = run(
+        &mut alice,
+        "irc.localhost",
+        disconnect("complete", &[("quit_message", &["see you"])]),
+    )
+    .await;
+    assert_eq!(done.attr("status"), Some("completed"));
+    bob.expect("alice quitting", |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT") && l.contains("see you")
+    })
+    .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
 
     // Cancel works at any step.
     let canceled = run(

@@ -445,3 +445,30 @@ async fn a_user_can_switch_recording_off() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// At shutdown, every joined resource of a non-persistent channel is told with 332, and
+/// after the restart a self-ping says it is no longer joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_joined_clients_with_332() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    let db = gateway.stop_keeping_database().await;
+    let gone = presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    let statuses = muc_user(&gone).expect("muc#user").status;
+    assert!(
+        statuses.contains(&xmpp_client::parsers::muc::user::Status::ServiceShutdown),
+        "{statuses:?}"
+    );
+    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    let ping = Element::builder("ping", "urn:xmpp:ping").build();
+    let answer = alice.get(&format!("{ROOM}/alice"), ping).await;
+    assert!(
+        matches!(answer, xmpp_client::IqResponse::Error(_)),
+        "still joined after a restart: {answer:?}"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}

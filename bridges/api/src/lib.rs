@@ -221,6 +221,13 @@ pub enum Action {
         /// The privilege to hold from now on ([`Privilege::None`] takes all away).
         privilege: Privilege,
     },
+    /// Close the user's connections (to one server, or all), leaving every room there.
+    Disconnect {
+        /// The server, or every server.
+        server: Option<String>,
+        /// The quit message.
+        reason: Option<String>,
+    },
     /// List the server's public rooms; answered by [`Event::RoomList`].
     ListRooms {
         /// The server.

@@ -476,6 +476,27 @@ impl Network for IrcNetwork {
                 };
                 inner.dispatch(user, &room.server, command, None).await
             }
+            Action::Disconnect { server, reason } => {
+                let servers: Vec<String> = {
+                    let sessions = inner.sessions.lock().expect("sessions lock");
+                    sessions
+                        .keys()
+                        .filter(|(u, s)| {
+                            u == user
+                                && server
+                                    .as_ref()
+                                    .is_none_or(|want| want.eq_ignore_ascii_case(s))
+                        })
+                        .map(|(_, s)| s.clone())
+                        .collect()
+                };
+                for server in servers {
+                    inner
+                        .dispatch(user, &server, Command::Quit(reason.clone()), None)
+                        .await?;
+                }
+                Ok(())
+            }
             Action::ListRooms { server } => {
                 inner.dispatch(user, &server, Command::List, None).await
             }

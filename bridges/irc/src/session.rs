@@ -62,6 +62,8 @@ pub enum Command {
     },
     /// List the server's channels.
     List,
+    /// Leave every channel and close the connection.
+    Quit(Option<String>),
     /// A raw line from the user.
     Raw(String),
 }
@@ -251,6 +253,8 @@ struct Session {
     settled: bool,
     /// Whether any channel was asked for yet: the session ends when the last one is left.
     had_channels: bool,
+    /// Set by a quit command: the session ends with this QUIT message.
+    quit_reason: Option<String>,
     /// A LIST under way: the channels so far.
     listing: Option<Vec<(String, u32, String)>>,
     writer: Option<Writer>,
@@ -289,6 +293,7 @@ pub async fn run(
         settled: false,
         had_channels: false,
         listing: None,
+        quit_reason: None,
         writer: None,
     };
     let mut delays = reconnect_delays();
@@ -472,7 +477,12 @@ impl Session {
                     None => return Ending::Lost("the connection reader ended".into()),
                 },
                 command = commands.recv() => match command {
-                    Some(command) => self.handle_command(command).await,
+                    Some(command) => {
+                        self.handle_command(command).await;
+                        if let Some(reason) = self.quit_reason.take() {
+                            return Ending::Quit(reason);
+                        }
+                    }
                     None => return Ending::Quit(String::new()),
                 },
                 _ = ticker.tick() => {
@@ -831,6 +841,21 @@ impl Session {
                 nick,
                 privilege,
             } => self.set_privilege(&channel, &nick, privilege),
+            Command::Quit(reason) => {
+                let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+                for channel in channels.into_iter().filter(|c| c.joined) {
+                    let room = self.room(&channel.name);
+                    let reason = Some(reason.clone().unwrap_or_else(|| "disconnected".into()));
+                    self.emit(Event::Left {
+                        user: self.user(),
+                        room,
+                        departure: Departure::Quit,
+                        reason,
+                    })
+                    .await;
+                }
+                self.quit_reason = Some(reason.unwrap_or_default());
+            }
             Command::List => {
                 self.listing = Some(Vec::new());
                 self.send("LIST".into());
