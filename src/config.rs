@@ -86,6 +86,8 @@ impl Default for DatabaseConfig {
 pub struct AccessConfig {
     /// Domains (`example.org`) or bare JIDs (`alice@example.org`) allowed to use the gateway.
     pub allow: Vec<String>,
+    /// Bare JIDs of the gateway's administrators: they get the admin ad-hoc commands.
+    pub admins: Vec<String>,
 }
 
 /// `[history]`.
@@ -362,6 +364,14 @@ impl Config {
                 "access.allow",
                 "is empty, so nobody could use the gateway: list domains or bare JIDs",
             );
+        }
+        for (i, admin) in self.access.admins.iter().enumerate() {
+            if !admin.parse::<BareJid>().is_ok_and(|j| j.node().is_some()) {
+                p.add(
+                    format!("access.admins[{i}]"),
+                    format!("{admin:?} is not a bare JID"),
+                );
+            }
         }
         for (i, entry) in self.access.allow.iter().enumerate() {
             if entry.parse::<BareJid>().is_err() {

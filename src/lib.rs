@@ -144,7 +144,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             });
         }
         let persistent_default = config.irc.as_ref().is_some_and(|irc| irc.persistent);
-        let mut gateway = Gateway::new(kind, domain, access.clone(), muc);
+        let admins = config
+            .access
+            .admins
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let mut gateway = Gateway::new(kind, domain, access.clone(), muc).with_admins(admins);
         let initial = rejoin_persistent(&mut gateway, &store, persistent_default).await?;
         let core = Core {
             network,

@@ -47,10 +47,12 @@ pub struct AdhocRequest {
     pub target: Target,
     /// The `<command/>` element.
     pub command: Element,
+    /// For administrators: the users with rooms and their rooms, when the step was asked.
+    pub sessions: Option<Vec<(String, Vec<String>)>>,
 }
 
-/// The commands a target offers, as disco#items.
-pub fn command_items(to: &Jid, target: &Target) -> Element {
+/// The commands a target offers, as disco#items; `admin` adds the administrators' ones.
+pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
     let label = match target {
         Target::Gateway => "Configure the gateway",
         Target::Server(_) => "Configure this IRC server",
@@ -68,6 +70,10 @@ pub fn command_items(to: &Jid, target: &Target) -> Element {
         .append(item("configure", label));
     if *target == Target::Gateway {
         query = query.append(item("disconnect", "Disconnect from every IRC server"));
+        if admin {
+            query = query.append(item("sessions", "List the users' sessions (admin)"));
+            query = query.append(item("disconnect-user", "Disconnect a user (admin)"));
+        }
     }
     query.build()
 }
@@ -101,6 +107,9 @@ async fn step(
     let node = command.attr("node").unwrap_or_default();
     if node == "disconnect" && request.target == Target::Gateway {
         return disconnect(network, request).await;
+    }
+    if matches!(node, "sessions" | "disconnect-user") && request.target == Target::Gateway {
+        return admin(network, request, node).await;
     }
     if node != "configure" {
         return Err(StanzaError::new(
@@ -153,6 +162,109 @@ async fn step(
             let form = current_form(store, &user, &request.target)
                 .await
                 .map_err(db)?;
+            Ok(response(node, &session, "executing", Some(form), None))
+        }
+    }
+}
+
+/// The administrators' commands: `sessions` lists who is in which rooms; `disconnect-user`
+/// closes another user's connections with a quit message.
+async fn admin(
+    network: Option<&dyn Network>,
+    request: &AdhocRequest,
+    node: &str,
+) -> Result<Element, StanzaError> {
+    let Some(sessions) = &request.sessions else {
+        return Err(StanzaError::new(
+            ErrorType::Auth,
+            DefinedCondition::Forbidden,
+            "en",
+            "only the gateway's administrators may do this",
+        ));
+    };
+    let command = &request.command;
+    let session = command
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    if command.attr("action") == Some("cancel") {
+        return Ok(response(node, &session, "canceled", None, None));
+    }
+    if node == "sessions" {
+        let mut form = Element::builder("x", DATA)
+            .attr(nc("type"), "result")
+            .append(
+                Element::builder("title", DATA)
+                    .append(format!("{} user(s) with rooms", sessions.len()))
+                    .build(),
+            );
+        for (user, rooms) in sessions {
+            form = form.append(field(user, "text-multi", user, rooms));
+        }
+        return Ok(response(
+            node,
+            &session,
+            "completed",
+            Some(form.build()),
+            None,
+        ));
+    }
+    match command
+        .get_child("x", DATA)
+        .filter(|x| x.attr("type") == Some("submit"))
+    {
+        Some(form) => {
+            let values = values(form);
+            let Some(target) =
+                get_text(&values, "user").and_then(|u| u.parse::<tokio_xmpp::jid::BareJid>().ok())
+            else {
+                return Err(StanzaError::new(
+                    ErrorType::Modify,
+                    DefinedCondition::BadRequest,
+                    "en",
+                    "user: give a bare JID",
+                ));
+            };
+            let reason = get_text(&values, "quit_message");
+            if let Some(network) = network {
+                let user = causeway_bridge::UserRef(target.to_string());
+                network
+                    .act(
+                        &user,
+                        causeway_bridge::Action::Disconnect {
+                            server: None,
+                            reason,
+                        },
+                    )
+                    .await
+                    .map_err(|e| {
+                        StanzaError::new(
+                            ErrorType::Cancel,
+                            DefinedCondition::ServiceUnavailable,
+                            "en",
+                            e.to_string(),
+                        )
+                    })?;
+            }
+            Ok(response(
+                node,
+                &session,
+                "completed",
+                None,
+                Some(&format!("{target} is disconnected from every IRC server.")),
+            ))
+        }
+        None => {
+            let form = Element::builder("x", DATA)
+                .attr(nc("type"), "form")
+                .append(
+                    Element::builder("title", DATA)
+                        .append("Disconnect a user")
+                        .build(),
+                )
+                .append(field("user", "jid-single", "User (bare JID)", &[]))
+                .append(field("quit_message", "text-single", "Quit message", &[]))
+                .build();
             Ok(response(node, &session, "executing", Some(form), None))
         }
     }

@@ -37,6 +37,8 @@ pub struct Gateway {
     network: NetworkKind,
     domain: BareJid,
     access: AccessList,
+    /// `[access] admins`.
+    admins: Vec<BareJid>,
     /// Rooms and users of the network, when a network is attached to this domain.
     muc: Option<Muc>,
 }
@@ -54,8 +56,20 @@ impl Gateway {
             network,
             domain,
             access,
+            admins: Vec::new(),
             muc,
         }
+    }
+
+    /// The administrators, who get the admin ad-hoc commands.
+    pub fn with_admins(mut self, admins: Vec<BareJid>) -> Gateway {
+        self.admins = admins;
+        self
+    }
+
+    /// Whether `jid` is one of the gateway's administrators.
+    pub fn is_admin(&self, jid: &Jid) -> bool {
+        self.admins.contains(&jid.to_bare())
     }
 
     /// The reply to one inbound stanza, if it deserves one (tests of the stateless part).
@@ -224,7 +238,7 @@ impl Gateway {
             _ => return None,
         };
         if listing {
-            let items = adhoc::command_items(to, &target);
+            let items = adhoc::command_items(to, &target, self.is_admin(from));
             let iq = Iq::Result {
                 from: Some(to.clone()),
                 to: Some(from.clone()),
@@ -237,12 +251,14 @@ impl Gateway {
             });
         }
         let requester = from.clone().try_into_full().ok()?;
+        let sessions = self.is_admin(from).then(|| muc.sessions());
         let request = adhoc::AdhocRequest {
             iq_id: id.to_owned(),
             requester,
             to: to.clone(),
             target,
             command: payload.clone(),
+            sessions,
         };
         Some(Effects {
             adhoc: vec![request],

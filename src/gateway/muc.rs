@@ -1578,6 +1578,25 @@ impl Muc {
         }
     }
 
+    /// Each user with rooms, and those rooms' JIDs (for the admins' session list).
+    pub fn sessions(&self) -> Vec<(String, Vec<String>)> {
+        let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, state) in &self.rooms {
+            if let Some(room) = self.room_jid(&state.room) {
+                let mark = if state.resources.is_empty() {
+                    " (persistent, nobody online)"
+                } else {
+                    ""
+                };
+                by_user
+                    .entry(key.0.to_string())
+                    .or_default()
+                    .push(format!("{room}{mark}"));
+            }
+        }
+        by_user.into_iter().collect()
+    }
+
     /// Every resource joined anywhere, with the room JID and own occupant JID, for the
     /// shutdown announcement.
     pub fn joined_everywhere(&self) -> Vec<(Jid, Jid)> {

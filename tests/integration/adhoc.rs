@@ -196,3 +196,86 @@ async fn configure_a_server_and_a_channel_from_the_client() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// The administrators' commands: the sessions list, and disconnecting a user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_list_sessions_and_disconnect_users() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#adhoc").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    let mut admin = TestClient::login(&xmpp, "admin", "localhost").await;
+
+    let list = Element::builder("query", "http://jabber.org/protocol/disco#items")
+        .attr(nc("node"), COMMANDS)
+        .build();
+    let IqResponse::Result(Some(items)) = admin.get("irc.localhost", list.clone()).await else {
+        panic!("no command list")
+    };
+    let nodes: Vec<&str> = items.children().filter_map(|i| i.attr("node")).collect();
+    assert!(
+        nodes.contains(&"sessions") && nodes.contains(&"disconnect-user"),
+        "{nodes:?}"
+    );
+    let IqResponse::Result(Some(items)) = alice.get("irc.localhost", list).await else {
+        panic!("no command list")
+    };
+    assert!(
+        !items.children().any(|i| i.attr("node") == Some("sessions")),
+        "a user sees admin commands"
+    );
+
+    let sessions = run(
+        &mut admin,
+        "irc.localhost",
+        command_on("sessions", "execute", None, &[]),
+    )
+    .await;
+    let form = sessions.get_child("x", DATA).expect("a result form");
+    let alice_field = form
+        .children()
+        .find(|f| f.attr("var") == Some("alice@localhost"))
+        .expect("alice listed");
+    assert!(
+        alice_field.children().any(|v| v.text().starts_with(ROOM)),
+        "{alice_field:?}"
+    );
+
+    let refused = alice
+        .set(
+            "irc.localhost",
+            command_on("sessions", "execute", None, &[]),
+        )
+        .await;
+    assert!(
+        matches!(refused, IqResponse::Error(ref e) if format!("{:?}", e.defined_condition) == "Forbidden"),
+        "{refused:?}"
+    );
+
+    let done = run(
+        &mut admin,
+        "irc.localhost",
+        command_on(
+            "disconnect-user",
+            "complete",
+            Some("s"),
+            &[
+                ("user", &["alice@localhost"]),
+                ("quit_message", &["maintenance"]),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(done.attr("status"), Some("completed"));
+    bob.expect("alice disconnected", |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT") && l.contains("maintenance")
+    })
+    .await;
+    presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
+    alice.logout().await;
+    admin.logout().await;
+    gateway.stop().await;
+}

@@ -36,6 +36,7 @@ reconnect_max_ms = 2000
 url = "sqlite://{db}"
 [access]
 allow = ["localhost"]
+admins = ["admin@localhost"]
 [irc]
 domain = "irc.localhost"
 secret = "{secret}"
