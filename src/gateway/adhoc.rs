@@ -49,6 +49,9 @@ pub struct AdhocRequest {
     pub command: Element,
     /// For administrators: the users with rooms and their rooms, when the step was asked.
     pub sessions: Option<Vec<(String, Vec<String>)>>,
+    /// A MUC owner configuration request (XEP-0045 §10.2) instead of a command: get the form
+    /// (`Some(true)`) or set it (`Some(false)`); the channel settings behind both are the same.
+    pub owner: Option<bool>,
 }
 
 /// The commands a target offers, as disco#items; `admin` adds the administrators' ones.
@@ -103,6 +106,9 @@ async fn step(
     network: Option<&dyn Network>,
     request: &AdhocRequest,
 ) -> Result<Element, StanzaError> {
+    if let Some(get) = request.owner {
+        return owner(store, request, get).await;
+    }
     let command = &request.command;
     let node = command.attr("node").unwrap_or_default();
     if node == "disconnect" && request.target == Target::Gateway {
@@ -165,6 +171,90 @@ async fn step(
             Ok(response(node, &session, "executing", Some(form), None))
         }
     }
+}
+
+/// XEP-0045's owner form on a channel: persistent and logging, backed by the channel's
+/// settings, for clients that configure rooms that way.
+async fn owner(store: &Store, request: &AdhocRequest, get: bool) -> Result<Element, StanzaError> {
+    const OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    let Target::Channel(server, channel) = &request.target else {
+        return Err(StanzaError::new(
+            ErrorType::Cancel,
+            DefinedCondition::ServiceUnavailable,
+            "en",
+            "only rooms have an owner form",
+        ));
+    };
+    let user = request.requester.to_bare().to_string();
+    let db = |e: StoreError| {
+        StanzaError::new(
+            ErrorType::Wait,
+            DefinedCondition::InternalServerError,
+            "en",
+            format!("the settings cannot be read or saved: {e}"),
+        )
+    };
+    if get {
+        let current = store
+            .channel_settings(&user, server, channel)
+            .await
+            .map_err(db)?;
+        let form = Element::builder("x", DATA)
+            .attr(nc("type"), "form")
+            .append(field(
+                "FORM_TYPE",
+                "hidden",
+                "",
+                &["http://jabber.org/protocol/muc#roomconfig".into()],
+            ))
+            .append(field(
+                "muc#roomconfig_persistentroom",
+                "boolean",
+                "Persistent (your puppet stays while you are offline)",
+                &boolean(current.persistent),
+            ))
+            .append(field(
+                "muc#roomconfig_enablelogging",
+                "boolean",
+                "Record history",
+                &boolean(current.record),
+            ))
+            .build();
+        return Ok(Element::builder("query", OWNER).append(form).build());
+    }
+    if let Some(form) = request
+        .command
+        .get_child("x", DATA)
+        .filter(|x| x.attr("type") == Some("submit"))
+    {
+        let values = values(form);
+        let invalid = |e: Applied| match e {
+            Applied::Invalid(text) => StanzaError::new(
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                "en",
+                text,
+            ),
+            Applied::Db(e) => db(e),
+        };
+        let mut settings = store
+            .channel_settings(&user, server, channel)
+            .await
+            .map_err(db)?;
+        if values.contains_key("muc#roomconfig_persistentroom") {
+            settings.persistent =
+                get_bool(&values, "muc#roomconfig_persistentroom").map_err(invalid)?;
+        }
+        if values.contains_key("muc#roomconfig_enablelogging") {
+            settings.record = get_bool(&values, "muc#roomconfig_enablelogging").map_err(invalid)?;
+        }
+        store
+            .set_channel_settings(&user, server, channel, settings)
+            .await
+            .map_err(db)?;
+    }
+    // A cancelled form, or no form at all, changes nothing.
+    Ok(Element::builder("query", OWNER).build())
 }
 
 /// The administrators' commands: `sessions` lists who is in which rooms; `disconnect-user`

@@ -156,6 +156,9 @@ impl Gateway {
         if let Some(effects) = self.adhoc(&from, &to, &id, &payload, is_get) {
             return effects;
         }
+        if let Some(effects) = self.owner_form(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
         if let Some(effects) = self.mam_query(&from, &to, &id, &payload, is_get) {
             return effects;
         }
@@ -259,6 +262,47 @@ impl Gateway {
             target,
             command: payload.clone(),
             sessions,
+            owner: None,
+        };
+        Some(Effects {
+            adhoc: vec![request],
+            ..Default::default()
+        })
+    }
+
+    /// The MUC owner form of a channel (muc#owner get/set), backed by the channel settings.
+    fn owner_form(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        use crate::address::IrcAddress;
+        if !payload.is("query", "http://jabber.org/protocol/muc#owner")
+            || self.check_access(from).is_err()
+        {
+            return None;
+        }
+        let muc = self.muc.as_ref()?;
+        let Ok(IrcAddress::Channel {
+            server,
+            channel,
+            nick: None,
+        }) = muc.addressing().parse(to)
+        else {
+            return None;
+        };
+        let requester = from.clone().try_into_full().ok()?;
+        let request = adhoc::AdhocRequest {
+            iq_id: id.to_owned(),
+            requester,
+            to: to.clone(),
+            target: adhoc::Target::Channel(server, channel),
+            command: payload.clone(),
+            sessions: None,
+            owner: Some(is_get),
         };
         Some(Effects {
             adhoc: vec![request],

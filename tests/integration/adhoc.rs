@@ -279,3 +279,50 @@ async fn administrators_list_sessions_and_disconnect_users() {
     admin.logout().await;
     gateway.stop().await;
 }
+
+/// The MUC owner form (muc#owner) of a channel reads and writes the same settings as the
+/// channel's configure command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_form_is_the_channel_configuration() {
+    const OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let IqResponse::Result(Some(query)) = alice
+        .get(ROOM, Element::builder("query", OWNER).build())
+        .await
+    else {
+        panic!("no owner form")
+    };
+    let form = query.get_child("x", DATA).expect("a form");
+    assert!(form
+        .children()
+        .any(|f| f.attr("var") == Some("muc#roomconfig_persistentroom")));
+    let submit = Element::builder("query", OWNER)
+        .append(
+            Element::builder("x", DATA)
+                .attr(nc("type"), "submit")
+                .append(
+                    Element::builder("field", DATA)
+                        .attr(nc("var"), "muc#roomconfig_persistentroom")
+                        .append(Element::builder("value", DATA).append("1").build())
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    assert!(matches!(
+        alice.set(ROOM, submit).await,
+        IqResponse::Result(_)
+    ));
+    let configure = run(&mut alice, ROOM, command("execute", None, &[])).await;
+    let persistent = configure
+        .get_child("x", DATA)
+        .and_then(|x| x.children().find(|f| f.attr("var") == Some("persistent")))
+        .and_then(|f| f.children().next())
+        .map(|v| v.text());
+    assert_eq!(persistent.as_deref(), Some("1"));
+    alice.logout().await;
+    gateway.stop().await;
+}
