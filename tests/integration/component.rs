@@ -216,6 +216,22 @@ async fn reconnects_after_server_restart(flavor: Flavor) {
 
     server.resume();
     let back = Instant::now();
+    // The queued stanza leaves the outbox once the link is back. Alice logs in only then:
+    // logging in while it arrives races the server's own offline storage (ejabberd stores
+    // and replays offline messages asynchronously), which is not what this test is about.
+    while !gateway.links[0].outbox.is_empty() {
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "the queue was not flushed after the restart\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let flushed = back.elapsed();
+    assert!(
+        flushed <= Duration::from_secs(5),
+        "the link came back only {flushed:?} after the server"
+    );
     let mut alice = TestClient::connect(&server, "alice", "localhost").await;
     let answered = loop {
         if let Some(IqResponse::Result(_)) = alice
