@@ -75,6 +75,13 @@ impl IdentitySource for StoredIdentities {
                 }
                 identity.sasl_password = stored.sasl_password;
                 identity.after_connect = stored.after_connect;
+                identity.transport = causeway_irc::TransportOverrides {
+                    port: stored.port,
+                    tls: stored.tls,
+                    verify_tls: stored.verify_tls,
+                    flood_control: stored.throttle,
+                    password: stored.server_password,
+                };
             }
             Ok(None) => {}
             // The connection still goes ahead, with the defaults.

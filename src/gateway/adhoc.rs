@@ -3,7 +3,7 @@
 //! | JID            | commands                                   |
 //! |----------------|--------------------------------------------|
 //! | the gateway    | `configure` (record history, persistent, default nick), `disconnect` (from every IRC server) |
-//! | an IRC server  | `configure` (nick, username, realname, SASL password, record history, persistent) |
+//! | an IRC server  | `configure` (nick, username, realname, SASL and server passwords, after-connect commands, record history, persistent, port, TLS and its verification, flood control) |
 //! | a channel      | `configure` (persistent, record history)   |
 //!
 //! Forms carry every value, so no session state is kept between steps. Settings are saved
@@ -557,6 +557,26 @@ async fn current_form(store: &Store, user: &str, target: &Target) -> Result<Elem
                     "Channels are persistent",
                     &boolean(s.persistent),
                 ),
+                field(
+                    "port",
+                    "text-single",
+                    "Port (empty: the configured one)",
+                    &s.port.map(|p| vec![p.to_string()]).unwrap_or_default(),
+                ),
+                field("tls", "boolean", "TLS", &boolean(s.tls)),
+                field(
+                    "verify_tls",
+                    "boolean",
+                    "Verify the server's certificate",
+                    &boolean(s.verify_tls),
+                ),
+                field("throttle", "boolean", "Flood control", &boolean(s.throttle)),
+                field(
+                    "server_password",
+                    "text-private",
+                    "Server password (empty keeps the current one; - removes it)",
+                    &[],
+                ),
             ]
         }
         Target::Channel(server, channel) => {
@@ -646,10 +666,21 @@ async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Re
                 .await
                 .map_err(Applied::Db)?
                 .unwrap_or_default();
-            let sasl_password = match get_text(&values, "sasl_password").as_deref() {
-                None => current.sasl_password,
-                Some("-") => None,
-                Some(password) => Some(password.to_owned()),
+            let secret =
+                |var: &str, current: Option<String>| match get_text(&values, var).as_deref() {
+                    None => current,
+                    Some("-") => None,
+                    Some(password) => Some(password.to_owned()),
+                };
+            let sasl_password = secret("sasl_password", current.sasl_password);
+            let server_password = secret("server_password", current.server_password);
+            let port = match get_text(&values, "port") {
+                None => None,
+                Some(text) => {
+                    Some(text.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        Applied::Invalid(format!("port: {text:?} is not a port number"))
+                    })?)
+                }
             };
             let no_breaks = |v: Option<String>, var: &str| match v {
                 Some(v) if v.contains(char::is_whitespace) && var == "nick" => {
@@ -670,6 +701,11 @@ async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Re
                     .into_iter()
                     .filter(|l| !l.trim().is_empty())
                     .collect(),
+                port,
+                tls: get_bool(&values, "tls")?,
+                verify_tls: get_bool(&values, "verify_tls")?,
+                throttle: get_bool(&values, "throttle")?,
+                server_password,
                 sasl_password,
             };
             store

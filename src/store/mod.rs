@@ -64,8 +64,8 @@ pub struct UserSettings {
     pub default_nick: Option<String>,
 }
 
-/// A user's settings for one IRC server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A user's settings for one IRC server. `Debug` leaves the passwords out.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IrcServerSettings {
     /// Nick to connect with.
@@ -86,9 +86,44 @@ pub struct IrcServerSettings {
     /// Commands sent right after connecting.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_connect: Vec<String>,
+    /// Port, instead of the configured one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// TLS on or off, instead of the configured choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+    /// Certificate verification, instead of the configured choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_tls: Option<bool>,
+    /// Outgoing flood control on or off, instead of the configured choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<bool>,
+    /// Server password (PASS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_password: Option<String>,
     /// SASL PLAIN password; kept in its own column so it never travels with the settings.
     #[serde(skip)]
     pub sasl_password: Option<String>,
+}
+
+impl std::fmt::Debug for IrcServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |p: &Option<String>| p.as_ref().map(|_| "***");
+        f.debug_struct("IrcServerSettings")
+            .field("nick", &self.nick)
+            .field("username", &self.username)
+            .field("realname", &self.realname)
+            .field("record_history", &self.record_history)
+            .field("persistent", &self.persistent)
+            .field("after_connect", &self.after_connect)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("verify_tls", &self.verify_tls)
+            .field("throttle", &self.throttle)
+            .field("server_password", &hidden(&self.server_password))
+            .field("sasl_password", &hidden(&self.sasl_password))
+            .finish()
+    }
 }
 
 /// A remote room (or remote user) as the database knows it.

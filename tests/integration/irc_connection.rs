@@ -216,9 +216,9 @@ async fn dead_connections_are_detected() {
     gateway.stop().await;
 }
 
-/// SASL PLAIN with the password stored for the user and server, against InspIRCd linked to
-/// Atheme: the puppet is logged in to its account; a wrong password fails the join with
-/// the server's words.
+/// SASL PLAIN with the password stored for the user and server (set from the client with the
+/// ad-hoc form), against InspIRCd linked to Atheme: the puppet is logged in to its account on
+/// the next connection; a wrong password fails the join with the server's words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_with_the_stored_password() {
     let irc = IrcServer::inspircd_with_services();
@@ -244,15 +244,18 @@ async fn sasl_plain_with_the_stored_password() {
         ..Default::default()
     };
     store
-        .set_irc_server_settings("alice@localhost", "127.0.0.1", &with_password("s3cret-pw"))
-        .await
-        .unwrap();
-    store
         .set_irc_server_settings("mallet@localhost", "127.0.0.1", &with_password("guessed"))
         .await
         .unwrap();
 
     let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    // Alice sets her password from her client; mallet's (wrong) one is in the store.
+    configure(
+        &mut alice,
+        "127.0.0.1@irc.localhost",
+        &[("sasl_password", "s3cret-pw")],
+    )
+    .await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
@@ -279,5 +282,48 @@ async fn sasl_plain_with_the_stored_password() {
     store.close().await;
     alice.logout().await;
     mallet.logout().await;
+    gateway.stop().await;
+}
+
+/// A user's own port, TLS and verification for a server (set with the ad-hoc form) win
+/// over the configuration: the configured port here has nothing listening, so only the
+/// user's TLS port can work, and only with TLS spoken and the self-signed certificate taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_transport_settings_from_the_form() {
+    let irc = IrcServer::ngircd_with_tls();
+    let tls_port = irc.tls_port.unwrap().to_string();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let nothing_there = crate::harness::process::free_port();
+    let gateway = Gateway::start_with_irc(&xmpp, nothing_there).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    configure(
+        &mut alice,
+        "127.0.0.1@irc.localhost",
+        &[("port", &tls_port), ("tls", "1"), ("verify_tls", "0")],
+    )
+    .await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice over TLS", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // Without the user's settings, the configured (dead) port.
+    let mut carol = TestClient::login(&xmpp, "carol", "localhost").await;
+    carol
+        .send(join("#test%127.0.0.1@irc.localhost/carol"))
+        .await;
+    let error = join_error(&mut carol).await;
+    assert_eq!(
+        error.defined_condition,
+        DefinedCondition::RemoteServerNotFound
+    );
+    alice.logout().await;
+    carol.logout().await;
     gateway.stop().await;
 }

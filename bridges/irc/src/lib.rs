@@ -89,6 +89,49 @@ pub struct Identity {
     pub sasl_password: Option<String>,
     /// Raw lines sent right after registering (identify to a bot, set user modes…).
     pub after_connect: Vec<String>,
+    /// The user's own choices for reaching the server, over the configured ones.
+    pub transport: TransportOverrides,
+}
+
+/// A user's own choices for reaching a server; `None` keeps the configured value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TransportOverrides {
+    /// Port.
+    pub port: Option<u16>,
+    /// TLS on or off.
+    pub tls: Option<bool>,
+    /// Certificate verification.
+    pub verify_tls: Option<bool>,
+    /// Flood control on or off.
+    pub flood_control: Option<bool>,
+    /// Server password (PASS).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for TransportOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportOverrides")
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("verify_tls", &self.verify_tls)
+            .field("flood_control", &self.flood_control)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl ServerSettings {
+    /// These settings with a user's overrides applied.
+    pub fn overridden(mut self, overrides: &TransportOverrides) -> ServerSettings {
+        self.port = overrides.port.unwrap_or(self.port);
+        self.tls = overrides.tls.unwrap_or(self.tls);
+        self.verify_tls = overrides.verify_tls.unwrap_or(self.verify_tls);
+        self.flood_control = overrides.flood_control.unwrap_or(self.flood_control);
+        if overrides.password.is_some() {
+            self.password = overrides.password.clone();
+        }
+        self
+    }
 }
 
 impl std::fmt::Debug for Identity {
@@ -100,6 +143,7 @@ impl std::fmt::Debug for Identity {
             .field("sasl_account", &self.sasl_account)
             .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
             .field("after_connect", &self.after_connect.len())
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -133,6 +177,7 @@ impl Identity {
             sasl_account: None,
             sasl_password: None,
             after_connect: Vec::new(),
+            transport: TransportOverrides::default(),
         }
     }
 }
@@ -330,7 +375,7 @@ impl Inner {
         let spec = SessionSpec {
             user: user.clone(),
             server: server.to_owned(),
-            settings: self.settings.server(server),
+            settings: self.settings.server(server).overridden(&identity.transport),
             identity,
             id,
         };

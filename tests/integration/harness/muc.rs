@@ -104,3 +104,35 @@ pub fn groupchat_to(room: &str, body: &str) -> Message {
     m.bodies.insert(Default::default(), body.into());
     m
 }
+
+/// Run an ad-hoc `configure` on `to` in one step (execute with the filled form).
+pub async fn configure(
+    client: &mut TestClient,
+    to: &str,
+    fields: &[(&str, &str)],
+) -> xmpp_client::minidom::Element {
+    use xmpp_client::minidom::Element;
+    let nc = |n: &str| xmpp_client::minidom::rxml::NcName::try_from(n).unwrap();
+    let (commands, data) = ("http://jabber.org/protocol/commands", "jabber:x:data");
+    let mut form = Element::builder("x", data).attr(nc("type"), "submit");
+    for (var, value) in fields {
+        form = form.append(
+            Element::builder("field", data)
+                .attr(nc("var"), *var)
+                .append(Element::builder("value", data).append(*value).build())
+                .build(),
+        );
+    }
+    let command = Element::builder("command", commands)
+        .attr(nc("node"), "configure")
+        .attr(nc("action"), "complete")
+        .append(form.build())
+        .build();
+    match client.set(to, command).await {
+        xmpp_client::IqResponse::Result(Some(done)) => {
+            assert_eq!(done.attr("status"), Some("completed"), "{done:?}");
+            done
+        }
+        other => panic!("configure refused: {other:?}"),
+    }
+}
