@@ -49,6 +49,8 @@ pub struct AdhocRequest {
     pub command: Element,
     /// For administrators: the users with rooms and their rooms, when the step was asked.
     pub sessions: Option<Vec<(String, Vec<String>)>>,
+    /// The requester's rooms on the target server and the nick in each (connection info).
+    pub rooms: Vec<(String, String)>,
     /// A MUC owner configuration request (XEP-0045 §10.2) instead of a command: get the form
     /// (`Some(true)`) or set it (`Some(false)`); the channel settings behind both are the same.
     pub owner: Option<bool>,
@@ -71,6 +73,9 @@ pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
     let mut query = Element::builder("query", "http://jabber.org/protocol/disco#items")
         .attr(nc("node"), COMMANDS)
         .append(item("configure", label));
+    if let Target::Server(_) = target {
+        query = query.append(item("info", "Connection information"));
+    }
     if *target == Target::Gateway {
         query = query.append(item("disconnect", "Disconnect from every IRC server"));
         if admin {
@@ -113,6 +118,9 @@ async fn step(
     let node = command.attr("node").unwrap_or_default();
     if node == "disconnect" && request.target == Target::Gateway {
         return disconnect(network, request).await;
+    }
+    if let (Target::Server(server), "info") = (&request.target, node) {
+        return info(store, request, server).await;
     }
     if matches!(node, "sessions" | "disconnect-user") && request.target == Target::Gateway {
         return admin(network, request, node).await;
@@ -255,6 +263,60 @@ async fn owner(store: &Store, request: &AdhocRequest, get: bool) -> Result<Eleme
     }
     // A cancelled form, or no form at all, changes nothing.
     Ok(Element::builder("query", OWNER).build())
+}
+
+/// `info` on a server JID: how the user is connected there, as the gateway sees it.
+async fn info(store: &Store, request: &AdhocRequest, server: &str) -> Result<Element, StanzaError> {
+    let user = request.requester.to_bare().to_string();
+    let settings = store
+        .irc_server_settings(&user, server)
+        .await
+        .map_err(|e| {
+            StanzaError::new(
+                ErrorType::Wait,
+                DefinedCondition::InternalServerError,
+                "en",
+                format!("the settings cannot be read: {e}"),
+            )
+        })?
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    match request.rooms.first() {
+        Some((_, nick)) => lines.push(format!("Connected to {server} as {nick}.")),
+        None => lines.push(format!("Not connected to {server}.")),
+    }
+    for (room, _) in &request.rooms {
+        lines.push(format!("In {room}"));
+    }
+    let or_default = |value: Option<String>| value.unwrap_or_else(|| "as configured".into());
+    lines.push(format!(
+        "Port: {}",
+        or_default(settings.port.map(|p| p.to_string()))
+    ));
+    lines.push(format!(
+        "TLS: {}",
+        or_default(
+            settings
+                .tls
+                .map(|t| if t { "on".into() } else { "off".into() })
+        )
+    ));
+    lines.push(format!(
+        "SASL: {}",
+        if settings.sasl_password.is_some() {
+            "password set"
+        } else {
+            "not used"
+        }
+    ));
+    let session = format!("{:016x}", rand::random::<u64>());
+    Ok(response(
+        "info",
+        &session,
+        "completed",
+        None,
+        Some(&lines.join("\n")),
+    ))
 }
 
 /// The administrators' commands: `sessions` lists who is in which rooms; `disconnect-user`

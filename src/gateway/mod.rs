@@ -255,6 +255,10 @@ impl Gateway {
         }
         let requester = from.clone().try_into_full().ok()?;
         let sessions = self.is_admin(from).then(|| muc.sessions());
+        let rooms = match &target {
+            adhoc::Target::Server(server) => muc.user_rooms(&from.to_bare(), server),
+            _ => Vec::new(),
+        };
         let request = adhoc::AdhocRequest {
             iq_id: id.to_owned(),
             requester,
@@ -262,6 +266,7 @@ impl Gateway {
             target,
             command: payload.clone(),
             sessions,
+            rooms,
             owner: None,
         };
         Some(Effects {
@@ -302,6 +307,7 @@ impl Gateway {
             target: adhoc::Target::Channel(server, channel),
             command: payload.clone(),
             sessions: None,
+            rooms: Vec::new(),
             owner: Some(is_get),
         };
         Some(Effects {

@@ -1578,6 +1578,15 @@ impl Muc {
         }
     }
 
+    /// The user's rooms on a server, with the puppet's nick in each (for connection info).
+    pub fn user_rooms(&self, user: &BareJid, server: &str) -> Vec<(String, String)> {
+        self.rooms
+            .iter()
+            .filter(|(key, _)| key.0 == *user && key.1.eq_ignore_ascii_case(server))
+            .map(|(_, state)| (state.room.name.clone(), state.nick.clone()))
+            .collect()
+    }
+
     /// Each user with rooms, and those rooms' JIDs (for the admins' session list).
     pub fn sessions(&self) -> Vec<(String, Vec<String>)> {
         let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();

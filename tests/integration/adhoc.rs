@@ -116,6 +116,17 @@ async fn configure_a_server_and_a_channel_from_the_client() {
         "{away}"
     );
 
+    // Connection information on the server JID.
+    let info = run(&mut alice, SERVER, command_on("info", "execute", None, &[])).await;
+    let note = info
+        .get_child("note", COMMANDS)
+        .map(|n| n.text())
+        .unwrap_or_default();
+    assert!(
+        note.contains("Connected to 127.0.0.1 as alice") && note.contains("#adhoc"),
+        "{note}"
+    );
+
     // The channel: made persistent, the puppet stays when alice leaves.
     let form = run(&mut alice, ROOM, command("execute", None, &[])).await;
     let session = form.attr("sessionid").unwrap().to_owned();
