@@ -31,6 +31,9 @@ pub struct Config {
     pub irc: Option<IrcConfig>,
     /// The Matrix network; absent disables Matrix.
     pub matrix: Option<MatrixConfig>,
+    /// The file this configuration was read from, for reloads.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[xmpp]`: the XMPP server that causeway attaches to as XEP-0114 components.
@@ -286,7 +289,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_figment(Figment::new().merge(Toml::file_exact(path)))
+        let mut config = Self::from_figment(Figment::new().merge(Toml::file_exact(path)))?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Load from a TOML string plus the environment (tests, `check-config` on stdin).

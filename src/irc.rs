@@ -1,7 +1,7 @@
 //! The IRC network as the gateway sets it up: settings from `[irc]`, and puppet identities
 //! from the user's stored settings, then the configured defaults, then the nick.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,23 +12,53 @@ use tracing::warn;
 use crate::config::{IrcConfig, IrcServerConfig};
 use crate::store::Store;
 
-/// The IRC network for `[irc]`, reading identities from `store`.
-pub fn network(config: &IrcConfig, store: Store) -> IrcNetwork {
+/// The IRC network for `[irc]`, reading identities from `store`, and the handle that
+/// applies a reloaded `[irc]` to it.
+pub fn network(config: &IrcConfig, store: Store) -> (Arc<IrcNetwork>, IrcReconfigure) {
+    let identities = Arc::new(StoredIdentities {
+        store,
+        defaults: Mutex::new((config.username.clone(), config.realname.clone())),
+    });
+    let network = Arc::new(IrcNetwork::new(settings(config), identities.clone()));
+    (
+        network.clone(),
+        IrcReconfigure {
+            network,
+            identities,
+        },
+    )
+}
+
+/// Applies a reloaded `[irc]` section: server settings and identity defaults for the
+/// connections opened from then on.
+#[derive(Debug, Clone)]
+pub struct IrcReconfigure {
+    network: Arc<IrcNetwork>,
+    identities: Arc<StoredIdentities>,
+}
+
+impl IrcReconfigure {
+    /// Take the new section.
+    pub fn apply(&self, config: &IrcConfig) {
+        self.network.set_settings(settings(config));
+        *self
+            .identities
+            .defaults
+            .lock()
+            .expect("identity defaults lock") = (config.username.clone(), config.realname.clone());
+    }
+}
+
+fn settings(config: &IrcConfig) -> IrcSettings {
     let servers = config
         .servers
         .iter()
         .map(|(host, s)| (host.to_ascii_lowercase(), server_settings(s)))
         .collect();
-    let settings = IrcSettings {
+    IrcSettings {
         servers,
         default_server: server_settings(&IrcServerConfig::default()),
-    };
-    let identities = StoredIdentities {
-        store,
-        username: config.username.clone(),
-        realname: config.realname.clone(),
-    };
-    IrcNetwork::new(settings, Arc::new(identities))
+    }
 }
 
 fn server_settings(s: &IrcServerConfig) -> ServerSettings {
@@ -51,19 +81,24 @@ fn server_settings(s: &IrcServerConfig) -> ServerSettings {
 #[derive(Debug)]
 struct StoredIdentities {
     store: Store,
-    username: Option<String>,
-    realname: Option<String>,
+    /// `[irc] username` and `realname`, replaced on a reload.
+    defaults: Mutex<(Option<String>, Option<String>)>,
 }
 
 #[async_trait]
 impl IdentitySource for StoredIdentities {
     async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity {
         let mut identity = Identity::from_nick(nick);
-        if let Some(username) = &self.username {
-            identity.username = username.clone();
+        let (username, realname) = self
+            .defaults
+            .lock()
+            .expect("identity defaults lock")
+            .clone();
+        if let Some(username) = username {
+            identity.username = username;
         }
-        if let Some(realname) = &self.realname {
-            identity.realname = realname.clone();
+        if let Some(realname) = realname {
+            identity.realname = realname;
         }
         match self.store.irc_server_settings(&user.0, server).await {
             Ok(Some(stored)) => {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod gateway;
 #[cfg(feature = "irc")]
 mod irc;
+pub mod reload;
 pub mod store;
 pub mod telemetry;
 
@@ -58,6 +59,8 @@ pub enum RunError {
 pub struct Running {
     /// One link per component domain, in configuration order.
     pub links: Vec<Link>,
+    /// Reloads the configuration file (SIGHUP, admins).
+    pub reloader: reload::Reloader,
     tasks: JoinSet<()>,
     store: Store,
 }
@@ -102,6 +105,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
 
     let (archiver, archiver_task) = archive::Archiver::start(store.clone());
+    let (reloader, config_rx) = reload::Reloader::new(config.clone());
     let links_shutdown = CancellationToken::new();
     let (network_stop, network_stopped) = watch::channel(false);
     let mut cores = JoinSet::new();
@@ -115,7 +119,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             domain: settings.domain.clone(),
             outbox: outbox.clone(),
         });
-        let network = build_network(kind, &config, &store);
+        let (network, reconfigure) = build_network(kind, &config, &store);
         let muc = network.as_ref().map(|_| {
             Muc::new(
                 irc_addressing(&config, &settings.domain),
@@ -159,6 +163,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             store: store.clone(),
             persistent_default,
             record_default: config.history.record,
+            reconfigure,
+            reloader: reloader.clone(),
         };
         cores.spawn(serve_domain(
             gateway,
@@ -166,6 +172,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             initial,
             inbound_rx,
             events_rx,
+            config_rx.clone(),
             shutdown.clone(),
         ));
     }
@@ -198,6 +205,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         links,
         tasks,
         store,
+        reloader,
     })
 }
 
@@ -214,13 +222,31 @@ impl Running {
     }
 }
 
-fn build_network(kind: NetworkKind, config: &Config, store: &Store) -> Option<Arc<dyn Network>> {
+/// Applies a reloaded configuration to a network.
+type Reconfigure = Arc<dyn Fn(&Config) + Send + Sync>;
+
+fn build_network(
+    kind: NetworkKind,
+    config: &Config,
+    store: &Store,
+) -> (Option<Arc<dyn Network>>, Option<Reconfigure>) {
     match kind {
         #[cfg(feature = "irc")]
-        NetworkKind::Irc => Some(Arc::new(irc::network(config.irc.as_ref()?, store.clone()))),
+        NetworkKind::Irc => {
+            let Some(irc) = config.irc.as_ref() else {
+                return (None, None);
+            };
+            let (network, reconfigure) = irc::network(irc, store.clone());
+            let apply: Reconfigure = Arc::new(move |config: &Config| {
+                if let Some(irc) = &config.irc {
+                    reconfigure.apply(irc);
+                }
+            });
+            (Some(network), Some(apply))
+        }
         _ => {
             let _ = (config, store);
-            None
+            (None, None)
         }
     }
 }
@@ -265,6 +291,10 @@ struct Core {
     persistent_default: bool,
     /// `[history] record`.
     record_default: bool,
+    /// Applies a reloaded configuration to the network.
+    reconfigure: Option<Reconfigure>,
+    /// For the administrators' reload command.
+    reloader: reload::Reloader,
 }
 
 impl Core {
@@ -392,12 +422,14 @@ async fn rejoin_persistent(
     Ok(effects)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_domain(
     mut gateway: Gateway,
-    core: Core,
+    mut core: Core,
     initial: Effects,
     mut inbound: mpsc::Receiver<Stanza>,
     mut events: mpsc::Receiver<Event>,
+    mut config: tokio::sync::watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
     apply(&mut gateway, &core, initial).await;
@@ -405,6 +437,11 @@ async fn serve_domain(
         let effects = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            Ok(()) = config.changed() => {
+                let new = config.borrow_and_update().clone();
+                reconfigure(&mut gateway, &mut core, &new);
+                continue;
+            }
             Some(event) = events.recv() => {
                 core.note_event(&mut gateway, &event).await;
                 gateway.handle_event(event)
@@ -418,6 +455,27 @@ async fn serve_domain(
     }
     for stanza in gateway.shutdown_presences() {
         core.outbox.push(stanza);
+    }
+}
+
+/// What a reloaded configuration changes for one domain.
+fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
+    gateway.set_access(AccessList::new(&config.access.allow));
+    gateway.set_admins(
+        config
+            .access
+            .admins
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    );
+    if let Some(muc) = gateway.muc_mut() {
+        muc.set_defaults(config.history.record, config.history.join_lines);
+    }
+    core.persistent_default = config.irc.as_ref().is_some_and(|irc| irc.persistent);
+    core.record_default = config.history.record;
+    if let Some(reconfigure) = &core.reconfigure {
+        reconfigure(config);
     }
 }
 
@@ -444,13 +502,16 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
         core.outbox.push(stanza);
     }
     for request in effects.adhoc {
-        let (store, outbox, network) = (
+        let (store, outbox, network, reloader) = (
             core.store.clone(),
             core.outbox.clone(),
             core.network.clone(),
+            core.reloader.clone(),
         );
         tokio::spawn(async move {
-            outbox.push(gateway::adhoc::run(&store, network.as_deref(), &request).await)
+            outbox.push(
+                gateway::adhoc::run(&store, network.as_deref(), Some(&reloader), &request).await,
+            )
         });
     }
     for request in effects.mam {

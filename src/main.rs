@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway (the default when no command is given) until SIGTERM or SIGINT.
+    /// Run the gateway (the default when no command is given) until SIGTERM or SIGINT;
+    /// SIGHUP reloads the configuration file.
     Run,
     /// Validate the configuration: print every problem with its key, exit non-zero on any.
     CheckConfig,
@@ -68,8 +69,12 @@ fn run(config: Config) -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        match causeway::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
+        match causeway::start(config, shutdown).await {
+            Ok(running) => {
+                tokio::spawn(reload_on_sighup(running.reloader.clone()));
+                running.finished().await;
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 eprintln!("causeway: {e}");
@@ -77,6 +82,20 @@ fn run(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// Reload the configuration file on every SIGHUP.
+async fn reload_on_sighup(reloader: causeway::reload::Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; reload through the admin command");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(problem) = reloader.reload() {
+            tracing::error!(%problem, "configuration not reloaded");
+        }
+    }
 }
 
 /// Cancel `shutdown` on the first SIGTERM or SIGINT.

@@ -81,14 +81,20 @@ pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
         if admin {
             query = query.append(item("sessions", "List the users' sessions (admin)"));
             query = query.append(item("disconnect-user", "Disconnect a user (admin)"));
+            query = query.append(item("reload", "Reload the configuration file (admin)"));
         }
     }
     query.build()
 }
 
 /// Run one step of a command and answer it.
-pub async fn run(store: &Store, network: Option<&dyn Network>, request: &AdhocRequest) -> Stanza {
-    let reply = match step(store, network, request).await {
+pub async fn run(
+    store: &Store,
+    network: Option<&dyn Network>,
+    reloader: Option<&crate::reload::Reloader>,
+    request: &AdhocRequest,
+) -> Stanza {
+    let reply = match step(store, network, reloader, request).await {
         Ok(payload) => Iq::Result {
             from: Some(request.to.clone()),
             to: Some(request.requester.clone().into()),
@@ -109,6 +115,7 @@ pub async fn run(store: &Store, network: Option<&dyn Network>, request: &AdhocRe
 async fn step(
     store: &Store,
     network: Option<&dyn Network>,
+    reloader: Option<&crate::reload::Reloader>,
     request: &AdhocRequest,
 ) -> Result<Element, StanzaError> {
     if let Some(get) = request.owner {
@@ -122,8 +129,10 @@ async fn step(
     if let (Target::Server(server), "info") = (&request.target, node) {
         return info(store, request, server).await;
     }
-    if matches!(node, "sessions" | "disconnect-user") && request.target == Target::Gateway {
-        return admin(network, request, node).await;
+    if matches!(node, "sessions" | "disconnect-user" | "reload")
+        && request.target == Target::Gateway
+    {
+        return admin(network, reloader, request, node).await;
     }
     if node != "configure" {
         return Err(StanzaError::new(
@@ -323,6 +332,7 @@ async fn info(store: &Store, request: &AdhocRequest, server: &str) -> Result<Ele
 /// closes another user's connections with a quit message.
 async fn admin(
     network: Option<&dyn Network>,
+    reloader: Option<&crate::reload::Reloader>,
     request: &AdhocRequest,
     node: &str,
 ) -> Result<Element, StanzaError> {
@@ -341,6 +351,25 @@ async fn admin(
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     if command.attr("action") == Some("cancel") {
         return Ok(response(node, &session, "canceled", None, None));
+    }
+    if node == "reload" {
+        let reloader = reloader.ok_or_else(|| {
+            StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "en",
+                "nothing to reload",
+            )
+        })?;
+        return match reloader.reload() {
+            Ok(notes) => Ok(response(node, &session, "completed", None, Some(&notes))),
+            Err(problem) => Err(StanzaError::new(
+                ErrorType::Modify,
+                DefinedCondition::NotAcceptable,
+                "en",
+                problem,
+            )),
+        };
     }
     if node == "sessions" {
         let mut form = Element::builder("x", DATA)

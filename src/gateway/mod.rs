@@ -67,6 +67,16 @@ impl Gateway {
         self
     }
 
+    /// New access rules (a configuration reload).
+    pub fn set_access(&mut self, access: AccessList) {
+        self.access = access;
+    }
+
+    /// New administrators (a configuration reload).
+    pub fn set_admins(&mut self, admins: Vec<BareJid>) {
+        self.admins = admins;
+    }
+
     /// Whether `jid` is one of the gateway's administrators.
     pub fn is_admin(&self, jid: &Jid) -> bool {
         self.admins.contains(&jid.to_bare())

@@ -153,6 +153,12 @@ impl Muc {
         }
     }
 
+    /// New defaults (a configuration reload): for rooms joined from now on.
+    pub fn set_defaults(&mut self, record: bool, history_lines: usize) {
+        self.record = record;
+        self.history_lines = history_lines;
+    }
+
     /// The addressing in use.
     pub fn addressing(&self) -> &IrcAddressing {
         &self.addressing

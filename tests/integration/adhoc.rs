@@ -337,3 +337,69 @@ async fn the_owner_form_is_the_channel_configuration() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// An administrator reloads the configuration file: a newly allowed domain is served at
+/// once, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_reload_the_configuration() {
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let db = tempfile::tempdir().unwrap();
+    let file = db.path().join("causeway.toml");
+    let toml = crate::harness::config_toml(&xmpp, &xmpp.secret, db.path());
+    std::fs::write(&file, &toml).unwrap();
+    let gateway = Gateway::start_from_file(&xmpp, db, &file).await;
+    let mut admin = TestClient::login(&xmpp, "admin", "localhost").await;
+    let mut mallory = TestClient::login(&xmpp, "mallory", "other.localhost").await;
+    let ping = || Element::builder("ping", "urn:xmpp:ping").build();
+    assert!(
+        matches!(
+            mallory.get("irc.localhost", ping()).await,
+            IqResponse::Error(_)
+        ),
+        "other.localhost allowed too early"
+    );
+
+    std::fs::write(
+        &file,
+        toml.replace(
+            r#"allow = ["localhost"]"#,
+            r#"allow = ["localhost", "other.localhost"]"#,
+        ),
+    )
+    .unwrap();
+    let done = run(
+        &mut admin,
+        "irc.localhost",
+        command_on("reload", "execute", None, &[]),
+    )
+    .await;
+    let note = done
+        .get_child("note", COMMANDS)
+        .map(|n| n.text())
+        .unwrap_or_default();
+    assert!(note.contains("reloaded"), "{note}");
+    assert!(
+        matches!(
+            mallory.get("irc.localhost", ping()).await,
+            IqResponse::Result(_)
+        ),
+        "the reload did not apply"
+    );
+
+    // A broken file is refused and changes nothing.
+    std::fs::write(&file, "[access]\nallow = []\n").unwrap();
+    let refused = admin
+        .set("irc.localhost", command_on("reload", "execute", None, &[]))
+        .await;
+    assert!(
+        matches!(refused, IqResponse::Error(ref e) if e.texts.values().any(|t| t.contains("access.allow"))),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        mallory.get("irc.localhost", ping()).await,
+        IqResponse::Result(_)
+    ));
+    admin.logout().await;
+    mallory.logout().await;
+    gateway.stop().await;
+}

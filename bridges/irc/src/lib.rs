@@ -217,7 +217,8 @@ struct SessionHandle {
 /// What sessions share with the network.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    settings: IrcSettings,
+    /// Replaced on a configuration reload; read when a connection opens.
+    settings: Mutex<IrcSettings>,
     identities: Arc<dyn IdentitySource>,
     sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
     events: Mutex<Option<mpsc::Sender<Event>>>,
@@ -233,7 +234,7 @@ impl IrcNetwork {
     pub fn new(settings: IrcSettings, identities: Arc<dyn IdentitySource>) -> IrcNetwork {
         IrcNetwork {
             inner: Arc::new(Inner {
-                settings,
+                settings: Mutex::new(settings),
                 identities,
                 sessions: Mutex::default(),
                 events: Mutex::default(),
@@ -243,6 +244,11 @@ impl IrcNetwork {
                 tasks: tokio::sync::Mutex::default(),
             }),
         }
+    }
+
+    /// New settings (a configuration reload): they apply to connections opened from now on.
+    pub fn set_settings(&self, settings: IrcSettings) {
+        *self.inner.settings.lock().expect("settings lock") = settings;
     }
 
     /// How many puppet connections are open.
@@ -375,7 +381,12 @@ impl Inner {
         let spec = SessionSpec {
             user: user.clone(),
             server: server.to_owned(),
-            settings: self.settings.server(server).overridden(&identity.transport),
+            settings: self
+                .settings
+                .lock()
+                .expect("settings lock")
+                .server(server)
+                .overridden(&identity.transport),
             identity,
             id,
         };

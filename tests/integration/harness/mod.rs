@@ -120,6 +120,17 @@ impl Gateway {
         Self::start_with(server, config, db).await
     }
 
+    /// Start causeway from a configuration file in `db` (so that it can be reloaded).
+    pub async fn start_from_file(
+        server: &XmppServer,
+        db: tempfile::TempDir,
+        file: &std::path::Path,
+    ) -> Gateway {
+        init_logging();
+        let config = causeway::config::Config::load(file).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_with(server, config, db).await
+    }
+
     /// Where this gateway's database is.
     pub fn database_url(&self) -> String {
         format!("sqlite://{}", self._db.path().join("causeway.db").display())
