@@ -87,6 +87,31 @@ struct StoredIdentities {
 
 #[async_trait]
 impl IdentitySource for StoredIdentities {
+    async fn nick(&self, user: &UserRef, server: &str) -> String {
+        // The user's nick for this server, else their default nick, else from their JID.
+        let for_server = self
+            .store
+            .irc_server_settings(&user.0, server)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.nick);
+        let default = match for_server {
+            Some(nick) => return nick,
+            None => self
+                .store
+                .user_settings(&user.0)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.default_nick),
+        };
+        match default {
+            Some(nick) => nick,
+            None => causeway_irc::NickIdentity.nick(user, server).await,
+        }
+    }
+
     async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity {
         let mut identity = Identity::from_nick(nick);
         let (username, realname) = self

@@ -403,3 +403,27 @@ async fn administrators_reload_the_configuration() {
     mallory.logout().await;
     gateway.stop().await;
 }
+
+/// Raw commands to a server JID open a connection when there is none, under the nick the
+/// user set for that server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_commands_connect_with_the_users_server_nick() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    crate::harness::muc::configure(&mut alice, SERVER, &[("nick", "alicia")]).await;
+    let mut raw = xmpp_client::parsers::message::Message::chat(Some(SERVER.parse().unwrap()));
+    raw.bodies.insert(
+        Default::default(),
+        "PRIVMSG bob :hello from a raw line".into(),
+    );
+    alice.send(raw).await;
+    bob.expect("the raw line, from alicia", |l| {
+        l.starts_with(":alicia!") && l.ends_with("PRIVMSG bob :hello from a raw line")
+    })
+    .await;
+    alice.logout().await;
+    gateway.stop().await;
+}

@@ -154,6 +154,22 @@ impl std::fmt::Debug for Identity {
 pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     /// The identity of `user` on `server`, joining under `nick`.
     async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity;
+
+    /// The nick to connect with when no room gives one (raw commands, channel lists).
+    async fn nick(&self, user: &UserRef, server: &str) -> String {
+        let _ = server;
+        let local = user.0.split('@').next().unwrap_or("causeway");
+        let nick: String = local
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_[]{}|^`".contains(*c))
+            .take(16)
+            .collect();
+        if nick.is_empty() {
+            "causeway".into()
+        } else {
+            nick
+        }
+    }
 }
 
 /// Identities from the nick alone: username from its letters and digits, realname the nick.
@@ -309,11 +325,13 @@ impl Inner {
             let sender = match sender {
                 Some(sender) => sender,
                 None => {
-                    let Command::Join { .. } = &command else {
-                        return Err(BridgeError::NotFound(format!("not connected to {server}")));
-                    };
-                    let nick = match (nick, &command) {
-                        (Some(nick), _) => nick.to_owned(),
+                    // A join brings its nick; a channel list or a raw command opens a
+                    // connection under the user's nick for the server.
+                    let nick = match (&command, nick) {
+                        (Command::Join { .. }, Some(nick)) => nick.to_owned(),
+                        (Command::List | Command::Raw(_), _) => {
+                            self.identities.nick(user, &server).await
+                        }
                         _ => {
                             return Err(BridgeError::NotFound(format!("not connected to {server}")))
                         }

@@ -857,10 +857,14 @@ impl Session {
                 self.quit_reason = Some(reason.unwrap_or_default());
             }
             Command::List => {
+                // A connection opened only for this ends once the list is in.
+                self.had_channels = true;
                 self.listing = Some(Vec::new());
                 self.send("LIST".into());
             }
             Command::Raw(line) => {
+                // A connection opened only for raw commands lingers, then ends.
+                self.had_channels = true;
                 let line = crate::text::strip_line_breaks(&line);
                 if !line.trim().is_empty() {
                     self.send(line);
