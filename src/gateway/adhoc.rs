@@ -142,10 +142,7 @@ async fn step(
             format!("no command {node:?} here"),
         ));
     }
-    let session = command
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let session = session_id(command);
     let user = request.requester.to_bare().to_string();
     let action = command.attr("action").unwrap_or("execute");
     let submitted = command
@@ -318,7 +315,7 @@ async fn info(store: &Store, request: &AdhocRequest, server: &str) -> Result<Ele
             "not used"
         }
     ));
-    let session = format!("{:016x}", rand::random::<u64>());
+    let session = session_id(&request.command);
     Ok(response(
         "info",
         &session,
@@ -345,10 +342,7 @@ async fn admin(
         ));
     };
     let command = &request.command;
-    let session = command
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let session = session_id(command);
     if command.attr("action") == Some("cancel") {
         return Ok(response(node, &session, "canceled", None, None));
     }
@@ -407,26 +401,7 @@ async fn admin(
                 ));
             };
             let reason = get_text(&values, "quit_message");
-            if let Some(network) = network {
-                let user = causeway_bridge::UserRef(target.to_string());
-                network
-                    .act(
-                        &user,
-                        causeway_bridge::Action::Disconnect {
-                            server: None,
-                            reason,
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        StanzaError::new(
-                            ErrorType::Cancel,
-                            DefinedCondition::ServiceUnavailable,
-                            "en",
-                            e.to_string(),
-                        )
-                    })?;
-            }
+            disconnect_everywhere(network, &target.to_string(), reason).await?;
             Ok(response(
                 node,
                 &session,
@@ -451,16 +426,50 @@ async fn admin(
     }
 }
 
+/// The command's session id, or a new one for a first step.
+fn session_id(command: &Element) -> String {
+    command
+        .attr("sessionid")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Close every IRC connection of `user`, with a quit message.
+async fn disconnect_everywhere(
+    network: Option<&dyn Network>,
+    user: &str,
+    reason: Option<String>,
+) -> Result<(), StanzaError> {
+    let Some(network) = network else {
+        return Ok(());
+    };
+    let user = causeway_bridge::UserRef(user.to_owned());
+    network
+        .act(
+            &user,
+            causeway_bridge::Action::Disconnect {
+                server: None,
+                reason,
+            },
+        )
+        .await
+        .map_err(|e| {
+            StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "en",
+                e.to_string(),
+            )
+        })
+}
+
 /// `disconnect`: a form for the quit message, then every connection closed.
 async fn disconnect(
     network: Option<&dyn Network>,
     request: &AdhocRequest,
 ) -> Result<Element, StanzaError> {
     let command = &request.command;
-    let session = command
-        .attr("sessionid")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let session = session_id(command);
     match (
         command.attr("action").unwrap_or("execute"),
         command
@@ -470,26 +479,8 @@ async fn disconnect(
         ("cancel", _) => Ok(response("disconnect", &session, "canceled", None, None)),
         (_, Some(form)) => {
             let reason = get_text(&values(form), "quit_message");
-            let user = causeway_bridge::UserRef(request.requester.to_bare().to_string());
-            if let Some(network) = network {
-                network
-                    .act(
-                        &user,
-                        causeway_bridge::Action::Disconnect {
-                            server: None,
-                            reason,
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        StanzaError::new(
-                            ErrorType::Cancel,
-                            DefinedCondition::ServiceUnavailable,
-                            "en",
-                            e.to_string(),
-                        )
-                    })?;
-            }
+            disconnect_everywhere(network, &request.requester.to_bare().to_string(), reason)
+                .await?;
             Ok(response(
                 "disconnect",
                 &session,
