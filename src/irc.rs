@@ -87,6 +87,19 @@ struct StoredIdentities {
 
 #[async_trait]
 impl IdentitySource for StoredIdentities {
+    async fn channel_encoding(
+        &self,
+        user: &UserRef,
+        server: &str,
+        channel: &str,
+    ) -> Option<String> {
+        self.store
+            .channel_settings(&user.0, server, channel)
+            .await
+            .ok()
+            .and_then(|s| s.encoding)
+    }
+
     async fn nick(&self, user: &UserRef, server: &str) -> String {
         // The user's nick for this server, else their default nick, else from their JID.
         let for_server = self
@@ -141,6 +154,8 @@ impl IdentitySource for StoredIdentities {
                     verify_tls: stored.verify_tls,
                     flood_control: stored.throttle,
                     password: stored.server_password,
+                    encoding_in: stored.encoding_in,
+                    encoding_out: stored.encoding_out,
                 };
             }
             Ok(None) => {}

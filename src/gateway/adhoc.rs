@@ -654,6 +654,18 @@ async fn current_form(store: &Store, user: &str, target: &Target) -> Result<Elem
                 ),
                 field("throttle", "boolean", "Flood control", &boolean(s.throttle)),
                 field(
+                    "encoding_in",
+                    "text-single",
+                    "Encoding of what is not UTF-8 (empty: latin-1)",
+                    &text(&s.encoding_in),
+                ),
+                field(
+                    "encoding_out",
+                    "text-single",
+                    "Encoding of what you send (empty: UTF-8)",
+                    &text(&s.encoding_out),
+                ),
+                field(
                     "server_password",
                     "text-private",
                     "Server password (empty keeps the current one; - removes it)",
@@ -675,6 +687,12 @@ async fn current_form(store: &Store, user: &str, target: &Target) -> Result<Elem
                     "boolean",
                     "Record history",
                     &boolean(s.record),
+                ),
+                field(
+                    "encoding",
+                    "text-single",
+                    "Encoding (koi8-r, windows-1252…; empty: the server's)",
+                    &text(&s.encoding),
                 ),
             ]
         }
@@ -718,6 +736,23 @@ fn get_bool(
             "{var}: {other:?} is not a boolean"
         ))),
     }
+}
+
+/// An encoding label the IRC bridge knows, or nothing.
+fn get_encoding(
+    values: &std::collections::HashMap<String, Vec<String>>,
+    var: &str,
+) -> Result<Option<String>, Applied> {
+    let Some(label) = get_text(values, var) else {
+        return Ok(None);
+    };
+    #[cfg(feature = "irc")]
+    if causeway_irc::encoding(&label).is_none() {
+        return Err(Applied::Invalid(format!(
+            "{var}: {label:?} is not an encoding (try utf-8, latin1, koi8-r, windows-1252…)"
+        )));
+    }
+    Ok(Some(label))
 }
 
 fn get_text(values: &std::collections::HashMap<String, Vec<String>>, var: &str) -> Option<String> {
@@ -787,6 +822,8 @@ async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Re
                 tls: get_bool(&values, "tls")?,
                 verify_tls: get_bool(&values, "verify_tls")?,
                 throttle: get_bool(&values, "throttle")?,
+                encoding_in: get_encoding(&values, "encoding_in")?,
+                encoding_out: get_encoding(&values, "encoding_out")?,
                 server_password,
                 sasl_password,
             };
@@ -799,6 +836,7 @@ async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Re
             let settings = ChannelSettings {
                 persistent: get_bool(&values, "persistent")?,
                 record: get_bool(&values, "record_history")?,
+                encoding: get_encoding(&values, "encoding")?,
             };
             store
                 .set_channel_settings(user, server, channel, settings)

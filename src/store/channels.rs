@@ -6,12 +6,14 @@ use sqlx::Row;
 use super::{Store, StoreError};
 
 /// A user's settings for one channel; `None` inherits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChannelSettings {
     /// Keep the puppet in the channel while no resource is joined.
     pub persistent: Option<bool>,
     /// Archive the channel.
     pub record: Option<bool>,
+    /// The channel's text encoding, instead of the server's.
+    pub encoding: Option<String>,
 }
 
 /// A channel to join again at startup.
@@ -39,7 +41,7 @@ impl Store {
         server: &str,
         channel: &str,
     ) -> Result<ChannelSettings, StoreError> {
-        let row = sqlx::query("SELECT persistent, record FROM user_channels WHERE user_jid = $1 AND server = $2 AND channel = $3")
+        let row = sqlx::query("SELECT persistent, record, encoding FROM user_channels WHERE user_jid = $1 AND server = $2 AND channel = $3")
             .bind(user)
             .bind(server.to_lowercase())
             .bind(channel.to_lowercase())
@@ -49,6 +51,7 @@ impl Store {
             Some(row) => ChannelSettings {
                 persistent: row.try_get::<Option<i64>, _>(0)?.map(|v| v != 0),
                 record: row.try_get::<Option<i64>, _>(1)?.map(|v| v != 0),
+                encoding: row.try_get(2)?,
             },
             None => ChannelSettings::default(),
         })
@@ -63,14 +66,16 @@ impl Store {
         settings: ChannelSettings,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO user_channels (user_jid, server, channel, persistent, record) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (user_jid, server, channel) DO UPDATE SET persistent = excluded.persistent, record = excluded.record",
+            "INSERT INTO user_channels (user_jid, server, channel, persistent, record, encoding) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_jid, server, channel) DO UPDATE SET persistent = excluded.persistent, record = excluded.record, \
+             encoding = excluded.encoding",
         )
         .bind(user)
         .bind(server.to_lowercase())
         .bind(channel.to_lowercase())
         .bind(tri(settings.persistent))
         .bind(tri(settings.record))
+        .bind(settings.encoding)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -101,6 +101,12 @@ pub struct IrcServerSettings {
     /// Server password (PASS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_password: Option<String>,
+    /// Encoding of what the server sends that is not UTF-8 (instead of latin-1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding_in: Option<String>,
+    /// Encoding of what is sent to the server (instead of UTF-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding_out: Option<String>,
     /// SASL PLAIN password; kept in its own column so it never travels with the settings.
     #[serde(skip)]
     pub sasl_password: Option<String>,
@@ -120,6 +126,8 @@ impl std::fmt::Debug for IrcServerSettings {
             .field("tls", &self.tls)
             .field("verify_tls", &self.verify_tls)
             .field("throttle", &self.throttle)
+            .field("encoding_in", &self.encoding_in)
+            .field("encoding_out", &self.encoding_out)
             .field("server_password", &hidden(&self.server_password))
             .field("sasl_password", &hidden(&self.sasl_password))
             .finish()

@@ -104,9 +104,15 @@ async fn suite(store: &Store) {
     let persistent = ChannelSettings {
         persistent: Some(true),
         record: Some(false),
+        encoding: Some("koi8-r".into()),
     };
     store
-        .set_channel_settings("alice@example.org", "irc.example.net", "#Rust", persistent)
+        .set_channel_settings(
+            "alice@example.org",
+            "irc.example.net",
+            "#Rust",
+            persistent.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -326,7 +326,7 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
         .unwrap();
     let persistent = causeway::store::ChannelSettings {
         persistent: Some(true),
-        record: None,
+        ..Default::default()
     };
     store
         .set_channel_settings("alice@localhost", "127.0.0.1", "#history", persistent)

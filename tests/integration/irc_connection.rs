@@ -327,3 +327,143 @@ async fn per_user_transport_settings_from_the_form() {
     carol.logout().await;
     gateway.stop().await;
 }
+
+/// Encodings: a channel set to KOI8-R (from the client's channel form) is read and written
+/// in KOI8-R on IRC, while the user sees and types UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_encodings_both_ways() {
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let room = "#koi%127.0.0.1@irc.localhost";
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#koi").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    configure(&mut alice, room, &[("encoding", "koi8-r")]).await;
+    alice.send(join(&format!("{room}/alice"))).await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // "привет" in KOI8-R.
+    let privet: &[u8] = &[0xd0, 0xd2, 0xc9, 0xd7, 0xc5, 0xd4];
+    let mut line = b"PRIVMSG #koi :".to_vec();
+    line.extend_from_slice(privet);
+    line.extend_from_slice(b"\r\n");
+    bob.send_bytes(&line).await;
+    alice
+        .expect("the message in UTF-8", |s| match s {
+            xmpp_client::Stanza::Message(m) if body(m) == Some("привет") => Some(()),
+            _ => None,
+        })
+        .await;
+
+    alice.send(groupchat_to(room, "привет")).await;
+    let raw = bob
+        .expect_raw("alice's message in KOI8-R", |l| {
+            l.starts_with(b":alice!") && l.ends_with(privet)
+        })
+        .await;
+    assert!(
+        std::str::from_utf8(&raw).is_err(),
+        "sent as UTF-8, not KOI8-R"
+    );
+
+    // The server's encodings, for what is not in a channel (here private messages): set now,
+    // they apply on the next connection.
+    alice
+        .send(
+            xmpp_client::parsers::presence::Presence::unavailable().with_to(
+                format!("{room}/alice")
+                    .parse::<xmpp_client::jid::Jid>()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    bob.expect("alice leaving", |l| {
+        l.starts_with(":alice!") && l.contains(" PART ")
+    })
+    .await;
+    // Her connection closes shortly after her last channel: wait until WHOIS says so.
+    let gone = std::time::Instant::now();
+    loop {
+        bob.send("WHOIS alice").await;
+        let reply = bob
+            .expect("WHOIS reply", |l| {
+                matches!(l.split(' ').nth(1), Some("401") | Some("318"))
+            })
+            .await;
+        if reply.contains(" 401 ") {
+            break;
+        }
+        assert!(
+            gone.elapsed() < std::time::Duration::from_secs(15),
+            "alice's connection stays open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    configure(
+        &mut alice,
+        "127.0.0.1@irc.localhost",
+        &[("encoding_in", "koi8-r"), ("encoding_out", "koi8-r")],
+    )
+    .await;
+    alice
+        .send(join("#other%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    let mut private = b"PRIVMSG alice :".to_vec();
+    private.extend_from_slice(privet);
+    private.extend_from_slice(b"\r\n");
+    bob.send_bytes(&private).await;
+    alice
+        .expect("the private message in UTF-8", |s| match s {
+            xmpp_client::Stanza::Message(m) if body(m) == Some("привет") => Some(()),
+            _ => None,
+        })
+        .await;
+    let mut pm = xmpp_client::parsers::message::Message::chat(Some(
+        "bob%127.0.0.1@irc.localhost".parse().unwrap(),
+    ));
+    pm.bodies.insert(Default::default(), "привет".into());
+    alice.send(pm).await;
+    bob.expect_raw("alice's private message in KOI8-R", |l| {
+        l.starts_with(b":alice!") && l.ends_with(privet)
+    })
+    .await;
+
+    // A name that is no encoding is refused.
+    let refused = alice
+        .set(room, {
+            let nc = |n: &str| xmpp_client::minidom::rxml::NcName::try_from(n).unwrap();
+            let data = "jabber:x:data";
+            xmpp_client::minidom::Element::builder("command", "http://jabber.org/protocol/commands")
+                .attr(nc("node"), "configure")
+                .attr(nc("action"), "complete")
+                .append(
+                    xmpp_client::minidom::Element::builder("x", data)
+                        .attr(nc("type"), "submit")
+                        .append(
+                            xmpp_client::minidom::Element::builder("field", data)
+                                .attr(nc("var"), "encoding")
+                                .append(
+                                    xmpp_client::minidom::Element::builder("value", data)
+                                        .append("klingon")
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        })
+        .await;
+    assert!(
+        matches!(refused, xmpp_client::IqResponse::Error(_)),
+        "{refused:?}"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::session::{Command, SessionSpec};
 
-pub use session::parse_server_time;
+pub use session::{encoding, parse_server_time};
 pub use text::{decode_line, split_body, MAX_LINE};
 
 /// The network this crate bridges.
@@ -106,6 +106,10 @@ pub struct TransportOverrides {
     pub flood_control: Option<bool>,
     /// Server password (PASS).
     pub password: Option<String>,
+    /// Encoding of what the server sends that is not UTF-8 (instead of latin-1).
+    pub encoding_in: Option<String>,
+    /// Encoding of what we send (instead of UTF-8).
+    pub encoding_out: Option<String>,
 }
 
 impl std::fmt::Debug for TransportOverrides {
@@ -116,6 +120,8 @@ impl std::fmt::Debug for TransportOverrides {
             .field("verify_tls", &self.verify_tls)
             .field("flood_control", &self.flood_control)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("encoding_in", &self.encoding_in)
+            .field("encoding_out", &self.encoding_out)
             .finish()
     }
 }
@@ -154,6 +160,17 @@ impl std::fmt::Debug for Identity {
 pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     /// The identity of `user` on `server`, joining under `nick`.
     async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity;
+
+    /// The encoding the user chose for a channel, if any (`koi8-r`…).
+    async fn channel_encoding(
+        &self,
+        user: &UserRef,
+        server: &str,
+        channel: &str,
+    ) -> Option<String> {
+        let _ = (user, server, channel);
+        None
+    }
 
     /// The nick to connect with when no room gives one (raw commands, channel lists).
     async fn nick(&self, user: &UserRef, server: &str) -> String {

@@ -97,13 +97,13 @@ pub struct SessionSpec {
 }
 
 enum Inbound {
-    Line(String),
+    Line(Vec<u8>),
     Closed(String),
 }
 
 struct Writer {
-    urgent: mpsc::UnboundedSender<String>,
-    normal: mpsc::UnboundedSender<String>,
+    urgent: mpsc::UnboundedSender<Vec<u8>>,
+    normal: mpsc::UnboundedSender<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -125,14 +125,16 @@ impl Writer {
         }
     }
 
-    fn send(&self, line: String) {
+    /// Queue a line; `bytes` is `line` as it goes on the wire (its encoding applied).
+    fn send(&self, line: String, bytes: Vec<u8>) {
         debug!(line = %redact(&line), "irc >");
-        let _ = self.normal.send(line);
+        let _ = self.normal.send(bytes);
     }
 
+    /// Queue a protocol line (always ASCII/UTF-8) ahead of flood control.
     fn send_urgent(&self, line: String) {
         debug!(line = %redact(&line), "irc >");
-        let _ = self.urgent.send(line);
+        let _ = self.urgent.send(line.into_bytes());
     }
 
     /// Send the last lines and close the connection, waiting briefly for the bytes to go.
@@ -158,8 +160,8 @@ fn redact(line: &str) -> &str {
 
 async fn write_lines(
     mut io: WriteHalf<Box<dyn IrcIo>>,
-    mut urgent: mpsc::UnboundedReceiver<String>,
-    mut normal: mpsc::UnboundedReceiver<String>,
+    mut urgent: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut normal: mpsc::UnboundedReceiver<Vec<u8>>,
     limiter: Option<governor::DefaultDirectRateLimiter>,
 ) {
     loop {
@@ -174,12 +176,9 @@ async fn write_lines(
             }
             else => break,
         };
-        if io
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .is_err()
-            || io.flush().await.is_err()
-        {
+        let mut line = line;
+        line.extend_from_slice(b"\r\n");
+        if io.write_all(&line).await.is_err() || io.flush().await.is_err() {
             break;
         }
     }
@@ -211,7 +210,7 @@ async fn read_lines(io: ReadHalf<Box<dyn IrcIo>>, tx: mpsc::Sender<Inbound>) {
                 while matches!(buf.last(), Some(b'\n' | b'\r')) {
                     buf.pop();
                 }
-                if tx.send(Inbound::Line(decode_line(&buf))).await.is_err() {
+                if tx.send(Inbound::Line(buf.clone())).await.is_err() {
                     return;
                 }
                 continue;
@@ -224,6 +223,11 @@ async fn read_lines(io: ReadHalf<Box<dyn IrcIo>>, tx: mpsc::Sender<Inbound>) {
 }
 
 use tokio::io::AsyncReadExt as _;
+
+/// The encoding a label names (`koi8-r`, `windows-1252`…), if encoding_rs knows it.
+pub fn encoding(label: &str) -> Option<&'static encoding_rs::Encoding> {
+    encoding_rs::Encoding::for_label(label.trim().as_bytes())
+}
 
 /// Resolves once shutdown is signalled.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -253,6 +257,12 @@ struct Session {
     settled: bool,
     /// Whether any channel was asked for yet: the session ends when the last one is left.
     had_channels: bool,
+    /// Channels with their own encoding, by folded name.
+    encodings: HashMap<String, &'static encoding_rs::Encoding>,
+    /// The server's encoding for what is not UTF-8 (instead of latin-1), if the user set one.
+    encoding_in: Option<&'static encoding_rs::Encoding>,
+    /// The server's encoding for what we send (instead of UTF-8), if the user set one.
+    encoding_out: Option<&'static encoding_rs::Encoding>,
     /// Set by a quit command: the session ends with this QUIT message.
     quit_reason: Option<String>,
     /// A LIST under way: the channels so far.
@@ -294,8 +304,25 @@ pub async fn run(
         had_channels: false,
         listing: None,
         quit_reason: None,
+        encodings: HashMap::new(),
+        encoding_in: None,
+        encoding_out: None,
         writer: None,
     };
+    session.encoding_in = session
+        .spec
+        .identity
+        .transport
+        .encoding_in
+        .as_deref()
+        .and_then(encoding);
+    session.encoding_out = session
+        .spec
+        .identity
+        .transport
+        .encoding_out
+        .as_deref()
+        .and_then(encoding);
     let mut delays = reconnect_delays();
     let mut attempts = 0u32;
     let quit_reason = loop {
@@ -466,9 +493,10 @@ impl Session {
                 biased;
                 _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
                 inbound = lines.recv() => match inbound {
-                    Some(Inbound::Line(text)) => {
+                    Some(Inbound::Line(bytes)) => {
                         last_read = Instant::now();
                         pinged = false;
+                        let text = self.decode(&bytes);
                         if let Some(reason) = self.handle_line(&text).await {
                             return Ending::Lost(reason);
                         }
@@ -604,7 +632,40 @@ impl Session {
 
     fn send(&self, line: String) {
         if let Some(writer) = &self.writer {
-            writer.send(line);
+            let bytes = self.encode(&line);
+            writer.send(line, bytes);
+        }
+    }
+
+    /// A received line as text: UTF-8 when it is; otherwise in the channel's encoding, else
+    /// the server's incoming encoding, else latin-1 (which takes every byte as it is).
+    fn decode(&self, bytes: &[u8]) -> String {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return text.to_owned();
+        }
+        let latin = decode_line(bytes);
+        let channel = Line::parse(&latin).and_then(|line| {
+            let target = if line.numeric().is_some() {
+                line.param(1)
+            } else {
+                line.param(0)
+            };
+            self.encodings.get(&self.rules.fold(target)).copied()
+        });
+        match channel.or(self.encoding_in) {
+            Some(encoding) => encoding.decode_without_bom_handling(bytes).0.into_owned(),
+            None => latin,
+        }
+    }
+
+    /// A line to send, in the target channel's encoding, else the server's outgoing one,
+    /// else UTF-8.
+    fn encode(&self, line: &str) -> Vec<u8> {
+        let channel = Line::parse(line)
+            .and_then(|l| self.encodings.get(&self.rules.fold(l.param(0))).copied());
+        match channel.or(self.encoding_out) {
+            Some(encoding) => encoding.encode(line).0.into_owned(),
+            None => line.as_bytes().to_vec(),
         }
     }
 
@@ -658,7 +719,7 @@ impl Session {
         let mut offered: Vec<String> = Vec::new();
         loop {
             let text = match lines.recv().await {
-                Some(Inbound::Line(text)) => text,
+                Some(Inbound::Line(bytes)) => self.decode(&bytes),
                 Some(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
                 None => return Err((JoinFailure::Unreachable, "connection ended".into())),
             };
@@ -797,6 +858,15 @@ impl Session {
                     }
                     return;
                 }
+                let wanted = self
+                    .inner
+                    .identities
+                    .channel_encoding(&self.spec.user, &self.spec.server, &channel)
+                    .await;
+                match wanted.as_deref().and_then(encoding) {
+                    Some(chosen) => self.encodings.insert(folded.clone(), chosen),
+                    None => self.encodings.remove(&folded),
+                };
                 self.channels.insert(folded, Channel::joining(&channel));
                 self.had_channels = true;
                 match key {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -12,7 +12,7 @@ use super::ANSWER;
 /// A registered IRC user.
 pub struct IrcClient {
     pub nick: String,
-    lines: Lines<BufReader<OwnedReadHalf>>,
+    read: BufReader<OwnedReadHalf>,
     write: OwnedWriteHalf,
     /// Everything read so far, for failure messages.
     pub seen: Vec<String>,
@@ -25,7 +25,7 @@ impl IrcClient {
         let (read, write) = stream.into_split();
         let mut client = IrcClient {
             nick: nick.to_owned(),
-            lines: BufReader::new(read).lines(),
+            read: BufReader::new(read),
             write,
             seen: vec![],
         };
@@ -50,13 +50,64 @@ impl IrcClient {
         self.write.write_all(bytes).await.unwrap();
     }
 
+    /// The next line as bytes, without its line ending; `None` at the end of the stream.
+    async fn next_raw(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        if self.read.read_until(b'\n', &mut line).await.ok()? == 0 {
+            return None;
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Some(line)
+    }
+
+    /// Read lines until one's bytes match (answering PINGs), within [`ANSWER`].
+    pub async fn expect_raw(
+        &mut self,
+        what: &str,
+        mut matches: impl FnMut(&[u8]) -> bool,
+    ) -> Vec<u8> {
+        let wait = async {
+            loop {
+                let raw = self.next_raw().await.unwrap_or_else(|| {
+                    panic!("{}: connection closed waiting for {what}", self.nick)
+                });
+                let line = String::from_utf8_lossy(&raw).into_owned();
+                self.seen.push(line.clone());
+                if let Some(token) = line.strip_prefix("PING ") {
+                    self.write
+                        .write_all(format!("PONG {token}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                if matches(&raw) {
+                    return raw;
+                }
+            }
+        };
+        match tokio::time::timeout(ANSWER, wait).await {
+            Ok(raw) => raw,
+            Err(_) => panic!(
+                "{}: no {what} within {ANSWER:?}; saw:\n{}",
+                self.nick,
+                self.seen.join("\n")
+            ),
+        }
+    }
+
     /// Read lines until one matches (answering PINGs), within [`ANSWER`].
     pub async fn expect(&mut self, what: &str, mut matches: impl FnMut(&str) -> bool) -> String {
         let wait = async {
             loop {
-                let line = self.lines.next_line().await.unwrap().unwrap_or_else(|| {
-                    panic!("{}: connection closed waiting for {what}", self.nick)
-                });
+                let line = self
+                    .next_raw()
+                    .await
+                    .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+                    .unwrap_or_else(|| {
+                        panic!("{}: connection closed waiting for {what}", self.nick)
+                    });
                 self.seen.push(line.clone());
                 if let Some(token) = line.strip_prefix("PING ") {
                     self.write
@@ -95,9 +146,10 @@ impl IrcClient {
     ) -> Result<(), String> {
         let wait = async {
             loop {
-                let Ok(Some(line)) = self.lines.next_line().await else {
+                let Some(raw) = self.next_raw().await else {
                     return Ok(());
                 };
+                let line = String::from_utf8_lossy(&raw).into_owned();
                 self.seen.push(line.clone());
                 if matches(&line) {
                     return Err(line);
