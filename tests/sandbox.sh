@@ -45,7 +45,8 @@ sed -e "s|@DIR@|$dir/prosody|g" -e "s|@C2S_PORT@|$c2s_port|g" tests/servers/pros
   awk -v snippet="$dir/prosody/components.lua" '
     /@COMPONENTS@/ { while ((getline line < snippet) > 0) print line; next }
     { print }' > "$dir/prosody/prosody.cfg.lua"
-sed -e "s|@DIR@|$dir/ngircd|g" -e "s|@PORT@|$irc_port|g" tests/servers/ngircd.conf.in > "$dir/ngircd/ngircd.conf"
+# (Placeholders the sandbox does not use, like the tests' TLS section, are left empty.)
+sed -e "s|@DIR@|$dir/ngircd|g" -e "s|@PORT@|$irc_port|g" -e "s|@[A-Z_]*@||g" tests/servers/ngircd.conf.in > "$dir/ngircd/ngircd.conf"
 prosodyctl --config "$dir/prosody/prosody.cfg.lua" register user localhost "$password" >/dev/null
 
 cat > "$dir/causeway.toml" <<TOML

@@ -467,3 +467,62 @@ async fn channel_encodings_both_ways() {
     alice.logout().await;
     gateway.stop().await;
 }
+
+/// The server password and flood control from the user's server form: a server that wants
+/// a password refuses the puppet until the user gives it; with flood control switched on
+/// by the user, a burst is paced (the test configuration has it off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_password_and_throttle_from_the_form() {
+    let irc = IrcServer::ngircd_with_password("letmein");
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect_with(irc.port, "bob", Some("letmein")).await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    let refused = join_error(&mut alice).await;
+    // ngircd closes with `ERROR :Access denied: Bad password?`: the user reads its words.
+    assert!(
+        refused.texts.values().any(|t| t.contains("password")),
+        "{refused:?}"
+    );
+
+    configure(
+        &mut alice,
+        "127.0.0.1@irc.localhost",
+        &[("server_password", "letmein"), ("throttle", "1")],
+    )
+    .await;
+    alice
+        .send(join("#test%127.0.0.1@irc.localhost/alice"))
+        .await;
+    self_presence(&mut alice, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    // The configured bucket: 10 at once, then 2 a second.
+    let lines: Vec<String> = (0..14).map(|i| format!("line {i}")).collect();
+    alice
+        .send(groupchat_to(
+            "#test%127.0.0.1@irc.localhost",
+            &lines.join("\n"),
+        ))
+        .await;
+    let mut first = None;
+    for line in &lines {
+        bob.expect(line, |l| l.ends_with(&format!("PRIVMSG #test :{line}")))
+            .await;
+        first.get_or_insert_with(Instant::now);
+    }
+    let paced = first.unwrap().elapsed();
+    assert!(
+        paced >= Duration::from_millis(1500),
+        "14 lines in {paced:?}: not paced"
+    );
+    alice.logout().await;
+    gateway.stop().await;
+}

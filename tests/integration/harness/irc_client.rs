@@ -21,6 +21,11 @@ pub struct IrcClient {
 impl IrcClient {
     /// Connect and register as `nick`.
     pub async fn connect(port: u16, nick: &str) -> IrcClient {
+        Self::connect_with(port, nick, None).await
+    }
+
+    /// Connect with a server password, and register as `nick`.
+    pub async fn connect_with(port: u16, nick: &str, password: Option<&str>) -> IrcClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let (read, write) = stream.into_split();
         let mut client = IrcClient {
@@ -29,6 +34,9 @@ impl IrcClient {
             write,
             seen: vec![],
         };
+        if let Some(password) = password {
+            client.send(&format!("PASS {password}")).await;
+        }
         client.send(&format!("NICK {nick}")).await;
         client.send(&format!("USER {nick} 0 * :{nick}")).await;
         client

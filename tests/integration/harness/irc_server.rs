@@ -40,7 +40,12 @@ impl IrcServer {
     /// A server of `kind` with per-IP limits lifted (one connection per puppet, all from
     /// 127.0.0.1), configured from `tests/servers/`.
     pub fn start(kind: IrcKind) -> IrcServer {
-        Self::configure(kind, false)
+        Self::configure(kind, false, "")
+    }
+
+    /// ngircd that wants a server password (PASS) from every client.
+    pub fn ngircd_with_password(password: &str) -> IrcServer {
+        Self::configure(IrcKind::Ngircd, false, &format!("Password = {password}"))
     }
 
     /// ngircd, the default.
@@ -50,10 +55,10 @@ impl IrcServer {
 
     /// ngircd with a second, TLS port using a self-signed certificate for 127.0.0.1.
     pub fn ngircd_with_tls() -> IrcServer {
-        Self::configure(IrcKind::Ngircd, true)
+        Self::configure(IrcKind::Ngircd, true, "")
     }
 
-    fn configure(kind: IrcKind, tls: bool) -> IrcServer {
+    fn configure(kind: IrcKind, tls: bool, global_extra: &str) -> IrcServer {
         let name = kind.name();
         let dir = tempfile::Builder::new()
             .prefix(&format!("causeway-{name}-"))
@@ -98,6 +103,7 @@ impl IrcServer {
             ("PORT", port.to_string()),
             ("SSL", ssl),
             ("EXTRA", String::new()),
+            ("GLOBAL_EXTRA", global_extra.to_owned()),
         ];
         std::fs::write(
             dir.path().join(format!("{name}.conf")),
