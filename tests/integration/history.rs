@@ -134,6 +134,16 @@ async fn stanza_ids_mam_paging_and_join_history() {
         info.children().any(|f| f.attr("var") == Some(MAM)),
         "{info:?}"
     );
+    // ... and how many are in it: bob, carol and alice.
+    let occupants = info
+        .get_child("x", "jabber:x:data")
+        .and_then(|x| {
+            x.children()
+                .find(|f| f.attr("var") == Some("muc#roominfo_occupants"))
+        })
+        .and_then(|f| f.children().next())
+        .map(|v| v.text());
+    assert_eq!(occupants.as_deref(), Some("3"), "{info:?}");
 
     // Paging forward 12 at a time: 12, 12, 6, with the same ids the live messages had.
     let (page1, fin1) = run_query(&mut alice, mam_query("q1", None, 12, None)).await;
