@@ -346,3 +346,99 @@ pub fn new_stanza_id() -> String {
 fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
     tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archived(i: i64, body: &str) -> ArchivedMessage {
+        ArchivedMessage {
+            stanza_id: format!("id{i}"),
+            user: "alice@example.org".into(),
+            room: "#r%s@gw".into(),
+            sender: "bob".into(),
+            body: body.into(),
+            origin_id: None,
+            at_ms: 1_000 + i,
+        }
+    }
+
+    fn request(max_chars: Option<usize>) -> HistoryRequest {
+        HistoryRequest {
+            position: 0,
+            to: "alice@example.org/phone".parse().unwrap(),
+            room: "#r%s@gw".parse().unwrap(),
+            query: ArchiveQuery::default(),
+            max_chars,
+        }
+    }
+
+    #[test]
+    fn history_limits_become_queries() {
+        let none = HistoryLimits::default();
+        let (q, chars) = none.query("u", "r", 20);
+        assert_eq!((q.max, q.newest, q.start_ms, chars), (20, true, None, None));
+        let stanzas = HistoryLimits {
+            max_stanzas: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(stanzas.query("u", "r", 20).0.max, 0);
+        let since = HistoryLimits {
+            since_ms: Some(5_000),
+            ..Default::default()
+        };
+        let (q, _) = since.query("u", "r", 20);
+        assert_eq!((q.start_ms, q.max), (Some(5_000), MAX_PAGE));
+        let seconds = HistoryLimits {
+            seconds: Some(60),
+            since_ms: Some(1),
+            ..Default::default()
+        };
+        let start = seconds.query("u", "r", 20).0.start_ms.unwrap();
+        assert!(
+            (now_ms() - 61_000..=now_ms() - 59_000).contains(&start),
+            "the later of since and now - seconds"
+        );
+    }
+
+    #[test]
+    fn history_is_parsed_from_the_join() {
+        let x = Element::builder("x", "http://jabber.org/protocol/muc")
+            .append(
+                Element::builder("history", "http://jabber.org/protocol/muc")
+                    .attr(nc("maxchars"), "100")
+                    .attr(nc("since"), "1970-01-01T00:00:05Z")
+                    .build(),
+            )
+            .build();
+        let limits = HistoryLimits::from_join(Some(&x));
+        assert_eq!(
+            (limits.max_chars, limits.since_ms, limits.max_stanzas),
+            (Some(100), Some(5_000), None)
+        );
+    }
+
+    #[test]
+    fn maxchars_keeps_the_newest_that_fit() {
+        let page = ArchivePage {
+            messages: vec![archived(1, "aaaa"), archived(2, "bbbb"), archived(3, "cc")],
+            complete: true,
+            count: 3,
+        };
+        let bodies = |stanzas: Vec<Stanza>| -> Vec<String> {
+            stanzas
+                .into_iter()
+                .map(|s| match s {
+                    Stanza::Message(m) => m.bodies.values().next().cloned().unwrap(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            bodies(history_stanzas(&request(Some(6)), &page)),
+            ["bbbb", "cc"]
+        );
+        assert_eq!(bodies(history_stanzas(&request(Some(5)), &page)), ["cc"]);
+        assert_eq!(bodies(history_stanzas(&request(None), &page)).len(), 3);
+    }
+}
