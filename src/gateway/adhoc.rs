@@ -17,6 +17,7 @@ use tokio_xmpp::Stanza;
 
 use causeway_bridge::Network;
 
+use super::stanzas::nc;
 use crate::store::{ChannelSettings, IrcServerSettings, Store, StoreError, UserSettings};
 
 /// XEP-0050's namespace.
@@ -844,8 +845,4 @@ async fn apply(store: &Store, user: &str, target: &Target, form: &Element) -> Re
                 .map_err(Applied::Db)
         }
     }
-}
-
-fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
-    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
 }

@@ -68,9 +68,7 @@ fn gateway_name(network: NetworkKind) -> &'static str {
 /// disco#info of a room: a public, persistent-looking IRC channel with an archive.
 pub fn room_info(name: &str, occupants: Option<usize>) -> tokio_xmpp::minidom::Element {
     use tokio_xmpp::minidom::Element;
-    let nc = |n: &'static str| {
-        tokio_xmpp::minidom::rxml::NcName::try_from(n).expect("a valid attribute name")
-    };
+    let nc = super::stanzas::nc;
     let mut query = Element::builder("query", ns::DISCO_INFO).append(
         Element::builder("identity", ns::DISCO_INFO)
             .attr(nc("category"), "conference")

@@ -12,6 +12,7 @@ use tokio_xmpp::parsers::message::{Message, MessageType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
 
+use super::stanzas::nc;
 use super::stanzas::rfc3339;
 use crate::store::{ArchivePage, ArchiveQuery, ArchivedMessage};
 
@@ -341,10 +342,6 @@ pub fn now_ms() -> i64 {
 /// A fresh stanza-id: 128 random bits, so ids never repeat across restarts or databases.
 pub fn new_stanza_id() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
-    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
 }
 
 #[cfg(test)]

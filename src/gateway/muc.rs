@@ -23,6 +23,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 use tokio_xmpp::Stanza;
 
 use super::mam::{new_stanza_id, stanza_id_element, HistoryLimits, HistoryRequest, MamRequest};
+use super::stanzas::nc;
 use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
 use crate::address::{IrcAddress, IrcAddressing};
 use crate::store::ArchivedMessage;
@@ -1641,10 +1642,6 @@ fn with_kind(body: &str, kind: MessageKind) -> String {
         MessageKind::Action => format!("/me {body}"),
         MessageKind::Normal | MessageKind::Notice => body.to_owned(),
     }
-}
-
-fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
-    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
 }
 
 fn new_id() -> String {

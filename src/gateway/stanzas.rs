@@ -14,6 +14,11 @@ use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
 
+/// An XML attribute name known at compile time.
+pub(crate) fn nc(name: &'static str) -> tokio_xmpp::minidom::rxml::NcName {
+    tokio_xmpp::minidom::rxml::NcName::try_from(name).expect("a valid attribute name")
+}
+
 /// biboumi's mapping of IRC privileges to MUC affiliation and role, so clients show the
 /// same moderators as before.
 pub fn affiliation_and_role(privilege: Privilege) -> (Affiliation, Role) {
@@ -78,8 +83,7 @@ pub fn occupant_presence(
     for item in x.children_mut().filter(|c| c.is("item", ns::MUC_USER)) {
         for attr in ["affiliation", "role"] {
             if item.attr(attr).is_none() {
-                let name = tokio_xmpp::minidom::rxml::NcName::try_from(attr)
-                    .expect("a valid attribute name");
+                let name = nc(attr);
                 item.set_attr(tokio_xmpp::minidom::rxml::Namespace::NONE, name, "none");
             }
         }
