@@ -66,6 +66,8 @@ const CHANNEL_PREFIXES: &[char] = &['#', '&', '+', '!'];
 pub struct IrcAddressing {
     domain: String,
     fixed_server: Option<String>,
+    /// Matrix addresses (`#alias%server`, `!room`, `!room%server`, `user%server`).
+    matrix: bool,
 }
 
 impl IrcAddressing {
@@ -74,6 +76,61 @@ impl IrcAddressing {
         IrcAddressing {
             domain: domain.into(),
             fixed_server: fixed_server.map(|s| s.to_ascii_lowercase()),
+            matrix: false,
+        }
+    }
+
+    /// Matrix addresses under `domain` (DESIGN.md §4): `#alias%server` and `!opaque%server`
+    /// or `!opaque` (room version 12) for rooms, `user%server` for users. Room ids keep
+    /// their case only in the database: what is parsed here is the case-folded form.
+    pub fn matrix(domain: impl Into<String>) -> IrcAddressing {
+        IrcAddressing {
+            domain: domain.into(),
+            fixed_server: None,
+            matrix: true,
+        }
+    }
+
+    fn parse_matrix(&self, jid: &Jid, local: String) -> Result<IrcAddress, AddressError> {
+        let nick = jid.resource().map(|r| r.as_str().to_owned());
+        let Some((name, server)) = local.rsplit_once('%') else {
+            if local.starts_with('!') && local.len() > 1 {
+                return Ok(IrcAddress::Channel {
+                    server: String::new(),
+                    channel: local,
+                    nick,
+                });
+            }
+            return Err(AddressError::Malformed(
+                local,
+                "expected #alias%server, !room, !room%server or user%server",
+            ));
+        };
+        let host = match server.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => host,
+            _ => server,
+        };
+        if !is_server_name(host) {
+            return Err(AddressError::Malformed(
+                local.clone(),
+                "no Matrix server after %",
+            ));
+        }
+        let server = server.to_ascii_lowercase();
+        match name.chars().next() {
+            Some('#' | '!') if name.len() > 1 => Ok(IrcAddress::Channel {
+                server,
+                channel: name.to_owned(),
+                nick,
+            }),
+            Some(_) if !name.starts_with(['#', '!', '@']) => Ok(IrcAddress::User {
+                server,
+                nick: name.to_owned(),
+            }),
+            _ => Err(AddressError::Malformed(
+                local.clone(),
+                "empty room or user name",
+            )),
         }
     }
 
@@ -86,6 +143,9 @@ impl IrcAddressing {
             return Ok(IrcAddress::Gateway);
         };
         let local = unescape(node.as_str());
+        if self.matrix {
+            return self.parse_matrix(jid, local);
+        }
         let (name, server) = match (&self.fixed_server, local.rsplit_once('%')) {
             (Some(fixed), _) => (local.as_str(), fixed.clone()),
             (None, Some((name, server))) => {
@@ -169,6 +229,7 @@ impl IrcAddressing {
     fn qualify(&self, name: &str, server: &str) -> String {
         match self.fixed_server {
             Some(_) => name.to_owned(),
+            None if self.matrix && server.is_empty() => name.to_owned(),
             None => format!("{name}%{server}"),
         }
     }
@@ -176,6 +237,11 @@ impl IrcAddressing {
     fn bare(&self, local: &str) -> Result<BareJid, AddressError> {
         BareJid::new(&format!("{}@{}", escape(local), self.domain))
             .map_err(|_| AddressError::Unrepresentable(local.to_owned()))
+    }
+
+    /// The gateway's own JID (its domain).
+    pub fn gateway_jid(&self) -> Result<BareJid, AddressError> {
+        self.bare_domain()
     }
 
     fn bare_domain(&self) -> Result<BareJid, AddressError> {

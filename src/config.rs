@@ -206,6 +206,14 @@ pub struct MatrixConfig {
     /// Localpart prefix of the puppets that stand for XMPP users.
     #[serde(default = "default_user_prefix")]
     pub user_prefix: String,
+    /// How many members a room shows when an XMPP user joins it; members beyond appear
+    /// when they speak or join, so a 5,000-member room joins at once.
+    #[serde(default = "default_member_limit")]
+    pub member_limit: usize,
+}
+
+fn default_member_limit() -> usize {
+    200
 }
 
 fn default_matrix_listen() -> String {

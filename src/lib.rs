@@ -11,6 +11,8 @@ pub mod config;
 pub mod gateway;
 #[cfg(feature = "irc")]
 mod irc;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 pub mod reload;
 pub mod store;
 pub mod telemetry;
@@ -52,6 +54,9 @@ pub enum RunError {
     /// A configured domain is not a valid JID domain.
     #[error("component domain {0:?} is not a valid JID domain")]
     Domain(String),
+    /// A network could not be set up (a missing Matrix registration file…).
+    #[error("{0}")]
+    Network(String),
 }
 
 /// What [`start`] hands back: the links, for callers (and tests) that send stanzas.
@@ -119,10 +124,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             domain: settings.domain.clone(),
             outbox: outbox.clone(),
         });
-        let (network, reconfigure) = build_network(kind, &config, &store);
+        let (network, reconfigure) = build_network(kind, &config, &store)?;
         let muc = network.as_ref().map(|_| {
             Muc::new(
-                irc_addressing(&config, &settings.domain),
+                addressing(kind, &config, &settings.domain),
                 config.history.record,
                 config.history.join_lines,
             )
@@ -225,16 +230,19 @@ impl Running {
 /// Applies a reloaded configuration to a network.
 type Reconfigure = Arc<dyn Fn(&Config) + Send + Sync>;
 
+/// A domain's network, if one is configured, and how to apply a reload to it.
+type BuiltNetwork = (Option<Arc<dyn Network>>, Option<Reconfigure>);
+
 fn build_network(
     kind: NetworkKind,
     config: &Config,
     store: &Store,
-) -> (Option<Arc<dyn Network>>, Option<Reconfigure>) {
+) -> Result<BuiltNetwork, RunError> {
     match kind {
         #[cfg(feature = "irc")]
         NetworkKind::Irc => {
             let Some(irc) = config.irc.as_ref() else {
-                return (None, None);
+                return Ok((None, None));
             };
             let (network, reconfigure) = irc::network(irc, store.clone());
             let apply: Reconfigure = Arc::new(move |config: &Config| {
@@ -242,12 +250,29 @@ fn build_network(
                     reconfigure.apply(irc);
                 }
             });
-            (Some(network), Some(apply))
+            Ok((Some(network), Some(apply)))
         }
+        #[cfg(feature = "matrix")]
+        NetworkKind::Matrix => {
+            let Some(matrix) = config.matrix.as_ref() else {
+                return Ok((None, None));
+            };
+            let network = matrix::network(matrix, store.clone())
+                .map_err(|e| RunError::Network(e.to_string()))?;
+            Ok((Some(network), None))
+        }
+        #[allow(unreachable_patterns)]
         _ => {
             let _ = (config, store);
-            (None, None)
+            Ok((None, None))
         }
+    }
+}
+
+fn addressing(kind: NetworkKind, config: &Config, domain: &str) -> address::IrcAddressing {
+    match kind {
+        NetworkKind::Matrix => address::IrcAddressing::matrix(domain),
+        NetworkKind::Irc => irc_addressing(config, domain),
     }
 }
 

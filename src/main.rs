@@ -29,6 +29,10 @@ enum Command {
     Run,
     /// Validate the configuration: print every problem with its key, exit non-zero on any.
     CheckConfig,
+    /// Write the Matrix appservice registration YAML to `[matrix] registration` (new random
+    /// tokens; never over an existing file). List it in the homeserver's
+    /// `app_service_config_files`.
+    GenerateRegistration,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +58,32 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::GenerateRegistration => generate_registration(&config),
     }
+}
+
+#[cfg(feature = "matrix")]
+fn generate_registration(config: &Config) -> ExitCode {
+    let Some(matrix) = &config.matrix else {
+        eprintln!("causeway: no [matrix] section: nothing to register");
+        return ExitCode::FAILURE;
+    };
+    match causeway::matrix::generate_registration(matrix) {
+        Ok(path) => {
+            println!("{}: appservice registration written", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "matrix"))]
+fn generate_registration(_: &Config) -> ExitCode {
+    eprintln!("causeway: this build has no Matrix support (cargo feature `matrix`)");
+    ExitCode::FAILURE
 }
 
 fn run(config: Config) -> ExitCode {

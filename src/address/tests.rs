@@ -212,3 +212,62 @@ proptest! {
         prop_assert_eq!(a.parse(&jid).unwrap(), IrcAddress::User { server, nick });
     }
 }
+
+#[test]
+fn matrix_addresses_follow_the_design() {
+    let a = IrcAddressing::matrix("matrix.gw");
+    let parse = |s: &str| a.parse(&Jid::new(s).unwrap());
+    assert_eq!(
+        parse("#room%example.org@matrix.gw/nick").unwrap(),
+        IrcAddress::Channel {
+            server: "example.org".into(),
+            channel: "#room".into(),
+            nick: Some("nick".into()),
+        }
+    );
+    assert_eq!(
+        parse("!ft7epjdy8j90@matrix.gw").unwrap(),
+        IrcAddress::Channel {
+            server: String::new(),
+            channel: "!ft7epjdy8j90".into(),
+            nick: None,
+        }
+    );
+    assert_eq!(
+        parse("!abc%example.org\\3a8448@matrix.gw").unwrap(),
+        IrcAddress::Channel {
+            server: "example.org:8448".into(),
+            channel: "!abc".into(),
+            nick: None,
+        }
+    );
+    assert_eq!(
+        parse("alice%example.org@matrix.gw").unwrap(),
+        IrcAddress::User {
+            server: "example.org".into(),
+            nick: "alice".into(),
+        }
+    );
+    for bad in [
+        "alice@matrix.gw",
+        "#room@matrix.gw",
+        "%example.org@matrix.gw",
+        "!@matrix.gw",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    // Formatting: v12 room ids stand alone (case-folded like every localpart, which is why
+    // the bridge maps them back through the database), everything else carries its server.
+    assert_eq!(
+        a.channel_jid("", "!AbC").unwrap().to_string(),
+        "!abc@matrix.gw"
+    );
+    assert_eq!(
+        a.channel_jid("example.org", "#room").unwrap().to_string(),
+        "#room%example.org@matrix.gw"
+    );
+    assert_eq!(
+        a.user_jid("example.org", "alice").unwrap().to_string(),
+        "alice%example.org@matrix.gw"
+    );
+}

@@ -1089,6 +1089,7 @@ impl Muc {
                 let mut statuses = vec![Status::SelfPresence];
                 match departure {
                     Departure::Kick { .. } => statuses.push(Status::Kicked),
+                    Departure::Ban { .. } => statuses.push(Status::Banned),
                     Departure::Quit => statuses.push(Status::ServiceShutdown),
                     Departure::Part => {}
                 }
@@ -1152,10 +1153,10 @@ impl Muc {
                     .and_then(|s| s.members.get(&fold(&nick)))
                     .map(|m| m.privilege)
                     .unwrap_or_default();
-                let statuses = if matches!(departure, Departure::Kick { .. }) {
-                    vec![Status::Kicked]
-                } else {
-                    vec![]
+                let statuses = match departure {
+                    Departure::Kick { .. } => vec![Status::Kicked],
+                    Departure::Ban { .. } => vec![Status::Banned],
+                    Departure::Part | Departure::Quit => vec![],
                 };
                 self.broadcast(&mut fx, &user, &room, |muc, state, to| {
                     let from = muc.occupant(&state.room, &nick)?;
@@ -1415,6 +1416,13 @@ impl Muc {
                     Some(msg.into())
                 });
             }
+            Event::Invited {
+                room, by, reason, ..
+            } => {
+                if let Some(invite) = self.invitation(&user, &room, by, reason) {
+                    fx.stanzas.push(invite);
+                }
+            }
             Event::RoomList { server, rooms, .. } => {
                 let key = (user.clone(), server.to_ascii_lowercase());
                 for pending in self.pending_lists.remove(&key).unwrap_or_default() {
@@ -1430,6 +1438,23 @@ impl Muc {
                     );
                 }
             }
+            Event::SendFailed {
+                peer: Peer::Room(room),
+                id,
+                text,
+                ..
+            } => {
+                // To the joined resources: servers drop errors addressed to a bare JID.
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, &text);
+                    Some(message_error(
+                        muc.room_jid(&state.room)?,
+                        to,
+                        id.clone(),
+                        err,
+                    ))
+                });
+            }
             Event::SendFailed { peer, id, text, .. } => {
                 let to = match &peer {
                     Peer::Room(room) => self.room_jid(room),
@@ -1444,6 +1469,31 @@ impl Muc {
             }
         }
         fx
+    }
+
+    /// A XEP-0249 direct invitation to `room`, from the inviter's JID (or the gateway).
+    fn invitation(
+        &self,
+        user: &BareJid,
+        room: &RoomRef,
+        by: Option<(String, String)>,
+        reason: Option<String>,
+    ) -> Option<Stanza> {
+        let room_jid = self.room_jid(room)?;
+        let from = by
+            .and_then(|(server, nick)| self.addressing.user_jid(&server, &nick).ok())
+            .map(Jid::from)
+            .or_else(|| self.addressing.gateway_jid().ok().map(Jid::from))?;
+        let mut msg = Message::new(Some(user.clone().into()));
+        msg.type_ = MessageType::Normal;
+        msg.from = Some(from);
+        let mut x =
+            Element::builder("x", "jabber:x:conference").attr(nc("jid"), room_jid.to_string());
+        if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+            x = x.attr(nc("reason"), reason);
+        }
+        msg.payloads.push(x.build());
+        Some(msg.into())
     }
 
     /// A message from the room itself to every joined resource of `user` in every room on

@@ -8,6 +8,8 @@
 
 mod archive;
 mod channels;
+#[cfg(feature = "matrix")]
+mod matrix;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

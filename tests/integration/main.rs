@@ -11,4 +11,6 @@ mod harness;
 mod history;
 mod irc;
 mod irc_connection;
+mod matrix;
+mod matrix_server;
 mod servers;

@@ -129,6 +129,7 @@ impl FakeNetwork {
                         kind,
                         time: None,
                         own_id: (member == user).then(|| id.clone()),
+                        remote_id: None,
                     })
                     .collect()
             }

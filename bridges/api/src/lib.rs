@@ -157,6 +157,11 @@ pub enum Departure {
         /// Who kicked.
         by: String,
     },
+    /// Was banned by `by`.
+    Ban {
+        /// Who banned.
+        by: String,
+    },
 }
 
 /// What the gateway core asks a network to do for one XMPP user.
@@ -364,6 +369,20 @@ pub enum Event {
         time: Option<SystemTime>,
         /// For the puppet's own message: the XMPP id of the [`Action::Send`] it reflects.
         own_id: Option<String>,
+        /// The network's own id of the message (a Matrix event id), when it has one; it
+        /// becomes the message's stanza-id.
+        remote_id: Option<String>,
+    },
+    /// The puppet was invited to a room (→ a XEP-0249 invitation).
+    Invited {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who invited: their server and nick (or user id).
+        by: Option<(String, String)>,
+        /// Why, if they said.
+        reason: Option<String>,
     },
     /// A room's subject changed.
     Subject {
@@ -446,7 +465,8 @@ impl Event {
             | Event::Disconnected { user, .. }
             | Event::Reconnected { user, .. }
             | Event::RoomList { user, .. }
-            | Event::SendFailed { user, .. } => user,
+            | Event::SendFailed { user, .. }
+            | Event::Invited { user, .. } => user,
         }
     }
 }

@@ -997,6 +997,7 @@ impl Session {
                 kind,
                 time: None,
                 own_id: Some(id),
+                remote_id: None,
             };
             self.emit(event).await;
         }
@@ -1399,6 +1400,7 @@ impl Session {
                 kind,
                 time,
                 own_id,
+                remote_id: None,
             };
             self.emit(event).await;
             return;
@@ -1425,6 +1427,7 @@ impl Session {
             kind,
             time,
             own_id: None,
+            remote_id: None,
         };
         self.emit(event).await;
     }

@@ -132,6 +132,7 @@ fn a_second_resource_gets_the_state_without_a_new_join() {
         kind: MessageKind::Normal,
         time: None,
         own_id: None,
+        remote_id: None,
     });
     assert_eq!(fx.stanzas.len(), 2);
 }
@@ -233,6 +234,7 @@ fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
         kind: MessageKind::Normal,
         time: None,
         own_id: Some("m1".into()),
+        remote_id: None,
     });
     let Some(Stanza::Message(reflected)) = fx.stanzas.first() else {
         panic!()
@@ -376,6 +378,7 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
         kind: MessageKind::Normal,
         time: None,
         own_id: None,
+        remote_id: None,
     });
     assert_eq!(fx.archive.len(), 1);
     assert!(fx.stanzas.is_empty());
@@ -400,6 +403,7 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
         kind: MessageKind::Normal,
         time: None,
         own_id: None,
+        remote_id: None,
     });
     assert!(fx.archive.is_empty());
     assert_eq!(fx.stanzas.len(), 1);

@@ -2,6 +2,8 @@
 
 pub mod irc_client;
 pub mod irc_server;
+pub mod matrix_client;
+pub mod matrix_server;
 pub mod muc;
 pub mod process;
 pub mod xmpp_server;
@@ -128,6 +130,18 @@ impl Gateway {
     ) -> Gateway {
         init_logging();
         let config = causeway::config::Config::load(file).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_with(server, config, db).await
+    }
+
+    /// Start causeway from configuration text, its database in `db`.
+    pub async fn start_with_toml(
+        server: &XmppServer,
+        toml: &str,
+        db: tempfile::TempDir,
+    ) -> Gateway {
+        init_logging();
+        let config =
+            causeway::config::Config::from_toml_str(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         Self::start_with(server, config, db).await
     }
 

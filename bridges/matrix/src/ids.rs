@@ -1,0 +1,112 @@
+//! Matrix ids as causeway uses them: puppet user ids for XMPP users, and the split of
+//! Matrix room and user ids into the (server, name) pairs of the address scheme.
+
+use causeway_bridge::{RoomRef, UserRef};
+
+/// Characters a puppet localpart keeps as they are; everything else is written `=xx` per
+/// UTF-8 byte (`=` itself included), so the mapping is reversible and the localpart stays
+/// within the Matrix user id grammar (lower-case letters, digits, `.`, `_`, `-`, `=`).
+fn kept(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+}
+
+/// The localpart of the puppet that stands for `user`: `prefix` followed by the escaped
+/// bare JID, e.g. `_xmpp_alice=40example.org`.
+pub fn puppet_localpart(prefix: &str, user: &UserRef) -> String {
+    let mut out = String::with_capacity(prefix.len() + user.0.len() + 8);
+    out.push_str(prefix);
+    for b in user.0.bytes() {
+        if kept(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02x}"));
+        }
+    }
+    out
+}
+
+/// The XMPP user a puppet localpart stands for, when it is one of ours.
+pub fn puppet_owner(prefix: &str, localpart: &str) -> Option<UserRef> {
+    let escaped = localpart.strip_prefix(prefix)?;
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'=' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else if kept(b) {
+            bytes.push(b);
+            rest = tail;
+        } else {
+            return None;
+        }
+    }
+    let jid = String::from_utf8(bytes).ok()?;
+    (!jid.is_empty()).then_some(UserRef(jid))
+}
+
+/// `@local:server` split into (localpart, server name).
+pub fn split_user_id(user_id: &str) -> Option<(&str, &str)> {
+    user_id.strip_prefix('@')?.split_once(':')
+}
+
+/// The room reference for a room id: `!opaque:server` → (`server`, `!opaque`); room
+/// version 12 ids have no server part → (``, `!opaque`).
+pub fn room_ref_of_id(room_id: &str) -> RoomRef {
+    match room_id.split_once(':') {
+        Some((name, server)) => RoomRef {
+            server: server.to_owned(),
+            name: name.to_owned(),
+        },
+        None => RoomRef {
+            server: String::new(),
+            name: room_id.to_owned(),
+        },
+    }
+}
+
+/// The Matrix name a room reference stands for: `#alias:server`, `!opaque:server` or
+/// `!opaque`.
+pub fn matrix_name(room: &RoomRef) -> String {
+    if room.server.is_empty() {
+        room.name.clone()
+    } else {
+        format!("{}:{}", room.name, room.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn puppet_localparts_match_the_design_example_and_round_trip() {
+        let alice = UserRef("alice@example.org".into());
+        assert_eq!(
+            puppet_localpart("_xmpp_", &alice),
+            "_xmpp_alice=40example.org"
+        );
+        for jid in ["alice@example.org", "Ünï=code+x@h.example", "a_b-c.d@e"] {
+            let user = UserRef(jid.into());
+            let local = puppet_localpart("_xmpp_", &user);
+            assert!(local
+                .bytes()
+                .all(|b| kept(b) || b == b'=' || b.is_ascii_hexdigit()));
+            assert_eq!(puppet_owner("_xmpp_", &local), Some(user));
+        }
+        assert_eq!(puppet_owner("_xmpp_", "alice"), None);
+        assert_eq!(puppet_owner("_xmpp_", "_xmpp_bad=zz"), None);
+        assert_eq!(puppet_owner("_xmpp_", "_xmpp_"), None);
+    }
+
+    #[test]
+    fn room_ids_split_into_references_and_back() {
+        for id in ["!AbC:example.org", "!fT7EpjDY8j90RmXEuty6OQ"] {
+            assert_eq!(matrix_name(&room_ref_of_id(id)), id);
+        }
+        assert_eq!(room_ref_of_id("!x").server, "");
+        assert_eq!(split_user_id("@a:b.c"), Some(("a", "b.c")));
+        assert_eq!(split_user_id("a:b"), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! The appservice transaction listener: the homeserver pushes events here. Every request
+//! must carry the hs_token (compared in constant time); each transaction is processed once,
+//! also across restarts (the ids are kept in the database); answers are small JSON bodies
+//! with a Content-Length, which Synapse needs to count the appservice as up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use ruma::api::appservice::event::push_events;
+use ruma::api::IncomingRequest;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::Inner;
+
+type Shared = State<Arc<Inner>>;
+
+/// Serve the appservice API on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    inner: Arc<Inner>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/_matrix/app/v1/transactions/{txn_id}", put(transaction))
+        .route("/transactions/{txn_id}", put(transaction))
+        .route("/_matrix/app/v1/users/{user_id}", get(query_user))
+        .route("/users/{user_id}", get(query_user))
+        .route("/_matrix/app/v1/rooms/{alias}", get(query_alias))
+        .route("/rooms/{alias}", get(query_alias))
+        .route("/_matrix/app/v1/ping", post(ping))
+        .fallback(unrecognized)
+        .with_state(inner);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+fn error(status: StatusCode, errcode: &str, text: &str) -> Response {
+    (status, Json(json!({ "errcode": errcode, "error": text }))).into_response()
+}
+
+fn ok() -> Response {
+    (StatusCode::OK, Json(json!({}))).into_response()
+}
+
+/// Check the homeserver's token: `Authorization: Bearer` or the legacy `access_token`
+/// query parameter.
+fn authorize(
+    inner: &Inner,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(), Response> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = bearer.or(query.get("access_token").map(String::as_str)) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "M_UNAUTHORIZED",
+            "no hs_token given",
+        ));
+    };
+    let expected = inner.settings.hs_token.as_bytes();
+    if bool::from(token.as_bytes().ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+            "wrong hs_token",
+        ))
+    }
+}
+
+async fn transaction(
+    State(inner): Shared,
+    Path(txn_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = authorize(&inner, &headers, &query) {
+        return refusal;
+    }
+    let mut http = http::Request::new(body);
+    *http.method_mut() = http::Method::PUT;
+    let request = match push_events::v1::Request::try_from_http_request(http, &[txn_id.as_str()]) {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(txn = %txn_id, error = %e, "unreadable transaction");
+            return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
+        }
+    };
+    let _one_at_a_time = inner.transactions.lock().await;
+    match inner.store.transaction_seen(&txn_id).await {
+        Ok(true) => {
+            debug!(txn = %txn_id, "transaction seen before");
+            return ok();
+        }
+        Ok(false) => {}
+        Err(e) => {
+            warn!(txn = %txn_id, error = %e, "cannot check the transaction");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "database");
+        }
+    }
+    debug!(txn = %txn_id, events = request.events.len(), "transaction");
+    for raw in request.events {
+        inner.on_event(raw).await;
+    }
+    if let Err(e) = inner.store.transaction_done(&txn_id).await {
+        warn!(txn = %txn_id, error = %e, "cannot record the transaction as done");
+    }
+    ok()
+}
+
+async fn query_user(
+    State(inner): Shared,
+    Path(user_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = authorize(&inner, &headers, &query) {
+        return refusal;
+    }
+    let Some(user) = inner.puppet_owner(&user_id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
+            "not a puppet of this gateway",
+        );
+    };
+    let nick = user.0.split('@').next().unwrap_or(&user.0).to_owned();
+    match inner.ensure_puppet(&user, &nick).await {
+        Ok(_) => ok(),
+        Err(e) => error(StatusCode::NOT_FOUND, "M_NOT_FOUND", &e.to_string()),
+    }
+}
+
+async fn query_alias(
+    State(inner): Shared,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = authorize(&inner, &headers, &query) {
+        return refusal;
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+        "this gateway provides no aliases",
+    )
+}
+
+async fn ping(
+    State(inner): Shared,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match authorize(&inner, &headers, &query) {
+        Ok(()) => ok(),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn unrecognized() -> Response {
+    error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unknown endpoint")
+}

@@ -1,0 +1,501 @@
+//! The Matrix rooms XMPP users are in: members with the nicks they show as in the MUC,
+//! topic, power levels, and which XMPP users sit in each room under which room reference
+//! and nick. Pure state: Matrix happenings in, bridge events for each XMPP user out.
+
+use std::collections::{HashMap, HashSet};
+
+use causeway_bridge::{Departure, Event, Member, Privilege, RoomRef, UserRef};
+use ruma::{OwnedRoomId, RoomId};
+
+/// A member's new membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// In the room, under this display name.
+    Join {
+        /// The display name, if set.
+        display: Option<String>,
+    },
+    /// Left or kicked.
+    Leave,
+    /// Banned.
+    Ban,
+}
+
+/// A membership change of `target` by `sender`.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// Whose membership.
+    pub target: &'a str,
+    /// Who changed it (the target itself for joins and parts).
+    pub sender: &'a str,
+    /// What it is now.
+    pub membership: Membership,
+    /// Why, if given.
+    pub reason: Option<String>,
+}
+
+/// All rooms with at least one XMPP user in them.
+#[derive(Debug)]
+pub struct Rooms {
+    /// How many members a room shows at join; the others appear when they speak or join.
+    limit: usize,
+    rooms: HashMap<OwnedRoomId, Room>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// Joined members by user id.
+    members: HashMap<String, Info>,
+    /// Member user id by case-folded nick.
+    by_nick: HashMap<String, String>,
+    topic: String,
+    power: HashMap<String, i64>,
+    power_default: i64,
+    /// The XMPP users in the room.
+    seats: HashMap<UserRef, Seat>,
+}
+
+#[derive(Debug, Clone)]
+struct Info {
+    /// The nick the member shows as (the display name, disambiguated).
+    nick: String,
+    /// The display name as Matrix has it.
+    display: Option<String>,
+}
+
+#[derive(Debug)]
+struct Seat {
+    room: RoomRef,
+    puppet: String,
+    nick: String,
+    /// Members this user has been shown (lazy member lists).
+    shown: HashSet<String>,
+}
+
+fn fold(nick: &str) -> String {
+    nick.to_lowercase()
+}
+
+/// The privilege a power level stands for.
+fn privilege(level: i64) -> Privilege {
+    match level {
+        100.. => Privilege::Owner,
+        50..=99 => Privilege::Op,
+        1..=49 => Privilege::Voice,
+        _ => Privilege::None,
+    }
+}
+
+/// A display name fit to be a MUC nick: no control characters, trimmed.
+fn clean(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+impl Room {
+    fn privilege_of(&self, user_id: &str) -> Privilege {
+        privilege(*self.power.get(user_id).unwrap_or(&self.power_default))
+    }
+
+    fn member(&self, user_id: &str) -> Option<Member> {
+        let info = self.members.get(user_id)?;
+        Some(Member {
+            nick: info.nick.clone(),
+            privilege: self.privilege_of(user_id),
+        })
+    }
+
+    /// Give `user_id` a nick from its display name, unless it already has that one.
+    fn assign(&mut self, user_id: &str, display: Option<String>) -> String {
+        let base = display
+            .as_deref()
+            .map(clean)
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| {
+                let local = user_id.trim_start_matches('@');
+                local.split(':').next().unwrap_or(local).to_owned()
+            });
+        if let Some(old) = self.members.get(user_id) {
+            if old.display == display {
+                return old.nick.clone();
+            }
+            self.by_nick.remove(&fold(&old.nick));
+        }
+        let nick = match self.by_nick.get(&fold(&base)) {
+            Some(other) if other != user_id => format!("{base} ({user_id})"),
+            _ => base,
+        };
+        self.by_nick.insert(fold(&nick), user_id.to_owned());
+        self.members.insert(
+            user_id.to_owned(),
+            Info {
+                nick: nick.clone(),
+                display,
+            },
+        );
+        nick
+    }
+
+    fn remove(&mut self, user_id: &str) -> Option<Info> {
+        let info = self.members.remove(user_id)?;
+        self.by_nick.remove(&fold(&info.nick));
+        Some(info)
+    }
+
+    fn set_power(&mut self, power: Option<&serde_json::Value>) {
+        let Some(power) = power else { return };
+        self.power_default = power
+            .get("users_default")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        self.power = power
+            .get("users")
+            .and_then(serde_json::Value::as_object)
+            .map(|users| {
+                users
+                    .iter()
+                    .filter_map(|(id, level)| Some((id.clone(), level.as_i64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+}
+
+impl Rooms {
+    /// No rooms; big rooms show `limit` members at join.
+    pub fn new(limit: usize) -> Rooms {
+        Rooms {
+            limit,
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// Whether the room's members are known.
+    pub fn is_loaded(&self, room: &RoomId) -> bool {
+        self.rooms.contains_key(room)
+    }
+
+    /// Whether the room is one XMPP users are in.
+    pub fn is_tracked(&self, room: &RoomId) -> bool {
+        self.rooms.get(room).is_some_and(|r| !r.seats.is_empty())
+    }
+
+    /// The room's state as fetched after a join of `joining` (a puppet, left out so that
+    /// its nick is checked against everyone else's).
+    pub fn load(
+        &mut self,
+        room: &RoomId,
+        members: Vec<(String, Option<String>)>,
+        joining: &str,
+        topic: String,
+        power: Option<&serde_json::Value>,
+    ) {
+        let mut state = Room {
+            topic,
+            ..Room::default()
+        };
+        state.set_power(power);
+        let mut members = members;
+        // Stable nicks: members without a clash keep their display name whatever the order.
+        members.sort();
+        for (id, display) in members.into_iter().filter(|(id, _)| id != joining) {
+            state.assign(&id, display);
+        }
+        self.rooms.insert(room.to_owned(), state);
+    }
+
+    /// Drop the state of a room nobody is seated in (after a join that failed).
+    pub fn forget_unseated(&mut self, room: &RoomId) {
+        if self.rooms.get(room).is_some_and(|r| r.seats.is_empty()) {
+            self.rooms.remove(room);
+        }
+    }
+
+    /// Whether `nick` belongs to somebody other than `puppet` in the room.
+    pub fn nick_taken(&self, room: &RoomId, nick: &str, puppet: &str) -> bool {
+        self.rooms
+            .get(room)
+            .and_then(|r| r.by_nick.get(&fold(nick)))
+            .is_some_and(|owner| owner != puppet)
+    }
+
+    /// Seat `user` in the room as `nick`: the members to show and the subject.
+    pub fn enter(
+        &mut self,
+        room_id: &RoomId,
+        user: &UserRef,
+        room: RoomRef,
+        puppet: String,
+        nick: &str,
+    ) -> (Vec<Member>, String) {
+        let limit = self.limit;
+        let state = self.rooms.entry(room_id.to_owned()).or_default();
+        if state.members.get(&puppet).map(|i| i.nick.as_str()) != Some(nick) {
+            state.remove(&puppet);
+            state.by_nick.insert(fold(nick), puppet.clone());
+            state.members.insert(
+                puppet.clone(),
+                Info {
+                    nick: nick.to_owned(),
+                    display: Some(nick.to_owned()),
+                },
+            );
+        }
+        let mut ids: Vec<&String> = state.members.keys().filter(|id| **id != puppet).collect();
+        if ids.len() > limit {
+            // Big rooms: those with power first, then by name, up to the limit.
+            ids.sort_by_key(|id| (std::cmp::Reverse(state.privilege_of(id)), id.as_str()));
+            ids.truncate(limit);
+        }
+        let mut shown: HashSet<String> = ids.into_iter().cloned().collect();
+        shown.insert(puppet.clone());
+        for seat in state.seats.values() {
+            shown.insert(seat.puppet.clone());
+        }
+        let members = shown.iter().filter_map(|id| state.member(id)).collect();
+        state.seats.insert(
+            user.clone(),
+            Seat {
+                room,
+                puppet,
+                nick: nick.to_owned(),
+                shown,
+            },
+        );
+        (members, state.topic.clone())
+    }
+
+    /// Unseat `user` from the room it knows as `room`: the room id, if it was seated.
+    pub fn leave(&mut self, user: &UserRef, room: &RoomRef) -> Option<OwnedRoomId> {
+        let room_id = self.find(user, room)?;
+        let state = self.rooms.get_mut(&room_id)?;
+        state.seats.remove(user);
+        if state.seats.is_empty() {
+            self.rooms.remove(&room_id);
+        }
+        Some(room_id)
+    }
+
+    fn find(&self, user: &UserRef, room: &RoomRef) -> Option<OwnedRoomId> {
+        self.rooms.iter().find_map(|(id, state)| {
+            let seat = state.seats.get(user)?;
+            (seat.room.server.eq_ignore_ascii_case(&room.server)
+                && fold(&seat.room.name) == fold(&room.name))
+            .then(|| id.clone())
+        })
+    }
+
+    /// The room id and the user's nick in a room the user is seated in.
+    pub fn joined(&self, user: &UserRef, room: &RoomRef) -> Option<(OwnedRoomId, String)> {
+        let id = self.find(user, room)?;
+        let nick = self.rooms.get(&id)?.seats.get(user)?.nick.clone();
+        Some((id, nick))
+    }
+
+    /// The rooms the user is seated in.
+    pub fn rooms_of(&self, user: &UserRef) -> Vec<RoomRef> {
+        self.rooms
+            .values()
+            .filter_map(|r| r.seats.get(user).map(|s| s.room.clone()))
+            .collect()
+    }
+
+    /// The user id of the member showing as `nick`.
+    pub fn member_id(&self, room: &RoomId, nick: &str) -> Option<String> {
+        self.rooms.get(room)?.by_nick.get(&fold(nick)).cloned()
+    }
+
+    /// The user's puppet now shows as `nick` in the room.
+    pub fn renamed_self(&mut self, room: &RoomId, user: &UserRef, puppet: &str, nick: &str) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        state.remove(puppet);
+        state.by_nick.insert(fold(nick), puppet.to_owned());
+        state.members.insert(
+            puppet.to_owned(),
+            Info {
+                nick: nick.to_owned(),
+                display: Some(nick.to_owned()),
+            },
+        );
+        if let Some(seat) = state.seats.get_mut(user) {
+            seat.nick = nick.to_owned();
+        }
+    }
+
+    /// A membership change: presence for every XMPP user seated.
+    pub fn membership(&mut self, room: &RoomId, change: Change<'_>) -> Vec<Event> {
+        let Change {
+            target,
+            sender,
+            membership,
+            reason,
+        } = change;
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        let mut events = Vec::new();
+        let banned = matches!(membership, Membership::Ban);
+        if let Membership::Join { display } = membership {
+            let old = state.members.get(target).cloned();
+            if old.as_ref().is_some_and(|o| o.display == display) {
+                return events;
+            }
+            let nick = state.assign(target, display);
+            let member = state.member(target).expect("just assigned");
+            for (user, seat) in &mut state.seats {
+                if seat.puppet == target {
+                    continue;
+                }
+                match &old {
+                    Some(old) if seat.shown.contains(target) => events.push(Event::NickChanged {
+                        user: user.clone(),
+                        rooms: vec![seat.room.clone()],
+                        old: old.nick.clone(),
+                        new: nick.clone(),
+                    }),
+                    _ => {
+                        seat.shown.insert(target.to_owned());
+                        events.push(Event::MemberJoined {
+                            user: user.clone(),
+                            room: seat.room.clone(),
+                            member: member.clone(),
+                        });
+                    }
+                }
+            }
+            return events;
+        }
+        let by = state
+            .members
+            .get(sender)
+            .map(|i| i.nick.clone())
+            .unwrap_or_else(|| sender.to_owned());
+        let Some(info) = state.remove(target) else {
+            return events;
+        };
+        let departure = match (sender == target, banned) {
+            (_, true) => Departure::Ban { by },
+            (false, false) => Departure::Kick { by },
+            (true, false) => Departure::Part,
+        };
+        let mut gone = Vec::new();
+        for (user, seat) in &mut state.seats {
+            if seat.puppet == target {
+                gone.push(user.clone());
+                events.push(Event::Left {
+                    user: user.clone(),
+                    room: seat.room.clone(),
+                    departure: departure.clone(),
+                    reason: reason.clone(),
+                });
+            } else if seat.shown.remove(target) {
+                events.push(Event::MemberLeft {
+                    user: user.clone(),
+                    room: seat.room.clone(),
+                    nick: info.nick.clone(),
+                    departure: departure.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        for user in gone {
+            state.seats.remove(&user);
+        }
+        if state.seats.is_empty() {
+            self.rooms.remove(room);
+        }
+        events
+    }
+
+    /// A message-like happening from `sender`: for every XMPP user seated other than the
+    /// sender's own, the member is shown first if they were not, then `make` builds the
+    /// event from the user, their room reference and the sender's nick.
+    pub fn spoke(
+        &mut self,
+        room: &RoomId,
+        sender: &str,
+        make: impl Fn(&UserRef, &RoomRef, &str) -> Event,
+    ) -> Vec<Event> {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        if !state.members.contains_key(sender) {
+            state.assign(sender, None);
+        }
+        let member = state.member(sender).expect("assigned");
+        let mut events = Vec::new();
+        for (user, seat) in &mut state.seats {
+            if seat.puppet == sender {
+                continue;
+            }
+            if seat.shown.insert(sender.to_owned()) {
+                events.push(Event::MemberJoined {
+                    user: user.clone(),
+                    room: seat.room.clone(),
+                    member: member.clone(),
+                });
+            }
+            events.push(make(user, &seat.room, &member.nick));
+        }
+        events
+    }
+
+    /// The topic changed.
+    pub fn topic(&mut self, room: &RoomId, sender: &str, topic: String) -> Vec<Event> {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        state.topic = topic.clone();
+        let by = state.members.get(sender).map(|i| i.nick.clone());
+        state
+            .seats
+            .iter()
+            .map(|(user, seat)| Event::Subject {
+                user: user.clone(),
+                room: seat.room.clone(),
+                subject: topic.clone(),
+                by: by.clone(),
+            })
+            .collect()
+    }
+
+    /// The power levels changed: the new privileges of members shown.
+    pub fn power(&mut self, room: &RoomId, power: &serde_json::Value) -> Vec<Event> {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        let before: HashMap<String, Privilege> = state
+            .members
+            .keys()
+            .map(|id| (id.clone(), state.privilege_of(id)))
+            .collect();
+        state.set_power(Some(power));
+        let mut events = Vec::new();
+        for (id, old) in before {
+            let new = state.privilege_of(&id);
+            if new == old {
+                continue;
+            }
+            let nick = state.members[&id].nick.clone();
+            for (user, seat) in &state.seats {
+                if seat.shown.contains(&id) {
+                    events.push(Event::PrivilegeChanged {
+                        user: user.clone(),
+                        room: seat.room.clone(),
+                        nick: nick.clone(),
+                        privilege: new,
+                    });
+                }
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+
+fn room_id() -> OwnedRoomId {
+    OwnedRoomId::try_from("!AbCdEf").unwrap()
+}
+
+fn alice() -> UserRef {
+    UserRef("alice@example.org".into())
+}
+
+fn reference() -> RoomRef {
+    RoomRef {
+        server: String::new(),
+        name: "!abcdef".into(),
+    }
+}
+
+fn seated(limit: usize, members: &[(&str, Option<&str>)]) -> (Rooms, Vec<Member>) {
+    let mut rooms = Rooms::new(limit);
+    let members = members
+        .iter()
+        .map(|(id, d)| (id.to_string(), d.map(str::to_owned)))
+        .collect();
+    let power = serde_json::json!({"users": {"@op:hs": 100}});
+    rooms.load(
+        &room_id(),
+        members,
+        "@p:hs",
+        "the topic".into(),
+        Some(&power),
+    );
+    let (shown, topic) = rooms.enter(&room_id(), &alice(), reference(), "@p:hs".into(), "Al");
+    assert_eq!(topic, "the topic");
+    (rooms, shown)
+}
+
+fn nicks(members: &[Member]) -> Vec<String> {
+    let mut nicks: Vec<String> = members.iter().map(|m| m.nick.clone()).collect();
+    nicks.sort();
+    nicks
+}
+
+#[test]
+fn clashing_display_names_are_disambiguated_and_nicks_conflict() {
+    let (rooms, shown) = seated(
+        100,
+        &[
+            ("@a:hs", Some("Bob")),
+            ("@b:hs", Some("bob")),
+            ("@op:hs", None),
+        ],
+    );
+    assert_eq!(nicks(&shown), ["Al", "Bob", "bob (@b:hs)", "op"]);
+    assert!(shown
+        .iter()
+        .any(|m| m.nick == "op" && m.privilege == Privilege::Owner));
+    assert!(rooms.nick_taken(&room_id(), "BOB", "@p:hs"));
+    assert!(!rooms.nick_taken(&room_id(), "Al", "@p:hs"));
+    assert_eq!(
+        rooms.member_id(&room_id(), "bob (@b:hs)").as_deref(),
+        Some("@b:hs")
+    );
+}
+
+#[test]
+fn big_rooms_show_the_limit_and_speakers_appear_when_they_speak() {
+    let many: Vec<(String, Option<&str>)> =
+        (0..600).map(|i| (format!("@u{i:03}:hs"), None)).collect();
+    let borrowed: Vec<(&str, Option<&str>)> = many.iter().map(|(i, d)| (i.as_str(), *d)).collect();
+    let (mut rooms, shown) = seated(50, &borrowed);
+    assert_eq!(shown.len(), 51, "the limit plus the user's own puppet");
+    let events = rooms.spoke(&room_id(), "@u599:hs", |user, room, nick| Event::Subject {
+        user: user.clone(),
+        room: room.clone(),
+        subject: String::new(),
+        by: Some(nick.to_owned()),
+    });
+    assert!(matches!(&events[0], Event::MemberJoined { member, .. } if member.nick == "u599"));
+    assert_eq!(events.len(), 2);
+    let again = rooms.spoke(&room_id(), "@u599:hs", |user, room, _| Event::Subject {
+        user: user.clone(),
+        room: room.clone(),
+        subject: String::new(),
+        by: None,
+    });
+    assert_eq!(again.len(), 1, "shown once");
+}
+
+#[test]
+fn kicks_bans_renames_and_own_messages() {
+    let (mut rooms, _) = seated(100, &[("@a:hs", Some("Ann")), ("@op:hs", None)]);
+    let change = |target, sender, membership, reason: Option<&str>| Change {
+        target,
+        sender,
+        membership,
+        reason: reason.map(str::to_owned),
+    };
+    let anna = Membership::Join {
+        display: Some("Anna".into()),
+    };
+    let renamed = rooms.membership(&room_id(), change("@a:hs", "@a:hs", anna, None));
+    assert!(
+        matches!(&renamed[..], [Event::NickChanged { old, new, .. }] if old == "Ann" && new == "Anna")
+    );
+    let kicked = rooms.membership(
+        &room_id(),
+        change("@a:hs", "@op:hs", Membership::Leave, Some("bye")),
+    );
+    assert!(
+        matches!(&kicked[..], [Event::MemberLeft { departure: Departure::Kick { by }, .. }] if by == "op")
+    );
+    let own = rooms.spoke(&room_id(), "@p:hs", |_, _, _| {
+        unreachable!("no echo of our own")
+    });
+    assert!(own.is_empty());
+    let banned = rooms.membership(&room_id(), change("@p:hs", "@op:hs", Membership::Ban, None));
+    assert!(matches!(
+        &banned[..],
+        [Event::Left {
+            departure: Departure::Ban { .. },
+            ..
+        }]
+    ));
+    assert!(!rooms.is_tracked(&room_id()), "the last XMPP user is gone");
+}

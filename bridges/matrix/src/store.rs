@@ -1,0 +1,148 @@
+//! What the Matrix bridge keeps in the gateway's database, behind a trait so that the
+//! bridge stays free of SQL: the gateway core implements it over its store, tests use
+//! [`MemoryStore`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+/// A failed store operation, in the store's own words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("database: {0}")]
+pub struct StoreFailure(pub String);
+
+/// One message as both sides know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageLink {
+    /// The room id (or DM room id).
+    pub room: String,
+    /// The XMPP id (origin-id or message id of the XMPP sender; the event id for messages
+    /// that came from Matrix).
+    pub xmpp_id: String,
+    /// The Matrix event id.
+    pub event_id: String,
+    /// The Matrix sender.
+    pub sender: String,
+}
+
+/// Persistent state of the Matrix bridge.
+#[async_trait]
+pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the homeserver's transaction `txn_id` was processed already.
+    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure>;
+    /// Mark the transaction processed.
+    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure>;
+    /// Remember a room id with its case, so that a lower-cased JID finds it again.
+    async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure>;
+    /// The room id, with its case, whose lower-cased form is `folded`.
+    async fn find_room(&self, folded: &str) -> Result<Option<String>, StoreFailure>;
+    /// Remember which XMPP id and which event are the same message.
+    async fn link_message(&self, link: &MessageLink) -> Result<(), StoreFailure>;
+    /// The message with this XMPP id or event id in the room.
+    async fn find_message(&self, room: &str, id: &str)
+        -> Result<Option<MessageLink>, StoreFailure>;
+    /// The direct room between the puppet and a Matrix user, if one was made.
+    async fn direct_room(&self, puppet: &str, remote: &str)
+        -> Result<Option<String>, StoreFailure>;
+    /// Remember the direct room between the puppet and a Matrix user.
+    async fn set_direct_room(
+        &self,
+        puppet: &str,
+        remote: &str,
+        room: &str,
+    ) -> Result<(), StoreFailure>;
+    /// The puppet and Matrix user of a direct room.
+    async fn direct_room_parties(
+        &self,
+        room: &str,
+    ) -> Result<Option<(String, String)>, StoreFailure>;
+}
+
+/// A [`MatrixStore`] in memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    transactions: HashSet<String>,
+    rooms: HashMap<String, String>,
+    messages: Vec<MessageLink>,
+    direct: HashMap<(String, String), String>,
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
+        f(&mut self.inner.lock().expect("memory store lock"))
+    }
+}
+
+#[async_trait]
+impl MatrixStore for MemoryStore {
+    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure> {
+        Ok(self.with(|m| m.transactions.contains(txn_id)))
+    }
+    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure> {
+        self.with(|m| m.transactions.insert(txn_id.to_owned()));
+        Ok(())
+    }
+    async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure> {
+        self.with(|m| m.rooms.insert(room_id.to_lowercase(), room_id.to_owned()));
+        Ok(())
+    }
+    async fn find_room(&self, folded: &str) -> Result<Option<String>, StoreFailure> {
+        Ok(self.with(|m| m.rooms.get(folded).cloned()))
+    }
+    async fn link_message(&self, link: &MessageLink) -> Result<(), StoreFailure> {
+        self.with(|m| m.messages.push(link.clone()));
+        Ok(())
+    }
+    async fn find_message(
+        &self,
+        room: &str,
+        id: &str,
+    ) -> Result<Option<MessageLink>, StoreFailure> {
+        Ok(self.with(|m| {
+            m.messages
+                .iter()
+                .find(|l| l.room == room && (l.xmpp_id == id || l.event_id == id))
+                .cloned()
+        }))
+    }
+    async fn direct_room(
+        &self,
+        puppet: &str,
+        remote: &str,
+    ) -> Result<Option<String>, StoreFailure> {
+        Ok(self.with(|m| {
+            m.direct
+                .get(&(puppet.to_owned(), remote.to_owned()))
+                .cloned()
+        }))
+    }
+    async fn set_direct_room(
+        &self,
+        puppet: &str,
+        remote: &str,
+        room: &str,
+    ) -> Result<(), StoreFailure> {
+        self.with(|m| {
+            m.direct
+                .insert((puppet.to_owned(), remote.to_owned()), room.to_owned())
+        });
+        Ok(())
+    }
+    async fn direct_room_parties(
+        &self,
+        room: &str,
+    ) -> Result<Option<(String, String)>, StoreFailure> {
+        Ok(self.with(|m| {
+            m.direct
+                .iter()
+                .find(|(_, r)| r.as_str() == room)
+                .map(|((p, u), _)| (p.clone(), u.clone()))
+        }))
+    }
+}

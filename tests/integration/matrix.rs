@@ -1,0 +1,608 @@
+//! The Matrix bridge end to end: real Prosody, real Synapse with the registration written by
+//! `causeway generate-registration`, the gateway in process, XMPP users on tokio-xmpp and
+//! Matrix users on the Client-Server API.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use xmpp_client::parsers::message::{Message, MessageType};
+use xmpp_client::parsers::muc::user::Status;
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::parsers::stanza_error::DefinedCondition;
+use xmpp_client::Stanza;
+
+use crate::harness::matrix_client::MatrixClient;
+use crate::harness::matrix_server::Synapse;
+use crate::harness::muc::{body, enter, groupchat_to, join, join_error, muc_user, sender};
+use crate::harness::process::free_port;
+use crate::harness::xmpp_server::{Flavor, XmppServer};
+use crate::harness::{config_toml, Gateway, TestClient, ANSWER};
+
+/// The homeserver's server name.
+const HS: &str = "hs.localhost";
+/// The gateway's Matrix domain.
+const GW: &str = "matrix.localhost";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Prosody, Synapse with causeway's appservice registration, the gateway, and a Matrix user.
+struct Scene {
+    xmpp: XmppServer,
+    synapse: Synapse,
+    gateway: Option<Gateway>,
+    toml: String,
+    dir: Option<tempfile::TempDir>,
+    registration: std::path::PathBuf,
+    /// The gateway's transaction listener port.
+    listen: u16,
+    bob: MatrixClient,
+}
+
+impl Scene {
+    async fn start(matrix_keys: &str) -> Scene {
+        let xmpp = XmppServer::start(Flavor::Prosody);
+        let dir = tempfile::tempdir().unwrap();
+        let registration = dir.path().join("registration.yaml");
+        let listen = free_port();
+        let toml_for = |homeserver: &str| {
+            config_toml(&xmpp, &xmpp.secret, dir.path())
+                + &format!(
+                    "[matrix]\ndomain = \"{GW}\"\nsecret = \"{}\"\nhomeserver = \"{homeserver}\"\n\
+                     server_name = \"{HS}\"\nlisten = \"127.0.0.1:{listen}\"\n\
+                     registration = \"{}\"\n{matrix_keys}\n",
+                    xmpp.secret,
+                    registration.display()
+                )
+        };
+        // The registration comes from the CLI, as an admin would make it.
+        let config_file = dir.path().join("causeway.toml");
+        std::fs::write(&config_file, toml_for("http://127.0.0.1:1")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["generate-registration", "--config"])
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let synapse = Synapse::start(HS, Some(&registration)).await;
+        let toml = toml_for(&synapse.url());
+        let bob = synapse.register("bob", "password", true).await;
+        let mut scene = Scene {
+            xmpp,
+            synapse,
+            gateway: None,
+            toml,
+            dir: Some(dir),
+            registration,
+            listen,
+            bob,
+        };
+        scene.start_gateway().await;
+        scene
+    }
+
+    async fn start_gateway(&mut self) {
+        let dir = self.dir.take().expect("the gateway is stopped");
+        self.gateway = Some(Gateway::start_with_toml(&self.xmpp, &self.toml, dir).await);
+    }
+
+    async fn stop_gateway(&mut self) {
+        let gateway = self.gateway.take().expect("the gateway runs");
+        self.dir = Some(gateway.stop_keeping_database().await);
+    }
+
+    async fn xmpp_user(&self, name: &str) -> TestClient {
+        TestClient::login(&self.xmpp, name, "localhost").await
+    }
+
+    /// The puppet's Matrix id for an XMPP user of `localhost`.
+    fn puppet(name: &str) -> String {
+        format!("@_xmpp_{name}=40localhost:{HS}")
+    }
+
+    /// A public room with an alias `#name:HS`, made by bob; its id.
+    async fn public_room(&self, name: &str, topic: &str) -> String {
+        self.bob
+            .create_room(json!({
+                "room_alias_name": name,
+                "preset": "public_chat",
+                "visibility": "public",
+                "topic": topic,
+            }))
+            .await
+    }
+}
+
+fn room_jid(alias: &str) -> String {
+    format!("#{alias}%{HS}@{GW}")
+}
+
+fn is_message_from(event: &Value, sender: &str) -> bool {
+    event["type"] == "m.room.message" && event["sender"] == sender
+}
+
+/// The next groupchat message with a body from `from` (a JID suffix).
+async fn groupchat_from(client: &mut TestClient, from: &str) -> Message {
+    client
+        .expect(&format!("groupchat from {from}"), |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Groupchat
+                    && sender(s).ends_with(from)
+                    && body(m).is_some() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_ways() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("lobby", "Welcome to the lobby").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+
+    // Join: bob as occupant, then the self-presence (110 last), then the subject.
+    alice
+        .send(join(&format!("{}/Alice", room_jid("lobby"))))
+        .await;
+    let mut seen = Vec::new();
+    let own = alice
+        .expect("join sequence", |s| {
+            if let Stanza::Presence(p) = s {
+                seen.push(sender(s));
+                let user = muc_user(p)?;
+                return user
+                    .status
+                    .contains(&Status::SelfPresence)
+                    .then(|| sender(s));
+            }
+            None
+        })
+        .await;
+    assert!(own.ends_with("/Alice"), "{own}");
+    assert!(
+        seen.iter().any(|s| s.ends_with("/Bob")),
+        "bob is an occupant before the self-presence: {seen:?}"
+    );
+    let subject = alice
+        .expect("subject", |s| match s {
+            Stanza::Message(m) if !m.subjects.is_empty() => m.subjects.values().next().cloned(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(subject, "Welcome to the lobby");
+
+    // XMPP → Matrix, as alice's own puppet under her nick.
+    bob_catches_up(&scene).await;
+    alice
+        .send(groupchat_to(&room_jid("lobby"), "hello from XMPP"))
+        .await;
+    let puppet = Scene::puppet("alice");
+    let event = scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(event["content"]["body"], "hello from XMPP");
+    assert_eq!(event["content"]["msgtype"], "m.text");
+    let member = scene.bob.state(&room, "m.room.member", &puppet).await;
+    assert_eq!(member["displayname"], "Alice");
+    // The reflection reaches alice once, with the event id as stanza-id.
+    let echo = groupchat_from(&mut alice, "/Alice").await;
+    assert_eq!(body(&echo), Some("hello from XMPP"));
+
+    alice
+        .send(groupchat_to(&room_jid("lobby"), "/me waves"))
+        .await;
+    let emote = scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(emote["content"]["msgtype"], "m.emote");
+    assert_eq!(emote["content"]["body"], "waves");
+
+    // Matrix → XMPP: text, HTML reduced to text, emote, notice.
+    let id = scene.bob.send_text(&room, "hi alice").await;
+    let got = groupchat_from(&mut alice, "/Bob").await;
+    assert_eq!(body(&got), Some("hi alice"));
+    let stanza_id = got
+        .payloads
+        .iter()
+        .find(|p| p.name() == "stanza-id")
+        .and_then(|p| p.attr("id"))
+        .map(str::to_owned);
+    assert!(stanza_id.is_some(), "room messages carry a stanza-id");
+    let _ = id;
+    let shown = [
+        (
+            json!({"msgtype": "m.text", "body": "**bold** fallback",
+                   "format": "org.matrix.custom.html",
+                   "formatted_body": "<strong>bold</strong> and <em>more</em>"}),
+            "bold and more",
+        ),
+        (
+            json!({"msgtype": "m.emote", "body": "dances"}),
+            "/me dances",
+        ),
+        (
+            json!({"msgtype": "m.notice", "body": "a notice"}),
+            "a notice",
+        ),
+    ];
+    for (content, expected) in shown {
+        scene.bob.send(&room, "m.room.message", content).await;
+        assert_eq!(
+            body(&groupchat_from(&mut alice, "/Bob").await),
+            Some(expected)
+        );
+    }
+    // Our own puppet's messages never come back as someone else's.
+    let echoes = alice
+        .quiet_for(
+            Duration::from_secs(1),
+            |s| matches!(s, Stanza::Message(m) if body(m) == Some("hello from XMPP")),
+        )
+        .await;
+    assert!(echoes.is_none(), "echoed: {echoes:?}");
+}
+
+async fn bob_catches_up(scene: &Scene) {
+    scene.bob.catch_up().await;
+}
+
+#[tokio::test]
+async fn nick_clashes_conflict_and_display_name_clashes_are_disambiguated() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("names", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let carol = scene.synapse.register("carol", "password", false).await;
+    carol.set_displayname("Bob").await;
+    carol.join(&room).await;
+    let mut alice = scene.xmpp_user("alice").await;
+    alice
+        .send(join(&format!("{}/bob", room_jid("names"))))
+        .await;
+    let err = join_error(&mut alice).await;
+    assert_eq!(err.defined_condition, DefinedCondition::Conflict);
+
+    let mut seen = Vec::new();
+    alice
+        .send(join(&format!("{}/Alice", room_jid("names"))))
+        .await;
+    alice
+        .expect("self-presence", |s| {
+            if let Stanza::Presence(p) = s {
+                seen.push(sender(s));
+                return muc_user(p)?
+                    .status
+                    .contains(&Status::SelfPresence)
+                    .then_some(());
+            }
+            None
+        })
+        .await;
+    let bobs: Vec<&String> = seen.iter().filter(|s| s.contains("/Bob")).collect();
+    assert_eq!(
+        bobs.len(),
+        2,
+        "two occupants called Bob, told apart: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.ends_with(&format!("/Bob (@carol:{HS})"))),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn members_joining_renaming_leaving_and_topics_show_in_the_muc() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("moves", "first topic").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    enter(&mut alice, &room_jid("moves"), "Alice").await;
+
+    let carol = scene.synapse.register("carol", "password", false).await;
+    carol.join(&room).await;
+    let p = crate::harness::muc::presence_from(&mut alice, "/carol", PresenceType::None).await;
+    assert!(muc_user(&p).is_some());
+    carol.set_displayname("Caroline").await;
+    let p =
+        crate::harness::muc::presence_from(&mut alice, "/carol", PresenceType::Unavailable).await;
+    let user = muc_user(&p).unwrap();
+    assert!(user.status.contains(&Status::NewNick), "303 on rename");
+    assert_eq!(user.items[0].nick.as_deref(), Some("Caroline"));
+    crate::harness::muc::presence_from(&mut alice, "/Caroline", PresenceType::None).await;
+
+    // Topic both ways.
+    scene.bob.set_topic(&room, "second topic").await;
+    let subject = alice
+        .expect("subject", |s| match s {
+            Stanza::Message(m) => m.subjects.values().next().cloned(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(subject, "second topic");
+    let subject_change = || {
+        let mut change = Message::groupchat(Some(room_jid("moves").parse().unwrap()));
+        change
+            .subjects
+            .insert(Default::default(), "from XMPP".into());
+        change
+    };
+    // A puppet without the power to change the topic gets the homeserver's refusal.
+    alice.send(subject_change()).await;
+    alice
+        .expect("refusal", |s| match s {
+            Stanza::Message(m) if m.type_ == MessageType::Error => Some(()),
+            _ => None,
+        })
+        .await;
+    // Given power level 50, the puppet is a moderator and may.
+    let mut power = scene.bob.state(&room, "m.room.power_levels", "").await;
+    power["users"][Scene::puppet("alice")] = json!(50);
+    scene
+        .bob
+        .set_state(&room, "m.room.power_levels", "", power)
+        .await;
+    let p = crate::harness::muc::presence_from(&mut alice, "/Alice", PresenceType::None).await;
+    let role = muc_user(&p).unwrap().items[0].role.clone();
+    assert_eq!(role, xmpp_client::parsers::muc::user::Role::Moderator);
+    alice.send(subject_change()).await;
+    scene
+        .bob
+        .next_event(
+            &room,
+            |e| e["type"] == "m.room.topic" && e["content"]["topic"] == "from XMPP",
+            WAIT,
+        )
+        .await;
+
+    carol.leave(&room).await;
+    crate::harness::muc::presence_from(&mut alice, "/Caroline", PresenceType::Unavailable).await;
+}
+
+#[tokio::test]
+async fn kicks_and_bans_of_a_puppet_reach_the_xmpp_user() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("strict", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    enter(&mut alice, &room_jid("strict"), "Alice").await;
+    let puppet = Scene::puppet("alice");
+
+    scene.bob.kick(&room, &puppet, "behave").await;
+    let p =
+        crate::harness::muc::presence_from(&mut alice, "/Alice", PresenceType::Unavailable).await;
+    let user = muc_user(&p).unwrap();
+    assert!(user.status.contains(&Status::Kicked), "307: {user:?}");
+    assert!(user.status.contains(&Status::SelfPresence));
+
+    enter(&mut alice, &room_jid("strict"), "Alice").await;
+    scene.bob.ban(&room, &puppet, "out").await;
+    let p =
+        crate::harness::muc::presence_from(&mut alice, "/Alice", PresenceType::Unavailable).await;
+    assert!(
+        muc_user(&p).unwrap().status.contains(&Status::Banned),
+        "301"
+    );
+    alice
+        .send(join(&format!("{}/Alice", room_jid("strict"))))
+        .await;
+    let err = join_error(&mut alice).await;
+    assert_eq!(err.defined_condition, DefinedCondition::Forbidden);
+}
+
+#[tokio::test]
+async fn mixed_case_room_ids_are_joined_through_lower_cased_jids_and_invites_arrive() {
+    let scene = Scene::start("").await;
+    // A public room without alias, listed in the directory: a room version 12 id.
+    let room = scene
+        .bob
+        .create_room(json!({"preset": "public_chat", "visibility": "public"}))
+        .await;
+    assert!(
+        !room.contains(':'),
+        "room version 12 ids have no server: {room}"
+    );
+    assert_ne!(room, room.to_lowercase(), "the id has upper case: {room}");
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = format!("{}@{GW}", room.to_lowercase());
+    enter(&mut alice, &jid, "Alice").await;
+    scene.bob.catch_up().await;
+    alice.send(groupchat_to(&jid, "found it")).await;
+    let puppet = Scene::puppet("alice");
+    scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+
+    // An invite-only room: the invitation arrives as XEP-0249, and then the join works.
+    let private = scene
+        .bob
+        .create_room(json!({"preset": "private_chat", "name": "secret"}))
+        .await;
+    let private_jid = format!("{}@{GW}", private.to_lowercase());
+    alice.send(join(&format!("{private_jid}/Alice"))).await;
+    let err = join_error(&mut alice).await;
+    assert!(
+        matches!(
+            err.defined_condition,
+            DefinedCondition::RegistrationRequired | DefinedCondition::ItemNotFound
+        ),
+        "{err:?}"
+    );
+    let invited = Scene::puppet("carl");
+    let mut carl = scene.xmpp_user("carl").await;
+    scene.bob.invite(&private, &invited).await;
+    let invitation = carl
+        .expect("invitation", |s| match s {
+            Stanza::Message(m) => m
+                .payloads
+                .iter()
+                .find(|p| p.is("x", "jabber:x:conference"))
+                .and_then(|x| x.attr("jid"))
+                .map(str::to_owned),
+            _ => None,
+        })
+        .await;
+    assert_eq!(invitation, private_jid);
+    enter(&mut carl, &invitation, "Carl").await;
+    let members = scene.bob.members(&private).await;
+    assert!(
+        members
+            .iter()
+            .any(|(id, m, _)| *id == invited && m == "join"),
+        "{members:?}"
+    );
+    let _ = ANSWER;
+}
+
+/// One HTTP/1.1 request to the gateway's listener: the status and the raw head.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(ANSWER, stream.read_to_string(&mut answer))
+        .await
+        .expect("the listener answers")
+        .unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (status, head)
+}
+
+fn hs_token(registration: &std::path::Path) -> String {
+    let yaml = std::fs::read_to_string(registration).unwrap();
+    yaml.lines()
+        .find_map(|l| l.strip_prefix("hs_token: "))
+        .expect("hs_token in the registration")
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_owned()
+}
+
+fn crafted(room: &str, id: &str, body: &str) -> String {
+    json!({"events": [{
+        "type": "m.room.message",
+        "room_id": room,
+        "sender": format!("@bob:{HS}"),
+        "event_id": id,
+        "origin_server_ts": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+        "content": {"msgtype": "m.text", "body": body},
+    }]})
+    .to_string()
+}
+
+async fn crafted_arrives(alice: &mut TestClient, body_text: &str) -> bool {
+    alice
+        .quiet_for(
+            Duration::from_secs(2),
+            // Live only: a rejoin replays the room's history (with <delay/>).
+            |s| {
+                matches!(s, Stanza::Message(m) if body(m) == Some(body_text)
+                    && !m.payloads.iter().any(|p| p.name() == "delay"))
+            },
+        )
+        .await
+        .is_some()
+}
+
+#[tokio::test]
+async fn the_listener_checks_the_token_and_processes_each_transaction_once_across_restarts() {
+    let mut scene = Scene::start("").await;
+    let room = scene.public_room("txn", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    enter(&mut alice, &room_jid("txn"), "Alice").await;
+    let token = hs_token(&scene.registration);
+    let path = "/_matrix/app/v1/transactions/causeway-test-1";
+    let body = crafted(&room, "$crafted-1", "crafted once");
+
+    let (status, head) = http(scene.listen, "PUT", path, None, &body).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(head.to_lowercase().contains("content-length:"), "{head}");
+    let (status, _) = http(scene.listen, "PUT", path, Some("not-the-token"), &body).await;
+    assert_eq!(status, 403);
+    assert!(
+        !crafted_arrives(&mut alice, "crafted once").await,
+        "refused requests do nothing"
+    );
+
+    let (status, head) = http(scene.listen, "PUT", path, Some(&token), &body).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_lowercase().contains("content-length: 2"), "{head}");
+    assert!(crafted_arrives(&mut alice, "crafted once").await);
+    let (status, _) = http(scene.listen, "PUT", path, Some(&token), &body).await;
+    assert_eq!(status, 200, "a replay is acknowledged");
+    assert!(
+        !crafted_arrives(&mut alice, "crafted once").await,
+        "and not processed again"
+    );
+
+    let (status, _) = http(scene.listen, "PUT", path, Some(&token), "{not json").await;
+    assert_eq!(
+        status, 400,
+        "malformed transactions are refused with a clear status"
+    );
+    let (status, _) = http(
+        scene.listen,
+        "GET",
+        "/_matrix/app/v1/nothing",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The processed transaction ids outlive the gateway.
+    scene.stop_gateway().await;
+    scene.start_gateway().await;
+    enter(&mut alice, &room_jid("txn"), "Alice").await;
+    let (status, _) = http(scene.listen, "PUT", path, Some(&token), &body).await;
+    assert_eq!(status, 200);
+    assert!(
+        !crafted_arrives(&mut alice, "crafted once").await,
+        "not after a restart either"
+    );
+    let fresh = crafted(&room, "$crafted-2", "a new transaction");
+    let (status, _) = http(
+        scene.listen,
+        "PUT",
+        "/_matrix/app/v1/transactions/causeway-test-2",
+        Some(&token),
+        &fresh,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(crafted_arrives(&mut alice, "a new transaction").await);
+}
