@@ -1318,6 +1318,7 @@ impl Muc {
                 kind,
                 time,
                 own_id,
+                remote_id,
                 ..
             } => {
                 let key = Self::key(&user, &room);
@@ -1329,7 +1330,7 @@ impl Muc {
                 let text = with_kind(&body, kind);
                 // One archive entry per user and message; its id is the stanza-id every
                 // resource sees, stable across restarts.
-                let stanza_id = new_stanza_id();
+                let stanza_id = remote_id.unwrap_or_else(new_stanza_id);
                 let room_jid = self.addressing.channel_jid(&room.server, &room.name).ok();
                 if let (true, Some(room_jid)) = (
                     self.rooms.get(&key).is_some_and(|s| s.joined && s.record),

@@ -80,6 +80,8 @@ impl Store {
                     .collect();
                 sql.push_str(&format!("({})", params.join(", ")));
             }
+            // A message seen again (a replayed Matrix transaction) is archived once.
+            sql.push_str(" ON CONFLICT DO NOTHING");
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
             for m in chunk {
                 insert = insert
@@ -123,13 +125,13 @@ impl Store {
         let mut sql = format!("SELECT stanza_id, user_jid, room, sender, body, origin_id, at_ms FROM archive{filters}");
         if q.after.is_some() {
             sql.push_str(&format!(
-                " AND id > (SELECT id FROM archive WHERE stanza_id = {})",
+                " AND id > (SELECT id FROM archive WHERE user_jid = $1 AND stanza_id = {})",
                 param()
             ));
         }
         if q.before.is_some() {
             sql.push_str(&format!(
-                " AND id < (SELECT id FROM archive WHERE stanza_id = {})",
+                " AND id < (SELECT id FROM archive WHERE user_jid = $1 AND stanza_id = {})",
                 param()
             ));
         }

@@ -28,7 +28,12 @@ fn stanza_id(m: &Message) -> Option<(String, String)> {
 }
 
 /// A MAM query: `with` as an occupant JID, RSM `max` and `after`.
-fn mam_query(queryid: &str, with: Option<&str>, max: usize, after: Option<&str>) -> Element {
+pub(crate) fn mam_query(
+    queryid: &str,
+    with: Option<&str>,
+    max: usize,
+    after: Option<&str>,
+) -> Element {
     let x = "jabber:x:data";
     let field = |var: &str, value: &str| {
         Element::builder("field", x)
@@ -56,8 +61,17 @@ fn mam_query(queryid: &str, with: Option<&str>, max: usize, after: Option<&str>)
 
 /// Run a MAM query; the bodies it returned in order, and the `fin` element.
 async fn run_query(client: &mut TestClient, query: Element) -> (Vec<(String, String)>, Element) {
+    run_query_at(client, ROOM, query).await
+}
+
+/// Run a MAM query on `room`; the ids and bodies it returned in order, and the `fin`.
+pub(crate) async fn run_query_at(
+    client: &mut TestClient,
+    room: &str,
+    query: Element,
+) -> (Vec<(String, String)>, Element) {
     let queryid = query.attr("queryid").unwrap().to_owned();
-    let xmpp_client::IqResponse::Result(Some(fin)) = client.set(ROOM, query).await else {
+    let xmpp_client::IqResponse::Result(Some(fin)) = client.set(room, query).await else {
         panic!("MAM query not answered with a fin")
     };
     // Results arrive before the iq result, in order: reading up to it buffered them all.

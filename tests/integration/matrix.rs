@@ -24,6 +24,8 @@ const HS: &str = "hs.localhost";
 /// The gateway's Matrix domain.
 const GW: &str = "matrix.localhost";
 const WAIT: Duration = Duration::from_secs(15);
+/// The as_token of the test's bulk appservice.
+const BULK_TOKEN: &str = "bulk-as-token";
 
 /// Prosody, Synapse with causeway's appservice registration, the gateway, and a Matrix user.
 struct Scene {
@@ -40,6 +42,12 @@ struct Scene {
 
 impl Scene {
     async fn start(matrix_keys: &str) -> Scene {
+        Self::start_with(matrix_keys, false).await
+    }
+
+    /// With `bulk`, a second appservice (`@bulk_…`, token [`BULK_TOKEN`], nothing pushed to
+    /// it) lets the test make and join many Matrix users quickly.
+    async fn start_with(matrix_keys: &str, bulk: bool) -> Scene {
         let xmpp = XmppServer::start(Flavor::Prosody);
         let dir = tempfile::tempdir().unwrap();
         let registration = dir.path().join("registration.yaml");
@@ -67,7 +75,27 @@ impl Scene {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let synapse = Synapse::start(HS, Some(&registration)).await;
+        let synapse = if bulk {
+            let bulk_file = dir.path().join("bulk.yaml");
+            std::fs::write(
+                &bulk_file,
+                format!(
+                    "id: bulk\nurl: null\nas_token: {BULK_TOKEN}\nhs_token: bulk-hs-token\n\
+                     sender_localpart: bulkbot\nrate_limited: false\nnamespaces:\n  users:\n\
+                     \x20   - exclusive: true\n      regex: '@bulk_.*:{}'\n",
+                    HS.replace('.', "\\.")
+                ),
+            )
+            .unwrap();
+            let files = format!(
+                "app_service_config_files: [{:?}, {:?}]\n",
+                registration.display().to_string(),
+                bulk_file.display().to_string()
+            );
+            Synapse::start_with(HS, Some(&registration), &files).await
+        } else {
+            Synapse::start(HS, Some(&registration)).await
+        };
         let toml = toml_for(&synapse.url());
         let bob = synapse.register("bob", "password", true).await;
         let mut scene = Scene {
@@ -605,4 +633,270 @@ async fn the_listener_checks_the_token_and_processes_each_transaction_once_acros
     .await;
     assert_eq!(status, 200);
     assert!(crafted_arrives(&mut alice, "a new transaction").await);
+}
+
+/// The next chat message with a body from `from`.
+async fn chat_from(client: &mut TestClient, from: &str) -> Message {
+    client
+        .expect(&format!("chat from {from}"), |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Chat && sender(s) == from && body(m).is_some() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn private_messages_go_through_direct_rooms_both_ways() {
+    let scene = Scene::start("").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let bob_jid = format!("bob%{HS}@{GW}");
+    let puppet = Scene::puppet("alice");
+    let chat = |text: &str| {
+        let mut m = Message::chat(Some(bob_jid.parse().unwrap()));
+        m.bodies.insert(Default::default(), text.into());
+        m
+    };
+    alice.send(chat("hello bob")).await;
+    let invite = scene.bob.next_invite(WAIT).await;
+    assert_eq!(invite["sender"], puppet.as_str());
+    assert_eq!(invite["content"]["is_direct"], true);
+    let direct = invite["room_id"].as_str().unwrap().to_owned();
+    scene.bob.join(&direct).await;
+    let first = scene
+        .bob
+        .next_event(&direct, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(first["content"]["body"], "hello bob");
+    alice.send(chat("same room again")).await;
+    let second = scene
+        .bob
+        .next_event(&direct, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(
+        second["room_id"],
+        direct.as_str(),
+        "the direct room is remembered"
+    );
+    scene.bob.send_text(&direct, "hello alice").await;
+    assert_eq!(
+        body(&chat_from(&mut alice, &bob_jid).await),
+        Some("hello alice")
+    );
+
+    // A Matrix user opening a direct chat with the puppet.
+    let carol = scene.synapse.register("carol", "password", false).await;
+    let room = carol
+        .create_room(
+            json!({"is_direct": true, "invite": [puppet], "preset": "trusted_private_chat"}),
+        )
+        .await;
+    carol
+        .next_event(
+            &room,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == puppet.as_str()
+                    && e["content"]["membership"] == "join"
+            },
+            WAIT,
+        )
+        .await;
+    carol.send_text(&room, "hi from carol").await;
+    let carol_jid = format!("carol%{HS}@{GW}");
+    assert_eq!(
+        body(&chat_from(&mut alice, &carol_jid).await),
+        Some("hi from carol")
+    );
+}
+
+#[tokio::test]
+async fn room_messages_are_archived_with_their_event_ids() {
+    use crate::history::{mam_query, run_query_at};
+    let scene = Scene::start("").await;
+    let room = scene.public_room("archive", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = room_jid("archive");
+    enter(&mut alice, &jid, "Alice").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(scene.bob.send_text(&room, &format!("kept {n}")).await);
+        groupchat_from(&mut alice, "/Bob").await;
+    }
+    alice.send(groupchat_to(&jid, "mine too")).await;
+    groupchat_from(&mut alice, "/Alice").await;
+    // The archive is written in batches: wait until the query sees all four.
+    let mut results = Vec::new();
+    for _ in 0..50 {
+        (results, _) = run_query_at(&mut alice, &jid, mam_query("q1", None, 10, None)).await;
+        if results.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies: Vec<&str> = results.iter().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(bodies, ["kept 0", "kept 1", "kept 2", "mine too"]);
+    let archived: Vec<&str> = results.iter().take(3).map(|(id, _)| id.as_str()).collect();
+    assert_eq!(archived, ids, "the stanza-ids are the Matrix event ids");
+}
+
+#[tokio::test]
+async fn a_synapse_restart_in_the_middle_of_twenty_messages_loses_none() {
+    let mut scene = Scene::start("").await;
+    let room = scene.public_room("restart", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = room_jid("restart");
+    enter(&mut alice, &jid, "Alice").await;
+    scene.bob.catch_up().await;
+    for n in 0..10 {
+        alice
+            .send(groupchat_to(&jid, &format!("message {n}")))
+            .await;
+    }
+    scene.synapse.stop().await;
+    for n in 10..20 {
+        alice
+            .send(groupchat_to(&jid, &format!("message {n}")))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    scene.synapse.restart().await;
+    let puppet = Scene::puppet("alice");
+    let mut received = Vec::new();
+    while received.len() < 20 {
+        let event = scene
+            .bob
+            .next_event(
+                &room,
+                |e| is_message_from(e, &puppet),
+                Duration::from_secs(60),
+            )
+            .await;
+        received.push(event["content"]["body"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("message {n}")).collect();
+    assert_eq!(received, expected, "all twenty, in order, once");
+    scene
+        .bob
+        .nothing_matching(
+            &room,
+            |e| is_message_from(e, &puppet),
+            Duration::from_secs(2),
+        )
+        .await;
+    // And the XMPP side saw each reflected once.
+    let mut echoes = 0;
+    while echoes < 20 {
+        groupchat_from(&mut alice, "/Alice").await;
+        echoes += 1;
+    }
+}
+
+/// Make `count` Matrix users `@bulk_N` through the bulk appservice and join them to `room`,
+/// a few requests at a time.
+async fn bulk_members(synapse: &Synapse, room: &str, count: usize) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    let base = synapse.url();
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let local = format!("bulk_{n}");
+                let answer = http
+                    .post(format!("{base}/_matrix/client/v3/register"))
+                    .bearer_auth(BULK_TOKEN)
+                    .json(
+                        &json!({"type": "m.login.application_service", "username": local,
+                                  "inhibit_login": true}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    answer.status().is_success(),
+                    "{}",
+                    answer.text().await.unwrap()
+                );
+                let user = format!("@{local}:{HS}");
+                let answer = http
+                    .post(format!(
+                        "{base}/_matrix/client/v3/join/{}?user_id={}",
+                        room.replace('!', "%21"),
+                        encode(&user)
+                    ))
+                    .bearer_auth(BULK_TOKEN)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    answer.status().is_success(),
+                    "{}",
+                    answer.text().await.unwrap()
+                );
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+#[tokio::test]
+async fn a_room_of_five_hundred_members_is_joined_at_once_and_speakers_appear() {
+    let scene = Scene::start_with("member_limit = 50", true).await;
+    let room = scene.public_room("crowd", "many people").await;
+    let started = std::time::Instant::now();
+    bulk_members(&scene.synapse, &room, 520).await;
+    eprintln!("520 members joined in {:?}", started.elapsed());
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = room_jid("crowd");
+    let mut occupants = 0;
+    alice.send(join(&format!("{jid}/Alice"))).await;
+    alice
+        .expect("self-presence", |s| {
+            if let Stanza::Presence(p) = s {
+                let user = muc_user(p)?;
+                if user.status.contains(&Status::SelfPresence) {
+                    return Some(());
+                }
+                occupants += 1;
+            }
+            None
+        })
+        .await;
+    assert_eq!(
+        occupants, 50,
+        "member_limit members shown at join (bob and 49 others)"
+    );
+    // Someone not shown speaks: they appear, then their message.
+    let http = reqwest::Client::new();
+    let speaker = format!("@bulk_519:{HS}");
+    let answer = http
+        .put(format!(
+            "{}/_matrix/client/v3/rooms/{}/send/m.room.message/late-1?user_id={}",
+            scene.synapse.url(),
+            room.replace('!', "%21"),
+            encode(&speaker)
+        ))
+        .bearer_auth(BULK_TOKEN)
+        .json(&json!({"msgtype": "m.text", "body": "I was here all along"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    crate::harness::muc::presence_from(&mut alice, "/bulk_519", PresenceType::None).await;
+    assert_eq!(
+        body(&groupchat_from(&mut alice, "/bulk_519").await),
+        Some("I was here all along")
+    );
+}
+
+/// A Matrix id as a URL query value.
+fn encode(id: &str) -> String {
+    id.replace('@', "%40").replace(':', "%3A")
 }

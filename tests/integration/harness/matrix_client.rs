@@ -282,6 +282,34 @@ impl MatrixClient {
         }
     }
 
+    /// The next invitation of this user to any room (its member event, with `room_id`).
+    pub async fn next_invite(&self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = {
+                let mut sync = self.sync.lock().unwrap();
+                sync.buffer.values_mut().find_map(|events| {
+                    let index = events.iter().position(|e| {
+                        e["type"] == "m.room.member"
+                            && e["state_key"] == self.user_id.as_str()
+                            && e["content"]["membership"] == "invite"
+                    })?;
+                    events.remove(index)
+                })
+            };
+            if let Some(invite) = found {
+                return invite;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{}: no invitation within {timeout:?}",
+                self.user_id
+            );
+            self.sync_once(left).await;
+        }
+    }
+
     fn take_buffered(&self, room_id: &str, wanted: &impl Fn(&Value) -> bool) -> Option<Value> {
         let mut sync = self.sync.lock().unwrap();
         let events = sync.buffer.get_mut(room_id)?;
