@@ -239,6 +239,11 @@ impl IrcAddressing {
             .map_err(|_| AddressError::Unrepresentable(local.to_owned()))
     }
 
+    /// Whether these are Matrix addresses.
+    pub fn is_matrix(&self) -> bool {
+        self.matrix
+    }
+
     /// The gateway's own JID (its domain).
     pub fn gateway_jid(&self) -> Result<BareJid, AddressError> {
         self.bare_domain()

@@ -65,14 +65,15 @@ fn gateway_name(network: NetworkKind) -> &'static str {
     }
 }
 
-/// disco#info of a room: a public, persistent-looking IRC channel with an archive.
-pub fn room_info(name: &str, occupants: Option<usize>) -> tokio_xmpp::minidom::Element {
+/// disco#info of a room: a public, persistent-looking IRC channel with an archive; with
+/// `rich`, a Matrix room that also takes corrections, replies, retractions and reactions.
+pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp::minidom::Element {
     use tokio_xmpp::minidom::Element;
     let nc = super::stanzas::nc;
     let mut query = Element::builder("query", ns::DISCO_INFO).append(
         Element::builder("identity", ns::DISCO_INFO)
             .attr(nc("category"), "conference")
-            .attr(nc("type"), "irc")
+            .attr(nc("type"), if rich { "matrix" } else { "irc" })
             .attr(nc("name"), name)
             .build(),
     );
@@ -84,7 +85,10 @@ pub fn room_info(name: &str, occupants: Option<usize>) -> tokio_xmpp::minidom::E
         "muc_open",
         "muc_semianonymous",
         "muc_unsecured",
-    ] {
+    ]
+    .into_iter()
+    .chain(rich.then_some(super::rich::FEATURES).into_iter().flatten())
+    {
         query = query.append(
             Element::builder("feature", ns::DISCO_INFO)
                 .attr(nc("var"), feature)

@@ -12,6 +12,7 @@ pub mod adhoc;
 pub mod disco;
 pub mod mam;
 pub mod muc;
+pub mod rich;
 pub mod stanzas;
 
 use causeway_bridge::{BridgeError, Event, NetworkKind};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use causeway_bridge::{
-    Action, BridgeError, Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege,
+    Action, BridgeError, Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege, Refs,
     RoomRef, UserRef,
 };
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
@@ -23,6 +23,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 use tokio_xmpp::Stanza;
 
 use super::mam::{new_stanza_id, stanza_id_element, HistoryLimits, HistoryRequest, MamRequest};
+use super::rich;
 use super::stanzas::nc;
 use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
 use crate::address::{IrcAddress, IrcAddressing};
@@ -474,6 +475,7 @@ impl Muc {
                 error(ErrorType::Cancel, condition, text),
             ));
         };
+        let rich = self.addressing.is_matrix();
         match address {
             IrcAddress::Channel {
                 server,
@@ -512,19 +514,27 @@ impl Muc {
                     });
                     return fx;
                 }
+                let peer = Peer::Room(state.room.clone());
+                if let Some(action) = rich.then(|| rich_action(&msg, &peer)).flatten() {
+                    fx.requests
+                        .push(message_request(user, action, to, from, id));
+                    return fx;
+                }
                 let Some(body) = body else { return fx };
                 let id = id.unwrap_or_else(new_id);
                 if let Some(origin) = msg.payloads.iter().find(|p| p.is("origin-id", ns::SID)) {
                     state.origin_ids.insert(id.clone(), origin.clone());
                 }
+                let (refs, body) = message_refs(rich, &msg, &body);
                 let (body, kind) = split_me(&body);
                 fx.requests.push(Request {
                     user,
                     action: Action::Send {
-                        to: Peer::Room(state.room.clone()),
+                        to: peer,
                         body,
                         kind,
                         id: id.clone(),
+                        refs,
                     },
                     on_error: OnError::Message {
                         to,
@@ -539,16 +549,24 @@ impl Muc {
                 ..
             }
             | IrcAddress::User { server, nick } => {
+                let peer = Peer::User { server, nick };
+                if let Some(action) = rich.then(|| rich_action(&msg, &peer)).flatten() {
+                    fx.requests
+                        .push(message_request(user, action, to, from, id));
+                    return fx;
+                }
                 let Some(body) = body else { return fx };
+                let (refs, body) = message_refs(rich, &msg, &body);
                 let (body, kind) = split_me(&body);
                 let id = id.unwrap_or_else(new_id);
                 fx.requests.push(Request {
                     user,
                     action: Action::Send {
-                        to: Peer::User { server, nick },
+                        to: peer,
                         body,
                         kind,
                         id: id.clone(),
+                        refs,
                     },
                     on_error: OnError::Message {
                         to,
@@ -902,7 +920,14 @@ impl Muc {
                 .rooms
                 .get(&Self::key(&from.to_bare(), &room))
                 .map(|s| s.members.len());
-            return Ok((Some(super::disco::room_info(&room.name, occupants)), vec![]));
+            return Ok((
+                Some(super::disco::room_info(
+                    &room.name,
+                    occupants,
+                    self.addressing.is_matrix(),
+                )),
+                vec![],
+            ));
         }
         if !payload.is("query", MUC_ADMIN) {
             return Err(unsupported());
@@ -1319,6 +1344,7 @@ impl Muc {
                 time,
                 own_id,
                 remote_id,
+                refs,
                 ..
             } => {
                 let key = Self::key(&user, &room);
@@ -1353,12 +1379,31 @@ impl Muc {
                             .unwrap_or(0),
                     });
                 }
+                let message_id = own_id.clone().or(Some(stanza_id.clone()));
                 self.broadcast(&mut fx, &user, &room, |muc, state, to| {
                     let sender = muc.occupant(&state.room, &from)?;
-                    let mut msg =
-                        message(MessageType::Groupchat, sender, to, own_id.clone(), &text);
+                    let mut msg = message(
+                        MessageType::Groupchat,
+                        sender,
+                        to,
+                        message_id.clone(),
+                        &text,
+                    );
                     if let Some(origin) = &origin {
                         msg.payloads.push(origin.clone());
+                    }
+                    if let Some(corrected) = &refs.replaces {
+                        msg.payloads.push(rich::replace(corrected));
+                    }
+                    if let Some(answered) = &refs.reply_to {
+                        let nick = answered.nick.as_deref();
+                        let to = nick.and_then(|n| muc.occupant(&state.room, n));
+                        msg.payloads.push(rich::reply(&answered.id, to.as_ref()));
+                        if let Some(quote) = &answered.quote {
+                            let (quoted, fallback) = rich::with_quote(&text, nick, quote);
+                            msg.bodies.insert(Default::default(), quoted);
+                            msg.payloads.push(fallback);
+                        }
                     }
                     if let Some(room_jid) = &room_jid {
                         msg.payloads.push(stanza_id_element(&stanza_id, room_jid));
@@ -1417,6 +1462,51 @@ impl Muc {
                     Some(msg.into())
                 });
             }
+            Event::Retracted {
+                peer: Peer::Room(room),
+                id,
+                from,
+                moderator,
+                reason,
+                ..
+            } => {
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let (sender, moderated_by) = match &moderator {
+                        Some(nick) => (
+                            muc.room_jid(&state.room)?,
+                            Some(muc.occupant(&state.room, nick)?),
+                        ),
+                        None => (muc.occupant(&state.room, &from)?, None),
+                    };
+                    let text = rich::retracted_fallback(moderated_by.is_some());
+                    let mut msg = message(MessageType::Groupchat, sender, to, None, text);
+                    msg.payloads.extend(rich::retracted(
+                        &id,
+                        moderated_by.as_ref(),
+                        reason.as_deref(),
+                    ));
+                    Some(msg.into())
+                });
+            }
+            Event::Reactions {
+                peer: Peer::Room(room),
+                from,
+                id,
+                reactions,
+                ..
+            } => {
+                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                    let sender = muc.occupant(&state.room, &from)?;
+                    let mut msg = Message::groupchat(Some(to));
+                    msg.from = Some(sender);
+                    msg.payloads
+                        .extend(rich::reactions_payloads(&id, &reactions));
+                    Some(msg.into())
+                });
+            }
+            // In direct chats the server's carbons show a user's own doings; what others do
+            // to messages there is not shown yet.
+            Event::Retracted { .. } | Event::Reactions { .. } => {}
             Event::Invited {
                 room, by, reason, ..
             } => {
@@ -1677,6 +1767,56 @@ impl Muc {
         }
         out
     }
+}
+
+/// A request whose refusal goes back as an error to the message that asked for it.
+fn message_request(
+    user: UserRef,
+    action: Action,
+    to: Jid,
+    from: FullJid,
+    id: Option<String>,
+) -> Request {
+    Request {
+        user,
+        action,
+        on_error: OnError::Message {
+            to,
+            sender: from,
+            id,
+        },
+    }
+}
+
+/// A retraction or a reactions update, for networks that have them.
+fn rich_action(msg: &Message, peer: &Peer) -> Option<Action> {
+    if let Some(id) = rich::retraction(msg) {
+        return Some(Action::Retract {
+            to: peer.clone(),
+            id,
+        });
+    }
+    let (id, reactions) = rich::reactions(msg)?;
+    Some(Action::React {
+        to: peer.clone(),
+        id,
+        reactions,
+    })
+}
+
+/// What a message corrects or answers (for networks that have such things), and its body
+/// without the reply fallback.
+fn message_refs(rich: bool, msg: &Message, body: &str) -> (Refs, String) {
+    if !rich {
+        return (Refs::none(), body.to_owned());
+    }
+    let refs = rich::refs(msg);
+    let body = if refs.reply_to.is_some() {
+        rich::strip_reply_fallback(msg, body)
+    } else {
+        body.to_owned()
+    };
+    (refs, body)
 }
 
 /// `/me waves` is an action.

@@ -98,6 +98,43 @@ impl MatrixStore for Store {
         .transpose()
     }
 
+    async fn unlink(&self, room: &str, event_id: &str) -> Result<(), StoreFailure> {
+        sqlx::query("DELETE FROM message_links WHERE room = $1 AND event_id = $2")
+            .bind(room)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    async fn reactions(
+        &self,
+        room: &str,
+        target: &str,
+        sender: &str,
+    ) -> Result<Vec<(String, String)>, StoreFailure> {
+        // `_` (in event ids) is a LIKE wildcard and matches more: the prefix is checked again.
+        let prefix = format!("reaction {target} ");
+        let rows = sqlx::query(
+            "SELECT xmpp_id, event_id FROM message_links WHERE room = $1 AND sender = $2 AND xmpp_id LIKE $3",
+        )
+        .bind(room)
+        .bind(sender)
+        .bind(format!("{prefix}%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql)?;
+        let mut found = Vec::new();
+        for row in rows {
+            let link: String = row.try_get(0).map_err(sql)?;
+            if let Some(key) = link.strip_prefix(&prefix) {
+                found.push((key.to_owned(), row.try_get(1).map_err(sql)?));
+            }
+        }
+        Ok(found)
+    }
+
     async fn direct_room(
         &self,
         puppet: &str,

@@ -448,6 +448,22 @@ async fn mixed_case_room_ids_are_joined_through_lower_cased_jids_and_invites_arr
         .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
         .await;
 
+    // An older room version: `!opaque:server`, reached as `!opaque%server@…`.
+    let old = scene
+        .bob
+        .create_room(json!({"preset": "public_chat", "visibility": "public", "room_version": "10"}))
+        .await;
+    let (opaque, server) = old
+        .split_once(':')
+        .expect("room version 10 ids carry their server");
+    let old_jid = format!("{}%{server}@{GW}", opaque.to_lowercase());
+    enter(&mut alice, &old_jid, "Alice").await;
+    alice.send(groupchat_to(&old_jid, "old rooms too")).await;
+    scene
+        .bob
+        .next_event(&old, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+
     // An invite-only room: the invitation arrives as XEP-0249, and then the join works.
     let private = scene
         .bob
@@ -899,4 +915,268 @@ async fn a_room_of_five_hundred_members_is_joined_at_once_and_speakers_appear() 
 /// A Matrix id as a URL query value.
 fn encode(id: &str) -> String {
     id.replace('@', "%40").replace(':', "%3A")
+}
+
+/// A groupchat message with extra payloads (XML in the jabber:client namespace).
+fn rich_message(room: &str, id: &str, body: Option<&str>, payloads: &str) -> Message {
+    let body = body
+        .map(|b| {
+            format!(
+                "<body>{}</body>",
+                b.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+            )
+        })
+        .unwrap_or_default();
+    let xml = format!(
+        "<message xmlns='jabber:client' type='groupchat' to='{room}' id='{id}'>{body}{payloads}</message>"
+    );
+    Message::try_from(xml.parse::<xmpp_client::minidom::Element>().unwrap()).unwrap()
+}
+
+/// The first payload of a message with this name and namespace.
+fn payload<'a>(m: &'a Message, name: &str, ns: &str) -> Option<&'a xmpp_client::minidom::Element> {
+    m.payloads.iter().find(|p| p.is(name, ns))
+}
+
+/// The next groupchat message from `from` carrying a `name` payload in `ns`.
+async fn with_payload(client: &mut TestClient, from: &str, name: &str, ns: &str) -> Message {
+    client
+        .expect(&format!("{name} from {from}"), |s| match s {
+            Stanza::Message(m) if sender(s).ends_with(from) && payload(m, name, ns).is_some() => {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+const CORRECT: &str = "urn:xmpp:message-correct:0";
+const REACTIONS: &str = "urn:xmpp:reactions:0";
+const RETRACT: &str = "urn:xmpp:message-retract:1";
+const REPLY: &str = "urn:xmpp:reply:0";
+
+#[tokio::test]
+async fn edits_reactions_replies_and_retractions_map_both_ways() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("rich", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = room_jid("rich");
+    enter(&mut alice, &jid, "Alice").await;
+    scene.bob.catch_up().await;
+    let puppet = Scene::puppet("alice");
+    let from_puppet = |e: &Value| e["sender"] == puppet.as_str();
+
+    // XMPP correction → m.replace of the event the first message became.
+    alice
+        .send(rich_message(&jid, "m1", Some("teh typo"), ""))
+        .await;
+    let first = scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    let e1 = first["event_id"].as_str().unwrap().to_owned();
+    groupchat_from(&mut alice, "/Alice").await;
+    alice
+        .send(rich_message(
+            &jid,
+            "m2",
+            Some("the typo"),
+            &format!("<replace xmlns='{CORRECT}' id='m1'/>"),
+        ))
+        .await;
+    let edit = scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(edit["content"]["m.relates_to"]["rel_type"], "m.replace");
+    assert_eq!(edit["content"]["m.relates_to"]["event_id"], e1.as_str());
+    assert_eq!(edit["content"]["m.new_content"]["body"], "the typo");
+    let echo = groupchat_from(&mut alice, "/Alice").await;
+    assert_eq!(
+        payload(&echo, "replace", CORRECT).and_then(|r| r.attr("id")),
+        Some("m1")
+    );
+
+    // Matrix edit → XEP-0308 naming the event id the message came with.
+    let b1 = scene.bob.send_text(&room, "hello wrold").await;
+    let original = groupchat_from(&mut alice, "/Bob").await;
+    assert_eq!(
+        original.id.as_ref().map(|i| i.0.as_str()),
+        Some(b1.as_str())
+    );
+    scene
+        .bob
+        .send(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "* hello world",
+                   "m.new_content": {"msgtype": "m.text", "body": "hello world"},
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": b1}}),
+        )
+        .await;
+    let corrected = with_payload(&mut alice, "/Bob", "replace", CORRECT).await;
+    assert_eq!(body(&corrected), Some("hello world"));
+    assert_eq!(
+        payload(&corrected, "replace", CORRECT).and_then(|r| r.attr("id")),
+        Some(b1.as_str())
+    );
+
+    // Reactions, XMPP → Matrix: adding, then taking back.
+    let react = |set: &str| format!("<reactions xmlns='{REACTIONS}' id='{b1}'>{set}</reactions>");
+    alice
+        .send(rich_message(
+            &jid,
+            "r1",
+            None,
+            &react("<reaction>👍</reaction>"),
+        ))
+        .await;
+    let reaction = scene
+        .bob
+        .next_event(&room, |e| e["type"] == "m.reaction" && from_puppet(e), WAIT)
+        .await;
+    assert_eq!(reaction["content"]["m.relates_to"]["key"], "👍");
+    assert_eq!(reaction["content"]["m.relates_to"]["event_id"], b1.as_str());
+    alice.send(rich_message(&jid, "r2", None, &react(""))).await;
+    let redacted = redaction_by(&scene.bob, &room, &puppet).await;
+    assert_eq!(Some(redacted.as_str()), reaction["event_id"].as_str());
+
+    // Reactions, Matrix → XMPP.
+    let bob_reaction = scene
+        .bob
+        .send(
+            &room,
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": e1, "key": "🎉"}}),
+        )
+        .await;
+    let got = with_payload(&mut alice, "/Bob", "reactions", REACTIONS).await;
+    let set = payload(&got, "reactions", REACTIONS).unwrap();
+    assert_eq!(set.attr("id"), Some(e1.as_str()));
+    let keys: Vec<String> = set.children().map(|c| c.text()).collect();
+    assert_eq!(keys, ["🎉"]);
+    scene.bob.redact(&room, &bob_reaction, "").await;
+    let got = with_payload(&mut alice, "/Bob", "reactions", REACTIONS).await;
+    assert_eq!(
+        payload(&got, "reactions", REACTIONS)
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+
+    // Replies both ways, fallbacks stripped.
+    scene
+        .bob
+        .send(
+            &room,
+            "m.room.message",
+            json!({"msgtype": "m.text",
+                   "body": format!("> <{puppet}> the typo\n\nyes indeed"),
+                   "m.relates_to": {"m.in_reply_to": {"event_id": e1}}}),
+        )
+        .await;
+    let answer = with_payload(&mut alice, "/Bob", "reply", REPLY).await;
+    // The Matrix fallback is gone; the quote for clients without XEP-0461 is marked.
+    let quote = "> Alice: the typo\n";
+    assert_eq!(body(&answer), Some(format!("{quote}yes indeed").as_str()));
+    let range = payload(&answer, "fallback", "urn:xmpp:fallback:0")
+        .and_then(|f| f.get_child("body", "urn:xmpp:fallback:0"))
+        .map(|b| {
+            (
+                b.attr("start").unwrap().to_owned(),
+                b.attr("end").unwrap().to_owned(),
+            )
+        });
+    assert_eq!(range, Some(("0".into(), quote.chars().count().to_string())));
+    let reply = payload(&answer, "reply", REPLY).unwrap();
+    assert_eq!(reply.attr("id"), Some(e1.as_str()));
+    assert_eq!(reply.attr("to"), Some(format!("{jid}/Alice").as_str()));
+    let quote = "> Bob: hello world\n";
+    alice
+        .send(rich_message(
+            &jid,
+            "m3",
+            Some(&format!("{quote}right back")),
+            &format!(
+                "<reply xmlns='{REPLY}' to='{jid}/Bob' id='{b1}'/>\
+                 <fallback xmlns='urn:xmpp:fallback:0' for='{REPLY}'>\
+                 <body start='0' end='{}'/></fallback>",
+                quote.chars().count()
+            ),
+        ))
+        .await;
+    let replied = scene
+        .bob
+        .next_event(&room, |e| is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(replied["content"]["body"], "right back");
+    assert_eq!(
+        replied["content"]["m.relates_to"]["m.in_reply_to"]["event_id"],
+        b1.as_str()
+    );
+    let e3 = replied["event_id"].as_str().unwrap().to_owned();
+
+    // Retractions: alice's own, bob's own, and bob moderating alice.
+    alice
+        .send(rich_message(
+            &jid,
+            "x1",
+            None,
+            &format!("<retract xmlns='{RETRACT}' id='{e1}'/>"),
+        ))
+        .await;
+    let redacted = redaction_by(&scene.bob, &room, &puppet).await;
+    assert_eq!(redacted, e1);
+    scene.bob.redact(&room, &b1, "").await;
+    let gone = with_payload(&mut alice, "/Bob", "retract", RETRACT).await;
+    assert_eq!(
+        payload(&gone, "retract", RETRACT).unwrap().attr("id"),
+        Some(b1.as_str())
+    );
+    scene.bob.redact(&room, &e3, "off topic").await;
+    let moderated = alice
+        .expect("moderation", |s| match s {
+            Stanza::Message(m) if sender(s) == jid => {
+                let retract = payload(m, "retract", RETRACT)?;
+                let by = retract.get_child("moderated", "urn:xmpp:message-moderate:1")?;
+                Some((
+                    retract.attr("id")?.to_owned(),
+                    by.attr("by")?.to_owned(),
+                    retract.clone(),
+                ))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(moderated.0, e3);
+    assert_eq!(moderated.1, format!("{jid}/Bob"));
+    assert_eq!(
+        moderated
+            .2
+            .get_child("reason", RETRACT)
+            .map(|r| r.text())
+            .as_deref(),
+        Some("off topic")
+    );
+}
+
+/// The event the next redaction by `sender` in the room removes.
+async fn redaction_by(client: &MatrixClient, room: &str, sender: &str) -> String {
+    let redaction = client
+        .next_event(
+            room,
+            |e| e["type"] == "m.room.redaction" && e["sender"] == sender,
+            WAIT,
+        )
+        .await;
+    // Room version 11 moved `redacts` into the content.
+    redaction["content"]["redacts"]
+        .as_str()
+        .or(redaction["redacts"].as_str())
+        .expect("a redaction names its event")
+        .to_owned()
 }

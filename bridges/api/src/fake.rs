@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     Action, BridgeError, Departure, Event, JoinFailure, Member, Network, NetworkContext,
-    NetworkKind, Peer, Privilege, RoomRef, UserRef,
+    NetworkKind, Peer, Privilege, Refs, RoomRef, UserRef,
 };
 
 /// The fake network's state: who is in which room under which nick.
@@ -113,6 +113,7 @@ impl FakeNetwork {
                 body,
                 kind,
                 id,
+                ..
             } => {
                 let members = state.rooms.get(&room).cloned().unwrap_or_default();
                 let from = members
@@ -130,6 +131,7 @@ impl FakeNetwork {
                         time: None,
                         own_id: (member == user).then(|| id.clone()),
                         remote_id: None,
+                        refs: Refs::none(),
                     })
                     .collect()
             }
@@ -232,6 +234,7 @@ mod tests {
             body: "hi".into(),
             kind: MessageKind::Normal,
             id: "m1".into(),
+            refs: Refs::none(),
         };
         net.act(&alice, send).await.unwrap();
         for _ in 0..2 {

@@ -95,6 +95,35 @@ pub enum MessageKind {
     Notice,
 }
 
+/// What a message refers to besides its text: the message it corrects (XEP-0308,
+/// Matrix `m.replace`) and the one it answers (XEP-0461, Matrix `m.in_reply_to`), by the id
+/// the receiving side knows them by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Refs {
+    /// The id of the message this one replaces.
+    pub replaces: Option<String>,
+    /// The message this one answers.
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// The message a reply answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplyTo {
+    /// Its id.
+    pub id: String,
+    /// Its sender's nick, when known.
+    pub nick: Option<String>,
+    /// Its text, when known, for the quote shown by clients that know no replies.
+    pub quote: Option<String>,
+}
+
+impl Refs {
+    /// No references: a plain message.
+    pub fn none() -> Refs {
+        Refs::default()
+    }
+}
+
 /// A member's standing in a room, highest first where several apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Privilege {
@@ -193,6 +222,24 @@ pub enum Action {
         kind: MessageKind,
         /// The XMPP id, echoed back in the [`Event::Message`] that reflects it.
         id: String,
+        /// What it corrects or answers (networks without such things send the text).
+        refs: Refs,
+    },
+    /// Retract (delete) one of the user's messages.
+    Retract {
+        /// Where it was sent.
+        to: Peer,
+        /// Its id: the XMPP id it was sent with, or its stanza-id.
+        id: String,
+    },
+    /// Set the user's reactions to a message (XEP-0444: the whole set, empty to remove all).
+    React {
+        /// Where the message is.
+        to: Peer,
+        /// The message's id (its stanza-id, or the XMPP id it was sent with).
+        id: String,
+        /// The reactions (emoji), the whole set.
+        reactions: Vec<String>,
     },
     /// Change a room's subject.
     SetSubject {
@@ -372,6 +419,36 @@ pub enum Event {
         /// The network's own id of the message (a Matrix event id), when it has one; it
         /// becomes the message's stanza-id.
         remote_id: Option<String>,
+        /// What it corrects or answers.
+        refs: Refs,
+    },
+    /// A message was retracted by its sender, or removed by a moderator.
+    Retracted {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where.
+        peer: Peer,
+        /// The message's id (as the user knows it: its stanza-id).
+        id: String,
+        /// The nick of its sender.
+        from: String,
+        /// The moderator's nick, when someone else removed it.
+        moderator: Option<String>,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// A member's reactions to a message changed.
+    Reactions {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where.
+        peer: Peer,
+        /// Who reacted.
+        from: String,
+        /// The message's id (its stanza-id).
+        id: String,
+        /// Their reactions now, the whole set.
+        reactions: Vec<String>,
     },
     /// The puppet was invited to a room (→ a XEP-0249 invitation).
     Invited {
@@ -466,7 +543,9 @@ impl Event {
             | Event::Reconnected { user, .. }
             | Event::RoomList { user, .. }
             | Event::SendFailed { user, .. }
-            | Event::Invited { user, .. } => user,
+            | Event::Invited { user, .. }
+            | Event::Retracted { user, .. }
+            | Event::Reactions { user, .. } => user,
         }
     }
 }

@@ -500,7 +500,10 @@ impl Network for IrcNetwork {
                     )
                     .await
             }
-            Action::Send { to, body, kind, id } => {
+            // Corrections and replies go out as their text: IRC has no such things.
+            Action::Send {
+                to, body, kind, id, ..
+            } => {
                 let (server, target) = match to {
                     Peer::Room(room) => (room.server, room.name),
                     Peer::User { server, nick } => {
@@ -596,6 +599,10 @@ impl Network for IrcNetwork {
                     .dispatch(user, &server, Command::Raw(line), None)
                     .await
             }
+            Action::Retract { .. } => Err(BridgeError::Invalid(
+                "IRC cannot take back a message once sent".into(),
+            )),
+            Action::React { .. } => Err(BridgeError::Invalid("IRC has no reactions".into())),
         }
     }
 }

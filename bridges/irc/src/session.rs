@@ -998,6 +998,7 @@ impl Session {
                 time: None,
                 own_id: Some(id),
                 remote_id: None,
+                refs: causeway_bridge::Refs::none(),
             };
             self.emit(event).await;
         }
@@ -1401,6 +1402,7 @@ impl Session {
                 time,
                 own_id,
                 remote_id: None,
+                refs: causeway_bridge::Refs::none(),
             };
             self.emit(event).await;
             return;
@@ -1428,6 +1430,7 @@ impl Session {
             time,
             own_id: None,
             remote_id: None,
+            refs: causeway_bridge::Refs::none(),
         };
         self.emit(event).await;
     }

@@ -2,17 +2,19 @@
 
 use std::time::{Duration, SystemTime};
 
-use causeway_bridge::{Event, Peer, UserRef};
+use causeway_bridge::{Event, Peer, Refs, ReplyTo, UserRef};
 use ruma::events::room::member::MembershipState;
-use ruma::events::room::message::OriginalRoomMessageEvent;
+use ruma::events::room::message::{OriginalRoomMessageEvent, Relation};
+use ruma::events::room::redaction::RoomRedactionEvent;
 use ruma::events::{
     AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
 };
 use ruma::serde::Raw;
-use ruma::RoomId;
+use ruma::{EventId, OwnedUserId, RoomId};
 use tracing::{debug, info, warn};
 
 use crate::client::Retry;
+use crate::outgoing::{parse_reaction_link, reaction_link};
 use crate::rooms::{Change, Membership};
 use crate::{ids, text, Inner};
 
@@ -97,6 +99,25 @@ impl Inner {
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
                 MessageLikeEvent::Original(ev),
             )) => self.on_message(&room_id, &sender, ev).await,
+            AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::Reaction(
+                MessageLikeEvent::Original(ev),
+            )) => {
+                let target = ev.content.relates_to.event_id.to_string();
+                let key = ev.content.relates_to.key;
+                let link = reaction_link(&target, &key);
+                self.link(&room_id, &link, ev.event_id.as_str(), &sender)
+                    .await;
+                self.reactions_of(&room_id, &target, &sender).await
+            }
+            AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
+                RoomRedactionEvent::Original(ev),
+            )) => {
+                let Some(redacted) = ev.content.redacts.or(ev.redacts) else {
+                    return;
+                };
+                self.on_redaction(&room_id, &sender, redacted.as_str(), ev.content.reason)
+                    .await
+            }
             other => {
                 debug!(kind = %other.event_type(), room = %room_id, "event not bridged");
                 return;
@@ -115,9 +136,25 @@ impl Inner {
         sender: &str,
         ev: OriginalRoomMessageEvent,
     ) -> Vec<Event> {
-        let (body, kind) = text::readable(&ev.content.msgtype);
+        let mut refs = Refs::none();
+        let (body, kind) = match &ev.content.relates_to {
+            Some(Relation::Replacement(replacement)) => {
+                refs.replaces = Some(replacement.event_id.to_string());
+                text::readable(&replacement.new_content.msgtype)
+            }
+            Some(Relation::Reply(reply)) => {
+                refs.reply_to = Some(self.answered(room_id, &reply.in_reply_to.event_id).await);
+                text::readable(&ev.content.msgtype)
+            }
+            _ => text::readable(&ev.content.msgtype),
+        };
         let time = delayed(ev.origin_server_ts);
         let event_id = ev.event_id.to_string();
+        if refs.replaces.is_none() {
+            // Known by its event id on both sides, for the edits, retractions, reactions and
+            // replies that may follow.
+            self.link(room_id, &event_id, &event_id, sender).await;
+        }
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if tracked {
             return self.rooms.lock().expect("rooms lock").spoke(
@@ -132,6 +169,7 @@ impl Inner {
                     time,
                     own_id: None,
                     remote_id: Some(event_id.clone()),
+                    refs: refs.clone(),
                 },
             );
         }
@@ -166,7 +204,118 @@ impl Inner {
             time,
             own_id: None,
             remote_id: Some(event_id),
+            refs,
         }]
+    }
+
+    /// What a reply answers: the original's sender and text, fetched from the homeserver
+    /// (the original may predate the gateway), for the quote XMPP clients without replies
+    /// show.
+    async fn answered(&self, room_id: &RoomId, original: &EventId) -> ReplyTo {
+        let mut reply = ReplyTo {
+            id: original.to_string(),
+            ..ReplyTo::default()
+        };
+        let puppet = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            rooms.any_puppet(room_id)
+        };
+        let Some(puppet) = puppet.and_then(|p| OwnedUserId::try_from(p).ok()) else {
+            return reply;
+        };
+        let request = ruma::api::client::room::get_room_event::v3::Request::new(
+            room_id.to_owned(),
+            original.to_owned(),
+        );
+        match self.client.call(request, Some(&puppet), Retry::Once).await {
+            Ok(found) => {
+                let event: serde_json::Value =
+                    serde_json::from_str(found.event.json().get()).unwrap_or_default();
+                if let Some(sender) = event["sender"].as_str() {
+                    reply.nick = self
+                        .rooms
+                        .lock()
+                        .expect("rooms lock")
+                        .nick_of(room_id, sender);
+                }
+                // The latest edit, which the homeserver bundles, is what readers see.
+                let edited = &event["unsigned"]["m.relations"]["m.replace"]["content"];
+                let body = edited["m.new_content"]["body"]
+                    .as_str()
+                    .or(event["content"]["body"].as_str())
+                    .unwrap_or_default();
+                let body = text::strip_reply_fallback(body);
+                reply.quote = (!body.is_empty()).then(|| body.to_owned());
+            }
+            Err(e) => debug!(error = %e, "cannot fetch the answered event"),
+        }
+        reply
+    }
+
+    /// `sender`'s reactions to `target` now, for every XMPP user in the room but the
+    /// sender's own (reflected when it reacted).
+    async fn reactions_of(&self, room_id: &RoomId, target: &str, sender: &str) -> Vec<Event> {
+        let reactions = match self.store.reactions(room_id.as_str(), target, sender).await {
+            Ok(found) => found.into_iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            Err(e) => {
+                warn!(error = %e, "cannot look up reactions");
+                return vec![];
+            }
+        };
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .spoke(room_id, sender, |user, room, nick| Event::Reactions {
+                user: user.clone(),
+                peer: Peer::Room(room.clone()),
+                from: nick.to_owned(),
+                id: target.to_owned(),
+                reactions: reactions.clone(),
+            })
+    }
+
+    /// A redaction: a reaction taken back, a message retracted by its sender, or a message
+    /// removed by a moderator.
+    async fn on_redaction(
+        &self,
+        room_id: &RoomId,
+        sender: &str,
+        redacted: &str,
+        reason: Option<String>,
+    ) -> Vec<Event> {
+        let link = match self.store.find_message(room_id.as_str(), redacted).await {
+            Ok(Some(link)) if link.event_id == redacted => link,
+            Ok(_) => {
+                debug!(room = %room_id, redacted, "redaction of an event not bridged");
+                return vec![];
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot look up the redacted event");
+                return vec![];
+            }
+        };
+        if let Some((target, _)) = parse_reaction_link(&link.xmpp_id) {
+            let target = target.to_owned();
+            if let Err(e) = self.store.unlink(room_id.as_str(), redacted).await {
+                warn!(error = %e, "cannot forget a reaction");
+            }
+            return self.reactions_of(room_id, &target, &link.sender).await;
+        }
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        let from = rooms
+            .nick_of(room_id, &link.sender)
+            .unwrap_or_else(|| link.sender.clone());
+        let moderator = (sender != link.sender)
+            .then(|| rooms.nick_of(room_id, sender))
+            .map(|nick| nick.unwrap_or_else(|| sender.to_owned()));
+        rooms.spoke(room_id, sender, |user, room, _| Event::Retracted {
+            user: user.clone(),
+            peer: Peer::Room(room.clone()),
+            id: link.event_id.clone(),
+            from: from.clone(),
+            moderator: moderator.clone(),
+            reason: reason.clone(),
+        })
     }
 
     /// A puppet was invited: a direct chat is joined at once and remembered; a room invite

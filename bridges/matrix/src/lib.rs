@@ -14,6 +14,7 @@ pub mod client;
 pub mod ids;
 mod incoming;
 mod listener;
+mod outgoing;
 pub mod registration;
 mod rooms;
 pub mod store;
@@ -26,20 +27,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use causeway_bridge::{
-    Action, BridgeError, Event, JoinFailure, MessageKind, Network, NetworkContext, NetworkKind,
-    Peer, RoomRef, UserRef,
+    Action, BridgeError, Event, JoinFailure, Network, NetworkContext, NetworkKind, Peer, RoomRef,
+    UserRef,
 };
-use ruma::api::client::{alias, membership, message, profile, room, state};
+use ruma::api::client::{alias, membership, profile, room, state};
 use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
 use ruma::events::room::topic::RoomTopicEventContent;
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, TransactionId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::client::{CallError, Client, Retry};
 use crate::rooms::Rooms;
-use crate::store::{MatrixStore, MessageLink};
+use crate::store::MatrixStore;
 
 /// The network this crate bridges.
 pub const KIND: NetworkKind = NetworkKind::Matrix;
@@ -205,7 +206,23 @@ impl Inner {
                 password: _,
             } => self.join(user, room, nick).await,
             Action::Part { room, reason } => self.part(user, room, reason).await,
-            Action::Send { to, body, kind, id } => self.send(user, to, body, kind, id).await,
+            Action::Send {
+                to,
+                body,
+                kind,
+                id,
+                refs,
+            } => {
+                let message = outgoing::Outgoing {
+                    body,
+                    kind,
+                    id,
+                    refs,
+                };
+                self.send(user, to, message).await
+            }
+            Action::Retract { to, id } => self.retract(user, to, id).await,
+            Action::React { to, id, reactions } => self.react(user, to, id, reactions).await,
             Action::SetSubject { room, subject } => self.set_subject(user, room, subject).await,
             Action::ChangeNick { server, nick } => self.change_nick(user, &server, nick).await,
             Action::Kick { room, nick, reason } => self.kick(user, room, nick, reason).await,
@@ -506,70 +523,6 @@ impl Inner {
             warn!(room = %room_id, error = %e, "cannot leave the room");
         }
         vec![left_event]
-    }
-
-    async fn send(
-        &self,
-        user: &UserRef,
-        to: Peer,
-        body: String,
-        kind: MessageKind,
-        id: String,
-    ) -> Vec<Event> {
-        let puppet = self.puppet_id(user);
-        let (room_id, nick) = match &to {
-            Peer::Room(room) => {
-                let found = self.rooms.lock().expect("rooms lock").joined(user, room);
-                match found {
-                    Some(found) => found,
-                    None => return vec![send_failed(user, to, id, "not in this room")],
-                }
-            }
-            Peer::User { server, nick } => match self.direct_room(user, server, nick).await {
-                Ok(room_id) => (room_id, String::new()),
-                Err(text) => return vec![send_failed(user, to, id, &text)],
-            },
-        };
-        let content = text::content(&body, kind);
-        let request = match message::send_message_event::v3::Request::new(
-            room_id.clone(),
-            TransactionId::new(),
-            &content,
-        ) {
-            Ok(request) => request,
-            Err(e) => return vec![send_failed(user, to, id, &e.to_string())],
-        };
-        match self
-            .client
-            .call(request, Some(&puppet), Retry::For(SEND_PATIENCE))
-            .await
-        {
-            Ok(sent) => {
-                let link = MessageLink {
-                    room: room_id.to_string(),
-                    xmpp_id: id.clone(),
-                    event_id: sent.event_id.to_string(),
-                    sender: puppet.to_string(),
-                };
-                if let Err(e) = self.store.link_message(&link).await {
-                    warn!(error = %e, "cannot remember the message id");
-                }
-                match to {
-                    Peer::Room(_) => vec![Event::Message {
-                        user: user.clone(),
-                        peer: to,
-                        from: nick,
-                        body,
-                        kind,
-                        time: None,
-                        own_id: Some(id),
-                        remote_id: Some(sent.event_id.to_string()),
-                    }],
-                    Peer::User { .. } => vec![],
-                }
-            }
-            Err(e) => vec![send_failed(user, to, id, &e.to_string())],
-        }
     }
 
     /// The direct room between the user's puppet and `@nick:server`, created on first use.

@@ -303,6 +303,17 @@ impl Rooms {
             .collect()
     }
 
+    /// A puppet seated in the room, to read it as.
+    pub fn any_puppet(&self, room: &RoomId) -> Option<String> {
+        let state = self.rooms.get(room)?;
+        state.seats.values().next().map(|s| s.puppet.clone())
+    }
+
+    /// The nick a member shows as.
+    pub fn nick_of(&self, room: &RoomId, user_id: &str) -> Option<String> {
+        Some(self.rooms.get(room)?.members.get(user_id)?.nick.clone())
+    }
+
     /// The user id of the member showing as `nick`.
     pub fn member_id(&self, room: &RoomId, nick: &str) -> Option<String> {
         self.rooms.get(room)?.by_nick.get(&fold(nick)).cloned()

@@ -42,6 +42,15 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
     /// The message with this XMPP id or event id in the room.
     async fn find_message(&self, room: &str, id: &str)
         -> Result<Option<MessageLink>, StoreFailure>;
+    /// Forget a message link (a reaction taken back).
+    async fn unlink(&self, room: &str, event_id: &str) -> Result<(), StoreFailure>;
+    /// `sender`'s reactions to `target`: (key, reaction event id).
+    async fn reactions(
+        &self,
+        room: &str,
+        target: &str,
+        sender: &str,
+    ) -> Result<Vec<(String, String)>, StoreFailure>;
     /// The direct room between the puppet and a Matrix user, if one was made.
     async fn direct_room(&self, puppet: &str, remote: &str)
         -> Result<Option<String>, StoreFailure>;
@@ -109,6 +118,31 @@ impl MatrixStore for MemoryStore {
                 .iter()
                 .find(|l| l.room == room && (l.xmpp_id == id || l.event_id == id))
                 .cloned()
+        }))
+    }
+    async fn unlink(&self, room: &str, event_id: &str) -> Result<(), StoreFailure> {
+        self.with(|m| {
+            m.messages
+                .retain(|l| !(l.room == room && l.event_id == event_id))
+        });
+        Ok(())
+    }
+    async fn reactions(
+        &self,
+        room: &str,
+        target: &str,
+        sender: &str,
+    ) -> Result<Vec<(String, String)>, StoreFailure> {
+        let prefix = format!("reaction {target} ");
+        Ok(self.with(|m| {
+            m.messages
+                .iter()
+                .filter(|l| l.room == room && l.sender == sender)
+                .filter_map(|l| {
+                    let key = l.xmpp_id.strip_prefix(&prefix)?;
+                    Some((key.to_owned(), l.event_id.clone()))
+                })
+                .collect()
         }))
     }
     async fn direct_room(

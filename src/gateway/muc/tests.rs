@@ -133,6 +133,7 @@ fn a_second_resource_gets_the_state_without_a_new_join() {
         time: None,
         own_id: None,
         remote_id: None,
+        refs: causeway_bridge::Refs::none(),
     });
     assert_eq!(fx.stanzas.len(), 2);
 }
@@ -235,6 +236,7 @@ fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
         time: None,
         own_id: Some("m1".into()),
         remote_id: None,
+        refs: causeway_bridge::Refs::none(),
     });
     let Some(Stanza::Message(reflected)) = fx.stanzas.first() else {
         panic!()
@@ -379,6 +381,7 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
         time: None,
         own_id: None,
         remote_id: None,
+        refs: causeway_bridge::Refs::none(),
     });
     assert_eq!(fx.archive.len(), 1);
     assert!(fx.stanzas.is_empty());
@@ -404,6 +407,7 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
         time: None,
         own_id: None,
         remote_id: None,
+        refs: causeway_bridge::Refs::none(),
     });
     assert!(fx.archive.is_empty());
     assert_eq!(fx.stanzas.len(), 1);
