@@ -257,9 +257,13 @@ fn build_network(
             let Some(matrix) = config.matrix.as_ref() else {
                 return Ok((None, None));
             };
-            let network = matrix::network(matrix, store.clone())
+            let network = matrix::network(matrix, store.clone(), matrix::allowed(&config.access))
                 .map_err(|e| RunError::Network(e.to_string()))?;
-            Ok((Some(network), None))
+            let handle = network.clone();
+            let apply: Reconfigure = Arc::new(move |config: &Config| {
+                handle.set_allowed(matrix::allowed(&config.access));
+            });
+            Ok((Some(network), Some(apply)))
         }
         #[allow(unreachable_patterns)]
         _ => {

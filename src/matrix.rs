@@ -29,10 +29,21 @@ pub enum MatrixSetupError {
     Listen(String),
 }
 
-/// The Matrix network for `[matrix]`.
+/// Who the gateway serves, as the Matrix bridge asks it.
+pub fn allowed(access: &crate::config::AccessConfig) -> causeway_matrix::Allowed {
+    let list = crate::gateway::access::AccessList::new(&access.allow);
+    Arc::new(move |user| {
+        user.0
+            .parse::<tokio_xmpp::jid::Jid>()
+            .is_ok_and(|jid| list.allows(&jid))
+    })
+}
+
+/// The Matrix network for `[matrix]`, serving the users `allowed` accepts.
 pub fn network(
     config: &MatrixConfig,
     store: Store,
+    allowed: causeway_matrix::Allowed,
 ) -> Result<Arc<MatrixNetwork>, MatrixSetupError> {
     let registration = registration::load(&config.registration)?;
     let listen: SocketAddr = config
@@ -48,7 +59,11 @@ pub fn network(
         hs_token: registration.hs_token,
         member_limit: config.member_limit,
     };
-    Ok(Arc::new(MatrixNetwork::new(settings, Arc::new(store))))
+    Ok(Arc::new(MatrixNetwork::new(
+        settings,
+        Arc::new(store),
+        allowed,
+    )))
 }
 
 /// Write a new appservice registration to `[matrix] registration`, never over an
@@ -58,14 +73,15 @@ pub fn generate_registration(config: &MatrixConfig) -> Result<PathBuf, MatrixSet
     let url = format!("http://{}", config.listen);
     let reg = registration::generate(&config.server_name, &config.user_prefix, &url);
     let yaml = registration::to_yaml(&reg);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => MatrixSetupError::Exists(path.clone()),
-            _ => MatrixSetupError::Write(path.clone(), e),
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // The tokens are secrets: readable by the gateway's user only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => MatrixSetupError::Exists(path.clone()),
+        _ => MatrixSetupError::Write(path.clone(), e),
+    })?;
     file.write_all(yaml.as_bytes())
         .map_err(|e| MatrixSetupError::Write(path.clone(), e))?;
     Ok(path)

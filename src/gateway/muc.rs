@@ -280,6 +280,7 @@ impl Muc {
                         action: Action::ChangeNick {
                             server: state.room.server.clone(),
                             nick: joiner.nick,
+                            room: Some(state.room.clone()),
                         },
                         on_error: OnError::Message {
                             to: joiner.resource.clone().into(),

@@ -19,8 +19,9 @@ const MODERATE: &str = "urn:xmpp:message-moderate:1";
 const REACTIONS: &str = "urn:xmpp:reactions:0";
 const HINTS: &str = "urn:xmpp:hints";
 
-/// The features a room with references advertises.
-pub const FEATURES: [&str; 5] = [CORRECT, REPLY, RETRACT, MODERATE, REACTIONS];
+/// The features a room with references advertises (moderation is shown, not yet asked
+/// for from XMPP, so it is not among them).
+pub const FEATURES: [&str; 4] = [CORRECT, REPLY, RETRACT, REACTIONS];
 
 /// What a message from a client corrects and answers.
 pub fn refs(msg: &Message) -> Refs {

@@ -80,7 +80,7 @@ impl MatrixStore for Store {
         id: &str,
     ) -> Result<Option<MessageLink>, StoreFailure> {
         let row = sqlx::query(
-            "SELECT room, xmpp_id, event_id, sender FROM message_links WHERE room = $1 AND (event_id = $2 OR xmpp_id = $2) LIMIT 1",
+            "SELECT room, xmpp_id, event_id, sender FROM message_links WHERE room = $1 AND (event_id = $2 OR xmpp_id = $2) ORDER BY CASE WHEN event_id = $2 THEN 0 ELSE 1 END LIMIT 1",
         )
         .bind(room)
         .bind(id)

@@ -223,6 +223,14 @@ async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_wa
     // The reflection reaches alice once, with the event id as stanza-id.
     let echo = groupchat_from(&mut alice, "/Alice").await;
     assert_eq!(body(&echo), Some("hello from XMPP"));
+    // The event comes back in a transaction too: it is not shown a second time.
+    let again = alice
+        .quiet_for(
+            Duration::from_secs(2),
+            |s| matches!(s, Stanza::Message(m) if body(m) == Some("hello from XMPP")),
+        )
+        .await;
+    assert!(again.is_none(), "echoed: {again:?}");
 
     alice
         .send(groupchat_to(&room_jid("lobby"), "/me waves"))
@@ -269,14 +277,6 @@ async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_wa
             Some(expected)
         );
     }
-    // Our own puppet's messages never come back as someone else's.
-    let echoes = alice
-        .quiet_for(
-            Duration::from_secs(1),
-            |s| matches!(s, Stanza::Message(m) if body(m) == Some("hello from XMPP")),
-        )
-        .await;
-    assert!(echoes.is_none(), "echoed: {echoes:?}");
 }
 
 async fn bob_catches_up(scene: &Scene) {
@@ -495,6 +495,27 @@ async fn mixed_case_room_ids_are_joined_through_lower_cased_jids_and_invites_arr
         .await;
     assert_eq!(invitation, private_jid);
     enter(&mut carl, &invitation, "Carl").await;
+    // A puppet of someone the gateway does not serve stands for nobody: inviting it relays
+    // nothing to that JID.
+    let mut eve = TestClient::login(&scene.xmpp, "eve", "other.localhost").await;
+    let stranger = format!("@_xmpp_eve=40other.localhost:{HS}");
+    let _ = reqwest::Client::new()
+        .post(format!(
+            "{}/_matrix/client/v3/rooms/{}/invite",
+            scene.synapse.url(),
+            private.replace('!', "%21")
+        ))
+        .bearer_auth(scene.bob.access_token())
+        .json(&json!({"user_id": stranger}))
+        .send()
+        .await
+        .unwrap();
+    let relayed = eve
+        .quiet_for(Duration::from_secs(2), |s| {
+            matches!(s, Stanza::Message(_)) && sender(s).contains(GW)
+        })
+        .await;
+    assert!(relayed.is_none(), "relayed to a stranger: {relayed:?}");
     let members = scene.bob.members(&private).await;
     assert!(
         members
@@ -804,12 +825,17 @@ async fn a_synapse_restart_in_the_middle_of_twenty_messages_loses_none() {
             Duration::from_secs(2),
         )
         .await;
-    // And the XMPP side saw each reflected once.
-    let mut echoes = 0;
-    while echoes < 20 {
-        groupchat_from(&mut alice, "/Alice").await;
-        echoes += 1;
+    // And the XMPP side saw each reflected once, in order.
+    for n in 0..20 {
+        let echo = groupchat_from(&mut alice, "/Alice").await;
+        assert_eq!(body(&echo), Some(format!("message {n}").as_str()));
     }
+    let extra = alice
+        .quiet_for(Duration::from_secs(2), |s| {
+            matches!(s, Stanza::Message(m) if m.type_ == MessageType::Groupchat && body(m).is_some())
+        })
+        .await;
+    assert!(extra.is_none(), "a message reflected twice: {extra:?}");
 }
 
 /// Make `count` Matrix users `@bulk_N` through the bulk appservice and join them to `room`,
@@ -1179,4 +1205,44 @@ async fn redaction_by(client: &MatrixClient, room: &str, sender: &str) -> String
         .or(redaction["redacts"].as_str())
         .expect("a redaction names its event")
         .to_owned()
+}
+
+#[tokio::test]
+async fn two_xmpp_users_in_one_room_see_each_other_and_odd_display_names() {
+    let scene = Scene::start("").await;
+    let room = scene.public_room("together", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let mut dave = scene.xmpp_user("dave").await;
+    let jid = room_jid("together");
+    // Both join at once: neither seat may be lost.
+    alice.send(join(&format!("{jid}/Alice"))).await;
+    dave.send(join(&format!("{jid}/Dave"))).await;
+    crate::harness::muc::self_presence(&mut alice, "Alice").await;
+    crate::harness::muc::self_presence(&mut dave, "Dave").await;
+
+    // Each one's messages reach the other through the homeserver, under their nick.
+    dave.send(groupchat_to(&jid, "hi alice, dave here")).await;
+    assert_eq!(
+        body(&groupchat_from(&mut alice, "/Dave").await),
+        Some("hi alice, dave here")
+    );
+    alice.send(groupchat_to(&jid, "hi dave")).await;
+    assert_eq!(
+        body(&groupchat_from(&mut dave, "/Alice").await),
+        Some("hi dave")
+    );
+
+    // Display names that are no JID resource (an emoji beyond Unicode 3.2) still speak.
+    let carol = scene.synapse.register("carol", "password", false).await;
+    carol.set_displayname("🦀 crab").await;
+    carol.join(&room).await;
+    carol.send_text(&room, "from the crab").await;
+    assert_eq!(
+        body(&groupchat_from(&mut alice, "/carol").await),
+        Some("from the crab")
+    );
+    assert_eq!(
+        body(&groupchat_from(&mut dave, "/carol").await),
+        Some("from the crab")
+    );
 }

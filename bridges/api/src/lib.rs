@@ -248,12 +248,15 @@ pub enum Action {
         /// The new subject.
         subject: String,
     },
-    /// Change the user's nick on a server (in every room there).
+    /// Change the user's nick on a server (in every room there on IRC; in `room` only where
+    /// nicks are per room, as on Matrix).
     ChangeNick {
         /// The server.
         server: String,
         /// The new nick.
         nick: String,
+        /// The room the change was asked in.
+        room: Option<RoomRef>,
     },
     /// Remove a member from a room.
     Kick {

@@ -538,7 +538,7 @@ impl Network for IrcNetwork {
                     )
                     .await
             }
-            Action::ChangeNick { server, nick } => {
+            Action::ChangeNick { server, nick, .. } => {
                 validate_nick(&nick)?;
                 inner
                     .dispatch(user, &server, Command::Nick(nick), None)

@@ -150,7 +150,8 @@ impl Inner {
         };
         let time = delayed(ev.origin_server_ts);
         let event_id = ev.event_id.to_string();
-        if refs.replaces.is_none() {
+        // Our puppets' messages are linked by the worker that sent them, under the XMPP id.
+        if refs.replaces.is_none() && self.puppet_owner(sender).is_none() {
             // Known by its event id on both sides, for the edits, retractions, reactions and
             // replies that may follow.
             self.link(room_id, &event_id, &event_id, sender).await;
@@ -295,6 +296,8 @@ impl Inner {
             }
         };
         if let Some((target, _)) = parse_reaction_link(&link.xmpp_id) {
+            // Forgotten here, not by the worker that redacted it: the link must still be
+            // there when the redaction arrives, whichever comes first.
             let target = target.to_owned();
             if let Err(e) = self.store.unlink(room_id.as_str(), redacted).await {
                 warn!(error = %e, "cannot forget a reaction");

@@ -67,6 +67,18 @@ pub struct MatrixSettings {
     pub member_limit: usize,
 }
 
+/// Which XMPP users may be reached through puppets (the gateway's `[access]`).
+pub type Allowed = Arc<dyn Fn(&UserRef) -> bool + Send + Sync>;
+
+/// The access rule in force.
+struct Access(Allowed);
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access(..)")
+    }
+}
+
 /// The Matrix network, shared by all XMPP users.
 #[derive(Debug, Clone)]
 pub struct MatrixNetwork {
@@ -78,6 +90,8 @@ struct Inner {
     settings: MatrixSettings,
     client: Client,
     store: Arc<dyn MatrixStore>,
+    /// Who may be reached: a puppet of anyone else is nobody's.
+    allowed: std::sync::RwLock<Access>,
     rooms: Mutex<Rooms>,
     /// Puppets known to exist on the homeserver.
     registered: Mutex<std::collections::HashSet<String>>,
@@ -87,11 +101,20 @@ struct Inner {
     emitted: Mutex<Option<mpsc::Receiver<Event>>>,
     /// Serialises transactions from the homeserver.
     transactions: tokio::sync::Mutex<()>,
+    /// Joins asked for and not done yet: transactions wait for them (a restart's rejoins),
+    /// so that what the homeserver kept for a room while we were away is not dropped for
+    /// arriving before the room is known again.
+    joining: tokio::sync::watch::Sender<usize>,
 }
 
 impl MatrixNetwork {
-    /// The network for `settings`, keeping its state in `store`.
-    pub fn new(settings: MatrixSettings, store: Arc<dyn MatrixStore>) -> MatrixNetwork {
+    /// The network for `settings`, keeping its state in `store`, reaching the XMPP users
+    /// `allowed` accepts.
+    pub fn new(
+        settings: MatrixSettings,
+        store: Arc<dyn MatrixStore>,
+        allowed: Allowed,
+    ) -> MatrixNetwork {
         let (emit, emitted) = mpsc::channel(4096);
         let client = Client::new(&settings.homeserver, &settings.as_token);
         let rooms = Rooms::new(settings.member_limit);
@@ -100,14 +123,23 @@ impl MatrixNetwork {
                 settings,
                 client,
                 store,
+                allowed: std::sync::RwLock::new(Access(allowed)),
                 rooms: Mutex::new(rooms),
                 registered: Default::default(),
                 workers: Default::default(),
                 emit,
                 emitted: Mutex::new(Some(emitted)),
                 transactions: tokio::sync::Mutex::new(()),
+                joining: tokio::sync::watch::Sender::new(0),
             }),
         }
+    }
+}
+
+impl MatrixNetwork {
+    /// New access rules (a configuration reload).
+    pub fn set_allowed(&self, allowed: Allowed) {
+        *self.inner.allowed.write().expect("allowed lock") = Access(allowed);
     }
 }
 
@@ -156,6 +188,14 @@ impl Network for MatrixNetwork {
                 "Matrix has no raw protocol lines".into(),
             ));
         }
+        if self.inner.try_puppet_id(user).is_none() {
+            return Err(BridgeError::Invalid(format!(
+                "{user} is too long to be written as a Matrix user id (255 bytes at most)"
+            )));
+        }
+        if let Action::Join { .. } = action {
+            self.inner.joining.send_modify(|n| *n += 1);
+        }
         let mut workers = self.inner.workers.lock().expect("workers lock");
         if let Some(worker) = workers.get(user) {
             if worker.send(action.clone()).is_ok() {
@@ -173,7 +213,11 @@ impl Network for MatrixNetwork {
 /// Carries out one user's actions in order.
 async fn worker(inner: Arc<Inner>, user: UserRef, mut actions: mpsc::UnboundedReceiver<Action>) {
     while let Some(action) = actions.recv().await {
+        let join = matches!(action, Action::Join { .. });
         let events = inner.perform(&user, action).await;
+        if join {
+            inner.joining.send_modify(|n| *n = n.saturating_sub(1));
+        }
         for event in events {
             if inner.emit.send(event).await.is_err() {
                 return;
@@ -183,19 +227,31 @@ async fn worker(inner: Arc<Inner>, user: UserRef, mut actions: mpsc::UnboundedRe
 }
 
 impl Inner {
-    fn puppet_id(&self, user: &UserRef) -> OwnedUserId {
+    /// The user's puppet id, unless the JID is too long for one.
+    fn try_puppet_id(&self, user: &UserRef) -> Option<OwnedUserId> {
         let local = ids::puppet_localpart(&self.settings.user_prefix, user);
-        OwnedUserId::try_from(format!("@{local}:{}", self.settings.server_name))
-            .expect("escaped puppet localparts are valid user ids")
+        OwnedUserId::try_from(format!("@{local}:{}", self.settings.server_name)).ok()
     }
 
-    /// The XMPP user a Matrix user id stands for, when it is one of our puppets.
+    /// The user's puppet id; every user reaching the workers has one ([`Network::act`]
+    /// refuses the others).
+    fn puppet_id(&self, user: &UserRef) -> OwnedUserId {
+        self.try_puppet_id(user)
+            .expect("act() refuses users without a puppet id")
+    }
+
+    /// The XMPP user a Matrix user id stands for: one of our puppets (in its one canonical
+    /// spelling) of a user the gateway serves. Invitations, direct chats and the
+    /// homeserver's questions about anyone else reach nobody.
     fn puppet_owner(&self, user_id: &str) -> Option<UserRef> {
         let (local, server) = ids::split_user_id(user_id)?;
         if server != self.settings.server_name {
             return None;
         }
-        ids::puppet_owner(&self.settings.user_prefix, local)
+        let owner = ids::puppet_owner(&self.settings.user_prefix, local)?;
+        let canonical = ids::puppet_localpart(&self.settings.user_prefix, &owner) == local;
+        let allowed = (self.allowed.read().expect("allowed lock").0)(&owner);
+        (canonical && owner.0.contains('@') && allowed).then_some(owner)
     }
 
     async fn perform(&self, user: &UserRef, action: Action) -> Vec<Event> {
@@ -224,7 +280,9 @@ impl Inner {
             Action::Retract { to, id } => self.retract(user, to, id).await,
             Action::React { to, id, reactions } => self.react(user, to, id, reactions).await,
             Action::SetSubject { room, subject } => self.set_subject(user, room, subject).await,
-            Action::ChangeNick { server, nick } => self.change_nick(user, &server, nick).await,
+            Action::ChangeNick { server, nick, room } => {
+                self.change_nick(user, &server, nick, room).await
+            }
             Action::Kick { room, nick, reason } => self.kick(user, room, nick, reason).await,
             Action::Disconnect { server, reason } => {
                 let rooms = self.rooms.lock().expect("rooms lock").rooms_of(user);
@@ -382,34 +440,43 @@ impl Inner {
         // same event, so the room never sees the puppet under another name.
         let mut content = RoomMemberEventContent::new(MembershipState::Join);
         content.displayname = Some(nick.clone());
-        let request =
-            match state::send_state_event::v3::Request::new(room_id.clone(), &puppet, &content) {
-                Ok(request) => request,
-                Err(e) => return failed(JoinFailure::Other, e.to_string()),
-            };
+        let member_state =
+            || state::send_state_event::v3::Request::new(room_id.clone(), &puppet, &content);
+        let request = match member_state() {
+            Ok(request) => request,
+            Err(e) => return failed(JoinFailure::Other, e.to_string()),
+        };
         if let Err(e) = self.client.call(request, Some(&puppet), Retry::Once).await {
-            // Rooms that refuse a join through the state API still take /join.
+            // Rooms that refuse a join through the state API still take /join; the display
+            // name follows in a second member event.
             let join = membership::join_room_by_id::v3::Request::new(room_id.clone());
             if let Err(e2) = self.client.call(join, Some(&puppet), Retry::Once).await {
                 debug!(room = %room_id, error = %e, "state join refused");
                 let (failure, text) = join_failure(&e2);
                 return failed(failure, text);
             }
+            if let Ok(rename) = member_state() {
+                if let Err(e) = self.client.call(rename, Some(&puppet), Retry::Once).await {
+                    warn!(room = %room_id, error = %e, "cannot set the puppet's name in the room");
+                }
+            }
         }
         self.remember_room(&room_id).await;
-        if let Err((failure, text)) = self.load_room(&room_id, &puppet).await {
-            return failed(failure, text);
-        }
-        if self.nick_taken(&room_id, &nick, &puppet) {
+        let loaded = self.load_room(&room_id, &puppet).await;
+        if loaded.is_err() || self.nick_taken(&room_id, &nick, &puppet) {
+            // Not seated after all: the puppet does not stay behind in the room.
             self.rooms
                 .lock()
                 .expect("rooms lock")
                 .forget_unseated(&room_id);
             let leave = membership::leave_room::v3::Request::new(room_id.clone());
             if let Err(e) = self.client.call(leave, Some(&puppet), Retry::Once).await {
-                warn!(room = %room_id, error = %e, "cannot leave after a nick conflict");
+                warn!(room = %room_id, error = %e, "cannot leave after a failed join");
             }
-            return conflict();
+            return match loaded {
+                Err((failure, text)) => failed(failure, text),
+                Ok(()) => conflict(),
+            };
         }
         let (members, subject) = self.rooms.lock().expect("rooms lock").enter(
             &room_id,
@@ -593,8 +660,19 @@ impl Inner {
         }
     }
 
-    async fn change_nick(&self, user: &UserRef, server: &str, nick: String) -> Vec<Event> {
-        let rooms = self.rooms.lock().expect("rooms lock").rooms_of(user);
+    /// Matrix nicks are per room: the change applies to the room it was asked in (to every
+    /// room on the server when none is named).
+    async fn change_nick(
+        &self,
+        user: &UserRef,
+        server: &str,
+        nick: String,
+        only: Option<RoomRef>,
+    ) -> Vec<Event> {
+        let rooms = match only {
+            Some(room) => vec![room],
+            None => self.rooms.lock().expect("rooms lock").rooms_of(user),
+        };
         let puppet = self.puppet_id(user);
         let mut events = Vec::new();
         for room in rooms.into_iter().filter(|r| r.server == server) {

@@ -38,6 +38,9 @@ pub(crate) async fn serve(
         .route("/rooms/{alias}", get(query_alias))
         .route("/_matrix/app/v1/ping", post(ping))
         .fallback(unrecognized)
+        // Synapse batches up to 100 events of up to 64 KiB: far above axum's 2 MB default,
+        // which would refuse such a transaction forever.
+        .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(inner);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -104,6 +107,15 @@ async fn transaction(
         }
     };
     let _one_at_a_time = inner.transactions.lock().await;
+    // Let joins in progress finish first (bounded: a join never holds transactions up long).
+    let mut joining = inner.joining.subscribe();
+    let settled = joining.wait_for(|n| *n == 0);
+    if tokio::time::timeout(std::time::Duration::from_secs(30), settled)
+        .await
+        .is_err()
+    {
+        warn!(txn = %txn_id, "joins still in progress after 30 s; taking the transaction");
+    }
     match inner.store.transaction_seen(&txn_id).await {
         Ok(true) => {
             debug!(txn = %txn_id, "transaction seen before");

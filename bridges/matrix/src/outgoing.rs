@@ -179,13 +179,20 @@ impl Inner {
             Ok(found) => found,
             Err(text) => return vec![send_failed(user, to, id, &text)],
         };
-        let Some(event) = self.event_for(&room, &id).await else {
-            return vec![send_failed(
-                user,
-                to,
-                id,
-                "the retracted message is unknown",
-            )];
+        // Only one's own messages: a moderator's removal is another request (XEP-0425).
+        let puppet = self.puppet_id(user);
+        let unknown = "the retracted message is unknown";
+        let event = match self.store.find_message(room.as_str(), &id).await {
+            Ok(Some(link)) if link.sender == puppet.as_str() => link.event_id,
+            Ok(Some(_)) => {
+                let text = "only your own messages can be retracted";
+                return vec![send_failed(user, to, id, text)];
+            }
+            Ok(None) => return vec![send_failed(user, to, id, unknown)],
+            Err(e) => return vec![send_failed(user, to, id, &e.to_string())],
+        };
+        let Ok(event) = OwnedEventId::try_from(event) else {
+            return vec![send_failed(user, to, id, unknown)];
         };
         if let Err(e) = self.redact(user, &room, event.clone()).await {
             return vec![send_failed(user, to, id, &format!("not retracted: {e}"))];
@@ -257,11 +264,9 @@ impl Inner {
             let Ok(event) = OwnedEventId::try_from(event) else {
                 continue;
             };
+            // The redaction coming back from the homeserver forgets the link.
             if let Err(e) = self.redact(user, &room, event.clone()).await {
                 return vec![send_failed(user, to, id, &format!("reaction kept: {e}"))];
-            }
-            if let Err(e) = self.store.unlink(room.as_str(), event.as_str()).await {
-                warn!(error = %e, "cannot forget a removed reaction");
             }
         }
         match to {

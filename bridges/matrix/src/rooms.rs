@@ -86,13 +86,21 @@ fn privilege(level: i64) -> Privilege {
     }
 }
 
-/// A display name fit to be a MUC nick: no control characters, trimmed.
-fn clean(name: &str) -> String {
-    name.chars()
+/// A display name fit to be a MUC nick: no control characters, trimmed, and a valid JID
+/// resource as the XMPP server will normalise it (emoji outside Unicode 3.2, mixed
+/// directions and over-long names are not), else `None`.
+fn clean(name: &str) -> Option<String> {
+    let trimmed = name
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
         .trim()
-        .to_owned()
+        .to_owned();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let valid = jid::ResourcePart::new(&trimmed).ok()?;
+    Some(valid.to_string())
 }
 
 impl Room {
@@ -110,24 +118,33 @@ impl Room {
 
     /// Give `user_id` a nick from its display name, unless it already has that one.
     fn assign(&mut self, user_id: &str, display: Option<String>) -> String {
-        let base = display
-            .as_deref()
-            .map(clean)
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| {
-                let local = user_id.trim_start_matches('@');
-                local.split(':').next().unwrap_or(local).to_owned()
-            });
+        let base = display.as_deref().and_then(clean).unwrap_or_else(|| {
+            let local = user_id.trim_start_matches('@');
+            local.split(':').next().unwrap_or(local).to_owned()
+        });
         if let Some(old) = self.members.get(user_id) {
             if old.display == display {
                 return old.nick.clone();
             }
             self.by_nick.remove(&fold(&old.nick));
         }
-        let nick = match self.by_nick.get(&fold(&base)) {
-            Some(other) if other != user_id => format!("{base} ({user_id})"),
-            _ => base,
+        // The first of these nobody else has: a display name shared by two members tells
+        // them apart by user id, which is unique, with a counter for the pathological case
+        // of someone calling themselves by another's disambiguated name.
+        let free = |nick: &str| {
+            self.by_nick
+                .get(&fold(nick))
+                .is_none_or(|owner| owner == user_id)
         };
+        // (User ids are short ASCII, always valid resources: the search ends.)
+        let nick = [base.clone(), format!("{base} ({user_id})")]
+            .into_iter()
+            .chain((0..).map(|n| match n {
+                0 => user_id.to_owned(),
+                n => format!("{user_id} {n}"),
+            }))
+            .find(|nick| free(nick) && clean(nick).as_deref() == Some(nick.as_str()))
+            .expect("an unused nick exists");
         self.by_nick.insert(fold(&nick), user_id.to_owned());
         self.members.insert(
             user_id.to_owned(),
@@ -204,7 +221,8 @@ impl Rooms {
         for (id, display) in members.into_iter().filter(|(id, _)| id != joining) {
             state.assign(&id, display);
         }
-        self.rooms.insert(room.to_owned(), state);
+        // Another user's join may have loaded it meanwhile: theirs stays, seats and all.
+        self.rooms.entry(room.to_owned()).or_insert(state);
     }
 
     /// Drop the state of a room nobody is seated in (after a join that failed).

@@ -39,7 +39,7 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
     async fn find_room(&self, folded: &str) -> Result<Option<String>, StoreFailure>;
     /// Remember which XMPP id and which event are the same message.
     async fn link_message(&self, link: &MessageLink) -> Result<(), StoreFailure>;
-    /// The message with this XMPP id or event id in the room.
+    /// The message with this event id in the room, else the one with this XMPP id.
     async fn find_message(&self, room: &str, id: &str)
         -> Result<Option<MessageLink>, StoreFailure>;
     /// Forget a message link (a reaction taken back).
@@ -116,7 +116,8 @@ impl MatrixStore for MemoryStore {
         Ok(self.with(|m| {
             m.messages
                 .iter()
-                .find(|l| l.room == room && (l.xmpp_id == id || l.event_id == id))
+                .filter(|l| l.room == room && (l.xmpp_id == id || l.event_id == id))
+                .min_by_key(|l| l.event_id != id)
                 .cloned()
         }))
     }

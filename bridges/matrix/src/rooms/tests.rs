@@ -123,3 +123,46 @@ fn kicks_bans_renames_and_own_messages() {
     ));
     assert!(!rooms.is_tracked(&room_id()), "the last XMPP user is gone");
 }
+
+#[test]
+fn display_names_that_are_no_jid_resource_fall_back_to_the_user_id() {
+    let long = "x".repeat(2000);
+    let (rooms, shown) = seated(
+        100,
+        &[
+            ("@emoji:hs", Some("🦀 crab")),
+            ("@mixed:hs", Some("abc \u{5d0}\u{5d1}\u{5d2} def")),
+            ("@long:hs", Some(long.as_str())),
+            ("@fine:hs", Some("Ünïcode")),
+        ],
+    );
+    let names = nicks(&shown);
+    for nick in &names {
+        assert!(
+            jid::ResourcePart::new(nick).is_ok(),
+            "{nick:?} is a resource"
+        );
+    }
+    assert!(names.contains(&"Ünïcode".to_owned()), "{names:?}");
+    assert!(names.contains(&"long".to_owned()), "{names:?}");
+    assert!(names.contains(&"mixed".to_owned()), "{names:?}");
+    // A name taken twice over still finds a free nick: the user id.
+    let _ = rooms;
+    let (mut rooms, _) = seated(
+        100,
+        &[("@a:hs", Some("Bob")), ("@b:hs", Some("Bob (@c:hs)"))],
+    );
+    let change = Change {
+        target: "@c:hs",
+        sender: "@c:hs",
+        membership: Membership::Join {
+            display: Some("Bob".into()),
+        },
+        reason: None,
+    };
+    let events = rooms.membership(&room_id(), change);
+    assert!(
+        matches!(&events[..], [Event::MemberJoined { member, .. }] if member.nick == "@c:hs"),
+        "{events:?}"
+    );
+}
