@@ -4,11 +4,15 @@
 # default ~/.cache/causeway/synapse-venv), skipping what is already there. Safe to run again.
 #   tests/setup.sh           everything the test suite needs
 #   tests/setup.sh sandbox   only Prosody and ngircd
+#   tests/setup.sh bench     everything, and biboumi for `cargo bench --bench gateways`
 set -euo pipefail
 
 want=(prosody lua-unbound ngircd)
 if [ "${1:-}" != sandbox ]; then
   want+=(ejabberd inspircd atheme-services postgresql openssl python3-venv)
+fi
+if [ "${1:-}" = bench ]; then
+  want+=(biboumi)
 fi
 
 missing=()
@@ -37,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts nothing under policy-rc.d, but stop anything a previous install left running.
-  for svc in prosody ejabberd ngircd inspircd atheme-services postgresql; do
+  for svc in prosody ejabberd ngircd inspircd atheme-services postgresql biboumi; do
     $sudo service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

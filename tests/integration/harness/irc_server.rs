@@ -208,6 +208,12 @@ impl IrcServer {
 
     /// Freeze the server (SIGSTOP) or thaw it (SIGCONT): connections stay open, nothing
     /// answers meanwhile.
+    /// The server process's id, while it runs.
+    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(|p| p.pid())
+    }
+
     pub fn freeze(&self, frozen: bool) {
         if let Some(process) = &self.process {
             process.signal(if frozen { "-STOP" } else { "-CONT" });

@@ -69,6 +69,12 @@ impl ServerProcess {
         }
     }
 
+    /// The process id of the server (its group leader).
+    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Wait until every port accepts connections; panics with the logs if the process dies
     /// or the ports stay closed.
     pub fn wait_ports(&mut self, ports: &[u16], timeout: Duration) {

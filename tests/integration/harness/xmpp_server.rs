@@ -23,6 +23,7 @@ pub struct XmppServer {
     pub component_port: u16,
     pub secret: String,
     dist_port: u16,
+    extra_components: Vec<String>,
     dir: tempfile::TempDir,
     process: Option<ServerProcess>,
 }
@@ -30,6 +31,12 @@ pub struct XmppServer {
 impl XmppServer {
     /// Configure and start a server of `flavor` on fresh ports.
     pub fn start(flavor: Flavor) -> XmppServer {
+        Self::start_with_components(flavor, &[])
+    }
+
+    /// [`start`](Self::start) with more external components (Prosody only; the benchmark's
+    /// biboumi), sharing the component port and secret.
+    pub fn start_with_components(flavor: Flavor, extra: &[&str]) -> XmppServer {
         let dir = tempfile::Builder::new()
             .prefix(&format!("causeway-{flavor:?}-"))
             .tempdir()
@@ -40,6 +47,7 @@ impl XmppServer {
             component_port: free_port(),
             secret: "component-secret".into(),
             dist_port: free_port(),
+            extra_components: extra.iter().map(|c| c.to_string()).collect(),
             dir,
             process: None,
         };
@@ -65,7 +73,17 @@ impl XmppServer {
                         ("C2S_PORT", self.c2s_port.to_string()),
                         (
                             "COMPONENTS",
-                            snippet("prosody.cfg.lua", self.component_port, &self.secret),
+                            snippet("prosody.cfg.lua", self.component_port, &self.secret)
+                                + &self
+                                    .extra_components
+                                    .iter()
+                                    .map(|c| {
+                                        format!(
+                                            "\nComponent \"{c}\"\n    component_secret = \"{}\"\n",
+                                            self.secret
+                                        )
+                                    })
+                                    .collect::<String>(),
                         ),
                     ],
                 );
@@ -188,6 +206,12 @@ impl XmppServer {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// The server process's id, while it runs.
+    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(|p| p.pid())
     }
 
     /// The server's logs, for failure messages.
