@@ -42,7 +42,8 @@ on_both_irc_servers!(
     text_is_never_lost_or_injected,
     raw_commands_through_the_server_jid,
     puppets_come_back_after_irc_server_restart,
-    twenty_users_in_one_channel_see_each_message_once
+    twenty_users_in_one_channel_see_each_message_once,
+    leaving_and_joining_at_once_joins_again
 );
 
 const ROOM: &str = "#test%127.0.0.1@irc.localhost";
@@ -337,6 +338,49 @@ async fn second_resource_shares_the_puppet(kind: IrcKind) {
     assert_eq!(second, Ok(()), "a second puppet joined");
     phone.logout().await;
     laptop.logout().await;
+    gateway.stop().await;
+}
+
+/// Leaving and joining again before the PART came back: a new join, not the old
+/// membership answered from memory (the puppet would then be out of the channel while the
+/// client thinks it is in).
+async fn leaving_and_joining_at_once_joins_again(kind: IrcKind) {
+    let irc = IrcServer::start(kind);
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#test").await;
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    enter(&mut alice, ROOM, "alice").await;
+    bob.expect("JOIN", |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+    let occupant: xmpp_client::jid::Jid = format!("{ROOM}/alice").parse().unwrap();
+    alice
+        .send(Presence::unavailable().with_to(occupant.clone()))
+        .await;
+    alice.send(join(&format!("{ROOM}/alice"))).await;
+    bob.expect("PART", |l| l.starts_with(":alice!") && l.contains(" PART "))
+        .await;
+    bob.expect("JOIN again", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+    // In the channel for real: bob's words reach alice, and she stays.
+    bob.send("PRIVMSG #test :still there?").await;
+    alice
+        .expect("bob's message", |s| match s {
+            Stanza::Message(m) if body(m) == Some("still there?") => Some(()),
+            _ => None,
+        })
+        .await;
+    let gone = alice
+        .quiet_for(Duration::from_secs(1), |s| {
+            matches!(s, Stanza::Presence(p) if p.type_ == PresenceType::Unavailable
+                && sender(s).ends_with("/alice"))
+        })
+        .await;
+    assert!(gone.is_none(), "the rejoin was undone: {gone:?}");
+    alice.logout().await;
     gateway.stop().await;
 }
 

@@ -257,6 +257,9 @@ struct Session {
     settled: bool,
     /// Whether any channel was asked for yet: the session ends when the last one is left.
     had_channels: bool,
+    /// Channels (folded) we sent a PART for and whose echo has not come back: a join asked
+    /// for meanwhile is a new join, not the old membership.
+    parting: std::collections::HashSet<String>,
     /// Channels with their own encoding, by folded name.
     encodings: HashMap<String, &'static encoding_rs::Encoding>,
     /// The server's encoding for what is not UTF-8 (instead of latin-1), if the user set one.
@@ -302,6 +305,7 @@ pub async fn run(
         echoes: VecDeque::new(),
         settled: false,
         had_channels: false,
+        parting: Default::default(),
         listing: None,
         quit_reason: None,
         encodings: HashMap::new(),
@@ -578,6 +582,8 @@ impl Session {
 
     /// Join again every channel the puppet was in (after a reconnection).
     fn rejoin(&mut self) {
+        // PARTs sent on the lost connection will never be echoed.
+        self.parting.clear();
         let names: Vec<String> = self.channels.values().map(|c| c.name.clone()).collect();
         for name in names {
             self.send(format("JOIN", &[&name]));
@@ -844,6 +850,11 @@ impl Session {
         match command {
             Command::Join { channel, key } => {
                 let folded = self.rules.fold(&channel);
+                if self.parting.contains(&folded) {
+                    // Left and joined again before the PART came back: join anew (the
+                    // server takes the PART and the JOIN in order).
+                    self.channels.remove(&folded);
+                }
                 if let Some(existing) = self.channels.get(&folded) {
                     if existing.joined {
                         // Already in: the state as it is, for a second resource.
@@ -879,7 +890,9 @@ impl Session {
                 let Some(state) = self.channels.get(&folded) else {
                     return;
                 };
-                if !state.joined {
+                if state.joined {
+                    self.parting.insert(folded.clone());
+                } else {
                     // Still joining: forget it; the JOIN reply will be ignored.
                     self.channels.remove(&folded);
                 }
@@ -1194,6 +1207,12 @@ impl Session {
     ) {
         let folded = self.rules.fold(channel);
         if self.is_me(nick) {
+            let ours = self.parting.remove(&folded);
+            if ours && self.channels.get(&folded).is_some_and(|c| !c.joined) {
+                // The echo of a PART sent before the join now in progress: that join
+                // stands.
+                return;
+            }
             if let Some(state) = self.channels.remove(&folded) {
                 let room = self.room(&state.name);
                 self.emit(Event::Left {
