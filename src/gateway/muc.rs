@@ -501,18 +501,12 @@ impl Muc {
                     return fx;
                 };
                 if let (Some(subject), None) = (msg.subjects.values().next(), &body) {
-                    fx.requests.push(Request {
-                        user,
-                        action: Action::SetSubject {
-                            room: state.room.clone(),
-                            subject: subject.clone(),
-                        },
-                        on_error: OnError::Message {
-                            to,
-                            sender: from,
-                            id,
-                        },
-                    });
+                    let action = Action::SetSubject {
+                        room: state.room.clone(),
+                        subject: subject.clone(),
+                    };
+                    fx.requests
+                        .push(message_request(user, action, to, from, id));
                     return fx;
                 }
                 let peer = Peer::Room(state.room.clone());
@@ -526,23 +520,9 @@ impl Muc {
                 if let Some(origin) = msg.payloads.iter().find(|p| p.is("origin-id", ns::SID)) {
                     state.origin_ids.insert(id.clone(), origin.clone());
                 }
-                let (refs, body) = message_refs(rich, &msg, &body);
-                let (body, kind) = split_me(&body);
-                fx.requests.push(Request {
-                    user,
-                    action: Action::Send {
-                        to: peer,
-                        body,
-                        kind,
-                        id: id.clone(),
-                        refs,
-                    },
-                    on_error: OnError::Message {
-                        to,
-                        sender: from,
-                        id: Some(id),
-                    },
-                });
+                let action = send_action(rich, &msg, &body, peer, id.clone());
+                fx.requests
+                    .push(message_request(user, action, to, from, Some(id)));
             }
             IrcAddress::Channel {
                 server,
@@ -557,24 +537,10 @@ impl Muc {
                     return fx;
                 }
                 let Some(body) = body else { return fx };
-                let (refs, body) = message_refs(rich, &msg, &body);
-                let (body, kind) = split_me(&body);
                 let id = id.unwrap_or_else(new_id);
-                fx.requests.push(Request {
-                    user,
-                    action: Action::Send {
-                        to: peer,
-                        body,
-                        kind,
-                        id: id.clone(),
-                        refs,
-                    },
-                    on_error: OnError::Message {
-                        to,
-                        sender: from,
-                        id: Some(id),
-                    },
-                });
+                let action = send_action(rich, &msg, &body, peer, id.clone());
+                fx.requests
+                    .push(message_request(user, action, to, from, Some(id)));
             }
             IrcAddress::Server { server } => {
                 let Some(body) = body else { return fx };
@@ -1805,19 +1771,27 @@ fn rich_action(msg: &Message, peer: &Peer) -> Option<Action> {
     })
 }
 
-/// What a message corrects or answers (for networks that have such things), and its body
-/// without the reply fallback.
-fn message_refs(rich: bool, msg: &Message, body: &str) -> (Refs, String) {
-    if !rich {
-        return (Refs::none(), body.to_owned());
-    }
-    let refs = rich::refs(msg);
-    let body = if refs.reply_to.is_some() {
-        rich::strip_reply_fallback(msg, body)
+/// The network message for a client's message with `body`: `/me` as an action, and (for
+/// networks that have them) what it corrects or answers, the reply fallback cut off.
+fn send_action(rich: bool, msg: &Message, body: &str, to: Peer, id: String) -> Action {
+    let (refs, body) = if rich {
+        let refs = rich::refs(msg);
+        let body = match refs.reply_to {
+            Some(_) => rich::strip_reply_fallback(msg, body),
+            None => body.to_owned(),
+        };
+        (refs, body)
     } else {
-        body.to_owned()
+        (Refs::none(), body.to_owned())
     };
-    (refs, body)
+    let (body, kind) = split_me(&body);
+    Action::Send {
+        to,
+        body,
+        kind,
+        id,
+        refs,
+    }
 }
 
 /// `/me waves` is an action.

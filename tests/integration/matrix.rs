@@ -14,7 +14,9 @@ use xmpp_client::Stanza;
 
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
-use crate::harness::muc::{body, enter, groupchat_to, join, join_error, muc_user, sender};
+use crate::harness::muc::{
+    body, enter, groupchat_to, join, join_error, join_listing, muc_user, sender,
+};
 use crate::harness::process::free_port;
 use crate::harness::xmpp_server::{Flavor, XmppServer};
 use crate::harness::{config_toml, Gateway, TestClient, ANSWER};
@@ -176,23 +178,7 @@ async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_wa
     let mut alice = scene.xmpp_user("alice").await;
 
     // Join: bob as occupant, then the self-presence (110 last), then the subject.
-    alice
-        .send(join(&format!("{}/Alice", room_jid("lobby"))))
-        .await;
-    let mut seen = Vec::new();
-    let own = alice
-        .expect("join sequence", |s| {
-            if let Stanza::Presence(p) = s {
-                seen.push(sender(s));
-                let user = muc_user(p)?;
-                return user
-                    .status
-                    .contains(&Status::SelfPresence)
-                    .then(|| sender(s));
-            }
-            None
-        })
-        .await;
+    let (seen, own) = join_listing(&mut alice, &format!("{}/Alice", room_jid("lobby"))).await;
     assert!(own.ends_with("/Alice"), "{own}");
     assert!(
         seen.iter().any(|s| s.ends_with("/Bob")),
@@ -298,22 +284,7 @@ async fn nick_clashes_conflict_and_display_name_clashes_are_disambiguated() {
     let err = join_error(&mut alice).await;
     assert_eq!(err.defined_condition, DefinedCondition::Conflict);
 
-    let mut seen = Vec::new();
-    alice
-        .send(join(&format!("{}/Alice", room_jid("names"))))
-        .await;
-    alice
-        .expect("self-presence", |s| {
-            if let Stanza::Presence(p) = s {
-                seen.push(sender(s));
-                return muc_user(p)?
-                    .status
-                    .contains(&Status::SelfPresence)
-                    .then_some(());
-            }
-            None
-        })
-        .await;
+    let (seen, _) = join_listing(&mut alice, &format!("{}/Alice", room_jid("names"))).await;
     let bobs: Vec<&String> = seen.iter().filter(|s| s.contains("/Bob")).collect();
     assert_eq!(
         bobs.len(),
@@ -897,22 +868,10 @@ async fn a_room_of_five_hundred_members_is_joined_at_once_and_speakers_appear() 
     eprintln!("520 members joined in {:?}", started.elapsed());
     let mut alice = scene.xmpp_user("alice").await;
     let jid = room_jid("crowd");
-    let mut occupants = 0;
-    alice.send(join(&format!("{jid}/Alice"))).await;
-    alice
-        .expect("self-presence", |s| {
-            if let Stanza::Presence(p) = s {
-                let user = muc_user(p)?;
-                if user.status.contains(&Status::SelfPresence) {
-                    return Some(());
-                }
-                occupants += 1;
-            }
-            None
-        })
-        .await;
+    let (occupants, _) = join_listing(&mut alice, &format!("{jid}/Alice")).await;
     assert_eq!(
-        occupants, 50,
+        occupants.len(),
+        50,
         "member_limit members shown at join (bob and 49 others)"
     );
     // Someone not shown speaks: they appear, then their message.

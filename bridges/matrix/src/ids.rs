@@ -25,6 +25,11 @@ pub fn puppet_localpart(prefix: &str, user: &UserRef) -> String {
     out
 }
 
+/// The name a puppet starts with when no MUC nick gave it one: the JID's localpart.
+pub fn default_nick(user: &UserRef) -> &str {
+    user.0.split('@').next().unwrap_or(&user.0)
+}
+
 /// The XMPP user a puppet localpart stands for, when it is one of ours.
 pub fn puppet_owner(prefix: &str, localpart: &str) -> Option<UserRef> {
     let escaped = localpart.strip_prefix(prefix)?;

@@ -602,7 +602,7 @@ impl Inner {
         let remote = OwnedUserId::try_from(format!("@{nick}:{server}"))
             .map_err(|e| format!("@{nick}:{server} is not a Matrix user id: {e}"))?;
         let puppet = self
-            .ensure_puppet(user, user.0.split('@').next().unwrap_or(&user.0))
+            .ensure_puppet(user, ids::default_nick(user))
             .await
             .map_err(|e| e.to_string())?;
         if let Some(room) = self

@@ -153,8 +153,10 @@ async fn query_user(
             "not a puppet of this gateway",
         );
     };
-    let nick = user.0.split('@').next().unwrap_or(&user.0).to_owned();
-    match inner.ensure_puppet(&user, &nick).await {
+    match inner
+        .ensure_puppet(&user, crate::ids::default_nick(&user))
+        .await
+    {
         Ok(_) => ok(),
         Err(e) => error(StatusCode::NOT_FOUND, "M_NOT_FOUND", &e.to_string()),
     }

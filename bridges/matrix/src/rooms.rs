@@ -156,6 +156,19 @@ impl Room {
         nick
     }
 
+    /// A puppet shows as the MUC nick its user asked for (checked against others before).
+    fn name_puppet(&mut self, puppet: &str, nick: &str) {
+        self.remove(puppet);
+        self.by_nick.insert(fold(nick), puppet.to_owned());
+        self.members.insert(
+            puppet.to_owned(),
+            Info {
+                nick: nick.to_owned(),
+                display: Some(nick.to_owned()),
+            },
+        );
+    }
+
     fn remove(&mut self, user_id: &str) -> Option<Info> {
         let info = self.members.remove(user_id)?;
         self.by_nick.remove(&fold(&info.nick));
@@ -252,15 +265,7 @@ impl Rooms {
         let limit = self.limit;
         let state = self.rooms.entry(room_id.to_owned()).or_default();
         if state.members.get(&puppet).map(|i| i.nick.as_str()) != Some(nick) {
-            state.remove(&puppet);
-            state.by_nick.insert(fold(nick), puppet.clone());
-            state.members.insert(
-                puppet.clone(),
-                Info {
-                    nick: nick.to_owned(),
-                    display: Some(nick.to_owned()),
-                },
-            );
+            state.name_puppet(&puppet, nick);
         }
         let mut ids: Vec<&String> = state.members.keys().filter(|id| **id != puppet).collect();
         if ids.len() > limit {
@@ -342,15 +347,7 @@ impl Rooms {
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
-        state.remove(puppet);
-        state.by_nick.insert(fold(nick), puppet.to_owned());
-        state.members.insert(
-            puppet.to_owned(),
-            Info {
-                nick: nick.to_owned(),
-                display: Some(nick.to_owned()),
-            },
-        );
+        state.name_puppet(puppet, nick);
         if let Some(seat) = state.seats.get_mut(user) {
             seat.nick = nick.to_owned();
         }

@@ -56,6 +56,24 @@ pub async fn enter(client: &mut TestClient, room: &str, nick: &str) -> Presence 
         .await
 }
 
+/// Join `occupant` and wait for the self-presence: the senders of the presences that came
+/// before it (the occupants, in order), and its own sender.
+pub async fn join_listing(client: &mut TestClient, occupant: &str) -> (Vec<String>, String) {
+    client.send(join(occupant)).await;
+    let mut before = Vec::new();
+    let own = client
+        .expect("self-presence", |s| {
+            let Stanza::Presence(p) = s else { return None };
+            if muc_user(p)?.status.contains(&Status::SelfPresence) {
+                return Some(sender(s));
+            }
+            before.push(sender(s));
+            None
+        })
+        .await;
+    (before, own)
+}
+
 /// The next presence from `from` (an occupant JID suffix) of the given type.
 pub async fn presence_from(client: &mut TestClient, suffix: &str, type_: PresenceType) -> Presence {
     client
