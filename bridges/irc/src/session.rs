@@ -14,7 +14,7 @@ use causeway_bridge::{
     Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege, RoomRef, UserRef,
 };
 use governor::{Quota, RateLimiter};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -102,15 +102,17 @@ enum Inbound {
 }
 
 struct Writer {
-    urgent: mpsc::UnboundedSender<Vec<u8>>,
-    normal: mpsc::UnboundedSender<Vec<u8>>,
+    urgent: flume::Sender<Vec<u8>>,
+    normal: flume::Sender<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
     fn start(io: WriteHalf<Box<dyn IrcIo>>, settings: &ServerSettings) -> Writer {
-        let (urgent, urgent_rx) = mpsc::unbounded_channel();
-        let (normal, normal_rx) = mpsc::unbounded_channel();
+        // flume's queues allocate as they fill, tokio's a block of slots up front: an idle
+        // puppet's channels cost next to nothing.
+        let (urgent, urgent_rx) = flume::unbounded();
+        let (normal, normal_rx) = flume::unbounded();
         let limiter = settings.flood_control.then(|| {
             let per_second =
                 NonZeroU32::new(settings.flood_per_second.max(1)).expect("at least one");
@@ -158,17 +160,20 @@ fn redact(line: &str) -> &str {
     }
 }
 
+/// How many bytes of queued lines one write may carry.
+const COALESCE_BYTES: usize = 16 * 1024;
+
 async fn write_lines(
     mut io: WriteHalf<Box<dyn IrcIo>>,
-    mut urgent: mpsc::UnboundedReceiver<Vec<u8>>,
-    mut normal: mpsc::UnboundedReceiver<Vec<u8>>,
+    urgent: flume::Receiver<Vec<u8>>,
+    normal: flume::Receiver<Vec<u8>>,
     limiter: Option<governor::DefaultDirectRateLimiter>,
 ) {
     loop {
-        let line = tokio::select! {
+        let mut batch = tokio::select! {
             biased;
-            Some(line) = urgent.recv() => line,
-            Some(line) = normal.recv() => {
+            Ok(line) = urgent.recv_async() => line,
+            Ok(line) = normal.recv_async() => {
                 if let Some(limiter) = &limiter {
                     limiter.until_ready().await;
                 }
@@ -176,50 +181,94 @@ async fn write_lines(
             }
             else => break,
         };
-        let mut line = line;
-        line.extend_from_slice(b"\r\n");
-        if io.write_all(&line).await.is_err() || io.flush().await.is_err() {
+        batch.extend_from_slice(b"\r\n");
+        // Lines queued meanwhile go in the same write: a burst costs one system call, not
+        // one per line. Flood control still passes each normal line.
+        while batch.len() < COALESCE_BYTES {
+            let next = match urgent.try_recv() {
+                Ok(line) => line,
+                Err(_) if normal.is_empty() => break,
+                Err(_) if limiter.as_ref().is_some_and(|l| l.check().is_err()) => break,
+                Err(_) => match normal.try_recv() {
+                    Ok(line) => line,
+                    Err(_) => break,
+                },
+            };
+            batch.extend_from_slice(&next);
+            batch.extend_from_slice(b"\r\n");
+        }
+        if io.write_all(&batch).await.is_err() || io.flush().await.is_err() {
             break;
         }
     }
     let _ = io.shutdown().await;
 }
 
-async fn read_lines(io: ReadHalf<Box<dyn IrcIo>>, tx: mpsc::Sender<Inbound>) {
-    let mut reader = BufReader::new(io);
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        buf.clear();
-        let read = (&mut reader)
-            .take(MAX_INBOUND as u64)
-            .read_until(b'\n', &mut buf)
-            .await;
-        let reason = match read {
-            Ok(0) => "the server closed the connection".to_owned(),
-            Ok(_) if !buf.ends_with(b"\n") && buf.len() >= MAX_INBOUND => {
-                // An overlong line: skip the rest of it, keep the connection.
-                warn!("overlong line from the IRC server skipped");
-                let mut discard = Vec::new();
-                if reader.read_until(b'\n', &mut discard).await.unwrap_or(0) == 0 {
-                    "the server closed the connection".to_owned()
-                } else {
-                    continue;
-                }
-            }
-            Ok(_) => {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                if tx.send(Inbound::Line(buf.clone())).await.is_err() {
-                    return;
-                }
+/// What one read asks for while a connection is quiet. A read that fills it doubles the
+/// next (a burst is read in few system calls, up to [`BURST_READ`]); once every line is
+/// handed on, the buffer goes back to this size, so an idle puppet holds half a KiB here.
+const QUIET_READ: usize = 512;
+const BURST_READ: usize = 16 * 1024;
+
+async fn read_lines(mut io: ReadHalf<Box<dyn IrcIo>>, tx: flume::Sender<Inbound>) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = QUIET_READ;
+    // Inside an overlong line, whose rest is skipped up to its end.
+    let mut skipping = false;
+    let reason = loop {
+        let mut start = 0;
+        while let Some(at) = buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &buf[start..start + at];
+            start += at + 1;
+            if std::mem::take(&mut skipping) {
                 continue;
             }
-            Err(e) => format!("read error: {e}"),
-        };
-        let _ = tx.send(Inbound::Closed(reason)).await;
-        return;
+            if line.len() >= MAX_INBOUND {
+                warn!("overlong line from the IRC server skipped");
+                continue;
+            }
+            if tx.send_async(Inbound::Line(trim_line(line))).await.is_err() {
+                return;
+            }
+        }
+        buf.drain(..start);
+        if buf.len() >= MAX_INBOUND {
+            // An overlong line: skip the rest of it, keep the connection.
+            if !skipping {
+                warn!("overlong line from the IRC server skipped");
+            }
+            skipping = true;
+            buf.clear();
+        }
+        if buf.is_empty() && buf.capacity() > QUIET_READ {
+            buf = Vec::new();
+            chunk = QUIET_READ;
+        }
+        buf.reserve_exact(chunk);
+        let room = buf.capacity() - buf.len();
+        match io.read_buf(&mut buf).await {
+            Ok(0) => {
+                // A last line without its end still counts.
+                if !buf.is_empty() && !skipping {
+                    let _ = tx.send_async(Inbound::Line(trim_line(&buf))).await;
+                }
+                break "the server closed the connection".to_owned();
+            }
+            Ok(n) if n == room => chunk = (chunk * 2).min(BURST_READ),
+            Ok(_) => {}
+            Err(e) => break format!("read error: {e}"),
+        }
+    };
+    let _ = tx.send_async(Inbound::Closed(reason)).await;
+}
+
+/// A line without its CR LF.
+fn trim_line(line: &[u8]) -> Vec<u8> {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+        end -= 1;
     }
+    line[..end].to_vec()
 }
 
 use tokio::io::AsyncReadExt as _;
@@ -331,7 +380,7 @@ pub async fn run(
     let mut attempts = 0u32;
     let quit_reason = loop {
         let reconnecting = attempts > 0;
-        let (lines_tx, mut lines) = mpsc::channel(256);
+        let (lines_tx, mut lines) = flume::bounded(256);
         let registered = tokio::time::timeout(
             REGISTRATION_TIMEOUT,
             session.register(lines_tx, &mut lines, reconnecting),
@@ -477,7 +526,7 @@ impl Session {
     /// The connected life of the session: lines in, commands in, pings, until it ends.
     async fn serve(
         &mut self,
-        lines: &mut mpsc::Receiver<Inbound>,
+        lines: &mut flume::Receiver<Inbound>,
         commands: &mut mpsc::Receiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ending {
@@ -496,8 +545,8 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
-                inbound = lines.recv() => match inbound {
-                    Some(Inbound::Line(bytes)) => {
+                inbound = lines.recv_async() => match inbound {
+                    Ok(Inbound::Line(bytes)) => {
                         last_read = Instant::now();
                         pinged = false;
                         let text = self.decode(&bytes);
@@ -505,8 +554,8 @@ impl Session {
                             return Ending::Lost(reason);
                         }
                     }
-                    Some(Inbound::Closed(reason)) => return Ending::Lost(reason),
-                    None => return Ending::Lost("the connection reader ended".into()),
+                    Ok(Inbound::Closed(reason)) => return Ending::Lost(reason),
+                    Err(_) => return Ending::Lost("the connection reader ended".into()),
                 },
                 command = commands.recv() => match command {
                     Some(command) => {
@@ -688,8 +737,8 @@ impl Session {
     /// Connect and register; `Err` carries why, for the joins waiting on it.
     async fn register(
         &mut self,
-        lines_tx: mpsc::Sender<Inbound>,
-        lines: &mut mpsc::Receiver<Inbound>,
+        lines_tx: flume::Sender<Inbound>,
+        lines: &mut flume::Receiver<Inbound>,
         reconnecting: bool,
     ) -> Result<(), (JoinFailure, String)> {
         self.caps.clear();
@@ -724,10 +773,10 @@ impl Session {
 
         let mut offered: Vec<String> = Vec::new();
         loop {
-            let text = match lines.recv().await {
-                Some(Inbound::Line(bytes)) => self.decode(&bytes),
-                Some(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
-                None => return Err((JoinFailure::Unreachable, "connection ended".into())),
+            let text = match lines.recv_async().await {
+                Ok(Inbound::Line(bytes)) => self.decode(&bytes),
+                Ok(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
+                Err(_) => return Err((JoinFailure::Unreachable, "connection ended".into())),
             };
             let Some(line) = Line::parse(&text) else {
                 continue;
@@ -1667,5 +1716,88 @@ mod tests {
         );
         assert_eq!(parse_server_time("garbage"), None);
         assert_eq!(parse_server_time("2024-13-01T00:00:00Z"), None);
+    }
+
+    /// Feed `chunks` to the line reader, one write each, then close; what it hands on.
+    async fn lines_read(chunks: Vec<Vec<u8>>) -> Vec<Inbound> {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let (read, _write) = tokio::io::split(Box::new(client) as Box<dyn IrcIo>);
+        let (tx, rx) = flume::unbounded();
+        let reader = tokio::spawn(read_lines(read, tx));
+        let mut server = server;
+        for chunk in chunks {
+            server.write_all(&chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        drop(server);
+        reader.await.unwrap();
+        rx.drain().collect()
+    }
+
+    fn texts(inbound: &[Inbound]) -> Vec<String> {
+        inbound
+            .iter()
+            .map(|i| match i {
+                Inbound::Line(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Inbound::Closed(reason) => format!("closed: {reason}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_reads_come_whole_without_their_ends() {
+        let read = lines_read(vec![
+            b"PING :a\r\nPRIVMSG #c :he".to_vec(),
+            b"llo\r".to_vec(),
+            b"\nNOTICE x :bare lf\nlast without end".to_vec(),
+        ])
+        .await;
+        assert_eq!(
+            texts(&read),
+            [
+                "PING :a",
+                "PRIVMSG #c :hello",
+                "NOTICE x :bare lf",
+                "last without end",
+                "closed: the server closed the connection"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_any_read_loses_nothing() {
+        let burst: Vec<u8> = (0..2_000)
+            .flat_map(|i| format!("PRIVMSG #c :message {i}\r\n").into_bytes())
+            .collect();
+        let read = lines_read(vec![burst]).await;
+        let texts = texts(&read);
+        assert_eq!(texts.len(), 2_001);
+        assert_eq!(texts[0], "PRIVMSG #c :message 0");
+        assert_eq!(texts[1_999], "PRIVMSG #c :message 1999");
+    }
+
+    #[tokio::test]
+    async fn overlong_lines_are_skipped_and_the_next_ones_kept() {
+        let long = vec![b'x'; MAX_INBOUND + 10];
+        // One overlong line that arrives in one piece, one that comes in several reads.
+        let mut first = b"PING :1\r\n".to_vec();
+        first.extend_from_slice(&long);
+        first.extend_from_slice(b"\r\nPING :2\r\n");
+        let read = lines_read(vec![
+            first,
+            long[..5_000].to_vec(),
+            long[5_000..].to_vec(),
+            b"yy\r\nPING :3\r\n".to_vec(),
+        ])
+        .await;
+        assert_eq!(
+            texts(&read),
+            [
+                "PING :1",
+                "PING :2",
+                "PING :3",
+                "closed: the server closed the connection"
+            ]
+        );
     }
 }
