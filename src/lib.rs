@@ -463,6 +463,13 @@ async fn serve_domain(
 ) {
     apply(&mut gateway, &core, initial).await;
     loop {
+        // While the link is up but behind, take no more work: the bridges wait, nothing is
+        // dropped.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = core.outbox.room() => {}
+        }
         let effects = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,

@@ -211,7 +211,10 @@ pub async fn run_link(
     let domain = settings.domain.as_str();
     info!(%domain, addr = %settings.addr, "component link up");
     loop {
-        let cause = match serve(domain, &mut stream, &outbox, &inbound, &shutdown).await {
+        outbox.set_up(true);
+        let served = serve(domain, &mut stream, &outbox, &inbound, &shutdown).await;
+        outbox.set_up(false);
+        let cause = match served {
             Served::Shutdown => {
                 close(domain, stream, &outbox).await;
                 return;

@@ -1,11 +1,16 @@
 //! The bounded queue of stanzas waiting for a component link.
 //!
 //! Everything the gateway sends goes through here, whether the link is up or not, so a
-//! stanza produced while the link is down simply waits. Past the capacity the oldest stanza
-//! is dropped: never silently, each drop is counted and logged.
+//! stanza produced while the link is down simply waits. While the link is down, past the
+//! capacity the oldest stanza is dropped: never silently, each drop is counted and logged.
+//! While it is up nothing is dropped: the gateway core waits for [`Outbox::room`] before
+//! taking more work, so a burst faster than the server reads slows the bridges down (down to
+//! the remote servers' sockets) instead of losing stanzas.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 use tokio_xmpp::Stanza;
@@ -17,6 +22,10 @@ pub struct Outbox {
     capacity: usize,
     state: Mutex<State>,
     ready: Notify,
+    /// Whether the link is connected and draining.
+    up: AtomicBool,
+    /// Woken when the queue was drained or the link went down.
+    drained: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -34,25 +43,29 @@ impl Outbox {
             capacity: capacity.max(1),
             state: Mutex::default(),
             ready: Notify::new(),
+            up: AtomicBool::new(false),
+            drained: Notify::new(),
         }
     }
 
-    /// Queue a stanza for sending; drops (and counts) the oldest one when full.
+    /// Queue a stanza for sending. While the link is down and the queue full, the oldest
+    /// stanza is dropped (and counted); while it is up, the queue may pass its capacity by
+    /// what the core produces between two waits for [`room`](Self::room).
     pub fn push(&self, stanza: Stanza) {
         let dropped = {
             let mut state = self.lock();
-            let dropped = if state.queue.len() >= self.capacity {
+            let before = state.dropped;
+            while !self.is_up() && state.queue.len() >= self.capacity {
                 state.queue.pop_front();
                 state.dropped += 1;
-                Some(state.dropped)
-            } else {
-                None
-            };
+            }
             state.queue.push_back(stanza);
-            dropped
+            (state.dropped > before).then_some((before, state.dropped))
         };
-        // Log the first drop and then every power of two, so a long outage cannot flood the log.
-        if let Some(n) = dropped.filter(|n| n.is_power_of_two()) {
+        // Log the first drop and then each time the count passes a power of two, so a long
+        // outage cannot flood the log.
+        let passed_power = |(before, after): (u64, u64)| 1 << after.ilog2() > before;
+        if let Some((_, n)) = dropped.filter(|d| passed_power(*d)) {
             tracing::warn!(domain = %self.domain, dropped = n, capacity = self.capacity, "outbound queue full, oldest stanzas dropped");
         }
         self.ready.notify_one();
@@ -60,7 +73,36 @@ impl Outbox {
 
     /// Everything queued, oldest first, leaving the queue empty.
     pub fn take_all(&self) -> Vec<Stanza> {
-        self.lock().queue.drain(..).collect()
+        let batch = self.lock().queue.drain(..).collect();
+        self.drained.notify_waiters();
+        batch
+    }
+
+    /// Note whether the link is connected (it drains the queue) or not (the queue keeps at
+    /// most its capacity, dropping the oldest).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+        if !up {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Wait while the link is up and the queue holds its capacity or more: the producer
+    /// slows to the pace the server reads at. Returns at once while the link is down.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !self.is_up() || self.len() < self.capacity {
+                return;
+            }
+            drained.await;
+        }
     }
 
     /// Put back stanzas that could not be written, ahead of anything queued since.
@@ -142,6 +184,46 @@ mod tests {
         outbox.push(msg(3));
         outbox.requeue_front(batch);
         assert_eq!(ids(&outbox.take_all()), ["1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn while_up_nothing_is_dropped_and_producers_wait_for_room() {
+        let outbox = std::sync::Arc::new(Outbox::new("irc.example.org", 3));
+        outbox.set_up(true);
+        for n in 0..5 {
+            outbox.push(msg(n));
+        }
+        assert_eq!(outbox.take_dropped(), 0);
+        assert_eq!(outbox.len(), 5);
+        // Full: a producer waits until the link drains the queue.
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "no room while full");
+        assert_eq!(ids(&outbox.take_all()), ["0", "1", "2", "3", "4"]);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("room once drained")
+            .unwrap();
+        // Down: no waiting, and the capacity holds again by dropping the oldest.
+        for n in 5..10 {
+            outbox.push(msg(n));
+        }
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        outbox.set_up(false);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("no waiting while down")
+            .unwrap();
+        outbox.push(msg(10));
+        assert_eq!(outbox.take_dropped(), 3);
+        assert_eq!(ids(&outbox.take_all()), ["8", "9", "10"]);
     }
 
     #[tokio::test]

@@ -46,6 +46,62 @@ on_both_irc_servers!(
     leaving_and_joining_at_once_joins_again
 );
 
+/// Ten users in one channel all talk at once: 3,000 stanzas for a gateway whose outbound
+/// queue holds 5. While the link is up the gateway waits for Prosody instead of dropping:
+/// everyone gets every message, once, each sender's in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_far_past_the_queue_size_is_delivered_whole() {
+    const USERS: usize = 10;
+    const EACH: usize = 30;
+    let irc = IrcServer::start(IrcKind::Ngircd);
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let db = tempfile::tempdir().unwrap();
+    let toml = crate::harness::config_toml_with_irc(&xmpp, db.path(), irc.port, "", "").replacen(
+        "[xmpp]\n",
+        "[xmpp]\nqueue_size = 5\n",
+        1,
+    );
+    let gateway = Gateway::start_with_toml(&xmpp, &toml, db).await;
+    let crowd = "#burst%127.0.0.1@irc.localhost";
+    let mut clients = Vec::new();
+    for i in 0..USERS {
+        let mut client = TestClient::login(&xmpp, &format!("user{i}"), "localhost").await;
+        enter(&mut client, crowd, &format!("user{i}")).await;
+        clients.push(client);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        for n in 0..EACH {
+            client
+                .send(groupchat_to(crowd, &format!("burst {i} {n}")))
+                .await;
+        }
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut next = [0; USERS];
+        for _ in 0..USERS * EACH {
+            let text = client
+                .expect("a burst message", |s| match s {
+                    Stanza::Message(m) => body(m)
+                        .filter(|b| b.starts_with("burst "))
+                        .map(str::to_owned),
+                    _ => None,
+                })
+                .await;
+            let mut parts = text.split(' ').skip(1).map(|p| p.parse::<usize>().unwrap());
+            let (from, n) = (parts.next().unwrap(), parts.next().unwrap());
+            assert_eq!(
+                n, next[from],
+                "user{i}: {text} out of order or after a loss"
+            );
+            next[from] += 1;
+        }
+    }
+    for client in clients {
+        client.logout().await;
+    }
+    gateway.stop().await;
+}
+
 const ROOM: &str = "#test%127.0.0.1@irc.localhost";
 
 /// The whole everyday life of a channel: join sequence, messages both ways with reflection,

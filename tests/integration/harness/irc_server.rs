@@ -206,14 +206,14 @@ impl IrcServer {
         self.process = Some(process);
     }
 
-    /// Freeze the server (SIGSTOP) or thaw it (SIGCONT): connections stay open, nothing
-    /// answers meanwhile.
     /// The server process's id, while it runs.
-    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    #[allow(dead_code)] // for the benchmark (benches/gateways)
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().and_then(|p| p.pid())
     }
 
+    /// Freeze the server (SIGSTOP) or thaw it (SIGCONT): connections stay open, nothing
+    /// answers meanwhile.
     pub fn freeze(&self, frozen: bool) {
         if let Some(process) = &self.process {
             process.signal(if frozen { "-STOP" } else { "-CONT" });

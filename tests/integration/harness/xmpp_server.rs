@@ -209,7 +209,7 @@ impl XmppServer {
     }
 
     /// The server process's id, while it runs.
-    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    #[allow(dead_code)] // for the benchmark (benches/gateways)
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().and_then(|p| p.pid())
     }
