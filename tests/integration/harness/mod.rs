@@ -215,6 +215,14 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Why [`TestClient::try_expect`] found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// The client's stream ended.
+    Ended,
+    /// Nothing wanted arrived in time.
+    TimedOut,
+}
 /// A logged-in XMPP user.
 pub struct TestClient {
     client: Client,
@@ -317,7 +325,21 @@ impl TestClient {
     }
 
     /// The next stanza that `pick` accepts, skipping others, within [`ANSWER`].
-    pub async fn expect<T>(&mut self, what: &str, mut pick: impl FnMut(&Stanza) -> Option<T>) -> T {
+    pub async fn expect<T>(&mut self, what: &str, pick: impl FnMut(&Stanza) -> Option<T>) -> T {
+        match self.try_expect(ANSWER, pick).await {
+            Ok(found) => found,
+            Err(Missed::Ended) => panic!("client stream ended while waiting for {what}"),
+            Err(Missed::TimedOut) => panic!("no {what} within {ANSWER:?}"),
+        }
+    }
+
+    /// The next stanza that `pick` accepts, skipping others, within `timeout`; buffered
+    /// stanzas first.
+    pub async fn try_expect<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&Stanza) -> Option<T>,
+    ) -> Result<T, Missed> {
         let buffered: Vec<Stanza> = self.buffer.drain(..).collect();
         let mut found = None;
         for stanza in buffered {
@@ -332,24 +354,24 @@ impl TestClient {
             }
         }
         if let Some(found) = found {
-            return found;
+            return Ok(found);
         }
         let wait = async {
             loop {
                 match self.client.next().await {
                     Some(Event::Stanza(stanza)) => {
                         if let Some(found) = pick(&stanza) {
-                            return found;
+                            return Ok(found);
                         }
                     }
                     Some(_) => {}
-                    None => panic!("client stream ended while waiting for {what}"),
+                    None => return Err(Missed::Ended),
                 }
             }
         };
-        tokio::time::timeout(ANSWER, wait)
+        tokio::time::timeout(timeout, wait)
             .await
-            .unwrap_or_else(|_| panic!("no {what} within {ANSWER:?}"))
+            .unwrap_or(Err(Missed::TimedOut))
     }
 
     /// The first stanza matching `unwanted` within `quiet`, if any arrives.

@@ -1,0 +1,305 @@
+//! The gateway processes under test: causeway's release binary and Debian's biboumi, each
+//! attached to the run's Prosody as a component, and what /proc says of them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::xmpp_server::XmppServer;
+
+/// biboumi's component domain.
+pub const BIBOUMI: &str = "biboumi.localhost";
+/// The domain of the load generator's own component (idle puppets, see `memory.rs`).
+pub const LOAD: &str = "load.localhost";
+
+/// Which gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Causeway,
+    Biboumi,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Causeway => "causeway",
+            Kind::Biboumi => "biboumi",
+        }
+    }
+
+    pub fn domain(self) -> &'static str {
+        match self {
+            Kind::Causeway => "irc.localhost",
+            Kind::Biboumi => BIBOUMI,
+        }
+    }
+
+    /// The JID of a channel on the run's IRC server.
+    pub fn room(self, channel: &str) -> String {
+        format!("#{channel}%127.0.0.1@{}", self.domain())
+    }
+}
+
+/// A gateway process attached to the Prosody of the run; killed on drop.
+pub struct Gateway {
+    pub kind: Kind,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// causeway's release build, history recording `record`, `extra` appended to its
+    /// configuration (the `[matrix]` table).
+    pub fn causeway(xmpp: &XmppServer, irc_port: u16, record: bool, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[xmpp]\nhost = \"127.0.0.1\"\nport = {}\n[database]\nurl = \"sqlite://{}\"\n\
+             [access]\nallow = [\"localhost\", \"{LOAD}\"]\n[history]\nrecord = {record}\n\
+             [irc]\ndomain = \"irc.localhost\"\nsecret = \"{}\"\n\
+             [irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n\
+             {extra}",
+            xmpp.component_port,
+            dir.path().join("causeway.db").display(),
+            xmpp.secret,
+        );
+        let file = dir.path().join("causeway.toml");
+        std::fs::write(&file, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("causeway.log")).unwrap();
+        // `CAUSEWAY_BENCH_WRAP="perf record -g --"`, say, runs causeway under a profiler.
+        let wrap = std::env::var("CAUSEWAY_BENCH_WRAP").unwrap_or_default();
+        let mut command = wrap.split_whitespace();
+        let mut command = match command.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(command).arg(env!("CARGO_BIN_EXE_causeway"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_causeway")),
+        };
+        let child = command
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("causeway starts");
+        Gateway {
+            kind: Kind::Causeway,
+            child,
+            dir,
+        }
+    }
+
+    /// `causeway generate-registration` for a configuration with `extra` (the `[matrix]`
+    /// table), as an admin would run it.
+    pub fn causeway_registration(xmpp: &XmppServer, extra: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("causeway.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[xmpp]\nhost = \"127.0.0.1\"\nport = {}\n[access]\nallow = [\"localhost\"]\n{extra}",
+                xmpp.component_port
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["generate-registration", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "generate-registration: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// biboumi from Debian's package. Its database gets, for every user in `owners`, server
+    /// options (throttle off, the test server's plain port, no TLS-first ports) and, without
+    /// `record`, history recording off.
+    pub async fn biboumi(
+        xmpp: &XmppServer,
+        irc_port: u16,
+        record: bool,
+        owners: &[String],
+    ) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("biboumi.sqlite");
+        let config = format!(
+            "hostname={BIBOUMI}\npassword={}\nxmpp_server_ip=127.0.0.1\nport={}\n\
+             db_name={}\nlog_level=3\nrealname_customization=true\n",
+            xmpp.secret,
+            xmpp.component_port,
+            db.display()
+        );
+        let file = dir.path().join("biboumi.cfg");
+        std::fs::write(&file, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("biboumi.log")).unwrap();
+        let child = Command::new("biboumi")
+            .arg(&file)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("biboumi starts (tests/setup.sh bench installs it)");
+        // biboumi creates its tables at start; options are read when a user connects.
+        let url = format!("sqlite://{}", db.display());
+        let pool = loop {
+            if let Ok(pool) = sqlx::SqlitePool::connect(&url).await {
+                let ready = sqlx::query("SELECT 1 FROM globaloptions_ LIMIT 1")
+                    .fetch_optional(&pool)
+                    .await
+                    .is_ok();
+                if ready {
+                    break pool;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut tx = pool.begin().await.unwrap();
+        for owner in owners {
+            sqlx::query(
+                "INSERT INTO ircserveroptions_ (owner_, server_, pass_, tlsports_, ports_, username_, \
+                 realname_, verifycert_, trustedfingerprint_, encodingout_, encodingin_, \
+                 maxhistorylength_, address_, nick_, saslpassword_, throttlelimit_) \
+                 VALUES ($1, '127.0.0.1', '', '', $2, '', '', 0, '', '', '', 20, '', '', '', -1)",
+            )
+            .bind(owner)
+            .bind(irc_port.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO globaloptions_ (owner_, maxhistorylength_, recordhistory_, persistent_) \
+                 VALUES ($1, 20, $2, 0)",
+            )
+            .bind(owner)
+            .bind(i64::from(record))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        pool.close().await;
+        Gateway {
+            kind: Kind::Biboumi,
+            child,
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    /// The end of the gateway's log, for runs that went wrong.
+    pub fn log_tail(&self) -> String {
+        let name = match self.kind {
+            Kind::Causeway => "causeway.log",
+            Kind::Biboumi => "biboumi.log",
+        };
+        let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The room of bench channel `n`.
+    pub fn room(&self, n: usize) -> String {
+        self.kind.room(&format!("bench{n}"))
+    }
+
+    /// Stop politely (SIGTERM), then for good.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// user+system CPU seconds of a process, from /proc (clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident set size of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds of every process in a run, for "what bounds this figure".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub gateway: f64,
+    pub load: f64,
+    pub xmpp: f64,
+    pub irc: f64,
+}
+
+impl Usage {
+    /// CPU so far of the gateway, this process (the load generator), Prosody and the IRC
+    /// server.
+    pub fn now(gateway: u32, xmpp: Option<u32>, irc: Option<u32>) -> Usage {
+        Usage {
+            gateway: cpu_seconds(gateway),
+            load: cpu_seconds(std::process::id()),
+            xmpp: xmpp.map(cpu_seconds).unwrap_or(0.0),
+            irc: irc.map(cpu_seconds).unwrap_or(0.0),
+        }
+    }
+
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            gateway: self.gateway - before.gateway,
+            load: self.load - before.load,
+            xmpp: self.xmpp - before.xmpp,
+            irc: self.irc - before.irc,
+        }
+    }
+
+    /// "gateway 1.23 s, load generator …, Prosody …, IRC server … " for the log of a run.
+    pub fn describe(&self, seconds: f64) -> String {
+        let share = |cpu: f64| 100.0 * cpu / seconds.max(1e-9);
+        format!(
+            "CPU gateway {:.2} s ({:.0}%), load generator {:.2} s ({:.0}%), Prosody {:.2} s ({:.0}%), IRC server {:.2} s ({:.0}%)",
+            self.gateway,
+            share(self.gateway),
+            self.load,
+            share(self.load),
+            self.xmpp,
+            share(self.xmpp),
+            self.irc,
+            share(self.irc)
+        )
+    }
+}
