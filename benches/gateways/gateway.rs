@@ -278,6 +278,15 @@ impl Usage {
         }
     }
 
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage {
+            gateway: self.gateway + other.gateway,
+            load: self.load + other.load,
+            xmpp: self.xmpp + other.xmpp,
+            irc: self.irc + other.irc,
+        }
+    }
+
     pub fn since(self, before: Usage) -> Usage {
         Usage {
             gateway: self.gateway - before.gateway,

@@ -120,6 +120,27 @@ pub struct Throughput {
     pub rss_kib: u64,
 }
 
+impl Throughput {
+    /// The median run's rate; arrivals, time and CPU of all runs together (so CPU per
+    /// message counts every message).
+    pub fn median(mut runs: Vec<Throughput>) -> Throughput {
+        runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        let mut all = Throughput {
+            per_second: runs[runs.len() / 2].per_second,
+            received: 0,
+            seconds: 0.0,
+            usage: Usage::default(),
+            rss_kib: runs.iter().map(|r| r.rss_kib).max().unwrap_or(0),
+        };
+        for run in &runs {
+            all.received += run.received;
+            all.seconds += run.seconds;
+            all.usage = all.usage.plus(run.usage);
+        }
+        all
+    }
+}
+
 pub async fn throughput(
     gateway: &Gateway,
     pids: Pids,
@@ -192,6 +213,8 @@ pub async fn leave_all(gateway: &Gateway, clients: &mut [TestClient]) {
 
 pub const PACED_RATE: usize = 1_000;
 pub const PACED_SECONDS: usize = 10;
+/// How long the paced scenario waits for the next arrival before the rest count as lost.
+const PACED_SILENCE: Duration = Duration::from_secs(60);
 
 /// Paced latency both ways; the clients are in their channels already.
 pub async fn latency(
@@ -224,7 +247,15 @@ pub async fn latency(
     for task in tasks {
         clients.push(task.await.unwrap());
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Until all arrived, or nothing did for a while: the rest count as lost.
+    let expected = per_user * users;
+    let mut progress = (Instant::now(), observer.count());
+    while observer.count() < expected && progress.0.elapsed() < PACED_SILENCE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if observer.count() != progress.1 {
+            progress = (Instant::now(), observer.count());
+        }
+    }
     let samples: Vec<Duration> = sent_at
         .lock()
         .unwrap()
@@ -242,8 +273,8 @@ pub async fn latency(
             let mut arrivals = Vec::new();
             let prefix = format!("rev {n} ");
             while arrivals.len() < per_user {
-                let text = client
-                    .expect("a paced message", |s| match s {
+                let next = client
+                    .try_expect(PACED_SILENCE, |s| match s {
                         xmpp_client::Stanza::Message(m) => m
                             .bodies
                             .values()
@@ -253,6 +284,7 @@ pub async fn latency(
                         _ => None,
                     })
                     .await;
+                let Ok(text) = next else { break };
                 arrivals.push((text, Instant::now()));
             }
             (client, arrivals)

@@ -23,8 +23,9 @@ pub const PUPPETS: [usize; 4] = [1, 200, 1_000, 10_000];
 /// Joins sent before waiting for their self-presences: ngircd listens with a backlog of 10,
 /// and connections past it wait for TCP's SYN retries (1 s, then 3 s, …).
 const WAVE: usize = 10;
-/// Give up when no join completes for this long.
-const STALLED: Duration = Duration::from_secs(60);
+/// Give up when no join completes for this long (past 8,000 connections ngircd accepts
+/// slowly, and a refused connect waits for TCP's SYN retries).
+const STALLED: Duration = Duration::from_secs(180);
 
 /// The load generator's component connection.
 pub struct LoadComponent {
@@ -185,13 +186,14 @@ pub async fn memory(
                 }
             }
             if load.joined() < sent {
+                let rss = settled_rss(gateway).await;
                 eprintln!(
-                    "{}: only {} of {sent} puppets joined; stopping at that\n{}",
+                    "{}: only {} of {sent} puppets joined; stopping at that (RSS {rss} KiB)\n{}",
                     gateway.kind.name(),
                     load.joined(),
                     gateway.log_tail()
                 );
-                rows.push((target, load.joined(), settled_rss(gateway).await));
+                rows.push((target, load.joined(), rss));
                 return rows;
             }
         }
