@@ -46,6 +46,8 @@ type Stream = XmppStream<BufStream<TcpStream>>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the server to close its side of the stream.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a write may wait for the server to read before the link counts as lost.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything one link needs to know.
 #[derive(Debug, Clone)]
@@ -268,9 +270,24 @@ async fn serve(
             _ = shutdown.cancelled() => return Served::Shutdown,
             item = stream.next() => match item {
                 Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)))) => {
-                    if inbound.send(stanza).await.is_err() {
-                        return Served::Shutdown;
-                    }
+                    // While the core is busy, keep writing: it may be waiting for this very
+                    // outbox to drain (see `Outbox::room`).
+                    let permit = loop {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return Served::Shutdown,
+                            permit = inbound.reserve() => match permit {
+                                Ok(permit) => break permit,
+                                Err(_) => return Served::Shutdown,
+                            },
+                            _ = outbox.wait() => {
+                                if let Err(cause) = flush(stream, outbox).await {
+                                    return Served::Lost(cause);
+                                }
+                            }
+                        }
+                    };
+                    permit.send(stanza);
                 }
                 Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
                     return Served::Lost(format!("stream error from the server: {}", e.0));
@@ -299,27 +316,29 @@ async fn serve(
     }
 }
 
-/// Write everything queued. On a write error the whole batch goes back to the front of the
-/// queue: XEP-0114 has no acknowledgements, so a stanza may be sent twice but never lost.
+/// Write everything queued. On a write error, or when the server reads nothing for
+/// [`WRITE_TIMEOUT`], the whole batch goes back to the front of the queue and the link counts
+/// as lost: XEP-0114 has no acknowledgements, so a stanza may be sent twice but never lost.
+/// (A server that stops reading would otherwise hold up the gateway core, which waits for
+/// room in the outbox, and with it every bridge.)
 async fn flush(stream: &mut Stream, outbox: &Outbox) -> Result<(), String> {
     let batch = outbox.take_all();
     if batch.is_empty() {
         return Ok(());
     }
-    let mut result = Ok(());
-    for stanza in &batch {
-        result = stream.feed(stanza).await;
-        if result.is_err() {
-            break;
+    let write = async {
+        for stanza in &batch {
+            stream.feed(stanza).await?;
         }
-    }
-    match result.and(SinkExt::<&Stanza>::flush(stream).await) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            outbox.requeue_front(batch);
-            Err(format!("write failed: {e}"))
-        }
-    }
+        SinkExt::<&Stanza>::flush(stream).await
+    };
+    let failure = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => format!("write failed: {e}"),
+        Err(_) => format!("the server read nothing for {} s", WRITE_TIMEOUT.as_secs()),
+    };
+    outbox.requeue_front(batch);
+    Err(failure)
 }
 
 async fn close(domain: &str, mut stream: Stream, outbox: &Outbox) {

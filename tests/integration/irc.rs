@@ -46,13 +46,14 @@ on_both_irc_servers!(
     leaving_and_joining_at_once_joins_again
 );
 
-/// Ten users in one channel all talk at once: 3,000 stanzas for a gateway whose outbound
-/// queue holds 5. While the link is up the gateway waits for Prosody instead of dropping:
-/// everyone gets every message, once, each sender's in order.
+/// Ten users in one channel all talk at once: 15,000 stanzas for a gateway whose outbound
+/// queue holds 5, and 1,500 coming in, more than the core's inbound queue holds. While the
+/// link is up the gateway waits for Prosody instead of dropping, and the link keeps writing
+/// while the core is behind: everyone gets every message, once, each sender's in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_far_past_the_queue_size_is_delivered_whole() {
     const USERS: usize = 10;
-    const EACH: usize = 30;
+    const EACH: usize = 150;
     let irc = IrcServer::start(IrcKind::Ngircd);
     let xmpp = XmppServer::start(Flavor::Prosody);
     let db = tempfile::tempdir().unwrap();
