@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::gateway::{Gateway, Usage};
 use crate::harness::muc::{enter, groupchat_to};
 use crate::harness::TestClient;
-use crate::{messages, percentiles, Percentiles, Pids};
+use crate::{body_starting, messages, percentiles, wait_for, Percentiles, Pids};
 
 /// When each message text arrived, and when the last one did.
 type Arrivals = (HashMap<String, Instant>, Option<Instant>);
@@ -174,19 +174,9 @@ pub async fn throughput(
     for send in sends {
         clients.push(send.await.unwrap());
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last_count = 0;
-    let mut quiet_since = Instant::now();
-    while observer.count() < per_user * clients.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let count = observer.count();
-        if count != last_count {
-            last_count = count;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() > Duration::from_secs(20) {
-            break;
-        }
-    }
+    let expected = per_user * clients.len();
+    let arrived = wait_for(|| observer.count(), expected, Duration::from_secs(20));
+    let _ = tokio::time::timeout(Duration::from_secs(300), arrived).await;
     let finished = observer.last().unwrap_or_else(Instant::now);
     let received = observer.count();
     let seconds = finished.duration_since(started).as_secs_f64();
@@ -197,15 +187,15 @@ pub async fn throughput(
         usage: pids.usage(gateway).since(before),
         rss_kib: gateway.rss_kib(),
     };
-    leave_all(gateway, clients).await;
+    leave_all(clients, |n| gateway.room(n)).await;
     result
 }
 
-/// Every user leaves its bench channel.
-pub async fn leave_all(gateway: &Gateway, clients: &mut [TestClient]) {
+/// Every user (nick `userN`) leaves its room, `room_of(N)`.
+pub async fn leave_all(clients: &mut [TestClient], room_of: impl Fn(usize) -> String) {
     for (n, client) in clients.iter_mut().enumerate() {
         let mut leave = xmpp_client::parsers::presence::Presence::unavailable();
-        leave.to = Some(format!("{}/user{n}", gateway.room(n)).parse().unwrap());
+        leave.to = Some(format!("{}/user{n}", room_of(n)).parse().unwrap());
         client.send(leave).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -248,14 +238,7 @@ pub async fn latency(
         clients.push(task.await.unwrap());
     }
     // Until all arrived, or nothing did for a while: the rest count as lost.
-    let expected = per_user * users;
-    let mut progress = (Instant::now(), observer.count());
-    while observer.count() < expected && progress.0.elapsed() < PACED_SILENCE {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if observer.count() != progress.1 {
-            progress = (Instant::now(), observer.count());
-        }
-    }
+    wait_for(|| observer.count(), per_user * users, PACED_SILENCE).await;
     let samples: Vec<Duration> = sent_at
         .lock()
         .unwrap()
@@ -274,15 +257,7 @@ pub async fn latency(
             let prefix = format!("rev {n} ");
             while arrivals.len() < per_user {
                 let next = client
-                    .try_expect(PACED_SILENCE, |s| match s {
-                        xmpp_client::Stanza::Message(m) => m
-                            .bodies
-                            .values()
-                            .next()
-                            .filter(|b| b.starts_with(&prefix))
-                            .cloned(),
-                        _ => None,
-                    })
+                    .try_expect(PACED_SILENCE, |s| body_starting(s, &prefix))
                     .await;
                 let Ok(text) = next else { break };
                 arrivals.push((text, Instant::now()));
@@ -361,14 +336,8 @@ pub async fn fan_out(gateway: &Gateway, pids: Pids, clients: &mut Vec<TestClient
             let mut arrivals = Vec::with_capacity(per_user);
             while arrivals.len() < per_user {
                 let next = client
-                    .try_expect(FANOUT_SILENCE, |s| match s {
-                        xmpp_client::Stanza::Message(m) => m
-                            .bodies
-                            .values()
-                            .next()
-                            .filter(|b| b.starts_with("fan ") && !b.starts_with(&own))
-                            .cloned(),
-                        _ => None,
+                    .try_expect(FANOUT_SILENCE, |s| {
+                        body_starting(s, "fan ").filter(|b| !b.starts_with(&own))
                     })
                     .await;
                 match next {
@@ -403,12 +372,7 @@ pub async fn fan_out(gateway: &Gateway, pids: Pids, clients: &mut Vec<TestClient
             gateway.log_tail()
         );
     }
-    for (n, client) in clients.iter_mut().enumerate() {
-        let mut leave = xmpp_client::parsers::presence::Presence::unavailable();
-        leave.to = Some(format!("{room}/user{n}").parse().unwrap());
-        client.send(leave).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    leave_all(clients, |_| room.clone()).await;
     FanOut {
         per_second: delivered as f64 / (users - 1) as f64 / seconds,
         deliveries_per_second: delivered as f64 / seconds,

@@ -30,7 +30,7 @@ mod matrix;
 mod memory;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gateway::{Gateway, Kind, Usage, BIBOUMI, LOAD};
 use harness::irc_server::IrcServer;
@@ -79,6 +79,32 @@ pub struct Percentiles {
     p99: f64,
     max: f64,
     lost: usize,
+}
+
+/// Wait until `count()` reaches `expected`, or has not moved for `silence`.
+async fn wait_for(count: impl Fn() -> usize, expected: usize, silence: Duration) {
+    let mut progress = (Instant::now(), count());
+    while progress.1 < expected && progress.0.elapsed() < silence {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count();
+        if now != progress.1 {
+            progress = (Instant::now(), now);
+        }
+    }
+}
+
+/// The body of a message that starts with `prefix`, for picking a scenario's messages out of
+/// what a client receives.
+fn body_starting(stanza: &xmpp_client::Stanza, prefix: &str) -> Option<String> {
+    match stanza {
+        xmpp_client::Stanza::Message(m) => m
+            .bodies
+            .values()
+            .next()
+            .filter(|b| b.starts_with(prefix))
+            .cloned(),
+        _ => None,
+    }
 }
 
 fn percentiles(mut samples: Vec<Duration>, expected: usize) -> Percentiles {
@@ -208,7 +234,7 @@ async fn irc_scenarios(
                     p.lost
                 );
             }
-            irc::leave_all(&gateway, &mut clients).await;
+            irc::leave_all(&mut clients, |n| gateway.room(n)).await;
             results.latency = Some((to_irc, to_xmpp));
         }
         if record && scenario("fanout") {

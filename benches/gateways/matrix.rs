@@ -14,7 +14,7 @@ use crate::harness::muc::{enter, groupchat_to};
 use crate::harness::process::free_port;
 use crate::harness::xmpp_server::XmppServer;
 use crate::harness::TestClient;
-use crate::{percentiles, Percentiles};
+use crate::{body_starting, percentiles, Percentiles};
 
 /// The homeserver's server name.
 const HS: &str = "hs.localhost";
@@ -110,15 +110,7 @@ pub async fn latency(xmpp: &XmppServer, irc_port: u16) -> (Percentiles, Percenti
     let mut samples = Vec::new();
     while samples.len() < count {
         let next = alice
-            .try_expect(LOST_AFTER, |s| match s {
-                xmpp_client::Stanza::Message(m) => m
-                    .bodies
-                    .values()
-                    .next()
-                    .filter(|b| b.starts_with("mx "))
-                    .cloned(),
-                _ => None,
-            })
+            .try_expect(LOST_AFTER, |s| body_starting(s, "mx "))
             .await;
         let Ok(text) = next else { break };
         let at = Instant::now();

@@ -17,6 +17,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::gateway::{Gateway, LOAD};
 use crate::harness::xmpp_server::XmppServer;
+use crate::wait_for;
 
 /// Puppet counts at which RSS is read.
 pub const PUPPETS: [usize; 4] = [1, 200, 1_000, 10_000];
@@ -168,7 +169,6 @@ pub async fn memory(
     let mut rows = vec![(0, 0, settled_rss(gateway).await)];
     let mut sent = 0;
     for target in PUPPETS.into_iter().filter(|&n| n <= max) {
-        let mut last_progress = (Instant::now(), load.joined());
         while sent < target {
             let wave_end = (sent + WAVE).min(target);
             for i in sent..wave_end {
@@ -176,15 +176,7 @@ pub async fn memory(
                 load.join(&format!("idle{i}@{LOAD}/bench"), &occupant).await;
             }
             sent = wave_end;
-            while load.joined() < sent {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let joined = load.joined();
-                if joined != last_progress.1 {
-                    last_progress = (Instant::now(), joined);
-                } else if last_progress.0.elapsed() > STALLED {
-                    break;
-                }
-            }
+            wait_for(|| load.joined(), sent, STALLED).await;
             if load.joined() < sent {
                 let rss = settled_rss(gateway).await;
                 eprintln!(
