@@ -9,38 +9,36 @@
 //! lower-level `XmppStream` itself: a malformed stanza is answered and skipped, an idle
 //! stream is probed with a ping, and only a real loss triggers a reconnect.
 
+mod codec;
 mod outbox;
 
-use std::borrow::Cow;
 use std::io;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::{SinkExt, StreamExt};
-use tokio::io::BufStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::component::Handshake;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use tokio_xmpp::xmlstream::{
-    initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
-    XmppStream, XmppStreamElement,
-};
+use tokio_xmpp::parsers::stream_error::StreamError;
 use tokio_xmpp::Stanza;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 pub use outbox::Outbox;
 
+use self::codec::{Frame, Framer, Incoming, JidCache, Malformed};
 use crate::config::Secret;
-
-type Stream = XmppStream<BufStream<TcpStream>>;
 
 /// How long connecting plus the handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +46,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write may wait for the server to read before the link counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After this long without a byte from the server the link pings itself through it…
+const READ_IDLE: Duration = Duration::from_secs(60);
+/// …and counts as lost when nothing at all arrives within this long after the ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How much room each read of the socket gets.
+const READ_CHUNK: usize = 16 << 10;
 
 /// Everything one link needs to know.
 #[derive(Debug, Clone)]
@@ -129,65 +133,140 @@ async fn connect_inner(settings: &LinkSettings) -> Result<Stream, LinkError> {
         addr: settings.addr.clone(),
         reason,
     };
+    let refused = |reason: String| LinkError::Refused {
+        domain: settings.domain.clone(),
+        addr: settings.addr.clone(),
+        reason,
+    };
     let tcp = TcpStream::connect(&settings.addr)
         .await
         .map_err(unreachable)?;
     tcp.set_nodelay(true).map_err(unreachable)?;
-    let header = StreamHeader {
-        to: Some(Cow::Borrowed(settings.domain.as_str())),
-        from: None,
-        id: None,
+    let mut stream = Stream {
+        tcp,
+        framer: Framer::default(),
+        out: Vec::new(),
+        jids: JidCache::default(),
+        last_read: Instant::now(),
     };
-    let mut pending = initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts())
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData => protocol(format!("bad stream header: {e}")),
-            _ => unreachable(e),
-        })?;
-    let Some(stream_id) = pending.take_header().id else {
-        return Err(protocol("the server sent no stream id".into()));
-    };
-    let mut stream: Stream = pending.skip_features();
-    let handshake =
-        Handshake::from_stream_id_and_password(stream_id.into_owned(), settings.secret.expose());
-    stream
-        .send(&XmppStreamElement::ComponentHandshake(handshake))
-        .await
-        .map_err(unreachable)?;
-    loop {
-        let refused = |reason: String| LinkError::Refused {
-            domain: settings.domain.clone(),
-            addr: settings.addr.clone(),
-            reason,
-        };
-        match stream.next().await {
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
-                return Ok(stream)
-            }
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                return Err(refused(e.0.to_string()))
-            }
-            Some(Ok(other)) => {
-                return Err(protocol(format!(
-                    "unexpected element before the handshake: {other:?}"
-                )))
-            }
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::ParseError(e))) => return Err(protocol(e.to_string())),
-            Some(Err(ReadError::HardError(e))) => return Err(unreachable(e)),
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err(refused("the server closed the stream".into()))
-            }
+    let mut header = Vec::new();
+    header.extend_from_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
+    header.extend_from_slice(ns::COMPONENT.as_bytes());
+    header.extend_from_slice(b"' xmlns:stream='");
+    header.extend_from_slice(codec::STREAM_NS.as_bytes());
+    header.push(b'\'');
+    codec::write_attr(&mut header, "to", &settings.domain);
+    header.push(b'>');
+    stream.write(&header).await.map_err(unreachable)?;
+    let stream_id = match stream.read().await {
+        Ok(Read::Header(Some(id))) => id,
+        Ok(Read::Header(None)) => return Err(protocol("the server sent no stream id".into())),
+        Ok(Read::End) => return Err(refused("the server closed the stream".into())),
+        Ok(Read::Incoming(other)) => {
+            return Err(protocol(format!(
+                "an element before the stream header: {other:?}"
+            )))
         }
+        Err(ReadFailure::Io(e)) => return Err(unreachable(e)),
+        Err(ReadFailure::Broken(reason)) => {
+            return Err(protocol(format!("bad stream header: {reason}")))
+        }
+    };
+    let handshake = Handshake::from_stream_id_and_password(stream_id, settings.secret.expose());
+    let mut reply = b"<handshake>".to_vec();
+    for byte in handshake.data.unwrap_or_default() {
+        reply.extend_from_slice(format!("{byte:02x}").as_bytes());
+    }
+    reply.extend_from_slice(b"</handshake>");
+    stream.write(&reply).await.map_err(unreachable)?;
+    match stream.read().await {
+        Ok(Read::Incoming(Incoming::Other(e))) if e.is("handshake", ns::COMPONENT) => Ok(stream),
+        Ok(Read::Incoming(Incoming::Other(e))) if e.is("error", codec::STREAM_NS) => {
+            Err(refused(describe_stream_error(e)))
+        }
+        Ok(Read::Incoming(other)) => Err(protocol(format!(
+            "unexpected element before the handshake: {other:?}"
+        ))),
+        Ok(Read::Header(_)) => Err(protocol("a second stream header".into())),
+        Ok(Read::End) => Err(refused("the server closed the stream".into())),
+        Err(ReadFailure::Io(e)) => Err(unreachable(e)),
+        Err(ReadFailure::Broken(reason)) => Err(protocol(reason)),
     }
 }
 
-fn timeouts() -> Timeouts {
-    // After 60 s of silence the link pings itself through the server; no answer within
-    // another 20 s means the link is dead.
-    Timeouts {
-        read_timeout: Duration::from_secs(60),
-        response_timeout: Duration::from_secs(20),
+/// An authenticated component stream: the socket, what was read of it and not yet handed
+/// on, and the buffer stanzas are written into.
+#[derive(Debug)]
+pub struct Stream {
+    tcp: TcpStream,
+    framer: Framer,
+    out: Vec<u8>,
+    jids: JidCache,
+    /// When the server last sent anything.
+    last_read: Instant,
+}
+
+/// One top-level item of the server's stream.
+#[allow(clippy::large_enum_variant)] // as `Incoming`
+enum Read {
+    Header(Option<String>),
+    Incoming(Incoming),
+    /// `</stream:stream>`, or the connection closed.
+    End,
+}
+
+enum ReadFailure {
+    Io(io::Error),
+    /// Not well-formed, or a stanza past the size limit: the stream cannot go on.
+    Broken(String),
+}
+
+impl Stream {
+    /// The next item from the server. Cancel-safe: what was read stays in the framer.
+    async fn read(&mut self) -> Result<Read, ReadFailure> {
+        loop {
+            match self.framer.next_frame() {
+                Err(e) => return Err(ReadFailure::Broken(e.to_string())),
+                Ok(Some(Frame::Header(xml))) => {
+                    return codec::header_id(xml)
+                        .map(Read::Header)
+                        .map_err(ReadFailure::Broken)
+                }
+                Ok(Some(Frame::Element(xml))) => {
+                    trace!(target: "causeway::xml", "in: {}", String::from_utf8_lossy(xml));
+                    return codec::parse(xml, &mut self.jids)
+                        .map(Read::Incoming)
+                        .map_err(|e| ReadFailure::Broken(e.to_string()));
+                }
+                Ok(Some(Frame::End)) => return Ok(Read::End),
+                Ok(None) => {}
+            }
+            let read = self
+                .tcp
+                .read_buf(self.framer.buffer(READ_CHUNK))
+                .await
+                .map_err(ReadFailure::Io)?;
+            if read == 0 {
+                return Ok(Read::End);
+            }
+            self.last_read = Instant::now();
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        trace!(target: "causeway::xml", "out: {}", String::from_utf8_lossy(bytes));
+        self.tcp.write_all(bytes).await
+    }
+}
+
+/// "not-authorized (…text…)" from a `<stream:error/>`.
+fn describe_stream_error(element: Element) -> String {
+    match xso::transform::<StreamError, _>(&element) {
+        Ok(e) => e.to_string(),
+        Err(_) => match element.children().next() {
+            Some(condition) => condition.name().to_owned(),
+            None => "an empty stream error".into(),
+        },
     }
 }
 
@@ -264,12 +343,15 @@ async fn serve(
     if let Err(cause) = flush(stream, outbox).await {
         return Served::Lost(cause);
     }
+    // The silence timer is reset only when it fires, not on every read.
+    let mut silence = pin!(tokio::time::sleep(READ_IDLE));
+    let mut pinged_at: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Served::Shutdown,
-            item = stream.next() => match item {
-                Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)))) => {
+            read = stream.read() => match read {
+                Ok(Read::Incoming(Incoming::Stanza(stanza))) => {
                     // While the core is busy, keep writing: it may be waiting for this very
                     // outbox to drain (see `Outbox::room`).
                     let permit = loop {
@@ -289,27 +371,45 @@ async fn serve(
                     };
                     permit.send(stanza);
                 }
-                Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                    return Served::Lost(format!("stream error from the server: {}", e.0));
+                Ok(Read::Incoming(Incoming::Other(e))) if e.is("error", codec::STREAM_NS) => {
+                    return Served::Lost(format!("stream error from the server: {}", describe_stream_error(e)));
                 }
-                Some(Ok(FallibleStreamElement::Ok(other))) => {
-                    debug!(%domain, element = ?other, "ignoring non-stanza element");
+                Ok(Read::Incoming(Incoming::Other(e))) => {
+                    debug!(%domain, element = e.name(), "ignoring non-stanza element");
                 }
-                Some(Ok(FallibleStreamElement::Err(e))) => {
-                    if let Some(reply) = reject_malformed(domain, &e) {
+                Ok(Read::Incoming(Incoming::Malformed(m))) => {
+                    if let Some(reply) = reject_malformed(domain, m) {
                         outbox.push(reply);
                     }
                 }
-                Some(Err(ReadError::SoftTimeout)) => outbox.push(keepalive(domain)),
-                Some(Err(ReadError::ParseError(e))) => warn!(%domain, error = %e, "unparseable element skipped"),
-                Some(Err(ReadError::HardError(e))) => return Served::Lost(e.to_string()),
-                Some(Err(ReadError::StreamFooterReceived)) | None => {
-                    return Served::Lost("the server closed the stream".into());
-                }
+                Ok(Read::Header(_)) => return Served::Lost("a second stream header".into()),
+                Ok(Read::End) => return Served::Lost("the server closed the stream".into()),
+                Err(ReadFailure::Io(e)) => return Served::Lost(e.to_string()),
+                Err(ReadFailure::Broken(e)) => return Served::Lost(e),
             },
             _ = outbox.wait() => {
                 if let Err(cause) = flush(stream, outbox).await {
                     return Served::Lost(cause);
+                }
+            }
+            () = &mut silence => {
+                let now = Instant::now();
+                match pinged_at {
+                    Some(at) if stream.last_read < at => {
+                        return Served::Lost(format!(
+                            "no answer to a ping within {} s",
+                            PING_TIMEOUT.as_secs()
+                        ));
+                    }
+                    _ if now - stream.last_read < READ_IDLE => {
+                        pinged_at = None;
+                        silence.as_mut().reset(stream.last_read + READ_IDLE);
+                    }
+                    _ => {
+                        outbox.push(keepalive(domain));
+                        pinged_at = Some(now);
+                        silence.as_mut().reset(now + PING_TIMEOUT);
+                    }
                 }
             }
         }
@@ -326,13 +426,17 @@ async fn flush(stream: &mut Stream, outbox: &Outbox) -> Result<(), String> {
     if batch.is_empty() {
         return Ok(());
     }
-    let write = async {
-        for stanza in &batch {
-            stream.feed(stanza).await?;
-        }
-        SinkExt::<&Stanza>::flush(stream).await
-    };
-    let failure = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+    let mut out = std::mem::take(&mut stream.out);
+    out.clear();
+    for stanza in &batch {
+        codec::write_stanza(&mut out, stanza);
+    }
+    let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write(&out)).await;
+    // Keep a modest buffer for the next batch; a burst's gives its memory back.
+    if out.capacity() <= 64 << 10 {
+        stream.out = out;
+    }
+    let failure = match written {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => format!("write failed: {e}"),
         Err(_) => format!("the server read nothing for {} s", WRITE_TIMEOUT.as_secs()),
@@ -346,17 +450,15 @@ async fn close(domain: &str, mut stream: Stream, outbox: &Outbox) {
         warn!(%domain, %cause, undelivered = outbox.len(), "could not flush before closing");
     }
     let closing = async {
-        SinkExt::<&Stanza>::close(&mut stream).await?;
+        stream.write(b"</stream:stream>").await?;
         // Wait for the server's footer, so that what was flushed is known to be read.
-        while let Some(item) = stream.next().await {
-            if matches!(
-                item,
-                Err(ReadError::StreamFooterReceived | ReadError::HardError(_))
-            ) {
-                break;
+        loop {
+            match stream.read().await {
+                Ok(Read::End) | Err(_) => break,
+                Ok(_) => {}
             }
         }
-        Ok::<_, io::Error>(())
+        stream.tcp.shutdown().await
     };
     match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
         Ok(Ok(())) => info!(%domain, "component link closed"),
@@ -413,44 +515,41 @@ fn keepalive(domain: &str) -> Stanza {
 
 /// Answer a stanza that failed to parse, where the rules allow an answer: never an error
 /// stanza, never a result. The stanza itself is skipped; the link stays up.
-fn reject_malformed(domain: &str, error: &StreamElementError) -> Option<Stanza> {
-    let StreamElementError::InvalidStanza {
+fn reject_malformed(domain: &str, malformed: Malformed) -> Option<Stanza> {
+    let Malformed {
         name,
-        header,
+        from,
+        to,
+        id,
+        type_,
         error,
-        ..
-    } = error
-    else {
-        warn!(%domain, %error, "malformed element skipped");
-        return None;
-    };
-    warn!(%domain, stanza = %name, from = ?header.from, %error, "malformed stanza skipped");
-    let from: Jid = header.from.as_deref()?.parse().ok()?;
-    let to: Option<Jid> = header.to.as_deref().and_then(|t| t.parse().ok());
-    let type_ = header.type_.as_deref().unwrap_or("");
-    if matches!(type_, "error" | "result") {
+    } = malformed;
+    warn!(%domain, stanza = %name, ?from, %error, "malformed stanza skipped");
+    let from: Jid = from?.parse().ok()?;
+    let to: Option<Jid> = to.and_then(|t| t.parse().ok());
+    if matches!(type_.as_deref(), Some("error" | "result")) {
         return None;
     }
     let text = format!("malformed stanza: {error}");
     let err = StanzaError::new(ErrorType::Modify, DefinedCondition::BadRequest, "en", text);
-    let mut reply: Stanza = match name.to_string().as_str() {
+    let mut reply: Stanza = match name.as_str() {
         "iq" => Iq::Error {
             from: None,
             to: None,
-            id: header.id.clone().unwrap_or_default(),
+            id: id.unwrap_or_default(),
             error: err,
             payload: None,
         }
         .into(),
         "message" => {
             let mut m = tokio_xmpp::parsers::message::Message::error(None);
-            m.id = header.id.clone().map(tokio_xmpp::parsers::message::Id);
+            m.id = id.map(tokio_xmpp::parsers::message::Id);
             m.payloads.push(err.into());
             m.into()
         }
         _ => {
             let mut p = tokio_xmpp::parsers::presence::Presence::error();
-            p.id = header.id.clone();
+            p.id = id;
             p.payloads.push(err.into());
             p.into()
         }
