@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::jid::{BareJid, DomainPart, FullJid, Jid, NodePart};
 
 /// What an IRC-side JID names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,8 @@ const CHANNEL_PREFIXES: &[char] = &['#', '&', '+', '!'];
 #[derive(Debug, Clone)]
 pub struct IrcAddressing {
     domain: String,
+    /// The domain, stringprepped once: building a JID then preps only its localpart.
+    domain_part: Option<DomainPart>,
     fixed_server: Option<String>,
     /// Matrix addresses (`#alias%server`, `!room`, `!room%server`, `user%server`).
     matrix: bool,
@@ -73,8 +75,10 @@ pub struct IrcAddressing {
 impl IrcAddressing {
     /// Addresses under `domain`; with `fixed_server`, `#chan@domain` and `nick@domain`.
     pub fn new(domain: impl Into<String>, fixed_server: Option<String>) -> IrcAddressing {
+        let domain = domain.into();
         IrcAddressing {
-            domain: domain.into(),
+            domain_part: domain.parse().ok(),
+            domain,
             fixed_server: fixed_server.map(|s| s.to_ascii_lowercase()),
             matrix: false,
         }
@@ -84,8 +88,10 @@ impl IrcAddressing {
     /// or `!opaque` (room version 12) for rooms, `user%server` for users. Room ids keep
     /// their case only in the database: what is parsed here is the case-folded form.
     pub fn matrix(domain: impl Into<String>) -> IrcAddressing {
+        let domain = domain.into();
         IrcAddressing {
-            domain: domain.into(),
+            domain_part: domain.parse().ok(),
+            domain,
             fixed_server: None,
             matrix: true,
         }
@@ -235,8 +241,15 @@ impl IrcAddressing {
     }
 
     fn bare(&self, local: &str) -> Result<BareJid, AddressError> {
-        BareJid::new(&format!("{}@{}", escape(local), self.domain))
-            .map_err(|_| AddressError::Unrepresentable(local.to_owned()))
+        let unrepresentable = |_| AddressError::Unrepresentable(local.to_owned());
+        let escaped = escape(local);
+        match &self.domain_part {
+            Some(domain) => {
+                let node = NodePart::new(&escaped).map_err(unrepresentable)?;
+                Ok(BareJid::from_parts(Some(&node), domain))
+            }
+            None => BareJid::new(&format!("{escaped}@{}", self.domain)).map_err(unrepresentable),
+        }
     }
 
     /// Whether these are Matrix addresses.
