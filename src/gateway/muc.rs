@@ -1321,14 +1321,14 @@ impl Muc {
                         .and_then(|s| s.origin_ids.remove(id))
                 });
                 let text = with_kind(&body, kind);
-                // One archive entry per user and message; its id is the stanza-id every
-                // resource sees, stable across restarts.
-                let stanza_id = remote_id.unwrap_or_else(new_stanza_id);
+                let recorded = self.rooms.get(&key).is_some_and(|s| s.joined && s.record);
+                // The stanza-id is the network's id of the message, else its id in the
+                // archive: one archive entry per user and message, whose id every resource
+                // sees, stable across restarts. A message kept nowhere gets none, so that no
+                // client pages the archive from an id it does not hold (XEP-0359, XEP-0313).
+                let stanza_id = remote_id.or_else(|| recorded.then(new_stanza_id));
                 let room_jid = self.addressing.channel_jid(&room.server, &room.name).ok();
-                if let (true, Some(room_jid)) = (
-                    self.rooms.get(&key).is_some_and(|s| s.joined && s.record),
-                    &room_jid,
-                ) {
+                if let (true, Some(room_jid), Some(stanza_id)) = (recorded, &room_jid, &stanza_id) {
                     let at = time.unwrap_or_else(std::time::SystemTime::now);
                     fx.archive.push(ArchivedMessage {
                         stanza_id: stanza_id.clone(),
@@ -1346,7 +1346,10 @@ impl Muc {
                             .unwrap_or(0),
                     });
                 }
-                let message_id = own_id.clone().or(Some(stanza_id.clone()));
+                let message_id = own_id
+                    .clone()
+                    .or_else(|| stanza_id.clone())
+                    .or_else(|| Some(new_id()));
                 self.broadcast(&mut fx, &user, &room, |muc, state, to| {
                     let sender = muc.occupant(&state.room, &from)?;
                     let mut msg = message(
@@ -1372,8 +1375,8 @@ impl Muc {
                             msg.payloads.push(fallback);
                         }
                     }
-                    if let Some(room_jid) = &room_jid {
-                        msg.payloads.push(stanza_id_element(&stanza_id, room_jid));
+                    if let (Some(room_jid), Some(stanza_id)) = (&room_jid, &stanza_id) {
+                        msg.payloads.push(stanza_id_element(stanza_id, room_jid));
                     }
                     if let Some(delay) = time.and_then(|t| delay(muc.room_jid(&state.room)?, t)) {
                         msg.payloads.push(delay.into());

@@ -418,8 +418,9 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
     gateway.stop().await;
 }
 
-/// "Record history" off for a user: messages still carry stanza-ids but stay out of the
-/// archive, so MAM has nothing.
+/// "Record history" off for a user: messages stay out of the archive, so MAM has nothing,
+/// and carry no stanza-id (an archive id that no archive holds would send clients paging
+/// from nowhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_can_switch_recording_off() {
     let irc = IrcServer::ngircd();
@@ -446,12 +447,13 @@ async fn a_user_can_switch_recording_off() {
     })
     .await;
     bob.send("PRIVMSG #history :not for the record").await;
-    alice
+    let live = alice
         .expect("the live message", |s| match s {
-            Stanza::Message(m) if body(m) == Some("not for the record") => stanza_id(m),
+            Stanza::Message(m) if body(m) == Some("not for the record") => Some(m.clone()),
             _ => None,
         })
         .await;
+    assert_eq!(stanza_id(&live), None, "{live:?}");
     let (results, fin) = run_query(&mut alice, mam_query("off", None, 10, None)).await;
     assert!(results.is_empty(), "{results:?}");
     assert_eq!(
