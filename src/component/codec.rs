@@ -373,10 +373,14 @@ impl RootAttrs {
 }
 
 fn attribute_value(attr: &quick_xml::events::attributes::Attribute<'_>) -> Result<String, String> {
-    let value = attr
-        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-        .map_err(|e| e.to_string())?;
-    if let Some(c) = value.chars().find(|&c| !is_xml_char(c)) {
+    // Without references or white space to normalise, the value is its raw text.
+    let value = match memchr::memchr3(b'&', b'\t', b'\n', &attr.value) {
+        None if memchr::memchr(b'\r', &attr.value).is_none() => Cow::Borrowed(utf8(&attr.value)?),
+        _ => attr
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| e.to_string())?,
+    };
+    if let Some(c) = forbidden_char(&value) {
         return Err(format!(
             "U+{:04X} in an attribute, which XML does not allow",
             c as u32
@@ -490,11 +494,21 @@ impl JidCache {
 }
 
 fn push_text(text: &mut String, more: &str) -> Result<(), String> {
-    if let Some(c) = more.chars().find(|&c| !is_xml_char(c)) {
+    if let Some(c) = forbidden_char(more) {
         return Err(format!("U+{:04X}, which XML does not allow", c as u32));
     }
     text.push_str(more);
     Ok(())
+}
+
+/// The first character of `s` that XML does not allow. Only control characters and the
+/// lead byte of U+FFFE/U+FFFF need a closer look (Rust strings hold no surrogates).
+fn forbidden_char(s: &str) -> Option<char> {
+    let suspect = s
+        .bytes()
+        .position(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF)?;
+    // Both kinds of byte start a character.
+    s[suspect..].chars().find(|&c| !is_xml_char(c))
 }
 
 fn is_xml_char(c: char) -> bool {
@@ -910,39 +924,60 @@ pub(super) fn write_element(out: &mut Vec<u8>, element: &Element, parent_ns: &st
 /// carry at all (control characters, U+FFFE, U+FFFF) becomes U+FFFD, so that no text can
 /// break the stream.
 fn escape(out: &mut Vec<u8>, text: &str, attribute: bool) {
+    let special = if attribute {
+        &ATTRIBUTE_SPECIAL
+    } else {
+        &TEXT_SPECIAL
+    };
     let bytes = text.as_bytes();
     let mut clean = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let replacement: &[u8] = match b {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'\'' if attribute => b"&apos;",
-            b'"' if attribute => b"&quot;",
-            b'\r' => b"&#13;",
-            b'\n' if attribute => b"&#10;",
-            b'\t' if attribute => b"&#9;",
-            b'\t' | b'\n' => continue,
-            0..=0x1F => "\u{FFFD}".as_bytes(),
-            // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
-            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => {
-                out.extend_from_slice(&bytes[clean..i]);
-                out.extend_from_slice("\u{FFFD}".as_bytes());
-                clean = i + 3;
-                continue;
-            }
-            _ => continue,
-        };
-        if i < clean {
-            continue;
-        }
+    while let Some(at) = bytes[clean..].iter().position(|&b| special[usize::from(b)]) {
+        let i = clean + at;
         out.extend_from_slice(&bytes[clean..i]);
+        let (replacement, len): (&[u8], usize) = match bytes[i] {
+            b'&' => (b"&amp;", 1),
+            b'<' => (b"&lt;", 1),
+            b'>' => (b"&gt;", 1),
+            b'\'' => (b"&apos;", 1),
+            b'"' => (b"&quot;", 1),
+            b'\r' => (b"&#13;", 1),
+            b'\n' => (b"&#10;", 1),
+            b'\t' => (b"&#9;", 1),
+            // U+FFFE and U+FFFF are EF BF BE and EF BF BF; other EF… are fine.
+            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => {
+                ("\u{FFFD}".as_bytes(), 3)
+            }
+            0xEF => (b"\xEF", 1),
+            _ => ("\u{FFFD}".as_bytes(), 1),
+        };
         out.extend_from_slice(replacement);
-        clean = i + 1;
+        clean = i + len;
     }
-    if clean < bytes.len() {
-        out.extend_from_slice(&bytes[clean..]);
+    out.extend_from_slice(&bytes[clean..]);
+}
+
+/// The bytes [`escape`] must look at: markup, control characters, the lead byte of U+FFFE
+/// and U+FFFF; in attribute values also quotes and the white space that attribute value
+/// normalisation would turn into spaces.
+const TEXT_SPECIAL: [bool; 256] = special_bytes(false);
+const ATTRIBUTE_SPECIAL: [bool; 256] = special_bytes(true);
+
+const fn special_bytes(attribute: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
     }
+    table[b'\t' as usize] = attribute;
+    table[b'\n' as usize] = attribute;
+    table[b'\'' as usize] = attribute;
+    table[b'"' as usize] = attribute;
+    table[b'&' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[0xEF] = true;
+    table
 }
 
 #[cfg(test)]

@@ -1350,8 +1350,13 @@ impl Muc {
                     .clone()
                     .or_else(|| stanza_id.clone())
                     .or_else(|| Some(new_id()));
+                // The sender's occupant JID once for all resources.
+                let sender = room_jid
+                    .as_ref()
+                    .and_then(|r| r.with_resource_str(&from).ok())
+                    .map(Jid::from);
                 self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                    let sender = muc.occupant(&state.room, &from)?;
+                    let sender = sender.clone()?;
                     let mut msg = message(
                         MessageType::Groupchat,
                         sender,

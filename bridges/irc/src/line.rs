@@ -79,7 +79,9 @@ impl Line {
 /// Write a command with parameters; the last one is sent as trailing (`:`) when it is empty,
 /// holds a space or starts with `:`. CR, LF and NUL are removed from every parameter.
 pub fn format(command: &str, params: &[&str]) -> String {
-    let mut out = String::from(command);
+    let mut out =
+        String::with_capacity(command.len() + params.iter().map(|p| p.len() + 2).sum::<usize>());
+    out.push_str(command);
     for (i, param) in params.iter().enumerate() {
         let clean = crate::text::strip_line_breaks(param);
         out.push(' ');

@@ -16,6 +16,9 @@ pub fn decode_line(bytes: &[u8]) -> String {
 
 /// Drop the characters that could end or corrupt an IRC line.
 pub fn strip_line_breaks(text: &str) -> String {
+    if !text.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return text.to_owned();
+    }
     text.chars()
         .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
         .collect()

@@ -21,6 +21,8 @@ const STANZAS: &[&str] = &[
     "<presence from='a@localhost/r' to='room@irc.localhost/nick' type='unavailable'><show>away</show><status>gone</status><status xml:lang='fr'>parti</status><priority>-5</priority><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>",
     "<iq from='a@localhost/r' to='irc.localhost' type='get' id='i1'><ping xmlns='urn:xmpp:ping'/></iq>",
     "<iq from='a@localhost/r' to='irc.localhost' type='result' id='i2'/>",
+    // References and white space in attribute values, normalised.
+    "<message from='a@localhost/r' to='b@irc.localhost' id='x&amp;&apos;&#9;y	z\r\nw' type='chat'/>",
     "<message from='a@localhost/r' to='b@irc.localhost' type='error' id='e'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
 ];
 
