@@ -241,15 +241,12 @@ impl IrcAddressing {
     }
 
     fn bare(&self, local: &str) -> Result<BareJid, AddressError> {
-        let unrepresentable = |_| AddressError::Unrepresentable(local.to_owned());
+        // A domain that is no JID domain makes no JID at all.
+        let unrepresentable = || AddressError::Unrepresentable(local.to_owned());
+        let domain = self.domain_part.as_ref().ok_or_else(unrepresentable)?;
         let escaped = escape(local);
-        match &self.domain_part {
-            Some(domain) => {
-                let node = NodePart::new(&escaped).map_err(unrepresentable)?;
-                Ok(BareJid::from_parts(Some(&node), domain))
-            }
-            None => BareJid::new(&format!("{escaped}@{}", self.domain)).map_err(unrepresentable),
-        }
+        let node = NodePart::new(&escaped).map_err(|_| unrepresentable())?;
+        Ok(BareJid::from_parts(Some(&node), domain))
     }
 
     /// Whether these are Matrix addresses.

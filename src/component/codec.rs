@@ -76,11 +76,7 @@ impl Framer {
     /// Room for the next read: at least `want` bytes of spare capacity, after moving out
     /// what was handed out already.
     pub(super) fn buffer(&mut self, want: usize) -> &mut Vec<u8> {
-        let keep = if self.depth >= 2 {
-            self.start
-        } else {
-            self.done
-        };
+        let keep = self.pending_from();
         if keep > 0 && (keep == self.buf.len() || keep >= self.buf.capacity() / 2) {
             self.buf.drain(..keep);
             self.done = self.done.saturating_sub(keep);
@@ -97,11 +93,22 @@ impl Framer {
         &mut self.buf
     }
 
+    /// Where the bytes not yet handed out start: the stanza being read, else what follows
+    /// the last frame.
+    fn pending_from(&self) -> usize {
+        if self.depth >= 2 {
+            self.start
+        } else {
+            self.done
+        }
+    }
+
     /// The next complete frame, or `None` until more bytes arrive.
     pub(super) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, StreamBroken> {
         loop {
             let len = self.buf.len();
-            if self.depth >= 2 && len - self.start > MAX_STANZA {
+            // At any depth: a start tag that never ends grows as much as a stanza.
+            if len - self.pending_from() > MAX_STANZA {
                 return Err(StreamBroken::TooLarge);
             }
             let Some(lt) =
@@ -359,12 +366,7 @@ impl RootAttrs {
                     &mut attrs.lang
                 }
                 (ResolveResult::Bound(_), _) => continue,
-                (ResolveResult::Unknown(prefix), _) => {
-                    return Err(format!(
-                        "the undeclared prefix {}",
-                        String::from_utf8_lossy(&prefix)
-                    ))
-                }
+                (ResolveResult::Unknown(prefix), _) => return Err(undeclared(&prefix)),
             };
             *slot = Some(attribute_value(&attr)?);
         }
@@ -380,12 +382,7 @@ fn attribute_value(attr: &quick_xml::events::attributes::Attribute<'_>) -> Resul
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| e.to_string())?,
     };
-    if let Some(c) = forbidden_char(&value) {
-        return Err(format!(
-            "U+{:04X} in an attribute, which XML does not allow",
-            c as u32
-        ));
-    }
+    check_chars(&value, " in an attribute")?;
     Ok(value.into_owned())
 }
 
@@ -494,11 +491,24 @@ impl JidCache {
 }
 
 fn push_text(text: &mut String, more: &str) -> Result<(), String> {
-    if let Some(c) = forbidden_char(more) {
-        return Err(format!("U+{:04X}, which XML does not allow", c as u32));
-    }
+    check_chars(more, "")?;
     text.push_str(more);
     Ok(())
+}
+
+/// `s` holds only characters XML allows; `place` says where it was, for the error.
+fn check_chars(s: &str, place: &str) -> Result<(), String> {
+    match forbidden_char(s) {
+        Some(c) => Err(format!(
+            "U+{:04X}{place}, which XML does not allow",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+fn undeclared(prefix: &[u8]) -> String {
+    format!("the undeclared prefix {}", String::from_utf8_lossy(prefix))
 }
 
 /// The first character of `s` that XML does not allow. Only control characters and the
@@ -519,12 +529,7 @@ fn new_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Eleme
     let ns = match reader.resolver().resolve_element(start.name()).0 {
         ResolveResult::Bound(ns) => utf8(ns.into_inner())?,
         ResolveResult::Unbound => "",
-        ResolveResult::Unknown(prefix) => {
-            return Err(format!(
-                "the undeclared prefix {}",
-                String::from_utf8_lossy(&prefix)
-            ))
-        }
+        ResolveResult::Unknown(prefix) => return Err(undeclared(&prefix)),
     };
     let name = utf8(start.local_name().into_inner())?;
     let mut element = Element::bare(name, ns);
@@ -540,12 +545,7 @@ fn new_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Eleme
                 XML_NS => Namespace::XML,
                 other => Namespace::from(other.to_owned()),
             },
-            ResolveResult::Unknown(prefix) => {
-                return Err(format!(
-                    "the undeclared prefix {}",
-                    String::from_utf8_lossy(&prefix)
-                ))
-            }
+            ResolveResult::Unknown(prefix) => return Err(undeclared(&prefix)),
         };
         let local =
             NcName::try_from(utf8(key.local_name().into_inner())?).map_err(|e| e.to_string())?;

@@ -4,9 +4,9 @@
 //! the rest of the gateway sees typed stanzas coming in on a channel and puts replies into
 //! the link's [`Outbox`].
 //!
-//! tokio-xmpp's `Component` hides why a stream ended (its `Stream` yields `None` for a soft
-//! read timeout, a malformed stanza and a dead socket alike), so the link drives tokio-xmpp's
-//! lower-level `XmppStream` itself: a malformed stanza is answered and skipped, an idle
+//! The link speaks the stream itself (`codec`: handshake, framing, parsing, writing) rather
+//! than through tokio-xmpp's `Component`, which hides why a stream ended and costs half the
+//! gateway's CPU per relayed message: a malformed stanza is answered and skipped, an idle
 //! stream is probed with a ping, and only a real loss triggers a reconnect.
 
 mod codec;

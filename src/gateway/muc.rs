@@ -1383,7 +1383,7 @@ impl Muc {
                     if let (Some(room_jid), Some(stanza_id)) = (&room_jid, &stanza_id) {
                         msg.payloads.push(stanza_id_element(stanza_id, room_jid));
                     }
-                    if let Some(delay) = time.and_then(|t| delay(muc.room_jid(&state.room)?, t)) {
+                    if let Some(delay) = time.and_then(|t| delay(room_jid.clone()?.into(), t)) {
                         msg.payloads.push(delay.into());
                     }
                     Some(msg.into())

@@ -102,6 +102,15 @@ fn the_framer_refuses_what_no_stream_may_hold() {
     assert!(matches!(framer.next_frame(), Ok(None)));
     framer.buffer(MAX_STANZA).resize(MAX_STANZA + 100, b'a');
     assert!(matches!(framer.next_frame(), Err(StreamBroken::TooLarge)));
+    // So is a start tag that never ends (inside a quoted value, where '>' does not count).
+    let mut framer = Framer::default();
+    framer.buffer(16).extend_from_slice(HEADER.as_bytes());
+    assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
+    framer.buffer(16).extend_from_slice(b"<message id='");
+    assert!(matches!(framer.next_frame(), Ok(None)));
+    let grown = framer.buffer(MAX_STANZA).len() + MAX_STANZA;
+    framer.buffer(MAX_STANZA).resize(grown, b'>');
+    assert!(matches!(framer.next_frame(), Err(StreamBroken::TooLarge)));
 }
 
 #[test]
