@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{Gateway, Usage};
 use crate::harness::muc::{enter, groupchat_to};
@@ -118,6 +119,8 @@ pub struct Throughput {
     pub seconds: f64,
     pub usage: Usage,
     pub rss_kib: u64,
+    /// The gateway's echoes of the messages back to their senders, read by the run's end.
+    pub echoes: usize,
 }
 
 impl Throughput {
@@ -131,9 +134,11 @@ impl Throughput {
             seconds: 0.0,
             usage: Usage::default(),
             rss_kib: runs.iter().map(|r| r.rss_kib).max().unwrap_or(0),
+            echoes: 0,
         };
         for run in &runs {
             all.received += run.received;
+            all.echoes += run.echoes;
             all.seconds += run.seconds;
             all.usage = all.usage.plus(run.usage);
         }
@@ -158,27 +163,39 @@ pub async fn throughput(
     let started = Instant::now();
     let total = messages();
     let per_user = total / clients.len();
+    // Each client reads its stream while it sends, and after, until the run is over: the
+    // gateway's echoes of its messages come back meanwhile, and a client that left them
+    // unread would have Prosody queue them (a cost of the load generator, not the gateway).
+    let over = CancellationToken::new();
     let mut sends = Vec::new();
+    let expected = per_user * clients.len();
     for (n, mut client) in clients.drain(..).enumerate() {
         let room = gateway.room(n);
         let tag = tag.to_owned();
+        let over = over.clone();
         sends.push(tokio::spawn(async move {
+            let mut echoes = 0;
             for i in 0..per_user {
                 client
                     .send(groupchat_to(&room, &format!("{tag} user{n} message {i}")))
                     .await;
+                echoes += client.discard_arrived();
             }
-            client
+            echoes += client.discard_until(&over).await;
+            (client, echoes)
         }));
     }
-    for send in sends {
-        clients.push(send.await.unwrap());
-    }
-    let expected = per_user * clients.len();
     let arrived = wait_for(|| observer.count(), expected, Duration::from_secs(20));
     let _ = tokio::time::timeout(Duration::from_secs(300), arrived).await;
     let finished = observer.last().unwrap_or_else(Instant::now);
     let received = observer.count();
+    over.cancel();
+    let mut echoes = 0;
+    for send in sends {
+        let (client, seen) = send.await.unwrap();
+        clients.push(client);
+        echoes += seen;
+    }
     let seconds = finished.duration_since(started).as_secs_f64();
     let result = Throughput {
         per_second: received as f64 / seconds.max(1e-9),
@@ -186,6 +203,7 @@ pub async fn throughput(
         seconds,
         usage: pids.usage(gateway).since(before),
         rss_kib: gateway.rss_kib(),
+        echoes,
     };
     leave_all(clients, |n| gateway.room(n)).await;
     result

@@ -202,12 +202,13 @@ async fn irc_scenarios(
                     eprintln!("--- {} log ---\n{}", kind.name(), gateway.log_tail());
                 }
                 println!(
-                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, RSS {} KiB; {}",
+                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, {} echoes back, RSS {} KiB; {}",
                     kind.name(),
                     result.per_second,
                     result.received,
                     messages(),
                     result.seconds,
+                    result.echoes,
                     result.rss_kib,
                     result.usage.describe(result.seconds)
                 );

@@ -10,7 +10,7 @@ pub mod xmpp_server;
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use xmpp_client::connect::DnsConfig;
 use xmpp_client::jid::{BareJid, Jid};
@@ -404,6 +404,34 @@ impl TestClient {
             self.buffer.drain(..).partition(|s| wanted(s));
         self.buffer = kept.into();
         taken
+    }
+
+    /// Read and drop what has arrived already, without waiting; how many stanzas that was.
+    /// A client sending a burst calls this between sends, as a real client reads its stream
+    /// while it writes: left unread, what the server sends here backs up into its queues.
+    #[allow(dead_code)] // for the benchmark (benches/gateways)
+    pub fn discard_arrived(&mut self) -> usize {
+        let mut stanzas = 0;
+        while let Some(Some(event)) = self.client.next().now_or_never() {
+            stanzas += usize::from(matches!(event, Event::Stanza(_)));
+        }
+        stanzas
+    }
+
+    /// Read and drop what arrives until `stop` is cancelled; how many stanzas that was.
+    #[allow(dead_code)] // for the benchmark (benches/gateways)
+    pub async fn discard_until(&mut self, stop: &CancellationToken) -> usize {
+        let mut stanzas = self.buffer.drain(..).count();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return stanzas + self.discard_arrived(),
+                event = self.client.next() => match event {
+                    Some(Event::Stanza(_)) => stanzas += 1,
+                    Some(_) => {}
+                    None => return stanzas,
+                },
+            }
+        }
     }
 
     /// Log out cleanly.

@@ -70,7 +70,7 @@ impl ServerProcess {
     }
 
     /// The process id of the server (its group leader).
-    #[allow(dead_code)] // for the benchmark (benches/gateways.rs)
+    #[allow(dead_code)] // for the benchmark (benches/gateways)
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
