@@ -88,7 +88,16 @@ fn generate_registration(_: &Config) -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     causeway::telemetry::init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One worker thread unless TOKIO_WORKER_THREADS says otherwise. The gateway's work is
+    // moving messages between sockets, which one core does at tens of thousands a second;
+    // with a worker per core, handing each message between workers cost about 15 % more
+    // CPU per message (docs/BENCHMARKS.md). SQLite has a thread of its own, blocking work
+    // the blocking pool.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("causeway: cannot start the async runtime: {e}");
