@@ -305,10 +305,10 @@ fn parse_inner(xml: &[u8], jids: &mut JidCache) -> Result<Result<Incoming, Malfo
         };
         return Ok(stanza.map(Incoming::Stanza).map_err(|error| Malformed {
             name: if is_message { "message" } else { "presence" }.into(),
-            from: attrs.from,
-            to: attrs.to,
-            id: attrs.id,
-            type_: attrs.type_,
+            from: attrs.from.map(Cow::into_owned),
+            to: attrs.to.map(Cow::into_owned),
+            id: attrs.id.map(Cow::into_owned),
+            type_: attrs.type_.map(Cow::into_owned),
             error,
         }));
     }
@@ -335,17 +335,18 @@ fn parse_inner(xml: &[u8], jids: &mut JidCache) -> Result<Result<Incoming, Malfo
 }
 
 /// The attributes of a message or presence that xmpp-parsers reads (it drops the others).
+/// Borrowed from the stream's buffer where they need no unescaping.
 #[derive(Default)]
-struct RootAttrs {
-    from: Option<String>,
-    to: Option<String>,
-    id: Option<String>,
-    type_: Option<String>,
-    lang: Option<String>,
+struct RootAttrs<'a> {
+    from: Option<Cow<'a, str>>,
+    to: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    type_: Option<Cow<'a, str>>,
+    lang: Option<Cow<'a, str>>,
 }
 
-impl RootAttrs {
-    fn read(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<RootAttrs, String> {
+impl<'a> RootAttrs<'a> {
+    fn read(reader: &NsReader<&[u8]>, start: &'a BytesStart<'a>) -> Result<RootAttrs<'a>, String> {
         let mut attrs = RootAttrs::default();
         for attr in start.attributes() {
             let attr = attr.map_err(|e| e.to_string())?;
@@ -374,16 +375,23 @@ impl RootAttrs {
     }
 }
 
-fn attribute_value(attr: &quick_xml::events::attributes::Attribute<'_>) -> Result<String, String> {
+fn attribute_value<'a>(
+    attr: &quick_xml::events::attributes::Attribute<'a>,
+) -> Result<Cow<'a, str>, String> {
     // Without references or white space to normalise, the value is its raw text.
-    let value = match memchr::memchr3(b'&', b'\t', b'\n', &attr.value) {
-        None if memchr::memchr(b'\r', &attr.value).is_none() => Cow::Borrowed(utf8(&attr.value)?),
+    let value = match (
+        memchr::memchr3(b'&', b'\t', b'\n', &attr.value),
+        &attr.value,
+    ) {
+        (None, Cow::Borrowed(raw)) if memchr::memchr(b'\r', raw).is_none() => {
+            Cow::Borrowed(utf8(raw)?)
+        }
         _ => attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| e.to_string())?,
     };
     check_chars(&value, " in an attribute")?;
-    Ok(value.into_owned())
+    Ok(value)
 }
 
 /// The content of the element whose start tag was just read, up to its end tag: a minidom
@@ -550,7 +558,11 @@ fn new_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Eleme
         let local =
             NcName::try_from(utf8(key.local_name().into_inner())?).map_err(|e| e.to_string())?;
         let value = attribute_value(&attr)?;
-        if element.attrs_mut().insert(ns, local, value).is_some() {
+        if element
+            .attrs_mut()
+            .insert(ns, local, value.into_owned())
+            .is_some()
+        {
             return Err("an attribute given twice".into());
         }
     }
@@ -583,7 +595,7 @@ pub(super) fn header_id(header: &[u8]) -> Result<Option<String>, String> {
 
 fn jid_attr(
     jids: &mut JidCache,
-    value: &Option<String>,
+    value: &Option<Cow<'_, str>>,
     name: &str,
 ) -> Result<Option<Jid>, String> {
     value
@@ -605,22 +617,27 @@ fn lang(element: &Element, inherited: &str) -> Lang {
     )
 }
 
-/// The text of an element that may hold text only.
-fn text_only(element: &Element) -> Result<String, String> {
-    if element.children().next().is_some() {
-        return Err(format!("child elements in <{}>", element.name()));
+/// The text of an element that may hold text only, moved out of it.
+fn text_only(mut element: Element) -> Result<String, String> {
+    let mut text = String::new();
+    for node in element.take_nodes() {
+        match node {
+            Node::Text(t) if text.is_empty() => text = t,
+            Node::Text(t) => text.push_str(&t),
+            Node::Element(_) => return Err(format!("child elements in <{}>", element.name())),
+        }
     }
-    Ok(element.text())
+    Ok(text)
 }
 
 /// Bodies, subjects and statuses by language; of two in one language the last counts, as
 /// with xmpp-parsers.
 fn insert_localised(
     map: &mut BTreeMap<Lang, String>,
-    element: &Element,
+    element: Element,
     inherited: &str,
 ) -> Result<(), String> {
-    map.insert(lang(element, inherited), text_only(element)?);
+    map.insert(lang(&element, inherited), text_only(element)?);
     Ok(())
 }
 
@@ -650,7 +667,10 @@ fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<M
     let mut message = Message {
         from: jid_attr(jids, &attrs.from, "from")?,
         to: jid_attr(jids, &attrs.to, "to")?,
-        id: attrs.id.clone().map(tokio_xmpp::parsers::message::Id),
+        id: attrs
+            .id
+            .as_deref()
+            .map(|id| tokio_xmpp::parsers::message::Id(id.to_owned())),
         type_,
         bodies: BTreeMap::new(),
         subjects: BTreeMap::new(),
@@ -661,17 +681,17 @@ fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<M
         if child.has_ns(ns::COMPONENT) {
             match child.name() {
                 "body" => {
-                    insert_localised(&mut message.bodies, &child, inherited)?;
+                    insert_localised(&mut message.bodies, child, inherited)?;
                     continue;
                 }
                 "subject" => {
-                    insert_localised(&mut message.subjects, &child, inherited)?;
+                    insert_localised(&mut message.subjects, child, inherited)?;
                     continue;
                 }
                 "thread" if message.thread.is_none() => {
                     message.thread = Some(Thread {
                         parent: child.attr("parent").map(str::to_owned),
-                        id: text_only(&child)?,
+                        id: text_only(child)?,
                     });
                     continue;
                 }
@@ -700,7 +720,7 @@ fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<
     let mut presence = Presence {
         from: jid_attr(jids, &attrs.from, "from")?,
         to: jid_attr(jids, &attrs.to, "to")?,
-        id: attrs.id.clone(),
+        id: attrs.id.as_deref().map(str::to_owned),
         type_,
         show: None,
         statuses: BTreeMap::new(),
@@ -712,7 +732,7 @@ fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<
         if child.has_ns(ns::COMPONENT) {
             match child.name() {
                 "show" if presence.show.is_none() => {
-                    presence.show = Some(match text_only(&child)?.as_str() {
+                    presence.show = Some(match text_only(child)?.as_str() {
                         "away" => Show::Away,
                         "chat" => Show::Chat,
                         "dnd" => Show::Dnd,
@@ -722,12 +742,12 @@ fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<
                     continue;
                 }
                 "status" => {
-                    insert_localised(&mut presence.statuses, &child, inherited)?;
+                    insert_localised(&mut presence.statuses, child, inherited)?;
                     continue;
                 }
                 "priority" if !priority_seen => {
                     priority_seen = true;
-                    let text = text_only(&child)?;
+                    let text = text_only(child)?;
                     presence.priority = Priority(
                         text.trim()
                             .parse()

@@ -1355,7 +1355,7 @@ impl Muc {
                     .as_ref()
                     .and_then(|r| r.with_resource_str(&from).ok())
                     .map(Jid::from);
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                self.broadcast_to(&mut fx, &key, |muc, state, to| {
                     let sender = sender.clone()?;
                     let mut msg = message(
                         MessageType::Groupchat,
@@ -1691,7 +1691,17 @@ impl Muc {
         room: &RoomRef,
         build: impl Fn(&Muc, &RoomState, Jid) -> Option<Stanza>,
     ) {
-        let Some(state) = self.rooms.get(&Self::key(user, room)) else {
+        self.broadcast_to(fx, &Self::key(user, room), build)
+    }
+
+    /// [`Muc::broadcast`] with the room's key at hand.
+    fn broadcast_to(
+        &self,
+        fx: &mut Effects,
+        key: &RoomKey,
+        build: impl Fn(&Muc, &RoomState, Jid) -> Option<Stanza>,
+    ) {
+        let Some(state) = self.rooms.get(key) else {
             return;
         };
         for resource in &state.resources {
