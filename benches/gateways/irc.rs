@@ -3,6 +3,7 @@
 //! each message arrives; it also speaks, for the IRC → XMPP direction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,8 +120,12 @@ pub struct Throughput {
     pub seconds: f64,
     pub usage: Usage,
     pub rss_kib: u64,
-    /// The gateway's echoes of the messages back to their senders, read by the run's end.
+    /// The gateway's echoes of the messages back to their senders: by the time the last
+    /// message reached IRC, and in all.
+    pub echoes_in_time: usize,
     pub echoes: usize,
+    /// The wall time over which `usage` was taken: to the last echo.
+    pub usage_seconds: f64,
 }
 
 impl Throughput {
@@ -134,11 +139,15 @@ impl Throughput {
             seconds: 0.0,
             usage: Usage::default(),
             rss_kib: runs.iter().map(|r| r.rss_kib).max().unwrap_or(0),
+            echoes_in_time: 0,
             echoes: 0,
+            usage_seconds: 0.0,
         };
         for run in &runs {
             all.received += run.received;
+            all.echoes_in_time += run.echoes_in_time;
             all.echoes += run.echoes;
+            all.usage_seconds += run.usage_seconds;
             all.seconds += run.seconds;
             all.usage = all.usage.plus(run.usage);
         }
@@ -167,43 +176,55 @@ pub async fn throughput(
     // gateway's echoes of its messages come back meanwhile, and a client that left them
     // unread would have Prosody queue them (a cost of the load generator, not the gateway).
     let over = CancellationToken::new();
+    let echoes = Arc::new(AtomicUsize::new(0));
     let mut sends = Vec::new();
     let expected = per_user * clients.len();
     for (n, mut client) in clients.drain(..).enumerate() {
         let room = gateway.room(n);
         let tag = tag.to_owned();
         let over = over.clone();
+        let echoes = echoes.clone();
         sends.push(tokio::spawn(async move {
-            let mut echoes = 0;
+            let echo = |stanza: xmpp_client::Stanza| {
+                if body_starting(&stanza, &tag).is_some() {
+                    echoes.fetch_add(1, Ordering::Relaxed);
+                }
+            };
             for i in 0..per_user {
                 client
                     .send(groupchat_to(&room, &format!("{tag} user{n} message {i}")))
                     .await;
-                echoes += client.discard_arrived();
+                client.read_arrived(echo);
             }
-            echoes += client.discard_until(&over).await;
-            (client, echoes)
+            client.read_until(&over, echo).await;
+            client
         }));
     }
     let arrived = wait_for(|| observer.count(), expected, Duration::from_secs(20));
     let _ = tokio::time::timeout(Duration::from_secs(300), arrived).await;
     let finished = observer.last().unwrap_or_else(Instant::now);
     let received = observer.count();
+    let echoes_in_time = echoes.load(Ordering::Relaxed);
+    // The gateway's work for these messages ends with their echoes: its CPU is read once
+    // they are all back (or none came for a while), not while it is still sending them.
+    let echoed = wait_for(|| echoes.load(Ordering::Relaxed), expected, ECHO_SILENCE);
+    let _ = tokio::time::timeout(Duration::from_secs(300), echoed).await;
+    let usage = pids.usage(gateway).since(before);
+    let usage_seconds = started.elapsed().as_secs_f64();
     over.cancel();
-    let mut echoes = 0;
     for send in sends {
-        let (client, seen) = send.await.unwrap();
-        clients.push(client);
-        echoes += seen;
+        clients.push(send.await.unwrap());
     }
     let seconds = finished.duration_since(started).as_secs_f64();
     let result = Throughput {
         per_second: received as f64 / seconds.max(1e-9),
         received,
         seconds,
-        usage: pids.usage(gateway).since(before),
+        usage,
         rss_kib: gateway.rss_kib(),
-        echoes,
+        echoes_in_time,
+        echoes: echoes.load(Ordering::Relaxed),
+        usage_seconds,
     };
     leave_all(clients, |n| gateway.room(n)).await;
     result
@@ -218,6 +239,9 @@ pub async fn leave_all(clients: &mut [TestClient], room_of: impl Fn(usize) -> St
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
+
+/// How long the throughput run waits for the next echo before it counts the rest as lost.
+const ECHO_SILENCE: Duration = Duration::from_secs(3);
 
 pub const PACED_RATE: usize = 1_000;
 pub const PACED_SECONDS: usize = 10;

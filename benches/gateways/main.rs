@@ -202,15 +202,16 @@ async fn irc_scenarios(
                     eprintln!("--- {} log ---\n{}", kind.name(), gateway.log_tail());
                 }
                 println!(
-                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, {} echoes back, RSS {} KiB; {}",
+                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, echoes {} by then, {} in all; RSS {} KiB; {}",
                     kind.name(),
                     result.per_second,
                     result.received,
                     messages(),
                     result.seconds,
+                    result.echoes_in_time,
                     result.echoes,
                     result.rss_kib,
-                    result.usage.describe(result.seconds)
+                    result.usage.describe(result.usage_seconds)
                 );
                 rounds.push(result);
             }
@@ -461,7 +462,7 @@ fn print_table(all: &[(Kind, Results)]) {
         let mut runs: Vec<(String, Usage, f64)> = results
             .throughput
             .iter()
-            .map(|(h, t)| (format!("throughput, history {h}"), t.usage, t.seconds))
+            .map(|(h, t)| (format!("throughput, history {h}"), t.usage, t.usage_seconds))
             .collect();
         if let Some(f) = &results.fan_out {
             runs.push(("fan-out".into(), f.usage, f.seconds));

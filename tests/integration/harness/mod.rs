@@ -409,26 +409,32 @@ impl TestClient {
     /// Read and drop what has arrived already, without waiting; how many stanzas that was.
     /// A client sending a burst calls this between sends, as a real client reads its stream
     /// while it writes: left unread, what the server sends here backs up into its queues.
+    /// Hand what has arrived already to `each`, without waiting. A client sending a burst
+    /// calls this between sends, as a real client reads its stream while it writes: left
+    /// unread, what the server sends here backs up into its queues.
     #[allow(dead_code)] // for the benchmark (benches/gateways)
-    pub fn discard_arrived(&mut self) -> usize {
-        let mut stanzas = 0;
-        while let Some(Some(event)) = self.client.next().now_or_never() {
-            stanzas += usize::from(matches!(event, Event::Stanza(_)));
+    pub fn read_arrived(&mut self, mut each: impl FnMut(Stanza)) {
+        for stanza in self.buffer.drain(..) {
+            each(stanza);
         }
-        stanzas
+        while let Some(Some(event)) = self.client.next().now_or_never() {
+            if let Event::Stanza(stanza) = event {
+                each(stanza);
+            }
+        }
     }
 
-    /// Read and drop what arrives until `stop` is cancelled; how many stanzas that was.
+    /// Hand what arrives to `each` until `stop` is cancelled.
     #[allow(dead_code)] // for the benchmark (benches/gateways)
-    pub async fn discard_until(&mut self, stop: &CancellationToken) -> usize {
-        let mut stanzas = self.buffer.drain(..).count();
+    pub async fn read_until(&mut self, stop: &CancellationToken, mut each: impl FnMut(Stanza)) {
+        self.read_arrived(&mut each);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return stanzas + self.discard_arrived(),
+                _ = stop.cancelled() => return self.read_arrived(each),
                 event = self.client.next() => match event {
-                    Some(Event::Stanza(_)) => stanzas += 1,
+                    Some(Event::Stanza(stanza)) => each(stanza),
                     Some(_) => {}
-                    None => return stanzas,
+                    None => return,
                 },
             }
         }
