@@ -107,6 +107,41 @@ struct RoomState {
     persistent: bool,
     /// Archive what the channel shows this user.
     record: bool,
+    /// The room's JID, and the in-room JID of the last nick that spoke: built once, not for
+    /// every message (each takes stringprep).
+    jid: Option<BareJid>,
+    last_speaker: Option<(String, Jid)>,
+}
+
+impl RoomState {
+    fn new(addressing: &IrcAddressing, room: RoomRef, nick: String, record: bool) -> RoomState {
+        RoomState {
+            jid: addressing.channel_jid(&room.server, &room.name).ok(),
+            room,
+            nick,
+            joined: false,
+            resources: BTreeSet::new(),
+            pending: vec![],
+            members: BTreeMap::new(),
+            subject: String::new(),
+            origin_ids: HashMap::new(),
+            persistent: false,
+            record,
+            last_speaker: None,
+        }
+    }
+
+    /// The in-room JID of `nick`.
+    fn speaker(&mut self, nick: &str) -> Option<Jid> {
+        match &self.last_speaker {
+            Some((last, jid)) if last == nick => Some(jid.clone()),
+            _ => {
+                let jid = Jid::from(self.jid.as_ref()?.with_resource_str(nick).ok()?);
+                self.last_speaker = Some((nick.to_owned(), jid.clone()));
+                Some(jid)
+            }
+        }
+    }
 }
 
 /// A disco#items request on a server JID, waiting for the channel list.
@@ -300,18 +335,8 @@ impl Muc {
             return;
         }
         let nick = joiner.nick.clone();
-        let state = RoomState {
-            room: room.clone(),
-            nick: nick.clone(),
-            joined: false,
-            resources: BTreeSet::new(),
-            pending: vec![joiner],
-            members: BTreeMap::new(),
-            subject: String::new(),
-            origin_ids: HashMap::new(),
-            persistent: false,
-            record: self.record,
-        };
+        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        state.pending.push(joiner);
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
             user: UserRef(key.0.to_string()),
@@ -675,18 +700,8 @@ impl Muc {
         if self.rooms.contains_key(&key) {
             return fx;
         }
-        let state = RoomState {
-            room: room.clone(),
-            nick: nick.clone(),
-            joined: false,
-            resources: BTreeSet::new(),
-            pending: vec![],
-            members: BTreeMap::new(),
-            subject: String::new(),
-            origin_ids: HashMap::new(),
-            persistent: true,
-            record: self.record,
-        };
+        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        state.persistent = true;
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
             user: UserRef(user.to_string()),
@@ -1315,19 +1330,20 @@ impl Muc {
                 ..
             } => {
                 let key = Self::key(&user, &room);
-                let origin = own_id.as_ref().and_then(|id| {
-                    self.rooms
-                        .get_mut(&key)
-                        .and_then(|s| s.origin_ids.remove(id))
-                });
+                let Some(state) = self.rooms.get_mut(&key) else {
+                    return fx;
+                };
+                let origin = own_id.as_ref().and_then(|id| state.origin_ids.remove(id));
                 let text = with_kind(&body, kind);
-                let recorded = self.rooms.get(&key).is_some_and(|s| s.joined && s.record);
+                let recorded = state.joined && state.record;
                 // The stanza-id is the network's id of the message, else its id in the
                 // archive: one archive entry per user and message, whose id every resource
                 // sees, stable across restarts. A message kept nowhere gets none, so that no
                 // client pages the archive from an id it does not hold (XEP-0359, XEP-0313).
                 let stanza_id = remote_id.or_else(|| recorded.then(new_stanza_id));
-                let room_jid = self.addressing.channel_jid(&room.server, &room.name).ok();
+                let room_jid = state.jid.clone();
+                // The sender's occupant JID once for all resources.
+                let sender = state.speaker(&from);
                 if let (true, Some(room_jid), Some(stanza_id)) = (recorded, &room_jid, &stanza_id) {
                     let at = time.unwrap_or_else(std::time::SystemTime::now);
                     fx.archive.push(ArchivedMessage {
@@ -1350,11 +1366,6 @@ impl Muc {
                     .clone()
                     .or_else(|| stanza_id.clone())
                     .or_else(|| Some(new_id()));
-                // The sender's occupant JID once for all resources.
-                let sender = room_jid
-                    .as_ref()
-                    .and_then(|r| r.with_resource_str(&from).ok())
-                    .map(Jid::from);
                 self.broadcast_to(&mut fx, &key, |muc, state, to| {
                     let sender = sender.clone()?;
                     let mut msg = message(
