@@ -6,7 +6,7 @@
 //! Scenarios (issue 6), each against both gateways, one gateway at a time:
 //! - throughput: 50 XMPP users, each in its own channel, send 10,000 groupchat messages in
 //!   all as fast as they can; an IRC client in every channel counts what arrives. With
-//!   history recording on (both gateways' default) and off; the median of three runs. biboumi's per-user throttle is
+//!   history recording on (both gateways' default) and off; the median of five runs. biboumi's per-user throttle is
 //!   switched off and its TLS-first ports set to plain.
 //! - CPU: user+system seconds of each gateway process per 10,000 relayed messages, from
 //!   /proc, beside the load generator's (this process), Prosody's and ngircd's.
@@ -41,7 +41,7 @@ use harness::TestClient;
 const USERS: usize = 50;
 const MESSAGES: usize = 10_000;
 /// Throughput runs per gateway and history setting.
-const THROUGHPUT_ROUNDS: usize = 3;
+const THROUGHPUT_ROUNDS: usize = 5;
 
 /// Messages per throughput run: `CAUSEWAY_BENCH_MESSAGES` (longer runs for profiling).
 fn messages() -> usize {
