@@ -6,7 +6,7 @@
 //! the network. Everything is a pure function from (state, input) to [`Effects`]: stanzas
 //! to send and actions for the network.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use causeway_bridge::{
     Action, BridgeError, Departure, Event, JoinFailure, Member, MessageKind, Peer, Privilege, Refs,
@@ -166,6 +166,9 @@ pub struct Muc {
     room_lists: HashMap<(BareJid, String), (std::time::Instant, Vec<ListedRoom>)>,
     /// disco#items requests waiting for a list.
     pending_lists: HashMap<(BareJid, String), Vec<PendingList>>,
+    /// Rooms parted whose departure the network has not confirmed yet. A join made
+    /// meanwhile has a room state of its own, which that confirmation must leave alone.
+    parted: HashSet<RoomKey>,
     /// Archive room messages.
     record: bool,
     /// Join history lines when the client asks for none in particular.
@@ -187,6 +190,7 @@ impl Muc {
             rooms: HashMap::new(),
             room_lists: HashMap::new(),
             pending_lists: HashMap::new(),
+            parted: HashSet::new(),
         }
     }
 
@@ -462,6 +466,7 @@ impl Muc {
                 return;
             }
             let state = self.rooms.remove(key).expect("present above");
+            self.parted.insert(key.clone());
             fx.requests.push(Request {
                 user: UserRef(key.0.to_string()),
                 action: Action::Part {
@@ -1022,8 +1027,11 @@ impl Muc {
                 ..
             } => {
                 let key = Self::key(&user, &room);
+                // In again: the network confirms a departure before the join that follows.
+                self.parted.remove(&key);
                 let Some(state) = self.rooms.get_mut(&key) else {
                     // Nobody waits for this room any more: leave it again.
+                    self.parted.insert(key.clone());
                     fx.requests.push(Request {
                         user: UserRef(user.to_string()),
                         action: Action::Part {
@@ -1090,6 +1098,11 @@ impl Muc {
                 ..
             } => {
                 let key = Self::key(&user, &room);
+                if self.parted.remove(&key) {
+                    // The departure the user asked for, answered when they left. A room
+                    // state here is a join made since: the PART's echo overtook it.
+                    return fx;
+                }
                 let Some(state) = self.rooms.remove(&key) else {
                     return fx;
                 };

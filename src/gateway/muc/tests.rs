@@ -266,6 +266,49 @@ fn being_kicked_is_307_with_110() {
 }
 
 #[test]
+fn the_echo_of_a_part_leaves_a_join_made_since_alone() {
+    let mut muc = muc();
+    let phone = resource("phone");
+    join_presence(&mut muc, &phone, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    let fx = leave_presence(&mut muc, &phone, "alice");
+    assert!(fx
+        .requests
+        .iter()
+        .any(|r| matches!(r.action, Action::Part { .. })));
+    // Back in before the network's answer to the PART: a new join goes out.
+    let fx = join_presence(&mut muc, &phone, "alice");
+    assert!(fx
+        .requests
+        .iter()
+        .any(|r| matches!(r.action, Action::Join { .. })));
+    // The PART's echo comes first; the join in progress stands.
+    let fx = muc.handle_event(Event::Left {
+        user: user(),
+        room: room(),
+        departure: Departure::Part,
+        reason: None,
+    });
+    assert!(fx.stanzas.is_empty() && fx.requests.is_empty(), "{fx:?}");
+    let fx = muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    assert!(fx.requests.is_empty(), "joined, not parted again: {fx:?}");
+    let seen = presences(&fx.stanzas);
+    assert!(seen.iter().any(
+        |(_, statuses, t)| statuses.contains(&Status::SelfPresence) && *t == PresenceType::None
+    ));
+    // Later departures are the network's again: a kick is told.
+    let fx = muc.handle_event(Event::Left {
+        user: user(),
+        room: room(),
+        departure: Departure::Kick { by: "bob".into() },
+        reason: None,
+    });
+    assert!(presences(&fx.stanzas)
+        .iter()
+        .any(|(_, statuses, _)| statuses.contains(&Status::Kicked)));
+}
+
+#[test]
 fn a_rejoin_tells_only_what_changed() {
     let mut muc = muc();
     let phone = resource("phone");
