@@ -131,12 +131,22 @@ impl RoomState {
         }
     }
 
+    /// The room's JID.
+    fn room_jid(&self) -> Option<Jid> {
+        self.jid.clone().map(Jid::from)
+    }
+
     /// The in-room JID of `nick`.
+    fn occupant(&self, nick: &str) -> Option<Jid> {
+        Some(self.jid.as_ref()?.with_resource_str(nick).ok()?.into())
+    }
+
+    /// [`RoomState::occupant`], remembered for the next message of the same nick.
     fn speaker(&mut self, nick: &str) -> Option<Jid> {
         match &self.last_speaker {
             Some((last, jid)) if last == nick => Some(jid.clone()),
             _ => {
-                let jid = Jid::from(self.jid.as_ref()?.with_resource_str(nick).ok()?);
+                let jid = self.occupant(nick)?;
                 self.last_speaker = Some((nick.to_owned(), jid.clone()));
                 Some(jid)
             }
@@ -211,13 +221,6 @@ impl Muc {
             room.server.to_ascii_lowercase(),
             fold(&room.name),
         )
-    }
-
-    fn occupant(&self, room: &RoomRef, nick: &str) -> Option<Jid> {
-        self.addressing
-            .occupant_jid(&room.server, &room.name, nick)
-            .ok()
-            .map(Jid::from)
     }
 
     fn room_jid(&self, room: &RoomRef) -> Option<Jid> {
@@ -359,11 +362,7 @@ impl Muc {
         let mut stanzas = self.join_sequence(key, joiner);
         let subject = stanzas.pop();
         fx.stanzas.extend(stanzas);
-        let room = self.rooms.get(key).and_then(|s| {
-            self.addressing
-                .channel_jid(&s.room.server, &s.room.name)
-                .ok()
-        });
+        let room = self.rooms.get(key).and_then(|s| s.jid.clone());
         if let Some(room) = room {
             let (query, max_chars) =
                 joiner
@@ -395,7 +394,7 @@ impl Muc {
             if *folded == own {
                 continue;
             }
-            if let Some(from) = self.occupant(&state.room, &member.nick) {
+            if let Some(from) = state.occupant(&member.nick) {
                 out.push(occupant_presence(
                     from,
                     to.clone(),
@@ -416,7 +415,7 @@ impl Muc {
         if state.nick != joiner.nick {
             statuses.push(Status::AssignedNick);
         }
-        if let Some(from) = self.occupant(&state.room, &state.nick) {
+        if let Some(from) = state.occupant(&state.nick) {
             let mut presence =
                 occupant_presence(from, to.clone(), own_privilege, false, statuses, None, None);
             if let Stanza::Presence(p) = &mut presence {
@@ -424,7 +423,7 @@ impl Muc {
             }
             out.push(presence);
         }
-        if let Some(room_jid) = self.room_jid(&state.room) {
+        if let Some(room_jid) = state.room_jid() {
             let mut subject = Message::groupchat(Some(to));
             subject.from = Some(room_jid);
             subject
@@ -439,7 +438,7 @@ impl Muc {
         let Some(state) = self.rooms.get(key) else {
             return;
         };
-        let occupant = self.occupant(&state.room, &state.nick);
+        let occupant = state.occupant(&state.nick);
         let privilege = state
             .members
             .get(&fold(&state.nick))
@@ -670,8 +669,8 @@ impl Muc {
             JoinFailure::Other => (ErrorType::Cancel, DefinedCondition::NotAllowed),
         };
         let mut out = Vec::new();
-        for pending in state.pending.drain(..) {
-            if let Some(from) = self.occupant(&state.room, &pending.nick) {
+        for pending in std::mem::take(&mut state.pending) {
+            if let Some(from) = state.occupant(&pending.nick) {
                 out.push(presence_error(
                     from,
                     pending.resource.into(),
@@ -994,9 +993,7 @@ impl Muc {
                 user: user.clone(),
                 action,
                 on_error: OnError::Message {
-                    to: self
-                        .room_jid(&state.room)
-                        .unwrap_or_else(|| from.clone().into()),
+                    to: state.room_jid().unwrap_or_else(|| from.clone().into()),
                     sender: from.clone(),
                     id: None,
                 },
@@ -1103,7 +1100,7 @@ impl Muc {
                     // state here is a join made since: the PART's echo overtook it.
                     return fx;
                 }
-                let Some(state) = self.rooms.remove(&key) else {
+                let Some(mut state) = self.rooms.remove(&key) else {
                     return fx;
                 };
                 let mut statuses = vec![Status::SelfPresence];
@@ -1113,7 +1110,7 @@ impl Muc {
                     Departure::Quit => statuses.push(Status::ServiceShutdown),
                     Departure::Part => {}
                 }
-                if let Some(from) = self.occupant(&state.room, &state.nick) {
+                if let Some(from) = state.occupant(&state.nick) {
                     for resource in &state.resources {
                         fx.stanzas.push(occupant_presence(
                             from.clone(),
@@ -1127,8 +1124,8 @@ impl Muc {
                     }
                 }
                 let error_text = reason.unwrap_or_else(|| "left the room".into());
-                for pending in state.pending {
-                    if let Some(from) = self.occupant(&state.room, &pending.nick) {
+                for pending in std::mem::take(&mut state.pending) {
+                    if let Some(from) = state.occupant(&pending.nick) {
                         let err = error(
                             ErrorType::Cancel,
                             DefinedCondition::RemoteServerNotFound,
@@ -1144,8 +1141,8 @@ impl Muc {
                 }
             }
             Event::MemberJoined { room, member, .. } => {
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                    let from = muc.occupant(&state.room, &member.nick)?;
+                self.broadcast(&mut fx, &user, &room, |state, to| {
+                    let from = state.occupant(&member.nick)?;
                     Some(occupant_presence(
                         from,
                         to,
@@ -1178,8 +1175,8 @@ impl Muc {
                     Departure::Ban { .. } => vec![Status::Banned],
                     Departure::Part | Departure::Quit => vec![],
                 };
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                    let from = muc.occupant(&state.room, &nick)?;
+                self.broadcast(&mut fx, &user, &room, |state, to| {
+                    let from = state.occupant(&nick)?;
                     Some(occupant_presence(
                         from,
                         to,
@@ -1223,8 +1220,8 @@ impl Muc {
                     } else {
                         vec![]
                     };
-                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                        let from = muc.occupant(&state.room, &old)?;
+                    self.broadcast(&mut fx, &user, &room, |state, to| {
+                        let from = state.occupant(&old)?;
                         let mut statuses = vec![Status::NewNick];
                         statuses.extend(extra.clone());
                         Some(occupant_presence(
@@ -1237,8 +1234,8 @@ impl Muc {
                             None,
                         ))
                     });
-                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                        let from = muc.occupant(&state.room, &new)?;
+                    self.broadcast(&mut fx, &user, &room, |state, to| {
+                        let from = state.occupant(&new)?;
                         Some(occupant_presence(
                             from,
                             to,
@@ -1264,8 +1261,8 @@ impl Muc {
                         .and_then(|s| s.members.get(&fold(&nick)))
                         .map(|m| m.privilege)
                         .unwrap_or_default();
-                    self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                        let from = muc.occupant(&state.room, &nick)?;
+                    self.broadcast(&mut fx, &user, &room, |state, to| {
+                        let from = state.occupant(&nick)?;
                         let mut presence =
                             occupant_presence(from, to, privilege, false, vec![], None, None);
                         if let (Stanza::Presence(p), Some(message)) = (&mut presence, &message) {
@@ -1294,7 +1291,7 @@ impl Muc {
                     .values()
                     .filter(|s| s.room.server.eq_ignore_ascii_case(&server))
                 {
-                    let Some(from) = self.occupant(&state.room, &nick) else {
+                    let Some(from) = state.occupant(&nick) else {
                         continue;
                     };
                     for resource in state.resources.iter().filter(|r| r.to_bare() == user) {
@@ -1319,8 +1316,8 @@ impl Muc {
                         member.privilege = privilege;
                     }
                 }
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                    let from = muc.occupant(&state.room, &nick)?;
+                self.broadcast(&mut fx, &user, &room, |state, to| {
+                    let from = state.occupant(&nick)?;
                     let statuses = if fold(&nick) == fold(&state.nick) {
                         vec![Status::SelfPresence]
                     } else {
@@ -1379,7 +1376,7 @@ impl Muc {
                     .clone()
                     .or_else(|| stanza_id.clone())
                     .or_else(|| Some(new_id()));
-                self.broadcast_to(&mut fx, &key, |muc, state, to| {
+                self.broadcast_to(&mut fx, &key, |state, to| {
                     let sender = sender.clone()?;
                     let mut msg = message(
                         MessageType::Groupchat,
@@ -1396,7 +1393,7 @@ impl Muc {
                     }
                     if let Some(answered) = &refs.reply_to {
                         let nick = answered.nick.as_deref();
-                        let to = nick.and_then(|n| muc.occupant(&state.room, n));
+                        let to = nick.and_then(|n| state.occupant(n));
                         msg.payloads.push(rich::reply(&answered.id, to.as_ref()));
                         if let Some(quote) = &answered.quote {
                             let (quoted, fallback) = rich::with_quote(&text, nick, quote);
@@ -1450,10 +1447,10 @@ impl Muc {
                 if let Some(state) = self.rooms.get_mut(&Self::key(&user, &room)) {
                     state.subject = subject.clone();
                 }
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                self.broadcast(&mut fx, &user, &room, |state, to| {
                     let from = match &by {
-                        Some(nick) => muc.occupant(&state.room, nick)?,
-                        None => muc.room_jid(&state.room)?,
+                        Some(nick) => state.occupant(nick)?,
+                        None => state.room_jid()?,
                     };
                     let mut msg = Message::groupchat(Some(to));
                     msg.from = Some(from);
@@ -1469,13 +1466,10 @@ impl Muc {
                 reason,
                 ..
             } => {
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                self.broadcast(&mut fx, &user, &room, |state, to| {
                     let (sender, moderated_by) = match &moderator {
-                        Some(nick) => (
-                            muc.room_jid(&state.room)?,
-                            Some(muc.occupant(&state.room, nick)?),
-                        ),
-                        None => (muc.occupant(&state.room, &from)?, None),
+                        Some(nick) => (state.room_jid()?, Some(state.occupant(nick)?)),
+                        None => (state.occupant(&from)?, None),
                     };
                     let text = rich::retracted_fallback(moderated_by.is_some());
                     let mut msg = message(MessageType::Groupchat, sender, to, None, text);
@@ -1494,8 +1488,8 @@ impl Muc {
                 reactions,
                 ..
             } => {
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
-                    let sender = muc.occupant(&state.room, &from)?;
+                self.broadcast(&mut fx, &user, &room, |state, to| {
+                    let sender = state.occupant(&from)?;
                     let mut msg = Message::groupchat(Some(to));
                     msg.from = Some(sender);
                     msg.payloads
@@ -1535,14 +1529,9 @@ impl Muc {
                 ..
             } => {
                 // To the joined resources: servers drop errors addressed to a bare JID.
-                self.broadcast(&mut fx, &user, &room, |muc, state, to| {
+                self.broadcast(&mut fx, &user, &room, |state, to| {
                     let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, &text);
-                    Some(message_error(
-                        muc.room_jid(&state.room)?,
-                        to,
-                        id.clone(),
-                        err,
-                    ))
+                    Some(message_error(state.room_jid()?, to, id.clone(), err))
                 });
             }
             Event::SendFailed { peer, id, text, .. } => {
@@ -1593,7 +1582,7 @@ impl Muc {
             if key.0 != *user || !key.1.eq_ignore_ascii_case(server) {
                 continue;
             }
-            let Some(room_jid) = self.room_jid(&state.room) else {
+            let Some(room_jid) = state.room_jid() else {
                 continue;
             };
             for resource in &state.resources {
@@ -1641,7 +1630,7 @@ impl Muc {
                     .get(&own)
                     .map(|m| m.privilege)
                     .unwrap_or_default();
-                if let Some(from) = self.occupant(&state.room, &old_nick) {
+                if let Some(from) = state.occupant(&old_nick) {
                     let statuses = vec![Status::NewNick, Status::SelfPresence];
                     fx.stanzas.push(occupant_presence(
                         from,
@@ -1653,7 +1642,7 @@ impl Muc {
                         None,
                     ));
                 }
-                if let Some(from) = self.occupant(&state.room, &nick) {
+                if let Some(from) = state.occupant(&nick) {
                     fx.stanzas.push(occupant_presence(
                         from,
                         to.clone(),
@@ -1667,7 +1656,7 @@ impl Muc {
             }
             for (folded, member) in &old_members {
                 if *folded != own_old && !state.members.contains_key(folded) {
-                    if let Some(from) = self.occupant(&state.room, &member.nick) {
+                    if let Some(from) = state.occupant(&member.nick) {
                         fx.stanzas.push(occupant_presence(
                             from,
                             to.clone(),
@@ -1684,7 +1673,7 @@ impl Muc {
                 if *folded == own || old_members.get(folded) == Some(member) {
                     continue;
                 }
-                if let Some(from) = self.occupant(&state.room, &member.nick) {
+                if let Some(from) = state.occupant(&member.nick) {
                     fx.stanzas.push(occupant_presence(
                         from,
                         to.clone(),
@@ -1697,7 +1686,7 @@ impl Muc {
                 }
             }
             if subject_changed {
-                if let Some(room_jid) = self.room_jid(&state.room) {
+                if let Some(room_jid) = state.room_jid() {
                     let mut msg = Message::groupchat(Some(to.clone()));
                     msg.from = Some(room_jid);
                     msg.subjects.insert(Default::default(), subject.clone());
@@ -1713,7 +1702,7 @@ impl Muc {
         fx: &mut Effects,
         user: &BareJid,
         room: &RoomRef,
-        build: impl Fn(&Muc, &RoomState, Jid) -> Option<Stanza>,
+        build: impl Fn(&RoomState, Jid) -> Option<Stanza>,
     ) {
         self.broadcast_to(fx, &Self::key(user, room), build)
     }
@@ -1723,13 +1712,13 @@ impl Muc {
         &self,
         fx: &mut Effects,
         key: &RoomKey,
-        build: impl Fn(&Muc, &RoomState, Jid) -> Option<Stanza>,
+        build: impl Fn(&RoomState, Jid) -> Option<Stanza>,
     ) {
         let Some(state) = self.rooms.get(key) else {
             return;
         };
         for resource in &state.resources {
-            if let Some(stanza) = build(self, state, resource.clone().into()) {
+            if let Some(stanza) = build(state, resource.clone().into()) {
                 fx.stanzas.push(stanza);
             }
         }
@@ -1748,7 +1737,7 @@ impl Muc {
     pub fn sessions(&self) -> Vec<(String, Vec<String>)> {
         let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, state) in &self.rooms {
-            if let Some(room) = self.room_jid(&state.room) {
+            if let Some(room) = state.room_jid() {
                 let mark = if state.resources.is_empty() {
                     " (persistent, nobody online)"
                 } else {
@@ -1768,7 +1757,7 @@ impl Muc {
     pub fn joined_everywhere(&self) -> Vec<(Jid, Jid)> {
         let mut out = Vec::new();
         for state in self.rooms.values() {
-            if let Some(occupant) = self.occupant(&state.room, &state.nick) {
+            if let Some(occupant) = state.occupant(&state.nick) {
                 for resource in &state.resources {
                     out.push((occupant.clone(), resource.clone().into()));
                 }
