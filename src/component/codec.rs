@@ -26,6 +26,7 @@ use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::presence::{Presence, Priority, Show, Type as PresenceType};
 use tokio_xmpp::Stanza;
 use xso::exports::rxml::{Namespace, NcName};
+use xso::{AsOptionalXmlText, AsXmlText, FromXmlText};
 
 /// The stream's namespaces.
 pub(super) const STREAM_NS: &str = "http://etherx.jabber.org/streams";
@@ -656,12 +657,10 @@ fn elements(nodes: Vec<Node>, stanza: &str) -> Result<Vec<Element>, String> {
 
 fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<Message, String> {
     let type_ = match attrs.type_.as_deref() {
-        None | Some("normal") => MessageType::Normal,
-        Some("chat") => MessageType::Chat,
-        Some("groupchat") => MessageType::Groupchat,
-        Some("headline") => MessageType::Headline,
-        Some("error") => MessageType::Error,
-        Some(other) => return Err(format!("unknown message type '{other}'")),
+        None => MessageType::Normal,
+        Some(t) => t
+            .parse()
+            .map_err(|_| format!("unknown message type '{t}'"))?,
     };
     let inherited = attrs.lang.as_deref().unwrap_or("");
     let mut message = Message {
@@ -707,14 +706,8 @@ fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<M
 fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<Presence, String> {
     let type_ = match attrs.type_.as_deref() {
         None => PresenceType::None,
-        Some("error") => PresenceType::Error,
-        Some("probe") => PresenceType::Probe,
-        Some("subscribe") => PresenceType::Subscribe,
-        Some("subscribed") => PresenceType::Subscribed,
-        Some("unavailable") => PresenceType::Unavailable,
-        Some("unsubscribe") => PresenceType::Unsubscribe,
-        Some("unsubscribed") => PresenceType::Unsubscribed,
-        Some(other) => return Err(format!("unknown presence type '{other}'")),
+        Some(t) => PresenceType::from_xml_text(t.to_owned())
+            .map_err(|_| format!("unknown presence type '{t}'"))?,
     };
     let inherited = attrs.lang.as_deref().unwrap_or("");
     let mut presence = Presence {
@@ -732,13 +725,11 @@ fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<
         if child.has_ns(ns::COMPONENT) {
             match child.name() {
                 "show" if presence.show.is_none() => {
-                    presence.show = Some(match text_only(child)?.as_str() {
-                        "away" => Show::Away,
-                        "chat" => Show::Chat,
-                        "dnd" => Show::Dnd,
-                        "xa" => Show::Xa,
-                        other => return Err(format!("unknown show value '{other}'")),
-                    });
+                    let text = text_only(child)?;
+                    presence.show = Some(
+                        Show::from_xml_text(text.clone())
+                            .map_err(|_| format!("unknown show value '{text}'"))?,
+                    );
                     continue;
                 }
                 "status" => {
@@ -786,15 +777,11 @@ fn write_message(out: &mut Vec<u8>, m: &Message) {
         m.to.as_ref(),
         m.id.as_ref().map(|id| id.0.as_str()),
     );
-    let type_ = match m.type_ {
-        MessageType::Normal => None,
-        MessageType::Chat => Some("chat"),
-        MessageType::Groupchat => Some("groupchat"),
-        MessageType::Headline => Some("headline"),
-        MessageType::Error => Some("error"),
-    };
-    if let Some(t) = type_ {
-        write_attr(out, "type", t);
+    // Normal is the default, left unsaid.
+    if m.type_ != MessageType::Normal {
+        if let Ok(t) = m.type_.as_xml_text() {
+            write_attr(out, "type", &t);
+        }
     }
     if m.bodies.is_empty() && m.subjects.is_empty() && m.thread.is_none() && m.payloads.is_empty() {
         out.extend_from_slice(b"/>");
@@ -821,31 +808,18 @@ fn write_message(out: &mut Vec<u8>, m: &Message) {
 fn write_presence(out: &mut Vec<u8>, p: &Presence) {
     out.extend_from_slice(b"<presence");
     write_addressing(out, p.from.as_ref(), p.to.as_ref(), p.id.as_deref());
-    let type_ = match p.type_ {
-        PresenceType::None => None,
-        PresenceType::Error => Some("error"),
-        PresenceType::Probe => Some("probe"),
-        PresenceType::Subscribe => Some("subscribe"),
-        PresenceType::Subscribed => Some("subscribed"),
-        PresenceType::Unavailable => Some("unavailable"),
-        PresenceType::Unsubscribe => Some("unsubscribe"),
-        PresenceType::Unsubscribed => Some("unsubscribed"),
-    };
-    if let Some(t) = type_ {
-        write_attr(out, "type", t);
+    if let Ok(Some(t)) = p.type_.as_optional_xml_text() {
+        write_attr(out, "type", &t);
     }
     if p.show.is_none() && p.statuses.is_empty() && p.priority.0 == 0 && p.payloads.is_empty() {
         out.extend_from_slice(b"/>");
         return;
     }
     out.push(b'>');
-    if let Some(show) = &p.show {
-        out.extend_from_slice(match show {
-            Show::Away => b"<show>away</show>".as_slice(),
-            Show::Chat => b"<show>chat</show>",
-            Show::Dnd => b"<show>dnd</show>",
-            Show::Xa => b"<show>xa</show>",
-        });
+    if let Some(Ok(show)) = p.show.as_ref().map(Show::as_xml_text) {
+        out.extend_from_slice(b"<show>");
+        out.extend_from_slice(show.as_bytes());
+        out.extend_from_slice(b"</show>");
     }
     write_localised(out, "status", &p.statuses);
     if p.priority.0 != 0 {

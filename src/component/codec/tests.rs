@@ -169,6 +169,34 @@ fn what_is_written_parses_back_the_same_both_ways() {
 }
 
 #[test]
+fn every_type_and_show_value_reads_and_writes_as_xmpp_parsers_does() {
+    let head = "from='a@localhost/r' to='b@irc.localhost' id='1'";
+    let messages = ["normal", "chat", "groupchat", "headline", "error"]
+        .map(|t| format!("<message {head} type='{t}'/>"));
+    let presences = [
+        "error",
+        "probe",
+        "subscribe",
+        "subscribed",
+        "unavailable",
+        "unsubscribe",
+        "unsubscribed",
+    ]
+    .map(|t| format!("<presence {head} type='{t}'/>"));
+    let shows = ["away", "chat", "dnd", "xa"]
+        .map(|s| format!("<presence {head}><show>{s}</show></presence>"));
+    for xml in messages.iter().chain(&presences).chain(&shows) {
+        let stanza = ours(xml);
+        assert_eq!(stanza, reference(xml), "{xml}");
+        let mut out = Vec::new();
+        write_stanza(&mut out, &stanza);
+        let written = String::from_utf8(out).unwrap();
+        assert_eq!(ours(&written), stanza, "{written}");
+        assert_eq!(reference(&written), stanza, "{written}");
+    }
+}
+
+#[test]
 fn hostile_text_is_escaped_and_what_xml_cannot_carry_is_replaced() {
     let hostile = "a'b\"c<d>e&f\r\ng\th\u{1}i\u{FFFE}j\u{FFFF}k\u{10FFFF}l]]>";
     let cleaned = "a'b\"c<d>e&f\r\ng\th\u{FFFD}i\u{FFFD}j\u{FFFD}k\u{10FFFF}l]]>";
