@@ -53,6 +53,15 @@ fn joined(nick: &str, members: &[(&str, Privilege)], subject: &str) -> Event {
     }
 }
 
+fn left(departure: Departure, reason: Option<&str>) -> Event {
+    Event::Left {
+        user: user(),
+        room: room(),
+        departure,
+        reason: reason.map(str::to_owned),
+    }
+}
+
 /// (from, statuses) of the presences, in order; statuses empty for non-MUC presences.
 fn presences(stanzas: &[Stanza]) -> Vec<(String, Vec<Status>, PresenceType)> {
     stanzas
@@ -254,12 +263,7 @@ fn being_kicked_is_307_with_110() {
     let phone = resource("phone");
     join_presence(&mut muc, &phone, "alice");
     muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
-    let fx = muc.handle_event(Event::Left {
-        user: user(),
-        room: room(),
-        departure: Departure::Kick { by: "bob".into() },
-        reason: Some("spam".into()),
-    });
+    let fx = muc.handle_event(left(Departure::Kick { by: "bob".into() }, Some("spam")));
     let seen = presences(&fx.stanzas);
     assert_eq!(seen[0].2, PresenceType::Unavailable);
     assert!(seen[0].1.contains(&Status::Kicked) && seen[0].1.contains(&Status::SelfPresence));
@@ -283,12 +287,7 @@ fn the_echo_of_a_part_leaves_a_join_made_since_alone() {
         .iter()
         .any(|r| matches!(r.action, Action::Join { .. })));
     // The PART's echo comes first; the join in progress stands.
-    let fx = muc.handle_event(Event::Left {
-        user: user(),
-        room: room(),
-        departure: Departure::Part,
-        reason: None,
-    });
+    let fx = muc.handle_event(left(Departure::Part, None));
     assert!(fx.stanzas.is_empty() && fx.requests.is_empty(), "{fx:?}");
     let fx = muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
     assert!(fx.requests.is_empty(), "joined, not parted again: {fx:?}");
@@ -297,12 +296,7 @@ fn the_echo_of_a_part_leaves_a_join_made_since_alone() {
         |(_, statuses, t)| statuses.contains(&Status::SelfPresence) && *t == PresenceType::None
     ));
     // Later departures are the network's again: a kick is told.
-    let fx = muc.handle_event(Event::Left {
-        user: user(),
-        room: room(),
-        departure: Departure::Kick { by: "bob".into() },
-        reason: None,
-    });
+    let fx = muc.handle_event(left(Departure::Kick { by: "bob".into() }, None));
     assert!(presences(&fx.stanzas)
         .iter()
         .any(|(_, statuses, _)| statuses.contains(&Status::Kicked)));
