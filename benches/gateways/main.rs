@@ -6,10 +6,11 @@
 //! Scenarios (issue 6), each against both gateways, one gateway at a time:
 //! - throughput: 50 XMPP users, each in its own channel, send 10,000 groupchat messages in
 //!   all as fast as they can; an IRC client in every channel counts what arrives. With
-//!   history recording on (both gateways' default) and off; the median of five runs. biboumi's per-user throttle is
-//!   switched off and its TLS-first ports set to plain.
-//! - CPU: user+system seconds of each gateway process per 10,000 relayed messages, from
-//!   /proc, beside the load generator's (this process), Prosody's and ngircd's.
+//!   history recording on (both gateways' default) and off; the median of five runs.
+//!   biboumi's per-user throttle is switched off and its TLS-first ports set to plain.
+//! - CPU: CPU seconds of each gateway process per 10,000 relayed messages, to the last echo,
+//!   from its threads' /proc schedstat, beside the load generator's (this process),
+//!   Prosody's and ngircd's.
 //! - latency: 1,000 msg/s paced for 10 s, end to end p50/p99/max XMPP→IRC, then IRC→XMPP.
 //! - fan-out: the 50 users in one channel, 20 messages each at once, each to the 49 others.
 //! - memory: RSS with 1, 200, 1,000 and 10,000 idle puppets (memory.rs).

@@ -406,9 +406,6 @@ impl TestClient {
         taken
     }
 
-    /// Read and drop what has arrived already, without waiting; how many stanzas that was.
-    /// A client sending a burst calls this between sends, as a real client reads its stream
-    /// while it writes: left unread, what the server sends here backs up into its queues.
     /// Hand what has arrived already to `each`, without waiting. A client sending a burst
     /// calls this between sends, as a real client reads its stream while it writes: left
     /// unread, what the server sends here backs up into its queues.
