@@ -129,12 +129,13 @@ pub struct Throughput {
 }
 
 impl Throughput {
-    /// The median run's rate; arrivals, time and CPU of all runs together (so CPU per
-    /// message counts every message).
+    /// The median of the runs' rates; arrivals, time and CPU of all runs together (so CPU
+    /// per message counts every message).
     pub fn median(mut runs: Vec<Throughput>) -> Throughput {
         runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        let middle = &runs[(runs.len() - 1) / 2..=runs.len() / 2];
         let mut all = Throughput {
-            per_second: runs[runs.len() / 2].per_second,
+            per_second: middle.iter().map(|r| r.per_second).sum::<f64>() / middle.len() as f64,
             received: 0,
             seconds: 0.0,
             usage: Usage::default(),
@@ -239,6 +240,11 @@ pub async fn leave_all(clients: &mut [TestClient], room_of: impl Fn(usize) -> St
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
+
+/// How long to wait after [`leave_all`] for every puppet to be gone from the IRC server:
+/// causeway keeps a connection with no channel left for 3 s (so that leaving and coming back
+/// at once costs no reconnect), and `leave_all` waited 2 s already.
+pub const PUPPET_LINGER: Duration = Duration::from_secs(2);
 
 /// How long the throughput run waits for the next echo before it counts the rest as lost.
 const ECHO_SILENCE: Duration = Duration::from_secs(3);

@@ -3,7 +3,8 @@
 //! figures and of the ratios causeway/biboumi; asserts nothing. docs/BENCHMARKS.md has a
 //! run and says what bounds each figure.
 //!
-//! Scenarios (issue 6), each against both gateways, one gateway at a time:
+//! Scenarios (issue 6), each against both gateways (throughput runs taking turns, the rest
+//! one gateway at a time):
 //! - throughput: 50 XMPP users, each in its own channel, send 10,000 groupchat messages in
 //!   all as fast as they can; an IRC client in every channel counts what arrives. With
 //!   history recording on (both gateways' default) and off; the median of five runs.
@@ -41,8 +42,9 @@ use harness::TestClient;
 
 const USERS: usize = 50;
 const MESSAGES: usize = 10_000;
-/// Throughput runs per gateway and history setting.
-const THROUGHPUT_ROUNDS: usize = 5;
+/// Throughput runs per gateway and history setting: even, so that each gateway goes first
+/// as often as the other.
+const THROUGHPUT_ROUNDS: usize = 8;
 
 /// Messages per throughput run: `CAUSEWAY_BENCH_MESSAGES` (longer runs for profiling).
 fn messages() -> usize {
@@ -166,14 +168,16 @@ fn raise_open_files_limit() {
     }
 }
 
-/// One gateway through the IRC scenarios that use the 50 XMPP users.
+/// The gateways through the IRC scenarios that use the 50 XMPP users. For each history
+/// setting both gateways are up at once, and their throughput runs take turns, so that
+/// whatever drifts over the sitting (Prosody's cost per message moved by half between runs
+/// of the same binary) falls on both alike; the other scenarios run one gateway at a time.
 async fn irc_scenarios(
-    kind: Kind,
     xmpp: &XmppServer,
     irc: &IrcServer,
     pids: Pids,
     users: &[String],
-    results: &mut Results,
+    all: &mut [(Kind, Results)],
 ) {
     let histories = match std::env::var("CAUSEWAY_BENCH_HISTORY").as_deref() {
         Ok("on") => vec![true],
@@ -182,10 +186,13 @@ async fn irc_scenarios(
     };
     for record in histories {
         let history = if record { "on" } else { "off" };
-        let gateway = match kind {
-            Kind::Causeway => Gateway::causeway(xmpp, irc.port, record, ""),
-            Kind::Biboumi => Gateway::biboumi(xmpp, irc.port, record, users).await,
-        };
+        let mut gateways = Vec::new();
+        for (kind, _) in all.iter() {
+            gateways.push(match kind {
+                Kind::Causeway => Gateway::causeway(xmpp, irc.port, record, ""),
+                Kind::Biboumi => Gateway::biboumi(xmpp, irc.port, record, users).await,
+            });
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let observer = irc::Observer::start(irc.port, USERS).await;
         let mut clients = Vec::new();
@@ -194,72 +201,100 @@ async fn irc_scenarios(
         }
         if scenario("throughput") {
             // A run lasts about half a second, and Prosody bounds it: take the median of
-            // a few, and the CPU of them all.
-            let mut rounds = Vec::new();
+            // a few, and the CPU of them all. Turns alternate who goes first (AB BA AB …).
+            let mut rounds: Vec<Vec<irc::Throughput>> =
+                gateways.iter().map(|_| Vec::new()).collect();
             for round in 0..THROUGHPUT_ROUNDS {
-                let tag = format!("{}-{history}-{round}", kind.name());
-                let result = irc::throughput(&gateway, pids, &mut clients, &observer, &tag).await;
-                if result.received < messages() {
-                    eprintln!("--- {} log ---\n{}", kind.name(), gateway.log_tail());
+                let mut order: Vec<usize> = (0..gateways.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
                 }
-                println!(
-                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, echoes {} by then, {} in all; RSS {} KiB; {}",
-                    kind.name(),
-                    result.per_second,
-                    result.received,
-                    messages(),
-                    result.seconds,
-                    result.echoes_in_time,
-                    result.echoes,
-                    result.rss_kib,
-                    result.usage.describe(result.usage_seconds)
-                );
-                rounds.push(result);
+                for g in order {
+                    let gateway = &gateways[g];
+                    let tag = format!("{}-{history}-{round}", gateway.kind.name());
+                    let result =
+                        irc::throughput(gateway, pids, &mut clients, &observer, &tag).await;
+                    if result.received < messages() {
+                        eprintln!(
+                            "--- {} log ---\n{}",
+                            gateway.kind.name(),
+                            gateway.log_tail()
+                        );
+                    }
+                    println!(
+                        "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, echoes {} by then, {} in all; RSS {} KiB; {}",
+                        gateway.kind.name(),
+                        result.per_second,
+                        result.received,
+                        messages(),
+                        result.seconds,
+                        result.echoes_in_time,
+                        result.echoes,
+                        result.rss_kib,
+                        result.usage.describe(result.usage_seconds)
+                    );
+                    rounds[g].push(result);
+                    // The puppets use the same nicks on both gateways: let causeway's quit
+                    // (it keeps a connection a few seconds after its last channel) before
+                    // the other gateway's join.
+                    tokio::time::sleep(irc::PUPPET_LINGER).await;
+                }
             }
-            results
-                .throughput
-                .push((history, irc::Throughput::median(rounds)));
+            for ((_, results), rounds) in all.iter_mut().zip(rounds) {
+                results
+                    .throughput
+                    .push((history, irc::Throughput::median(rounds)));
+            }
         }
         // The rest runs once, at the default (history on).
-        if record && scenario("latency") {
-            for (n, client) in clients.iter_mut().enumerate() {
-                enter(client, &gateway.room(n), &format!("user{n}")).await;
+        for (gateway, (_, results)) in gateways.iter().zip(all.iter_mut()) {
+            if !record {
+                break;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let (to_irc, to_xmpp) = irc::latency(&gateway, &mut clients, &observer).await;
-            for (way, p) in [("XMPP→IRC", to_irc), ("IRC→XMPP", to_xmpp)] {
+            if scenario("latency") {
+                for (n, client) in clients.iter_mut().enumerate() {
+                    enter(client, &gateway.room(n), &format!("user{n}")).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (to_irc, to_xmpp) = irc::latency(gateway, &mut clients, &observer).await;
+                for (way, p) in [("XMPP→IRC", to_irc), ("IRC→XMPP", to_xmpp)] {
+                    println!(
+                        "latency {way} {:9}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, lost {}",
+                        gateway.kind.name(),
+                        p.p50,
+                        p.p99,
+                        p.max,
+                        p.lost
+                    );
+                }
+                irc::leave_all(&mut clients, |n| gateway.room(n)).await;
+                results.latency = Some((to_irc, to_xmpp));
+                tokio::time::sleep(irc::PUPPET_LINGER).await;
+            }
+            if scenario("fanout") {
+                let result = irc::fan_out(gateway, pids, &mut clients).await;
                 println!(
-                    "latency {way} {:9}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, lost {}",
-                    kind.name(),
-                    p.p50,
-                    p.p99,
-                    p.max,
-                    p.lost
+                    "fan-out {:9}: {:.0} msg/s to all, {:.0} deliveries/s, {}/{} delivered in {:.2} s, p50 {:.1} ms, p99 {:.1} ms; {}",
+                    gateway.kind.name(),
+                    result.per_second,
+                    result.deliveries_per_second,
+                    result.delivered,
+                    result.expected,
+                    result.seconds,
+                    result.latency.p50,
+                    result.latency.p99,
+                    result.usage.describe(result.seconds)
                 );
+                results.fan_out = Some(result);
+                tokio::time::sleep(irc::PUPPET_LINGER).await;
             }
-            irc::leave_all(&mut clients, |n| gateway.room(n)).await;
-            results.latency = Some((to_irc, to_xmpp));
-        }
-        if record && scenario("fanout") {
-            let result = irc::fan_out(&gateway, pids, &mut clients).await;
-            println!(
-                "fan-out {:9}: {:.0} msg/s to all, {:.0} deliveries/s, {}/{} delivered in {:.2} s, p50 {:.1} ms, p99 {:.1} ms; {}",
-                kind.name(),
-                result.per_second,
-                result.deliveries_per_second,
-                result.delivered,
-                result.expected,
-                result.seconds,
-                result.latency.p50,
-                result.latency.p99,
-                result.usage.describe(result.seconds)
-            );
-            results.fan_out = Some(result);
         }
         for client in clients {
             client.logout().await;
         }
-        gateway.stop();
+        for gateway in gateways {
+            gateway.stop();
+        }
     }
 }
 
@@ -306,9 +341,7 @@ async fn main() {
         .iter()
         .any(|s| scenario(s))
     {
-        for (kind, results) in &mut all {
-            irc_scenarios(*kind, &xmpp, &irc, pids, &users, results).await;
-        }
+        irc_scenarios(&xmpp, &irc, pids, &users, &mut all).await;
     }
     if scenario("matrix") {
         if let Some((_, results)) = all.iter_mut().find(|(k, _)| *k == Kind::Causeway) {
