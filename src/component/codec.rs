@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{Namespace as ResolvedNs, PrefixDeclaration, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::name::{
+    Namespace as ResolvedNs, NamespaceResolver, PrefixDeclaration, ResolveResult,
+};
+use quick_xml::reader::Reader;
 use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::{Element, Node};
 use tokio_xmpp::parsers::message::{Lang, Message, MessageType, Thread};
@@ -254,11 +256,11 @@ pub(super) enum Incoming {
     Malformed(Malformed),
 }
 
-/// Parse a top-level element of the stream; `jids` remembers the addresses seen lately.
+/// Parse a top-level element of the stream; `cache` keeps what the next one can use.
 /// Elements without a namespace declaration are in the stream's default namespace,
 /// `jabber:component:accept`.
-pub(super) fn parse(xml: &[u8], jids: &mut JidCache) -> Result<Incoming, StreamBroken> {
-    match parse_inner(xml, jids) {
+pub(super) fn parse(xml: &[u8], cache: &mut ParseCache) -> Result<Incoming, StreamBroken> {
+    match parse_inner(xml, cache) {
         Ok(Ok(incoming)) => Ok(incoming),
         Ok(Err(malformed)) => Ok(Incoming::Malformed(malformed)),
         Err(e) => Err(StreamBroken::Syntax(e)),
@@ -266,22 +268,9 @@ pub(super) fn parse(xml: &[u8], jids: &mut JidCache) -> Result<Incoming, StreamB
 }
 
 /// Not well-formed: `Err`; well-formed but no valid stanza: `Ok(Err)`.
-fn parse_inner(xml: &[u8], jids: &mut JidCache) -> Result<Result<Incoming, Malformed>, String> {
-    let mut reader = NsReader::from_reader(xml);
-    // The bindings of the stream header, which the element inherits.
-    let resolver = reader.resolver_mut();
-    let bound = resolver
-        .add(
-            PrefixDeclaration::Default,
-            ResolvedNs(ns::COMPONENT.as_bytes()),
-        )
-        .and_then(|()| {
-            resolver.add(
-                PrefixDeclaration::Named(b"stream"),
-                ResolvedNs(STREAM_NS.as_bytes()),
-            )
-        });
-    debug_assert!(bound.is_ok());
+fn parse_inner(xml: &[u8], cache: &mut ParseCache) -> Result<Result<Incoming, Malformed>, String> {
+    let ParseCache { jids, namespaces } = cache;
+    let mut reader = StanzaReader::new(xml, namespaces);
     let (root, empty) = match reader.read_event().map_err(|e| e.to_string())? {
         Event::Start(start) => (start, false),
         Event::Empty(start) => (start, true),
@@ -347,7 +336,7 @@ struct RootAttrs<'a> {
 }
 
 impl<'a> RootAttrs<'a> {
-    fn read(reader: &NsReader<&[u8]>, start: &'a BytesStart<'a>) -> Result<RootAttrs<'a>, String> {
+    fn read(reader: &StanzaReader, start: &'a BytesStart<'a>) -> Result<RootAttrs<'a>, String> {
         let mut attrs = RootAttrs::default();
         for attr in start.attributes() {
             let attr = attr.map_err(|e| e.to_string())?;
@@ -397,7 +386,7 @@ fn attribute_value<'a>(
 
 /// The content of the element whose start tag was just read, up to its end tag: a minidom
 /// node per child element and per run of text.
-fn read_children(reader: &mut NsReader<&[u8]>) -> Result<Vec<Node>, String> {
+fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
     let mut open: Vec<Element> = Vec::new();
     let mut text = String::new();
@@ -475,11 +464,84 @@ fn read_children(reader: &mut NsReader<&[u8]>) -> Result<Vec<Node>, String> {
     }
 }
 
+/// What reading a stanza keeps for the next: the JIDs parsed lately, and a namespace
+/// resolver holding the stream header's bindings (a new one allocates, for every stanza).
+#[derive(Debug)]
+pub(super) struct ParseCache {
+    jids: JidCache,
+    namespaces: NamespaceResolver,
+}
+
+impl Default for ParseCache {
+    fn default() -> ParseCache {
+        // The bindings of the stream header, which every element inherits.
+        let mut namespaces = NamespaceResolver::default();
+        let bound = namespaces
+            .add(
+                PrefixDeclaration::Default,
+                ResolvedNs(ns::COMPONENT.as_bytes()),
+            )
+            .and_then(|()| {
+                namespaces.add(
+                    PrefixDeclaration::Named(b"stream"),
+                    ResolvedNs(STREAM_NS.as_bytes()),
+                )
+            });
+        debug_assert!(bound.is_ok());
+        ParseCache {
+            jids: JidCache::default(),
+            namespaces,
+        }
+    }
+}
+
+/// quick-xml's `NsReader` over one stanza, with a resolver that outlives it: the scopes the
+/// stanza opens are pushed and popped as `NsReader` does, and dropped when it is done.
+struct StanzaReader<'a, 'r> {
+    reader: Reader<&'a [u8]>,
+    namespaces: &'r mut NamespaceResolver,
+    /// The scope of the last end tag or empty element, popped before the next event.
+    pending_pop: bool,
+}
+
+impl<'a, 'r> StanzaReader<'a, 'r> {
+    fn new(xml: &'a [u8], namespaces: &'r mut NamespaceResolver) -> StanzaReader<'a, 'r> {
+        // The stream header's bindings only: a stanza that broke off left scopes open.
+        namespaces.set_level(0);
+        StanzaReader {
+            reader: Reader::from_reader(xml),
+            namespaces,
+            pending_pop: false,
+        }
+    }
+
+    fn read_event(&mut self) -> quick_xml::Result<Event<'a>> {
+        if std::mem::take(&mut self.pending_pop) {
+            self.namespaces.pop();
+        }
+        let event = self.reader.read_event()?;
+        match &event {
+            Event::Start(start) => self.namespaces.push(start)?,
+            Event::Empty(start) => {
+                self.namespaces.push(start)?;
+                self.pending_pop = true;
+            }
+            Event::End(_) => self.pending_pop = true,
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    fn resolver(&self) -> &NamespaceResolver {
+        self.namespaces
+    }
+}
+
 /// JIDs parsed lately, by their text: the same few senders and rooms come again and again,
 /// and stringprep is the dearest part of reading a stanza.
 #[derive(Debug, Default)]
-pub(super) struct JidCache {
-    known: std::collections::HashMap<String, Jid>,
+struct JidCache {
+    known: std::collections::HashMap<String, Jid, foldhash::fast::RandomState>,
 }
 
 impl JidCache {
@@ -534,7 +596,7 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-fn new_element(reader: &NsReader<&[u8]>, start: &BytesStart<'_>) -> Result<Element, String> {
+fn new_element(reader: &StanzaReader, start: &BytesStart<'_>) -> Result<Element, String> {
     let ns = match reader.resolver().resolve_element(start.name()).0 {
         ResolveResult::Bound(ns) => utf8(ns.into_inner())?,
         ResolveResult::Unbound => "",

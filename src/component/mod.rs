@@ -12,6 +12,7 @@
 mod codec;
 mod outbox;
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,7 @@ use tracing::{debug, info, trace, warn};
 
 pub use outbox::Outbox;
 
-use self::codec::{Frame, Framer, Incoming, JidCache, Malformed};
+use self::codec::{Frame, Framer, Incoming, Malformed, ParseCache};
 use crate::config::Secret;
 
 /// How long connecting plus the handshake may take before the attempt counts as failed.
@@ -146,7 +147,8 @@ async fn connect_inner(settings: &LinkSettings) -> Result<Stream, LinkError> {
         tcp,
         framer: Framer::default(),
         out: Vec::new(),
-        jids: JidCache::default(),
+        batch: VecDeque::new(),
+        parsing: ParseCache::default(),
         last_read: Instant::now(),
     };
     let mut header = Vec::new();
@@ -201,7 +203,9 @@ pub struct Stream {
     tcp: TcpStream,
     framer: Framer,
     out: Vec<u8>,
-    jids: JidCache,
+    /// The stanzas being written, its buffer swapped with the outbox's.
+    batch: VecDeque<Stanza>,
+    parsing: ParseCache,
     /// When the server last sent anything.
     last_read: Instant,
 }
@@ -225,21 +229,8 @@ impl Stream {
     /// The next item from the server. Cancel-safe: what was read stays in the framer.
     async fn read(&mut self) -> Result<Read, ReadFailure> {
         loop {
-            match self.framer.next_frame() {
-                Err(e) => return Err(ReadFailure::Broken(e.to_string())),
-                Ok(Some(Frame::Header(xml))) => {
-                    return codec::header_id(xml)
-                        .map(Read::Header)
-                        .map_err(ReadFailure::Broken)
-                }
-                Ok(Some(Frame::Element(xml))) => {
-                    trace!(target: "causeway::xml", "in: {}", String::from_utf8_lossy(xml));
-                    return codec::parse(xml, &mut self.jids)
-                        .map(Read::Incoming)
-                        .map_err(|e| ReadFailure::Broken(e.to_string()));
-                }
-                Ok(Some(Frame::End)) => return Ok(Read::End),
-                Ok(None) => {}
+            if let Some(read) = self.read_buffered() {
+                return read;
             }
             let read = self
                 .tcp
@@ -251,6 +242,25 @@ impl Stream {
             }
             self.last_read = Instant::now();
         }
+    }
+
+    /// The next item if the read buffer holds all of it already; `None` when more must be
+    /// read from the socket first.
+    fn read_buffered(&mut self) -> Option<Result<Read, ReadFailure>> {
+        Some(match self.framer.next_frame() {
+            Err(e) => Err(ReadFailure::Broken(e.to_string())),
+            Ok(Some(Frame::Header(xml))) => codec::header_id(xml)
+                .map(Read::Header)
+                .map_err(ReadFailure::Broken),
+            Ok(Some(Frame::Element(xml))) => {
+                trace!(target: "causeway::xml", "in: {}", String::from_utf8_lossy(xml));
+                codec::parse(xml, &mut self.parsing)
+                    .map(Read::Incoming)
+                    .map_err(|e| ReadFailure::Broken(e.to_string()))
+            }
+            Ok(Some(Frame::End)) => Ok(Read::End),
+            Ok(None) => return None,
+        })
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -350,43 +360,18 @@ async fn serve(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Served::Shutdown,
-            read = stream.read() => match read {
-                Ok(Read::Incoming(Incoming::Stanza(stanza))) => {
-                    // While the core is busy, keep writing: it may be waiting for this very
-                    // outbox to drain (see `Outbox::room`).
-                    let permit = loop {
-                        tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => return Served::Shutdown,
-                            permit = inbound.reserve() => match permit {
-                                Ok(permit) => break permit,
-                                Err(_) => return Served::Shutdown,
-                            },
-                            _ = outbox.wait() => {
-                                if let Err(cause) = flush(stream, outbox).await {
-                                    return Served::Lost(cause);
-                                }
-                            }
-                        }
-                    };
-                    permit.send(stanza);
+            read = stream.read() => {
+                if let Some(end) = take(read, domain, stream, outbox, inbound, shutdown).await {
+                    return end;
                 }
-                Ok(Read::Incoming(Incoming::Other(e))) if e.is("error", codec::STREAM_NS) => {
-                    return Served::Lost(format!("stream error from the server: {}", describe_stream_error(e)));
-                }
-                Ok(Read::Incoming(Incoming::Other(e))) => {
-                    debug!(%domain, element = e.name(), "ignoring non-stanza element");
-                }
-                Ok(Read::Incoming(Incoming::Malformed(m))) => {
-                    if let Some(reply) = reject_malformed(domain, m) {
-                        outbox.push(reply);
+                // Stanzas already in the read buffer are taken without a select each.
+                for _ in 0..BURST {
+                    let Some(read) = stream.read_buffered() else { break };
+                    if let Some(end) = take(read, domain, stream, outbox, inbound, shutdown).await {
+                        return end;
                     }
                 }
-                Ok(Read::Header(_)) => return Served::Lost("a second stream header".into()),
-                Ok(Read::End) => return Served::Lost("the server closed the stream".into()),
-                Err(ReadFailure::Io(e)) => return Served::Lost(e.to_string()),
-                Err(ReadFailure::Broken(e)) => return Served::Lost(e),
-            },
+            }
             _ = outbox.wait() => {
                 if let Err(cause) = flush(stream, outbox).await {
                     return Served::Lost(cause);
@@ -416,14 +401,77 @@ async fn serve(
     }
 }
 
+/// How many stanzas already read are taken between two looks at the shutdown token.
+const BURST: usize = 64;
+
+/// Hand what was read to the core (or answer it); `Some` when the link ends.
+async fn take(
+    read: Result<Read, ReadFailure>,
+    domain: &str,
+    stream: &mut Stream,
+    outbox: &Outbox,
+    inbound: &mpsc::Sender<Stanza>,
+    shutdown: &CancellationToken,
+) -> Option<Served> {
+    match read {
+        Ok(Read::Incoming(Incoming::Stanza(stanza))) => {
+            let permit = match inbound.try_reserve() {
+                Ok(permit) => permit,
+                Err(mpsc::error::TrySendError::Closed(())) => return Some(Served::Shutdown),
+                // While the core is busy, keep writing: it may be waiting for this
+                // very outbox to drain (see `Outbox::room`).
+                Err(mpsc::error::TrySendError::Full(())) => loop {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => return Some(Served::Shutdown),
+                        permit = inbound.reserve() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => return Some(Served::Shutdown),
+                        },
+                        _ = outbox.wait() => {
+                            if let Err(cause) = flush(stream, outbox).await {
+                                return Some(Served::Lost(cause));
+                            }
+                        }
+                    }
+                },
+            };
+            permit.send(stanza);
+            None
+        }
+        Ok(Read::Incoming(Incoming::Other(e))) if e.is("error", codec::STREAM_NS) => {
+            Some(Served::Lost(format!(
+                "stream error from the server: {}",
+                describe_stream_error(e)
+            )))
+        }
+        Ok(Read::Incoming(Incoming::Other(e))) => {
+            debug!(%domain, element = e.name(), "ignoring non-stanza element");
+            None
+        }
+        Ok(Read::Incoming(Incoming::Malformed(m))) => {
+            if let Some(reply) = reject_malformed(domain, m) {
+                outbox.push(reply);
+            }
+            None
+        }
+        Ok(Read::Header(_)) => Some(Served::Lost("a second stream header".into())),
+        Ok(Read::End) => Some(Served::Lost("the server closed the stream".into())),
+        Err(ReadFailure::Io(e)) => Some(Served::Lost(e.to_string())),
+        Err(ReadFailure::Broken(e)) => Some(Served::Lost(e)),
+    }
+}
+
 /// Write everything queued. On a write error, or when the server reads nothing for
 /// [`WRITE_TIMEOUT`], the whole batch goes back to the front of the queue and the link counts
 /// as lost: XEP-0114 has no acknowledgements, so a stanza may be sent twice but never lost.
 /// (A server that stops reading would otherwise hold up the gateway core, which waits for
 /// room in the outbox, and with it every bridge.)
 async fn flush(stream: &mut Stream, outbox: &Outbox) -> Result<(), String> {
-    let batch = outbox.take_all();
+    let mut batch = std::mem::take(&mut stream.batch);
+    outbox.take_all_into(&mut batch);
     if batch.is_empty() {
+        stream.batch = batch;
         return Ok(());
     }
     let mut out = std::mem::take(&mut stream.out);
@@ -432,12 +480,18 @@ async fn flush(stream: &mut Stream, outbox: &Outbox) -> Result<(), String> {
         codec::write_stanza(&mut out, stanza);
     }
     let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write(&out)).await;
-    // Keep a modest buffer for the next batch; a burst's gives its memory back.
+    // Keep modest buffers for the next batch; a burst's give their memory back.
     if out.capacity() <= 64 << 10 {
         stream.out = out;
     }
     let failure = match written {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(())) => {
+            batch.clear();
+            if batch.capacity() <= 1024 {
+                stream.batch = batch;
+            }
+            return Ok(());
+        }
         Ok(Err(e)) => format!("write failed: {e}"),
         Err(_) => format!("the server read nothing for {} s", WRITE_TIMEOUT.as_secs()),
     };

@@ -71,11 +71,19 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Everything queued, oldest first, leaving the queue empty.
-    pub fn take_all(&self) -> Vec<Stanza> {
-        let batch = self.lock().queue.drain(..).collect();
+    /// Everything queued, oldest first, into `batch` (empty), leaving the queue empty. The
+    /// two swap buffers: no stanza is moved and, batch after batch, nothing allocated.
+    pub fn take_all_into(&self, batch: &mut VecDeque<Stanza>) {
+        debug_assert!(batch.is_empty());
+        std::mem::swap(&mut self.lock().queue, batch);
         self.drained.notify_waiters();
-        batch
+    }
+
+    #[cfg(test)]
+    fn take_all(&self) -> Vec<Stanza> {
+        let mut batch = VecDeque::new();
+        self.take_all_into(&mut batch);
+        batch.into()
     }
 
     /// Note whether the link is connected (it drains the queue) or not (the queue keeps at
@@ -89,6 +97,11 @@ impl Outbox {
 
     fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether [`room`](Self::room) would return at once.
+    pub fn has_room(&self) -> bool {
+        !self.is_up() || self.len() < self.capacity
     }
 
     /// Wait while the link is up and the queue holds its capacity or more: the producer
@@ -106,7 +119,11 @@ impl Outbox {
     }
 
     /// Put back stanzas that could not be written, ahead of anything queued since.
-    pub fn requeue_front(&self, stanzas: Vec<Stanza>) {
+    pub fn requeue_front<I>(&self, stanzas: I)
+    where
+        I: IntoIterator<Item = Stanza>,
+        I::IntoIter: DoubleEndedIterator,
+    {
         let mut state = self.lock();
         for stanza in stanzas.into_iter().rev() {
             if state.queue.len() >= self.capacity {

@@ -126,7 +126,7 @@ fn the_framer_gives_back_the_memory_of_a_burst() {
 }
 
 fn fresh(xml: &[u8]) -> Result<Incoming, StreamBroken> {
-    parse(xml, &mut JidCache::default())
+    parse(xml, &mut ParseCache::default())
 }
 
 /// The same element parsed by xmpp-parsers (xso and rxml), the reference.
@@ -318,4 +318,34 @@ fn the_stream_header_gives_its_id_and_other_elements_their_namespace() {
         panic!()
     };
     assert!(e.is("handshake", ns::COMPONENT));
+}
+
+#[test]
+fn a_stanzas_namespace_declarations_end_with_it() {
+    // One resolver serves stanza after stanza: what one declares, on its root or deeper,
+    // and whether it ended or broke off, must not be in scope for the next.
+    let mut cache = ParseCache::default();
+    for first in [
+        "<message xmlns:x='urn:x'><x:y/></message>",
+        "<message><a xmlns:x='urn:x'><x:y/></a></message>",
+        "<message xmlns:x='urn:x'><a><x:y/></a></bogus>",
+        "<message xmlns:x='urn:x'><x:y/>",
+    ] {
+        let _ = parse(first.as_bytes(), &mut cache);
+        assert!(
+            matches!(
+                parse(b"<message><x:y/></message>", &mut cache),
+                Err(StreamBroken::Syntax(_))
+            ),
+            "after {first}"
+        );
+        // The stream's own bindings stay.
+        assert!(
+            matches!(
+                parse(b"<message to='a@b'><body>hi</body></message>", &mut cache),
+                Ok(Incoming::Stanza(Stanza::Message(_)))
+            ),
+            "after {first}"
+        );
+    }
 }
