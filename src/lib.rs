@@ -452,6 +452,10 @@ async fn rejoin_persistent(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// How many stanzas and events already waiting are taken between two looks at the shutdown
+/// token and the configuration.
+const BURST: usize = 64;
+
 async fn serve_domain(
     mut gateway: Gateway,
     mut core: Core,
@@ -465,10 +469,12 @@ async fn serve_domain(
     loop {
         // While the link is up but behind, take no more work: the bridges wait, nothing is
         // dropped.
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = core.outbox.room() => {}
+        if !core.outbox.has_room() {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = core.outbox.room() => {}
+            }
         }
         let effects = tokio::select! {
             biased;
@@ -488,6 +494,23 @@ async fn serve_domain(
             },
         };
         apply(&mut gateway, &core, effects).await;
+        // Work already waiting is taken without a select each, a burst at a time: every
+        // select registers with the shutdown token and the configuration watch, and takes
+        // itself off again, once per stanza.
+        for _ in 0..BURST {
+            if !core.outbox.has_room() {
+                break;
+            }
+            let effects = if let Ok(event) = events.try_recv() {
+                core.note_event(&mut gateway, &event).await;
+                gateway.handle_event(event)
+            } else if let Ok(stanza) = inbound.try_recv() {
+                gateway.handle_stanza(stanza)
+            } else {
+                break;
+            };
+            apply(&mut gateway, &core, effects).await;
+        }
     }
     for stanza in gateway.shutdown_presences() {
         core.outbox.push(stanza);

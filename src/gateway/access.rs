@@ -26,10 +26,9 @@ impl AccessList {
 
     /// Whether the sender of a stanza may use the gateway.
     pub fn allows(&self, from: &Jid) -> bool {
-        let bare = from.to_bare();
         // Only users of an allowed domain: the domain itself (a server) is no user.
-        (bare.node().is_some() && self.domains.iter().any(|d| d == bare.domain().as_str()))
-            || self.users.contains(&bare)
+        (from.node().is_some() && self.domains.iter().any(|d| d == from.domain().as_str()))
+            || (!self.users.is_empty() && self.users.contains(&from.clone().into_bare()))
     }
 }
 

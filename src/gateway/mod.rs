@@ -437,22 +437,22 @@ impl Gateway {
         }
     }
 
-    fn handle_message(&mut self, message: Message) -> Effects {
+    fn handle_message(&mut self, mut message: Message) -> Effects {
         if message.type_ == MessageType::Error {
             return Effects::default();
         }
-        let Some(from) = message.from.clone() else {
+        let Some(from) = message.from.take() else {
             return Effects::default();
         };
         let to = message
             .to
-            .clone()
+            .take()
             .unwrap_or_else(|| self.domain.clone().into());
         let error = match self.check_access(&from) {
             Err(error) => error,
-            Ok(()) => match (&mut self.muc, from.clone().try_into_full()) {
+            Ok(()) => match (&mut self.muc, from.try_as_full()) {
                 (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
-                    Ok(address) => return muc.handle_message(message, full, to, address),
+                    Ok(address) => return muc.handle_message(message, full.clone(), to, address),
                     Err(e) => no_such_address(e),
                 },
                 _ => not_yet(self.network, Some(&to)),

@@ -178,13 +178,19 @@ pub struct Muc {
     pending_lists: HashMap<(BareJid, String), Vec<PendingList>>,
     /// Rooms parted whose departure the network has not confirmed yet. A join made
     /// meanwhile has a room state of its own, which that confirmation must leave alone.
-    parted: HashSet<RoomKey>,
+    parted: HashSet<RoomKey, foldhash::fast::RandomState>,
     /// Archive room messages.
     record: bool,
     /// Join history lines when the client asks for none in particular.
     history_lines: usize,
-    rooms: HashMap<RoomKey, RoomState>,
+    rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
+    /// The bridge's user references already parsed as JIDs: every event names its user,
+    /// and stringprep is the dearest step of an event.
+    users: HashMap<String, BareJid, foldhash::fast::RandomState>,
 }
+
+/// How many parsed user references [`Muc`] keeps before it starts over.
+const USERS_KEPT: usize = 4096;
 
 fn fold(name: &str) -> String {
     name.to_lowercase()
@@ -197,11 +203,25 @@ impl Muc {
             addressing,
             record,
             history_lines,
-            rooms: HashMap::new(),
+            rooms: HashMap::default(),
             room_lists: HashMap::new(),
             pending_lists: HashMap::new(),
-            parted: HashSet::new(),
+            parted: HashSet::default(),
+            users: HashMap::default(),
         }
+    }
+
+    /// The JID of the user an event is for, parsed once per user.
+    fn user_jid(&mut self, user: &UserRef) -> Option<BareJid> {
+        if let Some(jid) = self.users.get(&user.0) {
+            return Some(jid.clone());
+        }
+        let jid: BareJid = user.0.parse().ok()?;
+        if self.users.len() >= USERS_KEPT {
+            self.users.clear();
+        }
+        self.users.insert(user.0.clone(), jid.clone());
+        Some(jid)
     }
 
     /// New defaults (a configuration reload): for rooms joined from now on.
@@ -484,19 +504,20 @@ impl Muc {
     /// A message from an allowed user to a room, an occupant or an IRC user.
     pub fn handle_message(
         &mut self,
-        msg: Message,
+        mut msg: Message,
         from: FullJid,
         to: Jid,
         address: IrcAddress,
     ) -> Effects {
         let mut fx = Effects::default();
-        let user = UserRef(from.to_bare().to_string());
-        let id = msg.id.as_ref().map(|i| i.0.clone());
+        let bare = from.clone().into_bare();
+        let user = UserRef(bare.as_str().to_owned());
+        let id = msg.id.take().map(|i| i.0);
+        // The body without a language, else the first; taken, as nothing else reads it.
         let body = msg
             .bodies
-            .get("")
-            .or_else(|| msg.bodies.values().next())
-            .cloned();
+            .remove("")
+            .or_else(|| msg.bodies.pop_first().map(|(_, body)| body));
         let refuse = |fx: &mut Effects, condition, text: String| {
             fx.stanzas.push(message_error(
                 to.clone(),
@@ -516,7 +537,7 @@ impl Muc {
                     server,
                     name: channel,
                 };
-                let key = Self::key(&from.to_bare(), &room);
+                let key = Self::key(&bare, &room);
                 let Some(state) = self
                     .rooms
                     .get_mut(&key)
@@ -549,7 +570,7 @@ impl Muc {
                 if let Some(origin) = msg.payloads.iter().find(|p| p.is("origin-id", ns::SID)) {
                     state.origin_ids.insert(id.clone(), origin.clone());
                 }
-                let action = send_action(rich, &msg, &body, peer, id.clone());
+                let action = send_action(rich, &msg, body, peer, id.clone());
                 fx.requests
                     .push(message_request(user, action, to, from, Some(id)));
             }
@@ -567,7 +588,7 @@ impl Muc {
                 }
                 let Some(body) = body else { return fx };
                 let id = id.unwrap_or_else(new_id);
-                let action = send_action(rich, &msg, &body, peer, id.clone());
+                let action = send_action(rich, &msg, body, peer, id.clone());
                 fx.requests
                     .push(message_request(user, action, to, from, Some(id)));
             }
@@ -1012,7 +1033,7 @@ impl Muc {
     /// What the network reported.
     pub fn handle_event(&mut self, event: Event) -> Effects {
         let mut fx = Effects::default();
-        let Ok(user) = event.user().0.parse::<BareJid>() else {
+        let Some(user) = self.user_jid(event.user()) else {
             return fx;
         };
         match event {
@@ -1344,7 +1365,7 @@ impl Muc {
                     return fx;
                 };
                 let origin = own_id.as_ref().and_then(|id| state.origin_ids.remove(id));
-                let text = with_kind(&body, kind);
+                let text = with_kind(body, kind);
                 let recorded = state.joined && state.record;
                 // The stanza-id is the network's id of the message, else its id in the
                 // archive: one archive entry per user and message, whose id every resource
@@ -1434,7 +1455,7 @@ impl Muc {
                     sender.clone().into(),
                     user.clone().into(),
                     None,
-                    &with_kind(&body, kind),
+                    &with_kind(body, kind),
                 );
                 if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
                     msg.payloads.push(delay.into());
@@ -1804,18 +1825,18 @@ fn rich_action(msg: &Message, peer: &Peer) -> Option<Action> {
 
 /// The network message for a client's message with `body`: `/me` as an action, and (for
 /// networks that have them) what it corrects or answers, the reply fallback cut off.
-fn send_action(rich: bool, msg: &Message, body: &str, to: Peer, id: String) -> Action {
+fn send_action(rich: bool, msg: &Message, body: String, to: Peer, id: String) -> Action {
     let (refs, body) = if rich {
         let refs = rich::refs(msg);
         let body = match refs.reply_to {
-            Some(_) => rich::strip_reply_fallback(msg, body),
-            None => body.to_owned(),
+            Some(_) => rich::strip_reply_fallback(msg, &body),
+            None => body,
         };
         (refs, body)
     } else {
-        (Refs::none(), body.to_owned())
+        (Refs::none(), body)
     };
-    let (body, kind) = split_me(&body);
+    let (body, kind) = split_me(body);
     Action::Send {
         to,
         body,
@@ -1826,18 +1847,20 @@ fn send_action(rich: bool, msg: &Message, body: &str, to: Peer, id: String) -> A
 }
 
 /// `/me waves` is an action.
-fn split_me(body: &str) -> (String, MessageKind) {
-    match body.strip_prefix("/me ") {
-        Some(action) => (action.to_owned(), MessageKind::Action),
-        None => (body.to_owned(), MessageKind::Normal),
+fn split_me(mut body: String) -> (String, MessageKind) {
+    if body.starts_with("/me ") {
+        body.drain(.."/me ".len());
+        (body, MessageKind::Action)
+    } else {
+        (body, MessageKind::Normal)
     }
 }
 
 /// How an action or notice reads in XMPP.
-fn with_kind(body: &str, kind: MessageKind) -> String {
+fn with_kind(body: String, kind: MessageKind) -> String {
     match kind {
         MessageKind::Action => format!("/me {body}"),
-        MessageKind::Normal | MessageKind::Notice => body.to_owned(),
+        MessageKind::Normal | MessageKind::Notice => body,
     }
 }
 
