@@ -253,7 +253,7 @@ pub(crate) struct Inner {
     /// Replaced on a configuration reload; read when a connection opens.
     settings: Mutex<IrcSettings>,
     identities: Arc<dyn IdentitySource>,
-    sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
+    sessions: Mutex<HashMap<SessionKey, SessionHandle, foldhash::fast::RandomState>>,
     events: Mutex<Option<mpsc::Sender<Event>>>,
     shutdown: Mutex<Option<watch::Receiver<bool>>>,
     next_id: AtomicU64,
@@ -331,8 +331,8 @@ impl Inner {
         mut command: Command,
         nick: Option<&str>,
     ) -> Result<(), BridgeError> {
-        let server = server.to_ascii_lowercase();
-        let key = (user.clone(), server.clone());
+        let key: SessionKey = (user.clone(), server.to_ascii_lowercase());
+        let server = key.1.as_str();
         // A session that just ended refuses the command: try once more with a new one.
         for _ in 0..2 {
             let sender = {
@@ -347,13 +347,13 @@ impl Inner {
                     let nick = match (&command, nick) {
                         (Command::Join { .. }, Some(nick)) => nick.to_owned(),
                         (Command::List | Command::Raw(_), _) => {
-                            self.identities.nick(user, &server).await
+                            self.identities.nick(user, server).await
                         }
                         _ => {
                             return Err(BridgeError::NotFound(format!("not connected to {server}")))
                         }
                     };
-                    self.open(user, &server, &nick).await?
+                    self.open(user, server, &nick).await?
                 }
             };
             match sender.send(command).await {

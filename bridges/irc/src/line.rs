@@ -90,7 +90,11 @@ pub fn format(command: &str, params: &[&str]) -> String {
             out.push(':');
         }
         // A middle parameter cannot hold a space: it would split into two.
-        out.push_str(&if last { clean } else { clean.replace(' ', "") });
+        if last {
+            out.push_str(&clean);
+        } else {
+            out.extend(clean.chars().filter(|&c| c != ' '));
+        }
     }
     out
 }

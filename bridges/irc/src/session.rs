@@ -70,6 +70,10 @@ pub enum Command {
 
 /// How long connecting and registering may take.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many queued commands a session takes between two looks at the server's lines and
+/// the shutdown signal.
+const COMMAND_BURST: usize = 32;
+
 /// How long a connection with no channel left stays open before it quits.
 const LINGER: Duration = Duration::from_secs(3);
 /// Longest line accepted from a server (IRCv3 allows 8191 bytes of tags plus 512).
@@ -128,8 +132,7 @@ impl Writer {
     }
 
     /// Queue a line; `bytes` is `line` as it goes on the wire (its encoding applied).
-    fn send(&self, line: String, bytes: Vec<u8>) {
-        debug!(line = %redact(&line), "irc >");
+    fn send(&self, bytes: Vec<u8>) {
         let _ = self.normal.send(bytes);
     }
 
@@ -300,7 +303,7 @@ struct Session {
     /// `nick!user@host` as others see us, for line-length computations.
     source_len: usize,
     caps: HashSet<String>,
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, Channel, foldhash::fast::RandomState>,
     echoes: VecDeque<PendingEcho>,
     /// Whether the connect-time burst (MOTD and such) is over.
     settled: bool,
@@ -350,7 +353,7 @@ pub async fn run(
         nick: initial_nick.clone(),
         source_len: initial_nick.len() + 1 + 10 + 1 + 63,
         caps: HashSet::new(),
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         echoes: VecDeque::new(),
         settled: false,
         had_channels: false,
@@ -428,7 +431,7 @@ pub async fn run(
         for line in session.spec.identity.after_connect.clone() {
             let line = crate::text::strip_line_breaks(&line);
             if !line.trim().is_empty() {
-                session.send(line);
+                session.send(line.into_owned());
             }
         }
         if reconnecting {
@@ -539,9 +542,10 @@ impl Session {
         // Set while no channel is left: the connection stays for a moment, so that leaving
         // one channel and joining the next does not cost a reconnection (or a nick in use).
         let mut linger: Option<tokio::time::Instant> = None;
+        // What the linger branch waits for while it is off (and never polled).
+        let no_linger = tokio::time::Instant::now();
         loop {
-            let linger_until =
-                linger.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let linger_until = linger.unwrap_or(no_linger);
             tokio::select! {
                 biased;
                 _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
@@ -557,15 +561,21 @@ impl Session {
                     Ok(Inbound::Closed(reason)) => return Ending::Lost(reason),
                     Err(_) => return Ending::Lost("the connection reader ended".into()),
                 },
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        self.handle_command(command).await;
+                command = commands.recv() => {
+                    let mut command = command;
+                    // Commands queued meanwhile are taken without a select each.
+                    for _ in 0..COMMAND_BURST {
+                        let Some(next) = command else { return Ending::Quit(String::new()) };
+                        self.handle_command(next).await;
                         if let Some(reason) = self.quit_reason.take() {
                             return Ending::Quit(reason);
                         }
+                        match commands.try_recv() {
+                            Ok(next) => command = Some(next),
+                            Err(_) => break,
+                        }
                     }
-                    None => return Ending::Quit(String::new()),
-                },
+                }
                 _ = ticker.tick() => {
                     let silent = last_read.elapsed();
                     if silent > self.spec.settings.dead_after {
@@ -687,8 +697,8 @@ impl Session {
 
     fn send(&self, line: String) {
         if let Some(writer) = &self.writer {
-            let bytes = self.encode(&line);
-            writer.send(line, bytes);
+            debug!(line = %redact(&line), "irc >");
+            writer.send(self.encode(line));
         }
     }
 
@@ -715,12 +725,16 @@ impl Session {
 
     /// A line to send, in the target channel's encoding, else the server's outgoing one,
     /// else UTF-8.
-    fn encode(&self, line: &str) -> Vec<u8> {
-        let channel = Line::parse(line)
-            .and_then(|l| self.encodings.get(&self.rules.fold(l.param(0))).copied());
+    fn encode(&self, line: String) -> Vec<u8> {
+        let channel = if self.encodings.is_empty() {
+            None
+        } else {
+            Line::parse(&line)
+                .and_then(|l| self.encodings.get(&self.rules.fold(l.param(0))).copied())
+        };
         match channel.or(self.encoding_out) {
-            Some(encoding) => encoding.encode(line).0.into_owned(),
-            None => line.as_bytes().to_vec(),
+            Some(encoding) => encoding.encode(&line).0.into_owned(),
+            None => line.into_bytes(),
         }
     }
 
@@ -999,7 +1013,7 @@ impl Session {
                 self.had_channels = true;
                 let line = crate::text::strip_line_breaks(&line);
                 if !line.trim().is_empty() {
-                    self.send(line);
+                    self.send(line.into_owned());
                 }
             }
         }
@@ -1007,13 +1021,9 @@ impl Session {
 
     async fn send_message(&mut self, target: String, body: String, kind: MessageKind, id: String) {
         let is_channel = self.rules.is_channel(&target);
-        let peer = self.peer(&target);
-        if is_channel
-            && !self
-                .channels
-                .get(&self.rules.fold(&target))
-                .is_some_and(|c| c.joined)
-        {
+        let folded = self.rules.fold(&target);
+        let peer = self.peer_folded(&target, &folded);
+        if is_channel && !self.channels.get(&folded).is_some_and(|c| c.joined) {
             let text = format!("you are not in {target}");
             self.emit(Event::SendFailed {
                 user: self.user(),
@@ -1044,7 +1054,7 @@ impl Session {
         }
         if self.caps.contains("echo-message") {
             self.echoes.push_back(PendingEcho {
-                target: self.rules.fold(&target),
+                target: folded,
                 id,
                 body,
                 kind,
@@ -1092,10 +1102,15 @@ impl Session {
     }
 
     fn peer(&self, target: &str) -> Peer {
+        self.peer_folded(target, &self.rules.fold(target))
+    }
+
+    /// [`Session::peer`] of a target already folded.
+    fn peer_folded(&self, target: &str, folded: &str) -> Peer {
         if self.rules.is_channel(target) {
             let name = self
                 .channels
-                .get(&self.rules.fold(target))
+                .get(folded)
                 .map(|c| c.name.clone())
                 .unwrap_or_else(|| target.to_owned());
             Peer::Room(self.room(&name))

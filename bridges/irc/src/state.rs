@@ -58,13 +58,18 @@ impl ServerRules {
 
     /// The case-folded form used to compare nicks and channel names.
     pub fn fold(&self, name: &str) -> String {
-        name.chars()
+        let lower = name.to_ascii_lowercase();
+        if !self.rfc1459_casemapping || !lower.contains(['[', ']', '\\', '~']) {
+            return lower;
+        }
+        lower
+            .chars()
             .map(|c| match c {
-                '[' if self.rfc1459_casemapping => '{',
-                ']' if self.rfc1459_casemapping => '}',
-                '\\' if self.rfc1459_casemapping => '|',
-                '~' if self.rfc1459_casemapping => '^',
-                c => c.to_ascii_lowercase(),
+                '[' => '{',
+                ']' => '}',
+                '\\' => '|',
+                '~' => '^',
+                c => c,
             })
             .collect()
     }

@@ -2,6 +2,8 @@
 //! and cutting what users send into lines that fit the 512-byte limit without ever letting
 //! CR, LF or NUL reach the wire.
 
+use std::borrow::Cow;
+
 /// The most an IRC line may take, CR LF included (RFC 1459 §2.3).
 pub const MAX_LINE: usize = 512;
 
@@ -15,9 +17,9 @@ pub fn decode_line(bytes: &[u8]) -> String {
 }
 
 /// Drop the characters that could end or corrupt an IRC line.
-pub fn strip_line_breaks(text: &str) -> String {
+pub fn strip_line_breaks(text: &str) -> Cow<'_, str> {
     if !text.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     text.chars()
         .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
@@ -56,7 +58,7 @@ fn split_pieces(
     let room = MAX_LINE.saturating_sub(overhead).max(16);
     let mut out = Vec::new();
     for line in body.split('\n') {
-        let mut rest = strip_line_breaks(line);
+        let mut rest = strip_line_breaks(line).into_owned();
         if rest.trim().is_empty() {
             continue;
         }
@@ -141,7 +143,7 @@ mod tests {
                     rebuilt.push(' ');
                 }
             }
-            let expected: Vec<String> = body.split('\n').map(strip_line_breaks).filter(|l| !l.trim().is_empty()).collect();
+            let expected: Vec<String> = body.split('\n').map(|l| strip_line_breaks(l).into_owned()).filter(|l| !l.trim().is_empty()).collect();
             prop_assert_eq!(rebuilt, expected.concat());
         }
     }
