@@ -451,11 +451,11 @@ async fn rejoin_persistent(
     Ok(effects)
 }
 
-#[allow(clippy::too_many_arguments)]
 /// How many stanzas and events already waiting are taken between two looks at the shutdown
 /// token and the configuration.
 const BURST: usize = 64;
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_domain(
     mut gateway: Gateway,
     mut core: Core,

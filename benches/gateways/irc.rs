@@ -243,8 +243,9 @@ pub async fn leave_all(clients: &mut [TestClient], room_of: impl Fn(usize) -> St
 
 /// How long to wait after [`leave_all`] for every puppet to be gone from the IRC server:
 /// causeway keeps a connection with no channel left for 3 s (so that leaving and coming back
-/// at once costs no reconnect), and `leave_all` waited 2 s already.
-pub const PUPPET_LINGER: Duration = Duration::from_secs(2);
+/// at once costs no reconnect), and `leave_all` waited 2 s already; a second more for the
+/// QUITs to reach the server on a loaded machine.
+pub const PUPPET_LINGER: Duration = Duration::from_secs(3);
 
 /// How long the throughput run waits for the next echo before it counts the rest as lost.
 const ECHO_SILENCE: Duration = Duration::from_secs(3);

@@ -562,16 +562,18 @@ impl Session {
                     Err(_) => return Ending::Lost("the connection reader ended".into()),
                 },
                 command = commands.recv() => {
-                    let mut command = command;
+                    let Some(mut command) = command else { return Ending::Quit(String::new()) };
                     // Commands queued meanwhile are taken without a select each.
-                    for _ in 0..COMMAND_BURST {
-                        let Some(next) = command else { return Ending::Quit(String::new()) };
-                        self.handle_command(next).await;
+                    for taken in 1.. {
+                        self.handle_command(command).await;
                         if let Some(reason) = self.quit_reason.take() {
                             return Ending::Quit(reason);
                         }
+                        if taken == COMMAND_BURST {
+                            break;
+                        }
                         match commands.try_recv() {
-                            Ok(next) => command = Some(next),
+                            Ok(next) => command = next,
                             Err(_) => break,
                         }
                     }
