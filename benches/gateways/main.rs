@@ -7,7 +7,7 @@
 //! one gateway at a time):
 //! - throughput: 50 XMPP users, each in its own channel, send 10,000 groupchat messages in
 //!   all as fast as they can; an IRC client in every channel counts what arrives. With
-//!   history recording on (both gateways' default) and off; the median of five runs.
+//!   history recording on (both gateways' default) and off; the median of eight runs each.
 //!   biboumi's per-user throttle is switched off and its TLS-first ports set to plain.
 //! - CPU: CPU seconds of each gateway process per 10,000 relayed messages, to the last echo,
 //!   from its threads' /proc schedstat, beside the load generator's (this process),
