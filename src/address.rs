@@ -350,5 +350,38 @@ pub fn unescape(local: &str) -> String {
     out
 }
 
+/// JIDs parsed lately, by their text: the same few senders, rooms and users come again and
+/// again, and stringprep is the dearest part of reading a stanza or an event.
+#[derive(Debug)]
+pub(crate) struct JidCache<J> {
+    known: std::collections::HashMap<String, J, foldhash::fast::RandomState>,
+}
+
+impl<J> Default for JidCache<J> {
+    fn default() -> Self {
+        JidCache {
+            known: Default::default(),
+        }
+    }
+}
+
+impl<J: std::str::FromStr + Clone> JidCache<J> {
+    /// Past this many the cache starts over.
+    const CAPACITY: usize = 4096;
+
+    /// `text` as a JID, parsed once while it stays in the cache.
+    pub(crate) fn get(&mut self, text: &str) -> Result<J, J::Err> {
+        if let Some(jid) = self.known.get(text) {
+            return Ok(jid.clone());
+        }
+        let jid: J = text.parse()?;
+        if self.known.len() >= Self::CAPACITY {
+            self.known.clear();
+        }
+        self.known.insert(text.to_owned(), jid.clone());
+        Ok(jid)
+    }
+}
+
 #[cfg(test)]
 mod tests;

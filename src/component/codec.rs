@@ -30,6 +30,8 @@ use tokio_xmpp::Stanza;
 use xso::exports::rxml::{Namespace, NcName};
 use xso::{AsOptionalXmlText, AsXmlText, FromXmlText};
 
+use crate::address::JidCache;
+
 /// The stream's namespaces.
 pub(super) const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -468,7 +470,7 @@ fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
 /// resolver holding the stream header's bindings (a new one allocates, for every stanza).
 #[derive(Debug)]
 pub(super) struct ParseCache {
-    jids: JidCache,
+    jids: JidCache<Jid>,
     namespaces: NamespaceResolver,
 }
 
@@ -496,7 +498,8 @@ impl Default for ParseCache {
 }
 
 /// quick-xml's `NsReader` over one stanza, with a resolver that outlives it: the scopes the
-/// stanza opens are pushed and popped as `NsReader` does, and dropped when it is done.
+/// stanza opens are pushed and popped as `NsReader` does, and whatever it left open is
+/// dropped when the next stanza starts.
 struct StanzaReader<'a, 'r> {
     reader: Reader<&'a [u8]>,
     namespaces: &'r mut NamespaceResolver,
@@ -534,30 +537,6 @@ impl<'a, 'r> StanzaReader<'a, 'r> {
 
     fn resolver(&self) -> &NamespaceResolver {
         self.namespaces
-    }
-}
-
-/// JIDs parsed lately, by their text: the same few senders and rooms come again and again,
-/// and stringprep is the dearest part of reading a stanza.
-#[derive(Debug, Default)]
-struct JidCache {
-    known: std::collections::HashMap<String, Jid, foldhash::fast::RandomState>,
-}
-
-impl JidCache {
-    /// Past this many the cache starts over.
-    const CAPACITY: usize = 4096;
-
-    fn get(&mut self, text: &str) -> Result<Jid, String> {
-        if let Some(jid) = self.known.get(text) {
-            return Ok(jid.clone());
-        }
-        let jid = Jid::new(text).map_err(|e| e.to_string())?;
-        if self.known.len() >= Self::CAPACITY {
-            self.known.clear();
-        }
-        self.known.insert(text.to_owned(), jid.clone());
-        Ok(jid)
     }
 }
 
@@ -657,7 +636,7 @@ pub(super) fn header_id(header: &[u8]) -> Result<Option<String>, String> {
 }
 
 fn jid_attr(
-    jids: &mut JidCache,
+    jids: &mut JidCache<Jid>,
     value: &Option<Cow<'_, str>>,
     name: &str,
 ) -> Result<Option<Jid>, String> {
@@ -717,7 +696,11 @@ fn elements(nodes: Vec<Node>, stanza: &str) -> Result<Vec<Element>, String> {
     Ok(children)
 }
 
-fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<Message, String> {
+fn message(
+    attrs: &RootAttrs,
+    nodes: Vec<Node>,
+    jids: &mut JidCache<Jid>,
+) -> Result<Message, String> {
     let type_ = match attrs.type_.as_deref() {
         None => MessageType::Normal,
         Some(t) => t
@@ -765,7 +748,11 @@ fn message(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<M
     Ok(message)
 }
 
-fn presence(attrs: &RootAttrs, nodes: Vec<Node>, jids: &mut JidCache) -> Result<Presence, String> {
+fn presence(
+    attrs: &RootAttrs,
+    nodes: Vec<Node>,
+    jids: &mut JidCache<Jid>,
+) -> Result<Presence, String> {
     let type_ = match attrs.type_.as_deref() {
         None => PresenceType::None,
         Some(t) => PresenceType::from_xml_text(t.to_owned())

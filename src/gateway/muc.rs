@@ -26,7 +26,7 @@ use super::mam::{new_stanza_id, stanza_id_element, HistoryLimits, HistoryRequest
 use super::rich;
 use super::stanzas::nc;
 use super::stanzas::{delay, error, message, message_error, occupant_presence, presence_error};
-use crate::address::{IrcAddress, IrcAddressing};
+use crate::address::{IrcAddress, IrcAddressing, JidCache};
 use crate::store::ArchivedMessage;
 
 /// What handling one input produced.
@@ -184,13 +184,9 @@ pub struct Muc {
     /// Join history lines when the client asks for none in particular.
     history_lines: usize,
     rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
-    /// The bridge's user references already parsed as JIDs: every event names its user,
-    /// and stringprep is the dearest step of an event.
-    users: HashMap<String, BareJid, foldhash::fast::RandomState>,
+    /// The bridge's user references already parsed as JIDs: every event names its user.
+    users: JidCache<BareJid>,
 }
-
-/// How many parsed user references [`Muc`] keeps before it starts over.
-const USERS_KEPT: usize = 4096;
 
 fn fold(name: &str) -> String {
     name.to_lowercase()
@@ -207,21 +203,8 @@ impl Muc {
             room_lists: HashMap::new(),
             pending_lists: HashMap::new(),
             parted: HashSet::default(),
-            users: HashMap::default(),
+            users: JidCache::default(),
         }
-    }
-
-    /// The JID of the user an event is for, parsed once per user.
-    fn user_jid(&mut self, user: &UserRef) -> Option<BareJid> {
-        if let Some(jid) = self.users.get(&user.0) {
-            return Some(jid.clone());
-        }
-        let jid: BareJid = user.0.parse().ok()?;
-        if self.users.len() >= USERS_KEPT {
-            self.users.clear();
-        }
-        self.users.insert(user.0.clone(), jid.clone());
-        Some(jid)
     }
 
     /// New defaults (a configuration reload): for rooms joined from now on.
@@ -1033,7 +1016,7 @@ impl Muc {
     /// What the network reported.
     pub fn handle_event(&mut self, event: Event) -> Effects {
         let mut fx = Effects::default();
-        let Some(user) = self.user_jid(event.user()) else {
+        let Ok(user) = self.users.get(&event.user().0) else {
             return fx;
         };
         match event {
