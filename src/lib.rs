@@ -455,6 +455,12 @@ async fn rejoin_persistent(
 /// token and the configuration.
 const BURST: usize = 64;
 
+/// One piece of work for the core: an event from a network, or a stanza from the link.
+enum Work {
+    Event(Event),
+    Stanza(Stanza),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve_domain(
     mut gateway: Gateway,
@@ -476,7 +482,7 @@ async fn serve_domain(
                 _ = core.outbox.room() => {}
             }
         }
-        let effects = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Ok(()) = config.changed() => {
@@ -484,32 +490,33 @@ async fn serve_domain(
                 reconfigure(&mut gateway, &mut core, &new);
                 continue;
             }
-            Some(event) = events.recv() => {
-                core.note_event(&mut gateway, &event).await;
-                gateway.handle_event(event)
-            }
+            Some(event) = events.recv() => Work::Event(event),
             stanza = inbound.recv() => match stanza {
-                Some(stanza) => gateway.handle_stanza(stanza),
+                Some(stanza) => Work::Stanza(stanza),
                 None => break,
             },
         };
-        apply(&mut gateway, &core, effects).await;
         // Work already waiting is taken without a select each, a burst at a time: every
         // select registers with the shutdown token and the configuration watch, and takes
         // itself off again, once per stanza.
-        for _ in 0..BURST {
-            if !core.outbox.has_room() {
-                break;
-            }
-            let effects = if let Ok(event) = events.try_recv() {
-                core.note_event(&mut gateway, &event).await;
-                gateway.handle_event(event)
-            } else if let Ok(stanza) = inbound.try_recv() {
-                gateway.handle_stanza(stanza)
-            } else {
-                break;
+        let (mut next, mut taken) = (Some(first), 0);
+        while let Some(work) = next.take() {
+            let effects = match work {
+                Work::Event(event) => {
+                    core.note_event(&mut gateway, &event).await;
+                    gateway.handle_event(event)
+                }
+                Work::Stanza(stanza) => gateway.handle_stanza(stanza),
             };
             apply(&mut gateway, &core, effects).await;
+            taken += 1;
+            // Only what will be handled is taken from a queue.
+            if taken < BURST && core.outbox.has_room() {
+                next = match events.try_recv() {
+                    Ok(event) => Some(Work::Event(event)),
+                    Err(_) => inbound.try_recv().ok().map(Work::Stanza),
+                };
+            }
         }
     }
     for stanza in gateway.shutdown_presences() {

@@ -361,14 +361,16 @@ async fn serve(
             biased;
             _ = shutdown.cancelled() => return Served::Shutdown,
             read = stream.read() => {
-                if let Some(end) = take(read, domain, stream, outbox, inbound, shutdown).await {
-                    return end;
-                }
                 // Stanzas already in the read buffer are taken without a select each.
-                for _ in 0..BURST {
-                    let Some(read) = stream.read_buffered() else { break };
+                let (mut next, mut taken) = (Some(read), 0);
+                while let Some(read) = next.take() {
                     if let Some(end) = take(read, domain, stream, outbox, inbound, shutdown).await {
                         return end;
+                    }
+                    taken += 1;
+                    // Only what will be handled is parsed out of the buffer.
+                    if taken < BURST {
+                        next = stream.read_buffered();
                     }
                 }
             }

@@ -131,7 +131,7 @@ impl Writer {
         }
     }
 
-    /// Queue a line; `bytes` is `line` as it goes on the wire (its encoding applied).
+    /// Queue a line as it goes on the wire (its encoding applied, no CR LF).
     fn send(&self, bytes: Vec<u8>) {
         let _ = self.normal.send(bytes);
     }
