@@ -31,6 +31,12 @@ fn join_presence(muc: &mut Muc, from: &FullJid, nick: &str) -> Effects {
     muc.handle_presence(Presence::available(), from.clone(), to, address)
 }
 
+/// `from` joins as alice, and the network has her in, alone.
+fn join_alone(muc: &mut Muc, from: &FullJid) {
+    join_presence(muc, from, "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+}
+
 fn leave_presence(muc: &mut Muc, from: &FullJid, nick: &str) -> Effects {
     let to: Jid = format!("{ROOM}/{nick}").parse().unwrap();
     let address = muc.addressing().parse(&to).unwrap();
@@ -151,8 +157,7 @@ fn a_second_resource_gets_the_state_without_a_new_join() {
 fn the_last_resource_leaving_parts_the_channel() {
     let mut muc = muc();
     let (phone, laptop) = (resource("phone"), resource("laptop"));
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     join_presence(&mut muc, &laptop, "alice");
     let fx = leave_presence(&mut muc, &phone, "alice");
     assert!(fx.requests.is_empty());
@@ -225,8 +230,7 @@ fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
     let fx = muc.handle_message(msg.clone(), phone.clone(), to.clone(), address.clone());
     assert!(matches!(&fx.stanzas[..], [Stanza::Message(m)] if m.type_ == MessageType::Error));
 
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     let fx = muc.handle_message(msg, phone.clone(), to, address);
     let Some(Request {
         action: Action::Send { id, body, .. },
@@ -261,8 +265,7 @@ fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
 fn being_kicked_is_307_with_110() {
     let mut muc = muc();
     let phone = resource("phone");
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     let fx = muc.handle_event(left(Departure::Kick { by: "bob".into() }, Some("spam")));
     let seen = presences(&fx.stanzas);
     assert_eq!(seen[0].2, PresenceType::Unavailable);
@@ -273,8 +276,7 @@ fn being_kicked_is_307_with_110() {
 fn the_echo_of_a_part_leaves_a_join_made_since_alone() {
     let mut muc = muc();
     let phone = resource("phone");
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     let fx = leave_presence(&mut muc, &phone, "alice");
     assert!(fx
         .requests
@@ -399,8 +401,7 @@ fn join_history_goes_before_the_subject_with_the_asked_limits() {
 fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
     let mut muc = muc();
     let phone = resource("phone");
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     muc.set_channel_settings(&phone.to_bare(), &room(), true, true);
     let fx = leave_presence(&mut muc, &phone, "alice");
     assert!(
@@ -432,8 +433,7 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
 fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
     let mut muc = muc();
     let phone = resource("phone");
-    join_presence(&mut muc, &phone, "alice");
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    join_alone(&mut muc, &phone);
     muc.set_channel_settings(&phone.to_bare(), &room(), false, false);
     let fx = muc.handle_event(Event::Message {
         user: user(),
