@@ -4,7 +4,7 @@
 # default ~/.cache/causeway/synapse-venv), skipping what is already there. Safe to run again.
 #   tests/setup.sh           everything the test suite needs
 #   tests/setup.sh sandbox   only Prosody and ngircd
-#   tests/setup.sh bench     everything, and biboumi for `cargo bench --bench gateways`
+#   tests/setup.sh bench     everything, and biboumi and valgrind for `cargo bench --bench gateways`
 set -euo pipefail
 
 want=(prosody lua-unbound ngircd)
@@ -12,7 +12,8 @@ if [ "${1:-}" != sandbox ]; then
   want+=(ejabberd inspircd atheme-services postgresql openssl python3-venv)
 fi
 if [ "${1:-}" = bench ]; then
-  want+=(biboumi)
+  # valgrind counts Prosody's instructions per message (the bench's `instructions` scenario).
+  want+=(biboumi valgrind)
 fi
 
 missing=()

@@ -4,10 +4,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bare::{self, BARE};
 use crate::harness::xmpp_server::XmppServer;
 
-/// biboumi's component domain.
-pub const BIBOUMI: &str = "biboumi.localhost";
+/// biboumi's component domain: as long as causeway's `irc.localhost` (and the bare
+/// relay's), since Prosody's work per message grows with the length of the addresses.
+pub const BIBOUMI: &str = "bib.localhost";
 /// The domain of the load generator's own component (idle puppets, see `memory.rs`).
 pub const LOAD: &str = "load.localhost";
 
@@ -16,6 +18,8 @@ pub const LOAD: &str = "load.localhost";
 pub enum Kind {
     Causeway,
     Biboumi,
+    /// The bare relay (`bare.rs`): the throughput scenario's ceiling.
+    Bare,
 }
 
 impl Kind {
@@ -23,6 +27,7 @@ impl Kind {
         match self {
             Kind::Causeway => "causeway",
             Kind::Biboumi => "biboumi",
+            Kind::Bare => "bare",
         }
     }
 
@@ -30,6 +35,7 @@ impl Kind {
         match self {
             Kind::Causeway => "irc.localhost",
             Kind::Biboumi => BIBOUMI,
+            Kind::Bare => BARE,
         }
     }
 
@@ -188,6 +194,18 @@ impl Gateway {
         }
     }
 
+    /// The bare relay (`bare.rs`), in a process of its own.
+    pub fn bare(xmpp: &XmppServer, irc_port: u16) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("bare.log")).unwrap();
+        let child = bare::spawn(xmpp.component_port, &xmpp.secret, irc_port, log);
+        Gateway {
+            kind: Kind::Bare,
+            child,
+            dir,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -201,6 +219,7 @@ impl Gateway {
         let name = match self.kind {
             Kind::Causeway => "causeway.log",
             Kind::Biboumi => "biboumi.log",
+            Kind::Bare => "bare.log",
         };
         let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();

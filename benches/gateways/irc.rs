@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::{Gateway, Usage};
 use crate::harness::muc::{enter, groupchat_to};
 use crate::harness::TestClient;
-use crate::{body_starting, messages, percentiles, wait_for, Percentiles, Pids};
+use crate::{body_starting, percentiles, wait_for, Percentiles, Pids};
 
 /// When each message text arrived, and when the last one did.
 type Arrivals = (HashMap<String, Instant>, Option<Instant>);
@@ -126,6 +126,8 @@ pub struct Throughput {
     pub echoes: usize,
     /// The wall time over which `usage` was taken: to the last echo.
     pub usage_seconds: f64,
+    /// The XMPP server's instructions over the same time, when it runs under callgrind.
+    pub xmpp_instructions: Option<u64>,
 }
 
 impl Throughput {
@@ -143,6 +145,7 @@ impl Throughput {
             echoes_in_time: 0,
             echoes: 0,
             usage_seconds: 0.0,
+            xmpp_instructions: None,
         };
         for run in &runs {
             all.received += run.received;
@@ -162,6 +165,7 @@ pub async fn throughput(
     clients: &mut Vec<TestClient>,
     observer: &Observer,
     tag: &str,
+    total: usize,
 ) -> Throughput {
     for (n, client) in clients.iter_mut().enumerate() {
         enter(client, &gateway.room(n), &format!("user{n}")).await;
@@ -169,9 +173,9 @@ pub async fn throughput(
     // Puppets are in: let the joins settle before the clock starts.
     tokio::time::sleep(Duration::from_secs(1)).await;
     observer.reset();
+    pids.zero_instructions();
     let before = pids.usage(gateway);
     let started = Instant::now();
-    let total = messages();
     let per_user = total / clients.len();
     // Each client reads its stream while it sends, and after, until the run is over: the
     // gateway's echoes of its messages come back meanwhile, and a client that left them
@@ -211,6 +215,7 @@ pub async fn throughput(
     let echoed = wait_for(|| echoes.load(Ordering::Relaxed), expected, ECHO_SILENCE);
     let _ = tokio::time::timeout(Duration::from_secs(300), echoed).await;
     let usage = pids.usage(gateway).since(before);
+    let xmpp_instructions = pids.instructions();
     let usage_seconds = started.elapsed().as_secs_f64();
     over.cancel();
     for send in sends {
@@ -226,6 +231,7 @@ pub async fn throughput(
         echoes_in_time,
         echoes: echoes.load(Ordering::Relaxed),
         usage_seconds,
+        xmpp_instructions,
     };
     leave_all(clients, |n| gateway.room(n)).await;
     result

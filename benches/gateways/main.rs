@@ -9,6 +9,11 @@
 //!   all as fast as they can; an IRC client in every channel counts what arrives. With
 //!   history recording on (both gateways' default) and off; the median of eight runs each.
 //!   biboumi's per-user throttle is switched off and its TLS-first ports set to plain.
+//!   A third contender takes its turns too: the bare relay (bare.rs), which does only what
+//!   any gateway must, so shows what Prosody alone allows.
+//! - instructions: Prosody's instructions per relayed message with each of the three
+//!   (history off), counted by callgrind in a Prosody of its own, where its CPU time moves
+//!   with the machine.
 //! - CPU: CPU seconds of each gateway process per 10,000 relayed messages, to the last echo,
 //!   from its threads' /proc schedstat, beside the load generator's (this process),
 //!   Prosody's and ngircd's.
@@ -17,8 +22,8 @@
 //! - memory: RSS with 1, 200, 1,000 and 10,000 idle puppets (memory.rs).
 //! - Matrix: XMPP→Matrix and Matrix→XMPP latency through Synapse, causeway only (matrix.rs).
 //!
-//! Knobs, for profiling and partial runs: `CAUSEWAY_BENCH_ONLY=causeway|biboumi`,
-//! `CAUSEWAY_BENCH_SCENARIOS=throughput,latency,fanout,memory,matrix` (a subset),
+//! Knobs, for profiling and partial runs: `CAUSEWAY_BENCH_ONLY=causeway|biboumi|bare`,
+//! `CAUSEWAY_BENCH_SCENARIOS=throughput,instructions,latency,fanout,memory,matrix` (a subset),
 //! `CAUSEWAY_BENCH_HISTORY=on|off`, `CAUSEWAY_BENCH_MESSAGES=N` (throughput run length),
 //! `CAUSEWAY_BENCH_PUPPETS=N` (most idle puppets).
 
@@ -26,6 +31,8 @@
 #[path = "../../tests/integration/harness/mod.rs"]
 mod harness;
 
+mod bare;
+mod component;
 mod gateway;
 mod irc;
 mod matrix;
@@ -34,6 +41,7 @@ mod memory;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bare::BARE;
 use gateway::{Gateway, Kind, Usage, BIBOUMI, LOAD};
 use harness::irc_server::IrcServer;
 use harness::muc::enter;
@@ -45,6 +53,12 @@ const MESSAGES: usize = 10_000;
 /// Throughput runs per gateway and history setting: even, so that each gateway goes first
 /// as often as the other.
 const THROUGHPUT_ROUNDS: usize = 8;
+/// Throughput runs per gateway with Prosody under callgrind, and messages in each: the
+/// count hardly moves between runs, and Prosody runs some 50 times slower.
+const INSTRUCTION_ROUNDS: usize = 2;
+const INSTRUCTION_MESSAGES: usize = 2_000;
+/// The external components on the run's Prosody besides causeway's own.
+const COMPONENTS: [&str; 3] = [BIBOUMI, LOAD, BARE];
 
 /// Messages per throughput run: `CAUSEWAY_BENCH_MESSAGES` (longer runs for profiling).
 fn messages() -> usize {
@@ -67,11 +81,41 @@ fn scenario(name: &str) -> bool {
 pub struct Pids {
     xmpp: Option<u32>,
     irc: Option<u32>,
+    /// Whether the XMPP server runs under callgrind (`prosody_instructions`).
+    callgrind: bool,
 }
 
 impl Pids {
     fn usage(self, gateway: &Gateway) -> Usage {
         Usage::now(gateway.pid(), self.xmpp, self.irc)
+    }
+
+    /// Under callgrind, start counting the XMPP server's instructions from zero.
+    fn zero_instructions(self) {
+        self.callgrind_control("-z");
+    }
+
+    /// Under callgrind, the XMPP server's instructions since they were last zeroed.
+    fn instructions(self) -> Option<u64> {
+        // "  Totals:  Ir \n   Th 1  1,725,000 \n": a row per thread.
+        let out = self.callgrind_control("-e")?;
+        let sum = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Th "))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|n| n.replace(',', "").parse::<u64>().ok())
+            .sum();
+        Some(sum)
+    }
+
+    fn callgrind_control(self, action: &str) -> Option<String> {
+        let pid = self.xmpp.filter(|_| self.callgrind)?;
+        let out = Command::new("callgrind_control")
+            .args([action, &pid.to_string()])
+            .output()
+            .expect("callgrind_control runs (valgrind, tests/setup.sh bench)");
+        assert!(out.status.success(), "callgrind_control {action}: {out:?}");
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
@@ -135,6 +179,8 @@ struct Results {
     fan_out: Option<irc::FanOut>,
     /// (puppets asked, puppets joined, RSS KiB), from 0 puppets up.
     memory: Vec<(usize, usize, u64)>,
+    /// Prosody's instructions per relayed message, history off (under callgrind).
+    prosody_instructions: Option<f64>,
     matrix: Option<(Percentiles, Percentiles)>,
 }
 
@@ -168,10 +214,125 @@ fn raise_open_files_limit() {
     }
 }
 
+/// The gateways of one sitting, attached to the same XMPP server at once, the 50 users
+/// logged in there, and the IRC observer in every bench channel.
+struct Sitting {
+    gateways: Vec<Gateway>,
+    clients: Vec<TestClient>,
+    observer: irc::Observer,
+}
+
+impl Sitting {
+    async fn start(
+        xmpp: &XmppServer,
+        irc: &IrcServer,
+        users: &[String],
+        kinds: impl Iterator<Item = Kind>,
+        record: bool,
+    ) -> Sitting {
+        let mut gateways = Vec::new();
+        for kind in kinds {
+            gateways.push(match kind {
+                Kind::Causeway => Gateway::causeway(xmpp, irc.port, record, ""),
+                Kind::Biboumi => Gateway::biboumi(xmpp, irc.port, record, users).await,
+                Kind::Bare => Gateway::bare(xmpp, irc.port),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let observer = irc::Observer::start(irc.port, USERS).await;
+        let mut clients = Vec::new();
+        for n in 0..USERS {
+            clients.push(TestClient::connect(xmpp, &format!("user{n}"), "localhost").await);
+        }
+        Sitting {
+            gateways,
+            clients,
+            observer,
+        }
+    }
+
+    /// `rounds` throughput runs of `messages` each per gateway, the gateways taking turns
+    /// and the turns alternating who goes first (AB BA AB …), so that whatever drifts over
+    /// the sitting (Prosody's cost per message moved by half between runs of the same
+    /// binary) falls on all alike. The runs, per gateway.
+    async fn take_turns(
+        &mut self,
+        pids: Pids,
+        history: &str,
+        rounds: usize,
+        messages: usize,
+    ) -> Vec<Vec<irc::Throughput>> {
+        let mut runs: Vec<Vec<irc::Throughput>> =
+            self.gateways.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            let mut order: Vec<usize> = (0..self.gateways.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for g in order {
+                let gateway = &self.gateways[g];
+                // The tag starts every message's body: as long for every gateway, since
+                // Prosody's work per message grows with its length (as with the domains').
+                let tag = format!("{:-<8}-{history}-{round}", gateway.kind.name());
+                let result = irc::throughput(
+                    gateway,
+                    pids,
+                    &mut self.clients,
+                    &self.observer,
+                    &tag,
+                    messages,
+                )
+                .await;
+                if result.received < messages {
+                    eprintln!(
+                        "--- {} log ---\n{}",
+                        gateway.kind.name(),
+                        gateway.log_tail()
+                    );
+                }
+                let instructions = result
+                    .xmpp_instructions
+                    .map(|i| {
+                        format!(
+                            "; Prosody ran {:.0} instructions a message",
+                            i as f64 / result.received.max(1) as f64
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{messages} arrived in {:.2} s, echoes {} by then, {} in all; RSS {} KiB; {}{instructions}",
+                    gateway.kind.name(),
+                    result.per_second,
+                    result.received,
+                    result.seconds,
+                    result.echoes_in_time,
+                    result.echoes,
+                    result.rss_kib,
+                    result.usage.describe(result.usage_seconds)
+                );
+                runs[g].push(result);
+                // The puppets use the same nicks on every gateway: let causeway's quit (it
+                // keeps a connection a few seconds after its last channel) before the next
+                // gateway's join.
+                tokio::time::sleep(irc::PUPPET_LINGER).await;
+            }
+        }
+        runs
+    }
+
+    async fn end(self) {
+        for client in self.clients {
+            client.logout().await;
+        }
+        for gateway in self.gateways {
+            gateway.stop();
+        }
+    }
+}
+
 /// The gateways through the IRC scenarios that use the 50 XMPP users. For each history
-/// setting both gateways are up at once, and their throughput runs take turns, so that
-/// whatever drifts over the sitting (Prosody's cost per message moved by half between runs
-/// of the same binary) falls on both alike; the other scenarios run one gateway at a time.
+/// setting all gateways are up at once and their throughput runs take turns; the other
+/// scenarios run one gateway at a time, and not for the bare relay.
 async fn irc_scenarios(
     xmpp: &XmppServer,
     irc: &IrcServer,
@@ -186,77 +347,39 @@ async fn irc_scenarios(
     };
     for record in histories {
         let history = if record { "on" } else { "off" };
-        let mut gateways = Vec::new();
-        for (kind, _) in all.iter() {
-            gateways.push(match kind {
-                Kind::Causeway => Gateway::causeway(xmpp, irc.port, record, ""),
-                Kind::Biboumi => Gateway::biboumi(xmpp, irc.port, record, users).await,
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let observer = irc::Observer::start(irc.port, USERS).await;
-        let mut clients = Vec::new();
-        for n in 0..USERS {
-            clients.push(TestClient::connect(xmpp, &format!("user{n}"), "localhost").await);
-        }
+        let mut sitting =
+            Sitting::start(xmpp, irc, users, all.iter().map(|(k, _)| *k), record).await;
         if scenario("throughput") {
             // A run lasts about half a second, and Prosody bounds it: take the median of
-            // a few, and the CPU of them all. Turns alternate who goes first (AB BA AB …).
-            let mut rounds: Vec<Vec<irc::Throughput>> =
-                gateways.iter().map(|_| Vec::new()).collect();
-            for round in 0..THROUGHPUT_ROUNDS {
-                let mut order: Vec<usize> = (0..gateways.len()).collect();
-                if round % 2 == 1 {
-                    order.reverse();
-                }
-                for g in order {
-                    let gateway = &gateways[g];
-                    let tag = format!("{}-{history}-{round}", gateway.kind.name());
-                    let result =
-                        irc::throughput(gateway, pids, &mut clients, &observer, &tag).await;
-                    if result.received < messages() {
-                        eprintln!(
-                            "--- {} log ---\n{}",
-                            gateway.kind.name(),
-                            gateway.log_tail()
-                        );
-                    }
-                    println!(
-                        "throughput history {history:3} {:9}: {:8.0} msg/s, {}/{} arrived in {:.2} s, echoes {} by then, {} in all; RSS {} KiB; {}",
-                        gateway.kind.name(),
-                        result.per_second,
-                        result.received,
-                        messages(),
-                        result.seconds,
-                        result.echoes_in_time,
-                        result.echoes,
-                        result.rss_kib,
-                        result.usage.describe(result.usage_seconds)
-                    );
-                    rounds[g].push(result);
-                    // The puppets use the same nicks on both gateways: let causeway's quit
-                    // (it keeps a connection a few seconds after its last channel) before
-                    // the other gateway's join.
-                    tokio::time::sleep(irc::PUPPET_LINGER).await;
-                }
-            }
-            for ((_, results), rounds) in all.iter_mut().zip(rounds) {
+            // a few, and the CPU of them all.
+            let runs = sitting
+                .take_turns(pids, history, THROUGHPUT_ROUNDS, messages())
+                .await;
+            for ((_, results), runs) in all.iter_mut().zip(runs) {
                 results
                     .throughput
-                    .push((history, irc::Throughput::median(rounds)));
+                    .push((history, irc::Throughput::median(runs)));
             }
         }
         // The rest runs once, at the default (history on).
+        let Sitting {
+            gateways,
+            clients,
+            observer,
+        } = &mut sitting;
         for (gateway, (_, results)) in gateways.iter().zip(all.iter_mut()) {
             if !record {
                 break;
+            }
+            if gateway.kind == Kind::Bare {
+                continue;
             }
             if scenario("latency") {
                 for (n, client) in clients.iter_mut().enumerate() {
                     enter(client, &gateway.room(n), &format!("user{n}")).await;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let (to_irc, to_xmpp) = irc::latency(gateway, &mut clients, &observer).await;
+                let (to_irc, to_xmpp) = irc::latency(gateway, clients, observer).await;
                 for (way, p) in [("XMPP→IRC", to_irc), ("IRC→XMPP", to_xmpp)] {
                     println!(
                         "latency {way} {:9}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, lost {}",
@@ -267,12 +390,12 @@ async fn irc_scenarios(
                         p.lost
                     );
                 }
-                irc::leave_all(&mut clients, |n| gateway.room(n)).await;
+                irc::leave_all(clients, |n| gateway.room(n)).await;
                 results.latency = Some((to_irc, to_xmpp));
                 tokio::time::sleep(irc::PUPPET_LINGER).await;
             }
             if scenario("fanout") {
-                let result = irc::fan_out(gateway, pids, &mut clients).await;
+                let result = irc::fan_out(gateway, pids, clients).await;
                 println!(
                     "fan-out {:9}: {:.0} msg/s to all, {:.0} deliveries/s, {}/{} delivered in {:.2} s, p50 {:.1} ms, p99 {:.1} ms; {}",
                     gateway.kind.name(),
@@ -289,17 +412,56 @@ async fn irc_scenarios(
                 tokio::time::sleep(irc::PUPPET_LINGER).await;
             }
         }
-        for client in clients {
-            client.logout().await;
-        }
-        for gateway in gateways {
-            gateway.stop();
-        }
+        sitting.end().await;
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// Prosody's instructions per relayed message with each gateway, history off: a Prosody of
+/// its own runs under callgrind, which counts the instructions of each throughput run.
+/// Prosody's CPU time for the same run moves by half with the machine; this count does not.
+async fn prosody_instructions(irc: &IrcServer, users: &[String], all: &mut [(Kind, Results)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!(
+        "--callgrind-out-file={}/callgrind.out.%p",
+        dir.path().display()
+    );
+    // `prosody` is a script: its interpreter is a child of `env`.
+    let wrap = ["valgrind", "--tool=callgrind", "--trace-children=yes", &out];
+    let xmpp = XmppServer::start_wrapped(Flavor::Prosody, &COMPONENTS, &wrap);
+    register(&xmpp);
+    let pids = Pids {
+        xmpp: xmpp.pid(),
+        irc: irc.pid(),
+        callgrind: true,
+    };
+    let mut sitting = Sitting::start(&xmpp, irc, users, all.iter().map(|(k, _)| *k), false).await;
+    let runs = sitting
+        .take_turns(pids, "off", INSTRUCTION_ROUNDS, INSTRUCTION_MESSAGES)
+        .await;
+    sitting.end().await;
+    for ((_, results), runs) in all.iter_mut().zip(runs) {
+        let instructions: u64 = runs.iter().filter_map(|r| r.xmpp_instructions).sum();
+        let received: usize = runs.iter().map(|r| r.received).sum();
+        results.prosody_instructions =
+            (instructions > 0).then(|| instructions as f64 / received.max(1) as f64);
+    }
+}
+
+/// The bench's users, `user0@localhost` …, on `xmpp`.
+fn register(xmpp: &XmppServer) {
+    for n in 0..USERS {
+        xmpp.register(&format!("user{n}"), "localhost", "password");
+    }
+}
+
+fn main() {
+    if bare::run_if_asked() {
+        return;
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(bench());
+}
+
+async fn bench() {
     if Command::new("biboumi").arg("--help").output().is_err() {
         eprintln!("biboumi is not installed: run tests/setup.sh bench");
         std::process::exit(2);
@@ -320,18 +482,17 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let xmpp = XmppServer::start_with_components(Flavor::Prosody, &[BIBOUMI, LOAD]);
+    let xmpp = XmppServer::start_with_components(Flavor::Prosody, &COMPONENTS);
     let irc = IrcServer::ngircd();
     let pids = Pids {
         xmpp: xmpp.pid(),
         irc: irc.pid(),
+        callgrind: false,
     };
     let users: Vec<String> = (0..USERS).map(|n| format!("user{n}@localhost")).collect();
-    for n in 0..USERS {
-        xmpp.register(&format!("user{n}"), "localhost", "password");
-    }
+    register(&xmpp);
     let only = std::env::var("CAUSEWAY_BENCH_ONLY").ok();
-    let kinds: Vec<Kind> = [Kind::Causeway, Kind::Biboumi]
+    let kinds: Vec<Kind> = [Kind::Causeway, Kind::Biboumi, Kind::Bare]
         .into_iter()
         .filter(|k| only.as_deref().is_none_or(|o| o == k.name()))
         .collect();
@@ -342,6 +503,9 @@ async fn main() {
         .any(|s| scenario(s))
     {
         irc_scenarios(&xmpp, &irc, pids, &users, &mut all).await;
+    }
+    if scenario("instructions") {
+        prosody_instructions(&irc, &users, &mut all).await;
     }
     if scenario("matrix") {
         if let Some((_, results)) = all.iter_mut().find(|(k, _)| *k == Kind::Causeway) {
@@ -357,7 +521,7 @@ async fn main() {
     }
     if scenario("memory") {
         let max = env_number("CAUSEWAY_BENCH_PUPPETS").unwrap_or(10_000);
-        for (kind, results) in &mut all {
+        for (kind, results) in all.iter_mut().filter(|(k, _)| *k != Kind::Bare) {
             // An ngircd of its own per gateway: ngircd spends over a minute of CPU on 10,000
             // connections closing at once, which would hold up the next gateway's puppets.
             let irc = IrcServer::ngircd();
@@ -366,6 +530,7 @@ async fn main() {
                 Kind::Biboumi => {
                     Gateway::biboumi(&xmpp, irc.port, true, &memory::owners(max)).await
                 }
+                Kind::Bare => unreachable!("the bare relay runs only the throughput scenario"),
             };
             tokio::time::sleep(Duration::from_secs(1)).await;
             let mut load = memory::LoadComponent::connect(&xmpp).await;
@@ -415,21 +580,27 @@ fn print_table(all: &[(Kind, Results)]) {
             ratio(cv.unwrap_or(f64::NAN), bv.unwrap_or(f64::NAN))
         );
     };
-    for history in ["on", "off"] {
-        row(
-            &format!("throughput, history {history} (msg/s)"),
-            &|r| r.throughput(history).map(|t| t.per_second),
-            0,
-        );
-        row(
-            &format!("CPU per 10,000 messages, history {history} (s)"),
-            &|r| {
-                r.throughput(history)
-                    .map(|t| t.usage.gateway * 10_000.0 / t.received.max(1) as f64)
-            },
+    type Figure = fn(&irc::Throughput) -> f64;
+    let throughput_figures: [(&str, Figure, usize); 2] = [
+        ("throughput", |t| t.per_second, 0),
+        (
+            "CPU per 10,000 messages",
+            |t| t.usage.gateway * 10_000.0 / t.received.max(1) as f64,
             2,
-        );
+        ),
+    ];
+    let unit = |what: &str| if what == "throughput" { "msg/s" } else { "s" };
+    for history in ["on", "off"] {
+        for (what, get, decimals) in throughput_figures {
+            row(
+                &format!("{what}, history {history} ({})", unit(what)),
+                &|r| r.throughput(history).map(get),
+                decimals,
+            );
+        }
     }
+    let instructions = "Prosody's instructions per relayed message, history off (callgrind)";
+    row(instructions, &|r| r.prosody_instructions, 0);
     type Pick = fn(&Percentiles) -> f64;
     let stats: [(&str, Pick); 3] = [("p50", |p| p.p50), ("p99", |p| p.p99), ("max", |p| p.max)];
     for (way, first) in [("XMPP→IRC", true), ("IRC→XMPP", false)] {
@@ -490,6 +661,36 @@ fn print_table(all: &[(Kind, Results)]) {
                 1,
             );
         }
+    }
+    let bare = of(Kind::Bare);
+    if !bare.throughput.is_empty() || bare.prosody_instructions.is_some() {
+        println!(
+            "\n| against the bare relay | bare relay | causeway | biboumi | causeway/bare | biboumi/bare |\n|---|---|---|---|---|---|"
+        );
+        for history in ["on", "off"] {
+            for (what, get, decimals) in throughput_figures {
+                let [rv, cv, bv] =
+                    [bare, c, b].map(|r| r.throughput(history).map(get).unwrap_or(f64::NAN));
+                println!(
+                    "| {what}, history {history} ({}) | {} | {} | {} | {} | {} |",
+                    unit(what),
+                    figure(Some(rv), decimals),
+                    figure(Some(cv), decimals),
+                    figure(Some(bv), decimals),
+                    ratio(cv, rv),
+                    ratio(bv, rv)
+                );
+            }
+        }
+        let [rv, cv, bv] = [bare, c, b].map(|r| r.prosody_instructions.unwrap_or(f64::NAN));
+        println!(
+            "| {instructions} | {} | {} | {} | {} | {} |",
+            figure(Some(rv), 0),
+            figure(Some(cv), 0),
+            figure(Some(bv), 0),
+            ratio(cv, rv),
+            ratio(bv, rv)
+        );
     }
     println!("\n| CPU share of the run's wall time | gateway | load generator | Prosody | ngircd |\n|---|---|---|---|---|");
     for (kind, results) in all {

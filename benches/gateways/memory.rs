@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 
+use crate::component;
 use crate::gateway::{Gateway, LOAD};
 use crate::harness::xmpp_server::XmppServer;
 use crate::wait_for;
@@ -44,37 +44,8 @@ impl Drop for LoadComponent {
 impl LoadComponent {
     /// Connect and authenticate as `load.localhost`.
     pub async fn connect(xmpp: &XmppServer) -> LoadComponent {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", xmpp.component_port))
-            .await
-            .unwrap();
-        let (mut read, mut write) = stream.into_split();
-        write
-            .write_all(
-                format!(
-                    "<stream:stream xmlns='jabber:component:accept' \
-                     xmlns:stream='http://etherx.jabber.org/streams' to='{LOAD}'>"
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut seen = String::new();
-        let id = loop {
-            if let Some(id) = stream_id(&seen) {
-                break id;
-            }
-            read_more(&mut read, &mut seen).await;
-        };
-        let digest = Sha1::digest(format!("{id}{}", xmpp.secret));
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        write
-            .write_all(format!("<handshake>{hex}</handshake>").as_bytes())
-            .await
-            .unwrap();
-        while !seen.contains("<handshake") {
-            assert!(!seen.contains("stream:error"), "handshake refused: {seen}");
-            read_more(&mut read, &mut seen).await;
-        }
+        let (mut read, write, _) =
+            component::connect(xmpp.component_port, LOAD, &xmpp.secret).await;
         let joined = Arc::new(AtomicUsize::new(0));
         let counter = joined.clone();
         let task = tokio::spawn(async move {
@@ -128,30 +99,6 @@ impl LoadComponent {
     pub fn joined(&self) -> usize {
         self.joined.load(Ordering::Relaxed)
     }
-}
-
-async fn read_more(read: &mut tokio::net::tcp::OwnedReadHalf, seen: &mut String) {
-    let mut buf = [0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf))
-        .await
-        .expect("Prosody answers the load component")
-        .unwrap();
-    assert!(n > 0, "Prosody closed the load component's stream: {seen}");
-    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-}
-
-/// The `id` of the stream header Prosody sent, once it is all there.
-fn stream_id(header: &str) -> Option<String> {
-    let tag = header.find("<stream:stream")?;
-    let header = &header[tag..];
-    header.find('>')?;
-    for quote in ['\'', '"'] {
-        if let Some(start) = header.find(&format!(" id={quote}")) {
-            let rest = &header[start + 5..];
-            return rest.find(quote).map(|end| rest[..end].to_owned());
-        }
-    }
-    None
 }
 
 /// The owners (bare JIDs) of the idle puppets, for biboumi's per-user options.

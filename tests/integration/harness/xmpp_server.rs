@@ -24,6 +24,8 @@ pub struct XmppServer {
     pub secret: String,
     dist_port: u16,
     extra_components: Vec<String>,
+    /// A command that runs the server (Prosody only): a profiler's, for the benchmark.
+    wrap: Vec<String>,
     dir: tempfile::TempDir,
     process: Option<ServerProcess>,
 }
@@ -37,6 +39,12 @@ impl XmppServer {
     /// [`start`](Self::start) with more external components (Prosody only; the benchmark's
     /// biboumi), sharing the component port and secret.
     pub fn start_with_components(flavor: Flavor, extra: &[&str]) -> XmppServer {
+        Self::start_wrapped(flavor, extra, &[])
+    }
+
+    /// [`start_with_components`](Self::start_with_components), Prosody run by `wrap` (a
+    /// command and its arguments, `prosody …` appended; the benchmark's valgrind).
+    pub fn start_wrapped(flavor: Flavor, extra: &[&str], wrap: &[&str]) -> XmppServer {
         let dir = tempfile::Builder::new()
             .prefix(&format!("causeway-{flavor:?}-"))
             .tempdir()
@@ -48,6 +56,7 @@ impl XmppServer {
             secret: "component-secret".into(),
             dist_port: free_port(),
             extra_components: extra.iter().map(|c| c.to_string()).collect(),
+            wrap: wrap.iter().map(|c| c.to_string()).collect(),
             dir,
             process: None,
         };
@@ -146,7 +155,14 @@ impl XmppServer {
         assert!(self.process.is_none(), "server already running");
         let (mut process, timeout) = match self.flavor {
             Flavor::Prosody => {
-                let mut command = Command::new("prosody");
+                let mut command = match self.wrap.split_first() {
+                    Some((program, args)) => {
+                        let mut command = Command::new(program);
+                        command.args(args).arg("prosody");
+                        command
+                    }
+                    None => Command::new("prosody"),
+                };
                 command
                     .arg("--config")
                     .arg(self.path("prosody.cfg.lua"))
