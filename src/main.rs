@@ -35,6 +35,11 @@ enum Command {
     GenerateRegistration,
 }
 
+/// jemalloc rather than glibc's malloc: a relayed message allocates some fifty times, and
+/// glibc spent a quarter of the message's instructions on it (ARCHITECTURE.md, Decisions).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(path) = cli.config else {
