@@ -580,27 +580,32 @@ fn print_table(all: &[(Kind, Results)]) {
             ratio(cv.unwrap_or(f64::NAN), bv.unwrap_or(f64::NAN))
         );
     };
-    type Figure = fn(&irc::Throughput) -> f64;
-    let throughput_figures: [(&str, Figure, usize); 2] = [
-        ("throughput", |t| t.per_second, 0),
-        (
-            "CPU per 10,000 messages",
-            |t| t.usage.gateway * 10_000.0 / t.received.max(1) as f64,
-            2,
-        ),
-    ];
-    let unit = |what: &str| if what == "throughput" { "msg/s" } else { "s" };
+    // The throughput figures, in this table and in the bare relay's below.
+    type Getter = Box<dyn Fn(&Results) -> Option<f64>>;
+    let mut throughput_rows: Vec<(String, Getter, usize)> = Vec::new();
     for history in ["on", "off"] {
-        for (what, get, decimals) in throughput_figures {
-            row(
-                &format!("{what}, history {history} ({})", unit(what)),
-                &|r| r.throughput(history).map(get),
-                decimals,
-            );
-        }
+        throughput_rows.push((
+            format!("throughput, history {history} (msg/s)"),
+            Box::new(move |r: &Results| r.throughput(history).map(|t| t.per_second)),
+            0,
+        ));
+        throughput_rows.push((
+            format!("CPU per 10,000 messages, history {history} (s)"),
+            Box::new(move |r: &Results| {
+                r.throughput(history)
+                    .map(|t| t.usage.gateway * 10_000.0 / t.received.max(1) as f64)
+            }),
+            2,
+        ));
     }
-    let instructions = "Prosody's instructions per relayed message, history off (callgrind)";
-    row(instructions, &|r| r.prosody_instructions, 0);
+    throughput_rows.push((
+        "Prosody's instructions per relayed message, history off (callgrind)".into(),
+        Box::new(|r: &Results| r.prosody_instructions),
+        0,
+    ));
+    for (name, get, decimals) in &throughput_rows {
+        row(name, get, *decimals);
+    }
     type Pick = fn(&Percentiles) -> f64;
     let stats: [(&str, Pick); 3] = [("p50", |p| p.p50), ("p99", |p| p.p99), ("max", |p| p.max)];
     for (way, first) in [("XMPP→IRC", true), ("IRC→XMPP", false)] {
@@ -667,30 +672,20 @@ fn print_table(all: &[(Kind, Results)]) {
         println!(
             "\n| against the bare relay | bare relay | causeway | biboumi | causeway/bare | biboumi/bare |\n|---|---|---|---|---|---|"
         );
-        for history in ["on", "off"] {
-            for (what, get, decimals) in throughput_figures {
-                let [rv, cv, bv] =
-                    [bare, c, b].map(|r| r.throughput(history).map(get).unwrap_or(f64::NAN));
-                println!(
-                    "| {what}, history {history} ({}) | {} | {} | {} | {} | {} |",
-                    unit(what),
-                    figure(Some(rv), decimals),
-                    figure(Some(cv), decimals),
-                    figure(Some(bv), decimals),
-                    ratio(cv, rv),
-                    ratio(bv, rv)
-                );
-            }
+        let row = |name: &str, get: &dyn Fn(&Results) -> Option<f64>, decimals: usize| {
+            let [rv, cv, bv] = [bare, c, b].map(|r| get(r).unwrap_or(f64::NAN));
+            println!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                figure(Some(rv), decimals),
+                figure(Some(cv), decimals),
+                figure(Some(bv), decimals),
+                ratio(cv, rv),
+                ratio(bv, rv)
+            );
+        };
+        for (name, get, decimals) in &throughput_rows {
+            row(name, get, *decimals);
         }
-        let [rv, cv, bv] = [bare, c, b].map(|r| r.prosody_instructions.unwrap_or(f64::NAN));
-        println!(
-            "| {instructions} | {} | {} | {} | {} | {} |",
-            figure(Some(rv), 0),
-            figure(Some(cv), 0),
-            figure(Some(bv), 0),
-            ratio(cv, rv),
-            ratio(bv, rv)
-        );
     }
     println!("\n| CPU share of the run's wall time | gateway | load generator | Prosody | ngircd |\n|---|---|---|---|---|");
     for (kind, results) in all {
