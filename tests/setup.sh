@@ -3,11 +3,12 @@
 # Debian's packages, and Synapse from PyPI into a Python venv (CAUSEWAY_SYNAPSE_VENV, by
 # default ~/.cache/causeway/synapse-venv), skipping what is already there. Safe to run again.
 #   tests/setup.sh           everything the test suite needs
-#   tests/setup.sh sandbox   only Prosody and ngircd
+#   tests/setup.sh sandbox   only Prosody and ngircd (and the build's C tools)
 #   tests/setup.sh bench     everything, and biboumi and valgrind for `cargo bench --bench gateways`
 set -euo pipefail
 
-want=(prosody lua-unbound ngircd)
+# gcc and make build the C the binary bundles: SQLite (sqlx) and jemalloc (its allocator).
+want=(prosody lua-unbound ngircd gcc make)
 if [ "${1:-}" != sandbox ]; then
   want+=(ejabberd inspircd atheme-services postgresql openssl python3-venv)
 fi
