@@ -440,10 +440,10 @@ async fn prosody_instructions(irc: &IrcServer, users: &[String], all: &mut [(Kin
         .await;
     sitting.end().await;
     for ((_, results), runs) in all.iter_mut().zip(runs) {
-        let instructions: u64 = runs.iter().filter_map(|r| r.xmpp_instructions).sum();
-        let received: usize = runs.iter().map(|r| r.received).sum();
-        results.prosody_instructions =
-            (instructions > 0).then(|| instructions as f64 / received.max(1) as f64);
+        let all = irc::Throughput::median(runs);
+        results.prosody_instructions = all
+            .xmpp_instructions
+            .map(|i| i as f64 / all.received.max(1) as f64);
     }
 }
 
