@@ -1,7 +1,14 @@
 //! The MUC logic on synthetic stanzas and events: no server needed.
 
 use super::*;
-use causeway_bridge::Departure;
+use causeway_bridge::{Departure, JoinFailure, MessageKind, Privilege};
+use tokio_xmpp::parsers::message::{Message, MessageType};
+use tokio_xmpp::parsers::muc::user::Status;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, StanzaError};
+
+use crate::gateway::stanzas::nc;
 use tokio_xmpp::parsers::muc::user::MucUser;
 
 const ROOM: &str = "#rust%irc.example.net@irc.gw";

@@ -1,0 +1,422 @@
+//! XEP-0045 multi-user chat over a remote network: IRC channels (and Matrix rooms) as MUC
+//! rooms.
+//!
+//! All resources of one XMPP user share one puppet per server, and so one nick per room.
+//! The core keeps, per user and room, which resources are in, who the members are and the
+//! subject, so a second resource gets the whole join sequence from here without asking
+//! the network. Everything is a pure function from (state, input) to [`Effects`]: stanzas
+//! to send and actions for the network.
+//!
+//! This file holds the state of the rooms and what every direction shares. What arrives
+//! from XMPP is handled in `xmpp_presence` (joins and leaves), `xmpp_message` and `xmpp_iq`;
+//! what the network reports in `network_members` (who is in, under which nick),
+//! `network_messages` (what is said) and `network_connection` (connections lost and won,
+//! refused actions); channel lists in `listing`.
+
+mod listing;
+mod network_connection;
+mod network_members;
+mod network_messages;
+mod xmpp_iq;
+mod xmpp_message;
+mod xmpp_presence;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use causeway_bridge::{Action, Event, Member, Peer, RoomRef, UserRef};
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::Stanza;
+
+use super::mam::{HistoryLimits, HistoryRequest, MamRequest};
+use crate::address::{IrcAddressing, JidCache};
+use crate::store::ArchivedMessage;
+
+/// What handling one input produced.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Stanzas to send, in order.
+    pub stanzas: Vec<Stanza>,
+    /// Actions for the network, in order, each with what to do if it fails.
+    pub requests: Vec<Request>,
+    /// Messages for the archive.
+    pub archive: Vec<ArchivedMessage>,
+    /// Join history to read and insert among the stanzas.
+    pub history: Vec<HistoryRequest>,
+    /// MAM queries to answer.
+    pub mam: Vec<MamRequest>,
+    /// Ad-hoc command steps to run.
+    pub adhoc: Vec<super::adhoc::AdhocRequest>,
+}
+
+/// An action for the network on behalf of a user.
+#[derive(Debug)]
+pub struct Request {
+    /// Whose.
+    pub user: UserRef,
+    /// What.
+    pub action: Action,
+    /// Whom to tell if the network refuses it.
+    pub on_error: OnError,
+}
+
+/// How to report a refused action.
+#[derive(Debug, Clone)]
+pub enum OnError {
+    /// A join: every resource waiting on it gets a presence error.
+    Join(RoomKey),
+    /// A channel list: every request waiting on it gets an iq error.
+    List(BareJid, String),
+    /// A message: an error back to its sender.
+    Message {
+        /// The address the message went to.
+        to: Jid,
+        /// The sender.
+        sender: FullJid,
+        /// The message id.
+        id: Option<String>,
+    },
+}
+
+/// A room of one user: (user, server, folded channel name).
+pub type RoomKey = (BareJid, String, String);
+
+#[derive(Debug)]
+struct Pending {
+    /// The join's `<history/>` limits.
+    history: HistoryLimits,
+    resource: FullJid,
+    nick: String,
+    id: Option<String>,
+}
+
+#[derive(Debug)]
+struct RoomState {
+    room: RoomRef,
+    /// The puppet's nick: the one asked for until joined, then the network's.
+    nick: String,
+    joined: bool,
+    resources: BTreeSet<FullJid>,
+    pending: Vec<Pending>,
+    /// Members by folded nick.
+    members: BTreeMap<String, Member>,
+    subject: String,
+    /// Origin-ids of messages sent and not yet reflected, by message id.
+    origin_ids: HashMap<String, Element>,
+    /// Keep the puppet in the channel while no resource is joined (bouncer mode).
+    persistent: bool,
+    /// Archive what the channel shows this user.
+    record: bool,
+    /// The room's JID, and the in-room JID of the last nick that spoke: built once, not for
+    /// every message (each takes stringprep).
+    jid: Option<BareJid>,
+    last_speaker: Option<(String, Jid)>,
+}
+
+impl RoomState {
+    fn new(addressing: &IrcAddressing, room: RoomRef, nick: String, record: bool) -> RoomState {
+        RoomState {
+            jid: addressing.channel_jid(&room.server, &room.name).ok(),
+            room,
+            nick,
+            joined: false,
+            resources: BTreeSet::new(),
+            pending: vec![],
+            members: BTreeMap::new(),
+            subject: String::new(),
+            origin_ids: HashMap::new(),
+            persistent: false,
+            record,
+            last_speaker: None,
+        }
+    }
+
+    /// The room's JID.
+    fn room_jid(&self) -> Option<Jid> {
+        self.jid.clone().map(Jid::from)
+    }
+
+    /// The in-room JID of `nick`.
+    fn occupant(&self, nick: &str) -> Option<Jid> {
+        Some(self.jid.as_ref()?.with_resource_str(nick).ok()?.into())
+    }
+
+    /// [`RoomState::occupant`], remembered for the next message of the same nick.
+    fn speaker(&mut self, nick: &str) -> Option<Jid> {
+        match &self.last_speaker {
+            Some((last, jid)) if last == nick => Some(jid.clone()),
+            _ => {
+                let jid = self.occupant(nick)?;
+                self.last_speaker = Some((nick.to_owned(), jid.clone()));
+                Some(jid)
+            }
+        }
+    }
+}
+
+/// A disco#items request on a server JID, waiting for the channel list.
+/// The MUC side of the gateway core for one network domain.
+#[derive(Debug)]
+pub struct Muc {
+    addressing: IrcAddressing,
+    /// Channel lists fetched, and disco#items requests waiting for one.
+    lists: listing::RoomLists,
+    /// Rooms parted whose departure the network has not confirmed yet. A join made
+    /// meanwhile has a room state of its own, which that confirmation must leave alone.
+    parted: HashSet<RoomKey, foldhash::fast::RandomState>,
+    /// Archive room messages.
+    record: bool,
+    /// Join history lines when the client asks for none in particular.
+    history_lines: usize,
+    rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
+    /// The bridge's user references already parsed as JIDs: every event names its user.
+    users: JidCache<BareJid>,
+}
+
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+impl Muc {
+    /// No rooms yet.
+    pub fn new(addressing: IrcAddressing, record: bool, history_lines: usize) -> Muc {
+        Muc {
+            addressing,
+            record,
+            history_lines,
+            rooms: HashMap::default(),
+            lists: listing::RoomLists::default(),
+            parted: HashSet::default(),
+            users: JidCache::default(),
+        }
+    }
+
+    /// New defaults (a configuration reload): for rooms joined from now on.
+    pub fn set_defaults(&mut self, record: bool, history_lines: usize) {
+        self.record = record;
+        self.history_lines = history_lines;
+    }
+
+    /// The addressing in use.
+    pub fn addressing(&self) -> &IrcAddressing {
+        &self.addressing
+    }
+
+    fn key(user: &BareJid, room: &RoomRef) -> RoomKey {
+        (
+            user.clone(),
+            room.server.to_ascii_lowercase(),
+            fold(&room.name),
+        )
+    }
+
+    fn room_jid(&self, room: &RoomRef) -> Option<Jid> {
+        self.addressing
+            .channel_jid(&room.server, &room.name)
+            .ok()
+            .map(Jid::from)
+    }
+
+    /// Whether the user's channel is persistent and archived (decided from the settings when
+    /// it is joined).
+    pub fn set_channel_settings(
+        &mut self,
+        user: &BareJid,
+        room: &RoomRef,
+        persistent: bool,
+        record: bool,
+    ) {
+        if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
+            state.persistent = persistent;
+            state.record = record;
+        }
+    }
+
+    /// What the network reported.
+    pub fn handle_event(&mut self, event: Event) -> Effects {
+        let mut fx = Effects::default();
+        let Ok(user) = self.users.get(&event.user().0) else {
+            return fx;
+        };
+        match event {
+            Event::Joined {
+                room,
+                nick,
+                members,
+                subject,
+                ..
+            } => self.joined(&mut fx, &user, room, nick, members, subject),
+            Event::JoinFailed {
+                room,
+                failure,
+                text,
+                ..
+            } => fx.stanzas = self.join_failed(&Self::key(&user, &room), failure, &text),
+            Event::Left {
+                room,
+                departure,
+                reason,
+                ..
+            } => self.left(&mut fx, &user, &room, departure, reason),
+            Event::MemberJoined { room, member, .. } => {
+                self.member_joined(&mut fx, &user, &room, member)
+            }
+            Event::MemberLeft {
+                room,
+                nick,
+                departure,
+                reason,
+                ..
+            } => self.member_left(&mut fx, &user, &room, &nick, departure, reason),
+            Event::NickChanged {
+                rooms, old, new, ..
+            } => self.nick_changed(&mut fx, &user, rooms, &old, &new),
+            Event::MemberAway {
+                rooms,
+                nick,
+                message,
+                ..
+            } => self.member_away(&mut fx, &user, rooms, &nick, message),
+            Event::NickRefused {
+                server,
+                nick,
+                in_use,
+                text,
+                ..
+            } => self.nick_refused(&mut fx, &user, &server, &nick, in_use, &text),
+            Event::PrivilegeChanged {
+                room,
+                nick,
+                privilege,
+                ..
+            } => self.privilege_changed(&mut fx, &user, &room, &nick, privilege),
+            event @ Event::Message {
+                peer: Peer::Room(_),
+                ..
+            } => self.room_message(&mut fx, &user, event),
+            event @ Event::Message { .. } => self.private_message(&mut fx, &user, event),
+            Event::Subject {
+                room, subject, by, ..
+            } => self.subject(&mut fx, &user, &room, subject, by),
+            Event::Retracted {
+                peer: Peer::Room(room),
+                id,
+                from,
+                moderator,
+                reason,
+                ..
+            } => self.retracted(&mut fx, &user, &room, &id, &from, moderator, reason),
+            Event::Reactions {
+                peer: Peer::Room(room),
+                from,
+                id,
+                reactions,
+                ..
+            } => self.reactions(&mut fx, &user, &room, &from, &id, &reactions),
+            // In direct chats the server's carbons show a user's own doings; what others do
+            // to messages there is not shown yet.
+            Event::Retracted { .. } | Event::Reactions { .. } => {}
+            Event::Invited {
+                room, by, reason, ..
+            } => fx.stanzas.extend(self.invitation(&user, &room, by, reason)),
+            Event::RoomList { server, rooms, .. } => self.room_list(&mut fx, &user, server, rooms),
+            Event::ServerText { server, text, .. } => {
+                self.server_text(&mut fx, user, &server, &text)
+            }
+            Event::SendFailed { peer, id, text, .. } => {
+                self.send_failed(&mut fx, user, peer, id, text)
+            }
+            Event::Disconnected {
+                server,
+                reason,
+                retrying,
+                ..
+            } => self.disconnected(&mut fx, &user, &server, &reason, retrying),
+            Event::Reconnected { server, .. } => self.reconnected(&mut fx, &user, &server),
+        }
+        fx
+    }
+
+    /// One stanza per joined resource of `user` in `room`.
+    fn broadcast(
+        &self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        build: impl Fn(&RoomState, Jid) -> Option<Stanza>,
+    ) {
+        self.broadcast_to(fx, &Self::key(user, room), build)
+    }
+
+    /// [`Muc::broadcast`] with the room's key at hand.
+    fn broadcast_to(
+        &self,
+        fx: &mut Effects,
+        key: &RoomKey,
+        build: impl Fn(&RoomState, Jid) -> Option<Stanza>,
+    ) {
+        let Some(state) = self.rooms.get(key) else {
+            return;
+        };
+        for resource in &state.resources {
+            if let Some(stanza) = build(state, resource.clone().into()) {
+                fx.stanzas.push(stanza);
+            }
+        }
+    }
+
+    /// The user's rooms on a server, with the puppet's nick in each (for connection info).
+    pub fn user_rooms(&self, user: &BareJid, server: &str) -> Vec<(String, String)> {
+        self.rooms
+            .iter()
+            .filter(|(key, _)| key.0 == *user && key.1.eq_ignore_ascii_case(server))
+            .map(|(_, state)| (state.room.name.clone(), state.nick.clone()))
+            .collect()
+    }
+
+    /// Each user with rooms, and those rooms' JIDs (for the admins' session list).
+    pub fn sessions(&self) -> Vec<(String, Vec<String>)> {
+        let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, state) in &self.rooms {
+            if let Some(room) = state.room_jid() {
+                let mark = if state.resources.is_empty() {
+                    " (persistent, nobody online)"
+                } else {
+                    ""
+                };
+                by_user
+                    .entry(key.0.to_string())
+                    .or_default()
+                    .push(format!("{room}{mark}"));
+            }
+        }
+        by_user.into_iter().collect()
+    }
+
+    /// Every resource joined anywhere, with the room JID and own occupant JID, for the
+    /// shutdown announcement.
+    pub fn joined_everywhere(&self) -> Vec<(Jid, Jid)> {
+        let mut out = Vec::new();
+        for state in self.rooms.values() {
+            if let Some(occupant) = state.occupant(&state.nick) {
+                for resource in &state.resources {
+                    out.push((occupant.clone(), resource.clone().into()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("cw{:x}{:x}", nanos, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! What the network reports being said: room and private messages (archived, with their
+//! stanza-ids, corrections, replies and delays), subjects, retractions, reactions,
+//! invitations, the server's own text, and messages it could not deliver.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use causeway_bridge::{Event, MessageKind, Peer, RoomRef};
+use tokio_xmpp::jid::{BareJid, Jid};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Message, MessageType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
+use tokio_xmpp::Stanza;
+
+use super::{new_id, Effects, Muc};
+use crate::gateway::mam::{new_stanza_id, stanza_id_element};
+use crate::gateway::rich;
+use crate::gateway::stanzas::{delay, error, message, message_error, nc};
+use crate::store::ArchivedMessage;
+
+impl Muc {
+    /// A message in a room: archived once for the user when the room is recorded, and
+    /// shown to every joined resource.
+    pub(super) fn room_message(&mut self, fx: &mut Effects, user: &BareJid, event: Event) {
+        let Event::Message {
+            peer: Peer::Room(room),
+            from,
+            body,
+            kind,
+            time,
+            own_id,
+            remote_id,
+            refs,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let key = Self::key(user, &room);
+        let Some(state) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let origin = own_id.as_ref().and_then(|id| state.origin_ids.remove(id));
+        let text = with_kind(body, kind);
+        let recorded = state.joined && state.record;
+        // The stanza-id is the network's id of the message, else its id in the
+        // archive: one archive entry per user and message, whose id every resource
+        // sees, stable across restarts. A message kept nowhere gets none, so that no
+        // client pages the archive from an id it does not hold (XEP-0359, XEP-0313).
+        let stanza_id = remote_id.or_else(|| recorded.then(new_stanza_id));
+        let room_jid = state.jid.clone();
+        // The sender's occupant JID once for all resources.
+        let sender = state.speaker(&from);
+        if let (true, Some(room_jid), Some(stanza_id)) = (recorded, &room_jid, &stanza_id) {
+            fx.archive.push(ArchivedMessage {
+                stanza_id: stanza_id.clone(),
+                user: user.to_string(),
+                room: room_jid.to_string(),
+                sender: from.clone(),
+                body: text.clone(),
+                origin_id: origin
+                    .as_ref()
+                    .and_then(|o| o.attr("id"))
+                    .map(str::to_owned),
+                at_ms: unix_ms(time),
+            });
+        }
+        let message_id = own_id
+            .clone()
+            .or_else(|| stanza_id.clone())
+            .or_else(|| Some(new_id()));
+        self.broadcast_to(fx, &key, |state, to| {
+            let sender = sender.clone()?;
+            let mut msg = message(
+                MessageType::Groupchat,
+                sender,
+                to,
+                message_id.clone(),
+                &text,
+            );
+            if let Some(origin) = &origin {
+                msg.payloads.push(origin.clone());
+            }
+            if let Some(corrected) = &refs.replaces {
+                msg.payloads.push(rich::replace(corrected));
+            }
+            if let Some(answered) = &refs.reply_to {
+                let nick = answered.nick.as_deref();
+                let to = nick.and_then(|n| state.occupant(n));
+                msg.payloads.push(rich::reply(&answered.id, to.as_ref()));
+                if let Some(quote) = &answered.quote {
+                    let (quoted, fallback) = rich::with_quote(&text, nick, quote);
+                    msg.bodies.insert(Default::default(), quoted);
+                    msg.payloads.push(fallback);
+                }
+            }
+            if let (Some(room_jid), Some(stanza_id)) = (&room_jid, &stanza_id) {
+                msg.payloads.push(stanza_id_element(stanza_id, room_jid));
+            }
+            if let Some(delay) = time.and_then(|t| delay(room_jid.clone()?.into(), t)) {
+                msg.payloads.push(delay.into());
+            }
+            Some(msg.into())
+        });
+    }
+
+    /// A private message from a remote user.
+    pub(super) fn private_message(&self, fx: &mut Effects, user: &BareJid, event: Event) {
+        let Event::Message {
+            peer: Peer::User { server, nick },
+            from,
+            body,
+            kind,
+            time,
+            own_id,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if own_id.is_some() {
+            // Our own private message: XEP-0280 carbons are the server's business.
+            return;
+        }
+        let Ok(sender) = self
+            .addressing
+            .user_jid(&server, if from.is_empty() { &nick } else { &from })
+        else {
+            return;
+        };
+        let mut msg = message(
+            MessageType::Chat,
+            sender.clone().into(),
+            user.clone().into(),
+            None,
+            &with_kind(body, kind),
+        );
+        if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
+            msg.payloads.push(delay.into());
+        }
+        fx.stanzas.push(msg.into());
+    }
+
+    /// The subject changed, by someone or by the room itself.
+    pub(super) fn subject(
+        &mut self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        subject: String,
+        by: Option<String>,
+    ) {
+        if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
+            state.subject = subject.clone();
+        }
+        self.broadcast(fx, user, room, |state, to| {
+            let from = match &by {
+                Some(nick) => state.occupant(nick)?,
+                None => state.room_jid()?,
+            };
+            let mut msg = Message::groupchat(Some(to));
+            msg.from = Some(from);
+            msg.subjects.insert(Default::default(), subject.clone());
+            Some(msg.into())
+        });
+    }
+
+    /// A message in a room was taken back by its sender, or removed by a moderator.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn retracted(
+        &self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        id: &str,
+        from: &str,
+        moderator: Option<String>,
+        reason: Option<String>,
+    ) {
+        self.broadcast(fx, user, room, |state, to| {
+            let (sender, moderated_by) = match &moderator {
+                Some(nick) => (state.room_jid()?, Some(state.occupant(nick)?)),
+                None => (state.occupant(from)?, None),
+            };
+            let text = rich::retracted_fallback(moderated_by.is_some());
+            let mut msg = message(MessageType::Groupchat, sender, to, None, text);
+            msg.payloads.extend(rich::retracted(
+                id,
+                moderated_by.as_ref(),
+                reason.as_deref(),
+            ));
+            Some(msg.into())
+        });
+    }
+
+    /// Someone's reactions to a message in a room, as the whole set they now hold.
+    pub(super) fn reactions(
+        &self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        from: &str,
+        id: &str,
+        reactions: &[String],
+    ) {
+        self.broadcast(fx, user, room, |state, to| {
+            let sender = state.occupant(from)?;
+            let mut msg = Message::groupchat(Some(to));
+            msg.from = Some(sender);
+            msg.payloads.extend(rich::reactions_payloads(id, reactions));
+            Some(msg.into())
+        });
+    }
+
+    /// A XEP-0249 direct invitation to `room`, from the inviter's JID (or the gateway).
+    pub(super) fn invitation(
+        &self,
+        user: &BareJid,
+        room: &RoomRef,
+        by: Option<(String, String)>,
+        reason: Option<String>,
+    ) -> Option<Stanza> {
+        let room_jid = self.room_jid(room)?;
+        let from = by
+            .and_then(|(server, nick)| self.addressing.user_jid(&server, &nick).ok())
+            .map(Jid::from)
+            .or_else(|| self.addressing.gateway_jid().ok().map(Jid::from))?;
+        let mut msg = Message::new(Some(user.clone().into()));
+        msg.type_ = MessageType::Normal;
+        msg.from = Some(from);
+        let mut x =
+            Element::builder("x", "jabber:x:conference").attr(nc("jid"), room_jid.to_string());
+        if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+            x = x.attr(nc("reason"), reason);
+        }
+        msg.payloads.push(x.build());
+        Some(msg.into())
+    }
+
+    /// What the server says to the user, from the server's JID.
+    pub(super) fn server_text(&self, fx: &mut Effects, user: BareJid, server: &str, text: &str) {
+        if let Ok(from) = self.addressing.server_jid(server) {
+            fx.stanzas
+                .push(message(MessageType::Chat, from.into(), user.into(), None, text).into());
+        }
+    }
+
+    /// A message the network could not deliver: an error from the room to its joined
+    /// resources (servers drop errors addressed to a bare JID), or from the remote user.
+    pub(super) fn send_failed(
+        &self,
+        fx: &mut Effects,
+        user: BareJid,
+        peer: Peer,
+        id: Option<String>,
+        text: String,
+    ) {
+        match peer {
+            Peer::Room(room) => self.broadcast(fx, &user, &room, |state, to| {
+                let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, &text);
+                Some(message_error(state.room_jid()?, to, id.clone(), err))
+            }),
+            Peer::User { server, nick } => {
+                if let Ok(to) = self.addressing.user_jid(&server, &nick) {
+                    let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, text);
+                    fx.stanzas
+                        .push(message_error(to.into(), user.into(), id, err));
+                }
+            }
+        }
+    }
+}
+
+/// When a message was sent (now, when the network does not say), in milliseconds since
+/// 1970.
+fn unix_ms(time: Option<SystemTime>) -> i64 {
+    time.unwrap_or_else(SystemTime::now)
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How an action or notice reads in XMPP.
+fn with_kind(body: String, kind: MessageKind) -> String {
+    match kind {
+        MessageKind::Action => format!("/me {body}"),
+        MessageKind::Normal | MessageKind::Notice => body,
+    }
+}

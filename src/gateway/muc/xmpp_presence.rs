@@ -1,0 +1,292 @@
+//! Presences from XMPP: joining a room (the join sequence, with history), changing nick,
+//! leaving; and joining persistent channels again after a restart.
+
+use causeway_bridge::{Action, RoomRef, UserRef};
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::parsers::message::Message;
+use tokio_xmpp::parsers::muc::user::Status;
+use tokio_xmpp::parsers::muc::Muc as MucJoin;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
+use tokio_xmpp::Stanza;
+
+use super::{fold, Effects, Muc, OnError, Pending, Request, RoomKey, RoomState};
+use crate::address::IrcAddress;
+use crate::gateway::mam::{HistoryLimits, HistoryRequest};
+use crate::gateway::stanzas::{error, occupant_presence, presence_error};
+
+impl Muc {
+    /// A presence from an allowed user to a room or occupant JID.
+    pub fn handle_presence(
+        &mut self,
+        presence: Presence,
+        from: FullJid,
+        to: Jid,
+        address: IrcAddress,
+    ) -> Effects {
+        let mut fx = Effects::default();
+        let IrcAddress::Channel {
+            server,
+            channel,
+            nick,
+        } = address
+        else {
+            if presence.type_ == PresenceType::None {
+                let err = error(
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    format!("{to} is not a room"),
+                );
+                fx.stanzas
+                    .push(presence_error(to, from.into(), presence.id, err));
+            }
+            return fx;
+        };
+        let room = RoomRef {
+            server,
+            name: channel,
+        };
+        let key = Self::key(&from.to_bare(), &room);
+        match presence.type_ {
+            PresenceType::None => {
+                let Some(nick) = nick.filter(|n| !n.trim().is_empty()) else {
+                    let err = error(
+                        ErrorType::Modify,
+                        DefinedCondition::JidMalformed,
+                        "join with a nick: room@domain/nick",
+                    );
+                    fx.stanzas
+                        .push(presence_error(to, from.into(), presence.id, err));
+                    return fx;
+                };
+                let password = presence
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("x", ns::MUC))
+                    .and_then(|p| MucJoin::try_from(p.clone()).ok())
+                    .and_then(|m| m.password);
+                let x = presence.payloads.iter().find(|p| p.is("x", ns::MUC));
+                let history = HistoryLimits::from_join(x);
+                self.join(
+                    &mut fx,
+                    key,
+                    room,
+                    Pending {
+                        resource: from,
+                        nick,
+                        id: presence.id,
+                        history,
+                    },
+                    password,
+                );
+            }
+            PresenceType::Unavailable => self.leave(
+                &mut fx,
+                &key,
+                &from,
+                presence.statuses.values().next().cloned(),
+            ),
+            _ => {}
+        }
+        fx
+    }
+
+    fn join(
+        &mut self,
+        fx: &mut Effects,
+        key: RoomKey,
+        room: RoomRef,
+        joiner: Pending,
+        password: Option<String>,
+    ) {
+        if let Some(state) = self.rooms.get_mut(&key) {
+            if state.resources.contains(&joiner.resource) {
+                if joiner.nick != state.nick {
+                    // A joined resource asking for another nick: an IRC nick change.
+                    fx.requests.push(Request {
+                        user: UserRef(key.0.to_string()),
+                        action: Action::ChangeNick {
+                            server: state.room.server.clone(),
+                            nick: joiner.nick,
+                            room: Some(state.room.clone()),
+                        },
+                        on_error: OnError::Message {
+                            to: joiner.resource.clone().into(),
+                            sender: joiner.resource,
+                            id: joiner.id,
+                        },
+                    });
+                }
+                return;
+            }
+            if state.joined {
+                state.resources.insert(joiner.resource.clone());
+                self.push_join_sequence(fx, &key, &joiner);
+            } else {
+                state.pending.push(joiner);
+            }
+            return;
+        }
+        let nick = joiner.nick.clone();
+        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        state.pending.push(joiner);
+        self.rooms.insert(key.clone(), state);
+        fx.requests.push(Request {
+            user: UserRef(key.0.to_string()),
+            action: Action::Join {
+                room,
+                nick,
+                password,
+            },
+            on_error: OnError::Join(key),
+        });
+    }
+
+    /// The join sequence into `fx`, with the join history (if any is wanted) read in just
+    /// before the subject.
+    pub(super) fn push_join_sequence(&self, fx: &mut Effects, key: &RoomKey, joiner: &Pending) {
+        let mut stanzas = self.join_sequence(key, joiner);
+        let subject = stanzas.pop();
+        fx.stanzas.extend(stanzas);
+        let room = self.rooms.get(key).and_then(|s| s.jid.clone());
+        if let Some(room) = room {
+            let (query, max_chars) =
+                joiner
+                    .history
+                    .query(&key.0.to_string(), &room.to_string(), self.history_lines);
+            if query.max > 0 && max_chars != Some(0) {
+                fx.history.push(HistoryRequest {
+                    position: fx.stanzas.len(),
+                    to: joiner.resource.clone(),
+                    room,
+                    query,
+                    max_chars,
+                });
+            }
+        }
+        fx.stanzas.extend(subject);
+    }
+
+    /// Occupants, then self-presence (110, and 210 when the nick is not the one asked
+    /// for), then the subject — always, empty when there is none.
+    fn join_sequence(&self, key: &RoomKey, joiner: &Pending) -> Vec<Stanza> {
+        let Some(state) = self.rooms.get(key) else {
+            return vec![];
+        };
+        let to: Jid = joiner.resource.clone().into();
+        let own = fold(&state.nick);
+        let mut out = Vec::new();
+        for (folded, member) in &state.members {
+            if *folded == own {
+                continue;
+            }
+            if let Some(from) = state.occupant(&member.nick) {
+                out.push(occupant_presence(
+                    from,
+                    to.clone(),
+                    member.privilege,
+                    false,
+                    vec![],
+                    None,
+                    None,
+                ));
+            }
+        }
+        let own_privilege = state
+            .members
+            .get(&own)
+            .map(|m| m.privilege)
+            .unwrap_or_default();
+        let mut statuses = vec![Status::SelfPresence];
+        if state.nick != joiner.nick {
+            statuses.push(Status::AssignedNick);
+        }
+        if let Some(from) = state.occupant(&state.nick) {
+            let mut presence =
+                occupant_presence(from, to.clone(), own_privilege, false, statuses, None, None);
+            if let Stanza::Presence(p) = &mut presence {
+                p.id = joiner.id.clone();
+            }
+            out.push(presence);
+        }
+        if let Some(room_jid) = state.room_jid() {
+            let mut subject = Message::groupchat(Some(to));
+            subject.from = Some(room_jid);
+            subject
+                .subjects
+                .insert(Default::default(), state.subject.clone());
+            out.push(subject.into());
+        }
+        out
+    }
+
+    fn leave(&mut self, fx: &mut Effects, key: &RoomKey, from: &FullJid, reason: Option<String>) {
+        let Some(state) = self.rooms.get(key) else {
+            return;
+        };
+        let occupant = state.occupant(&state.nick);
+        let privilege = state
+            .members
+            .get(&fold(&state.nick))
+            .map(|m| m.privilege)
+            .unwrap_or_default();
+        let state = self.rooms.get_mut(key).expect("present above");
+        state.pending.retain(|p| p.resource != *from);
+        if state.resources.remove(from) {
+            if let Some(occupant) = occupant {
+                fx.stanzas.push(occupant_presence(
+                    occupant,
+                    from.clone().into(),
+                    privilege,
+                    true,
+                    vec![Status::SelfPresence],
+                    None,
+                    None,
+                ));
+            }
+        }
+        if state.resources.is_empty() && state.pending.is_empty() {
+            if state.persistent && state.joined {
+                // Bouncer mode: the puppet stays, the archive keeps recording.
+                return;
+            }
+            let state = self.rooms.remove(key).expect("present above");
+            self.parted.insert(key.clone());
+            fx.requests.push(Request {
+                user: UserRef(key.0.to_string()),
+                action: Action::Part {
+                    room: state.room,
+                    reason,
+                },
+                on_error: OnError::Message {
+                    to: from.clone().into(),
+                    sender: from.clone(),
+                    id: None,
+                },
+            });
+        }
+    }
+
+    /// Join a persistent channel again after a restart, with nobody waiting for it.
+    pub fn rejoin(&mut self, user: &BareJid, room: RoomRef, nick: String) -> Effects {
+        let mut fx = Effects::default();
+        let key = Self::key(user, &room);
+        if self.rooms.contains_key(&key) {
+            return fx;
+        }
+        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        state.persistent = true;
+        self.rooms.insert(key.clone(), state);
+        fx.requests.push(Request {
+            user: UserRef(user.to_string()),
+            action: Action::Join {
+                room,
+                nick,
+                password: None,
+            },
+            on_error: OnError::Join(key),
+        });
+        fx
+    }
+}
