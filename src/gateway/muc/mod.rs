@@ -26,9 +26,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use causeway_bridge::{Action, Event, Member, Peer, RoomRef, UserRef};
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::Stanza;
 
 use super::mam::{HistoryLimits, HistoryRequest, MamRequest};
+use super::stanzas::occupant_presence;
 use crate::address::{IrcAddressing, JidCache};
 use crate::store::ArchivedMessage;
 
@@ -152,9 +154,31 @@ impl RoomState {
             }
         }
     }
+
+    /// `member`'s presence in the room as `to` sees it, without status codes: in, or
+    /// `gone`.
+    fn member_presence(&self, member: &Member, to: Jid, gone: bool) -> Option<Stanza> {
+        let from = self.occupant(&member.nick)?;
+        Some(occupant_presence(
+            from,
+            to,
+            member.privilege,
+            gone,
+            vec![],
+            None,
+            None,
+        ))
+    }
+
+    /// The subject as a message from `from` (the room, or who set it).
+    fn subject_message(from: Jid, to: Jid, subject: &str) -> Stanza {
+        let mut msg = Message::groupchat(Some(to));
+        msg.from = Some(from);
+        msg.subjects.insert(Default::default(), subject.to_owned());
+        msg.into()
+    }
 }
 
-/// A disco#items request on a server JID, waiting for the channel list.
 /// The MUC side of the gateway core for one network domain.
 #[derive(Debug)]
 pub struct Muc {

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use causeway_bridge::{BridgeError, JoinFailure, Member};
 use tokio_xmpp::jid::{BareJid, Jid};
-use tokio_xmpp::parsers::message::{Message, MessageType};
+use tokio_xmpp::parsers::message::MessageType;
 use tokio_xmpp::parsers::muc::user::Status;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 use tokio_xmpp::Stanza;
 
-use super::{fold, Effects, Muc, OnError, RoomKey};
+use super::{fold, Effects, Muc, OnError, RoomKey, RoomState};
 use crate::gateway::stanzas::{error, message, message_error, occupant_presence, presence_error};
 
 impl Muc {
@@ -187,41 +187,20 @@ impl Muc {
             }
             for (folded, member) in &old_members {
                 if *folded != own_old && !state.members.contains_key(folded) {
-                    if let Some(from) = state.occupant(&member.nick) {
-                        fx.stanzas.push(occupant_presence(
-                            from,
-                            to.clone(),
-                            member.privilege,
-                            true,
-                            vec![],
-                            None,
-                            None,
-                        ));
-                    }
+                    fx.stanzas
+                        .extend(state.member_presence(member, to.clone(), true));
                 }
             }
             for (folded, member) in &state.members {
-                if *folded == own || old_members.get(folded) == Some(member) {
-                    continue;
-                }
-                if let Some(from) = state.occupant(&member.nick) {
-                    fx.stanzas.push(occupant_presence(
-                        from,
-                        to.clone(),
-                        member.privilege,
-                        false,
-                        vec![],
-                        None,
-                        None,
-                    ));
+                if *folded != own && old_members.get(folded) != Some(member) {
+                    fx.stanzas
+                        .extend(state.member_presence(member, to.clone(), false));
                 }
             }
             if subject_changed {
                 if let Some(room_jid) = state.room_jid() {
-                    let mut msg = Message::groupchat(Some(to.clone()));
-                    msg.from = Some(room_jid);
-                    msg.subjects.insert(Default::default(), subject.clone());
-                    fx.stanzas.push(msg.into());
+                    fx.stanzas
+                        .push(RoomState::subject_message(room_jid, to.clone(), &subject));
                 }
             }
         }

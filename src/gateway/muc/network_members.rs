@@ -124,16 +124,7 @@ impl Muc {
         member: Member,
     ) {
         self.broadcast(fx, user, room, |state, to| {
-            let from = state.occupant(&member.nick)?;
-            Some(occupant_presence(
-                from,
-                to,
-                member.privilege,
-                false,
-                vec![],
-                None,
-                None,
-            ))
+            state.member_presence(&member, to, false)
         });
         if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
             state.members.insert(fold(&member.nick), member);

@@ -11,7 +11,7 @@ use tokio_xmpp::parsers::message::{Message, MessageType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 use tokio_xmpp::Stanza;
 
-use super::{new_id, Effects, Muc};
+use super::{new_id, Effects, Muc, RoomState};
 use crate::gateway::mam::{new_stanza_id, stanza_id_element};
 use crate::gateway::rich;
 use crate::gateway::stanzas::{delay, error, message, message_error, nc};
@@ -157,10 +157,7 @@ impl Muc {
                 Some(nick) => state.occupant(nick)?,
                 None => state.room_jid()?,
             };
-            let mut msg = Message::groupchat(Some(to));
-            msg.from = Some(from);
-            msg.subjects.insert(Default::default(), subject.clone());
-            Some(msg.into())
+            Some(RoomState::subject_message(from, to, &subject))
         });
     }
 

@@ -3,7 +3,6 @@
 
 use causeway_bridge::{Action, RoomRef, UserRef};
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::parsers::muc::user::Status;
 use tokio_xmpp::parsers::muc::Muc as MucJoin;
 use tokio_xmpp::parsers::ns;
@@ -178,19 +177,8 @@ impl Muc {
         let own = fold(&state.nick);
         let mut out = Vec::new();
         for (folded, member) in &state.members {
-            if *folded == own {
-                continue;
-            }
-            if let Some(from) = state.occupant(&member.nick) {
-                out.push(occupant_presence(
-                    from,
-                    to.clone(),
-                    member.privilege,
-                    false,
-                    vec![],
-                    None,
-                    None,
-                ));
+            if *folded != own {
+                out.extend(state.member_presence(member, to.clone(), false));
             }
         }
         let own_privilege = state
@@ -211,12 +199,7 @@ impl Muc {
             out.push(presence);
         }
         if let Some(room_jid) = state.room_jid() {
-            let mut subject = Message::groupchat(Some(to));
-            subject.from = Some(room_jid);
-            subject
-                .subjects
-                .insert(Default::default(), state.subject.clone());
-            out.push(subject.into());
+            out.push(RoomState::subject_message(room_jid, to, &state.subject));
         }
         out
     }
