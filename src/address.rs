@@ -11,10 +11,13 @@
 //! Remote names holding characters illegal in a localpart are XEP-0106 escaped. Servers
 //! case-fold localparts; IRC names are case-insensitive, so nothing is lost for IRC (Matrix,
 //! where case matters, maps through the database instead).
+//!
+//! A reply goes back from the address its request went to ([`address_reply`]).
 
 use std::fmt;
 
 use tokio_xmpp::jid::{BareJid, DomainPart, FullJid, Jid, NodePart};
+use tokio_xmpp::Stanza;
 
 /// What an IRC-side JID names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +383,24 @@ impl<J: std::str::FromStr + Clone> JidCache<J> {
         }
         self.known.insert(text.to_owned(), jid.clone());
         Ok(jid)
+    }
+}
+
+/// Set a reply's `from` (what the request was addressed to) and `to` (its sender).
+pub fn address_reply(stanza: &mut Stanza, from: Option<Jid>, to: Jid) {
+    match stanza {
+        Stanza::Iq(iq) => {
+            *iq.from_mut() = from;
+            *iq.to_mut() = Some(to);
+        }
+        Stanza::Message(m) => {
+            m.from = from;
+            m.to = Some(to);
+        }
+        Stanza::Presence(p) => {
+            p.from = from;
+            p.to = Some(to);
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use crate::store::{ArchivedMessage, Store};
 
@@ -97,4 +98,31 @@ async fn write(store: &Store, batch: &mut Vec<ArchivedMessage>) {
         }
     }
     batch.clear();
+}
+
+/// Apply the archive retention limits now and then every hour, until shutdown.
+pub async fn prune_archive(
+    store: Store,
+    history: crate::config::HistoryConfig,
+    shutdown: CancellationToken,
+) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hourly.tick() => {}
+        }
+        let days = history.retention_days;
+        let before = (days > 0).then(|| {
+            crate::gateway::mam::now_ms()
+                - i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX)
+        });
+        let keep = (history.retention_rows > 0)
+            .then(|| i64::try_from(history.retention_rows).unwrap_or(i64::MAX));
+        match store.prune_archive(before, keep).await {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, "archive retention applied"),
+            Err(e) => warn!(error = %e, "archive retention failed"),
+        }
+    }
 }

@@ -610,6 +610,6 @@ fn reject_malformed(domain: &str, malformed: Malformed) -> Option<Stanza> {
             p.into()
         }
     };
-    crate::gateway::address_reply(&mut reply, to, from);
+    crate::address::address_reply(&mut reply, to, from);
     Some(reply)
 }

@@ -92,7 +92,7 @@ pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
 pub async fn run(
     store: &Store,
     network: Option<&dyn Network>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: Option<&super::serve::Reload>,
     request: &AdhocRequest,
 ) -> Stanza {
     let reply = match step(store, network, reloader, request).await {
@@ -116,7 +116,7 @@ pub async fn run(
 async fn step(
     store: &Store,
     network: Option<&dyn Network>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: Option<&super::serve::Reload>,
     request: &AdhocRequest,
 ) -> Result<Element, StanzaError> {
     if let Some(get) = request.owner {
@@ -330,7 +330,7 @@ async fn info(store: &Store, request: &AdhocRequest, server: &str) -> Result<Ele
 /// closes another user's connections with a quit message.
 async fn admin(
     network: Option<&dyn Network>,
-    reloader: Option<&crate::reload::Reloader>,
+    reloader: Option<&super::serve::Reload>,
     request: &AdhocRequest,
     node: &str,
 ) -> Result<Element, StanzaError> {
@@ -356,7 +356,7 @@ async fn admin(
                 "nothing to reload",
             )
         })?;
-        return match reloader.reload() {
+        return match reloader() {
             Ok(notes) => Ok(response(node, &session, "completed", None, Some(&notes))),
             Err(problem) => Err(StanzaError::new(
                 ErrorType::Modify,

@@ -12,7 +12,9 @@ pub mod adhoc;
 pub mod disco;
 pub mod mam;
 pub mod muc;
+pub(crate) mod persistent;
 pub mod rich;
+pub(crate) mod serve;
 pub mod stanzas;
 
 use causeway_bridge::{BridgeError, Event, NetworkKind};
@@ -462,7 +464,7 @@ impl Gateway {
         reply.id = message.id;
         reply.payloads.push(error.into());
         let mut reply = reply.into();
-        address_reply(&mut reply, Some(to), from);
+        crate::address::address_reply(&mut reply, Some(to), from);
         only(Some(reply))
     }
 
@@ -502,7 +504,7 @@ impl Gateway {
         reply.id = presence.id;
         reply.payloads.push(error.into());
         let mut reply = reply.into();
-        address_reply(&mut reply, Some(to), from);
+        crate::address::address_reply(&mut reply, Some(to), from);
         only(Some(reply))
     }
 
@@ -528,24 +530,6 @@ fn only(stanza: Option<Stanza>) -> Effects {
     Effects {
         stanzas: stanza.into_iter().collect(),
         ..Default::default()
-    }
-}
-
-/// Set a reply's `from` (what the request was addressed to) and `to` (its sender).
-pub fn address_reply(stanza: &mut Stanza, from: Option<Jid>, to: Jid) {
-    match stanza {
-        Stanza::Iq(iq) => {
-            *iq.from_mut() = from;
-            *iq.to_mut() = Some(to);
-        }
-        Stanza::Message(m) => {
-            m.from = from;
-            m.to = Some(to);
-        }
-        Stanza::Presence(p) => {
-            p.from = from;
-            p.to = Some(to);
-        }
     }
 }
 

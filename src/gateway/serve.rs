@@ -1,0 +1,218 @@
+//! The gateway core's task for one component domain: stanzas from the link and events from
+//! the network in, one at a time (so the MUC state needs no lock), and their effects out —
+//! stanzas to the outbox, messages to the archive, join history and MAM from the store,
+//! ad-hoc steps on the side, actions to the network.
+
+use std::sync::Arc;
+
+use causeway_bridge::{Event, Network};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::Stanza;
+use tracing::warn;
+
+use super::access::AccessList;
+use super::muc::Effects;
+use super::Gateway;
+use crate::archive::Archiver;
+use crate::component::Outbox;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Applies a reloaded configuration to a network.
+pub(crate) type Reconfigure = Arc<dyn Fn(&Config) + Send + Sync>;
+
+/// Reads the configuration file again and applies it: `Ok` says what happened, `Err` why
+/// nothing was applied (the administrators' `reload` command).
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// What a gateway core acts through.
+pub(crate) struct Core {
+    pub(crate) network: Option<Arc<dyn Network>>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) archiver: Archiver,
+    pub(crate) store: Store,
+    /// `[irc] persistent`.
+    pub(crate) persistent_default: bool,
+    /// `[history] record`.
+    pub(crate) record_default: bool,
+    /// Applies a reloaded configuration to the network.
+    pub(crate) reconfigure: Option<Reconfigure>,
+    /// The administrators' reload command: reads the configuration file again.
+    pub(crate) reload: Reload,
+}
+
+/// How many stanzas and events already waiting are taken between two looks at the shutdown
+/// token and the configuration.
+const BURST: usize = 64;
+
+/// One piece of work for the core: an event from a network, or a stanza from the link.
+enum Work {
+    Event(Event),
+    Stanza(Stanza),
+}
+
+/// The core's loop for one domain, until shutdown; then every joined resource is told the
+/// room is gone (332).
+pub(crate) async fn serve_domain(
+    mut gateway: Gateway,
+    mut core: Core,
+    initial: Effects,
+    mut inbound: mpsc::Receiver<Stanza>,
+    mut events: mpsc::Receiver<Event>,
+    mut config: tokio::sync::watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    apply(&mut gateway, &core, initial).await;
+    loop {
+        // While the link is up but behind, take no more work: the bridges wait, nothing is
+        // dropped.
+        if !core.outbox.has_room() {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = core.outbox.room() => {}
+            }
+        }
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Ok(()) = config.changed() => {
+                let new = config.borrow_and_update().clone();
+                reconfigure(&mut gateway, &mut core, &new);
+                continue;
+            }
+            Some(event) = events.recv() => Work::Event(event),
+            stanza = inbound.recv() => match stanza {
+                Some(stanza) => Work::Stanza(stanza),
+                None => break,
+            },
+        };
+        // Work already waiting is taken without a select each, a burst at a time: every
+        // select registers with the shutdown token and the configuration watch, and takes
+        // itself off again, once per stanza.
+        let (mut next, mut taken) = (Some(first), 0);
+        while let Some(work) = next.take() {
+            let effects = match work {
+                Work::Event(event) => {
+                    core.note_event(&mut gateway, &event).await;
+                    gateway.handle_event(event)
+                }
+                Work::Stanza(stanza) => gateway.handle_stanza(stanza),
+            };
+            apply(&mut gateway, &core, effects).await;
+            taken += 1;
+            // Only what will be handled is taken from a queue.
+            if taken < BURST && core.outbox.has_room() {
+                next = match events.try_recv() {
+                    Ok(event) => Some(Work::Event(event)),
+                    Err(_) => inbound.try_recv().ok().map(Work::Stanza),
+                };
+            }
+        }
+    }
+    for stanza in gateway.shutdown_presences() {
+        core.outbox.push(stanza);
+    }
+}
+
+/// What a reloaded configuration changes for one domain.
+fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
+    gateway.set_access(AccessList::new(&config.access.allow));
+    gateway.set_admins(
+        config
+            .access
+            .admins
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    );
+    if let Some(muc) = gateway.muc_mut() {
+        muc.set_defaults(config.history.record, config.history.join_lines);
+    }
+    core.persistent_default = config.irc.as_ref().is_some_and(|irc| irc.persistent);
+    core.record_default = config.history.record;
+    if let Some(reconfigure) = &core.reconfigure {
+        reconfigure(config);
+    }
+}
+
+async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
+    for message in effects.archive {
+        core.archiver.record(message);
+    }
+    let mut stanzas = effects.stanzas;
+    if !effects.history.is_empty() {
+        // Join history goes inside the join sequence (before the subject): read it now.
+        core.archiver.flush().await;
+        for request in effects.history.iter().rev() {
+            match core.store.archive_page(&request.query).await {
+                Ok(page) => {
+                    let history = super::mam::history_stanzas(request, &page);
+                    let at = request.position.min(stanzas.len());
+                    stanzas.splice(at..at, history);
+                }
+                Err(e) => warn!(error = %e, room = %request.room, "cannot read join history"),
+            }
+        }
+    }
+    for stanza in stanzas {
+        core.outbox.push(stanza);
+    }
+    for request in effects.adhoc {
+        let (store, outbox, network, reload) = (
+            core.store.clone(),
+            core.outbox.clone(),
+            core.network.clone(),
+            core.reload.clone(),
+        );
+        tokio::spawn(async move {
+            outbox
+                .push(super::adhoc::run(&store, network.as_deref(), Some(&reload), &request).await)
+        });
+    }
+    for request in effects.mam {
+        // Answered on the side: a long query does not hold up the room.
+        let (archiver, store, outbox) = (
+            core.archiver.clone(),
+            core.store.clone(),
+            core.outbox.clone(),
+        );
+        tokio::spawn(async move {
+            archiver.flush().await;
+            let reply = match store.archive_page(&request.query).await {
+                Ok(page) => super::mam::mam_results(&request, &page),
+                Err(e) => {
+                    warn!(error = %e, room = %request.room, "MAM query failed");
+                    let error = tokio_xmpp::parsers::stanza_error::StanzaError::new(
+                        tokio_xmpp::parsers::stanza_error::ErrorType::Wait,
+                        tokio_xmpp::parsers::stanza_error::DefinedCondition::InternalServerError,
+                        "en",
+                        "the archive cannot be read right now",
+                    );
+                    let iq = tokio_xmpp::parsers::iq::Iq::Error {
+                        from: Some(request.room.clone().into()),
+                        to: Some(request.requester.clone().into()),
+                        id: request.iq_id.clone(),
+                        error,
+                        payload: None,
+                    };
+                    vec![iq.into()]
+                }
+            };
+            for stanza in reply {
+                outbox.push(stanza);
+            }
+        });
+    }
+    let Some(network) = core.network.as_deref() else {
+        return;
+    };
+    for request in effects.requests {
+        if let Err(e) = network.act(&request.user, request.action).await {
+            for stanza in gateway.request_failed(request.on_error, &e) {
+                core.outbox.push(stanza);
+            }
+        }
+    }
+}
