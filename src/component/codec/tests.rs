@@ -1,5 +1,12 @@
 use super::*;
 
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::message::{Lang, Message};
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::presence::{Presence, Show};
+use tokio_xmpp::Stanza;
+
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::muc::MucUser;
 
