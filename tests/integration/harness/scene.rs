@@ -60,6 +60,19 @@ impl<Far> DerefMut for Scene<Far> {
 }
 
 impl<Far> Scene<Far> {
+    /// The scene of `far`, the gateway started from `toml` on the database in `db`.
+    async fn open(xmpp: XmppServer, far: Far, toml: String, db: tempfile::TempDir) -> Self {
+        let mut scene = Scene {
+            gateway: None,
+            xmpp,
+            far,
+            toml,
+            db: Some(db),
+        };
+        scene.start_gateway().await;
+        scene
+    }
+
     /// Start the gateway on the kept database, as it was configured.
     pub async fn start_gateway(&mut self) {
         let db = self.db.take().expect("the gateway is stopped");
@@ -234,18 +247,11 @@ impl IrcSetup {
         let xmpp = XmppServer::start(Flavor::Prosody);
         let db = tempfile::tempdir().unwrap();
         let toml = self.config.toml(&xmpp, db.path());
-        let mut scene = Scene {
-            gateway: None,
-            xmpp,
-            far: IrcSide {
-                irc: self.irc,
-                config: self.config,
-            },
-            toml,
-            db: Some(db),
+        let far = IrcSide {
+            irc: self.irc,
+            config: self.config,
         };
-        scene.start_gateway().await;
-        scene
+        Scene::open(xmpp, far, toml, db).await
     }
 }
 
@@ -369,20 +375,13 @@ impl MatrixSetup {
         };
         let toml = toml_for(&synapse.url());
         let bob = synapse.register("bob", "password", true).await;
-        let mut scene = Scene {
-            gateway: None,
-            xmpp,
-            far: MatrixSide {
-                synapse,
-                bob,
-                registration,
-                listen,
-            },
-            toml,
-            db: Some(dir),
+        let far = MatrixSide {
+            synapse,
+            bob,
+            registration,
+            listen,
         };
-        scene.start_gateway().await;
-        scene
+        Scene::open(xmpp, far, toml, dir).await
     }
 }
 
