@@ -4,9 +4,9 @@ use xmpp_client::minidom::Element;
 use xmpp_client::parsers::presence::Type as PresenceType;
 use xmpp_client::IqResponse;
 
-use crate::harness::irc_client::IrcClient;
-use crate::harness::irc_server::IrcServer;
+use crate::harness::irc_server::IrcKind;
 use crate::harness::muc::*;
+use crate::harness::scene::Scene;
 use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
 
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -57,12 +57,9 @@ async fn run(client: &mut TestClient, to: &str, step: Element) -> Element {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configure_a_server_and_a_channel_from_the_client() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#adhoc").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let mut bob = s.irc_user_in("bob", "#adhoc").await;
+    let mut alice = s.xmpp_user("alice").await;
 
     // The server JID lists its command.
     let list = Element::builder("query", "http://jabber.org/protocol/disco#items")
@@ -137,26 +134,10 @@ async fn configure_a_server_and_a_channel_from_the_client() {
     )
     .await;
     // Settings apply on join: leave and join again, then leave for good.
-    alice
-        .send(
-            xmpp_client::parsers::presence::Presence::unavailable().with_to(
-                format!("{ROOM}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     enter(&mut alice, ROOM, "alice").await;
-    alice
-        .send(
-            xmpp_client::parsers::presence::Presence::unavailable().with_to(
-                format!("{ROOM}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     let parted = bob
         .nothing_within(std::time::Duration::from_secs(4), |l| {
@@ -205,20 +186,17 @@ async fn configure_a_server_and_a_channel_from_the_client() {
         "{refused:?}"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// The administrators' commands: the sessions list, and disconnecting a user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrators_list_sessions_and_disconnect_users() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#adhoc").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let mut bob = s.irc_user_in("bob", "#adhoc").await;
+    let mut alice = s.xmpp_user("alice").await;
     enter(&mut alice, ROOM, "alice").await;
-    let mut admin = TestClient::login(&xmpp, "admin", "localhost").await;
+    let mut admin = s.xmpp_user("admin").await;
 
     let list = Element::builder("query", "http://jabber.org/protocol/disco#items")
         .attr(nc("node"), COMMANDS)
@@ -288,7 +266,7 @@ async fn administrators_list_sessions_and_disconnect_users() {
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     alice.logout().await;
     admin.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// The MUC owner form (muc#owner) of a channel reads and writes the same settings as the
@@ -296,10 +274,8 @@ async fn administrators_list_sessions_and_disconnect_users() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_form_is_the_channel_configuration() {
     const OWNER: &str = "http://jabber.org/protocol/muc#owner";
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let mut alice = s.xmpp_user("alice").await;
     let IqResponse::Result(Some(query)) = alice
         .get(ROOM, Element::builder("query", OWNER).build())
         .await
@@ -335,7 +311,7 @@ async fn the_owner_form_is_the_channel_configuration() {
         .map(|v| v.text());
     assert_eq!(persistent.as_deref(), Some("1"));
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// An administrator reloads the configuration file: a newly allowed domain is served at
@@ -408,11 +384,9 @@ async fn administrators_reload_the_configuration() {
 /// user set for that server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_commands_connect_with_the_users_server_nick() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let mut bob = s.irc_user("bob").await;
+    let mut alice = s.xmpp_user("alice").await;
     crate::harness::muc::configure(&mut alice, SERVER, &[("nick", "alicia")]).await;
     let mut raw = xmpp_client::parsers::message::Message::chat(Some(SERVER.parse().unwrap()));
     raw.bodies.insert(
@@ -425,5 +399,5 @@ async fn raw_commands_connect_with_the_users_server_nick() {
     })
     .await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }

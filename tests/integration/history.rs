@@ -6,10 +6,10 @@ use xmpp_client::parsers::message::Message;
 use xmpp_client::parsers::presence::Type as PresenceType;
 use xmpp_client::Stanza;
 
-use crate::harness::irc_client::IrcClient;
-use crate::harness::irc_server::IrcServer;
+use crate::harness::irc_server::IrcKind;
 use crate::harness::muc::*;
-use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+use crate::harness::scene::Scene;
+use crate::harness::TestClient;
 
 const ROOM: &str = "#history%127.0.0.1@irc.localhost";
 const MAM: &str = "urn:xmpp:mam:2";
@@ -90,19 +90,9 @@ pub(crate) async fn run_query_at(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stanza_ids_mam_paging_and_join_history() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    let mut carol = IrcClient::connect(irc.port, "carol").await;
-    bob.join("#history").await;
-    carol.join("#history").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let mut s = Scene::irc(IrcKind::Ngircd).await;
+    let mut carol = s.irc_user_in("carol", "#history").await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#history").await;
 
     // 25 messages from bob and 5 from carol, each with a stanza-id by the room.
     for i in 0..30 {
@@ -202,15 +192,7 @@ async fn stanza_ids_mam_paging_and_join_history() {
     );
 
     // Leave and come back asking for 5 lines: the last 5, delayed, before the subject.
-    alice
-        .send(
-            xmpp_client::parsers::presence::Presence::unavailable().with_to(
-                format!("{ROOM}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     let xmpp_client::IqResponse::Error(gone) = alice.get(&format!("{ROOM}/alice"), ping()).await
     else {
@@ -253,29 +235,27 @@ async fn stanza_ids_mam_paging_and_join_history() {
     assert_eq!(history, live[25..]);
 
     // A restart keeps the archive and its ids: MAM answers the same, without any rejoin.
-    let db = gateway.stop_keeping_database().await;
-    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    s.stop_gateway().await;
+    s.start_gateway().await;
     let (again, _) = run_query(&mut alice, mam_query("q5", None, 12, None)).await;
     assert_eq!(again, page1);
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// disco#items on the IRC server JID lists its channels (IRC LIST), paged with XEP-0059.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_list_is_paged() {
     const RSM: &str = "http://jabber.org/protocol/rsm";
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let mut bob = s.irc_user("bob").await;
     for i in 0..25 {
         bob.join(&format!("#list{i:02}")).await;
         bob.send(&format!("TOPIC #list{i:02} :topic {i}")).await;
     }
     bob.expect("last topic", |l| l.contains(" TOPIC #list24 "))
         .await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user("alice").await;
     let server = "127.0.0.1@irc.localhost";
     let items_query = |after: Option<&str>| {
         let mut set =
@@ -334,7 +314,7 @@ async fn channel_list_is_paged() {
     let first = seen.iter().find(|(j, _)| j.starts_with("#list00")).unwrap();
     assert!(first.1.contains("topic 0"), "{first:?}");
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// A persistent channel (bouncer mode): the puppet stays while the user is offline, the
@@ -342,12 +322,8 @@ async fn channel_list_is_paged() {
 /// gateway the puppet is back in the channel by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_channels_keep_the_puppet_and_the_history() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let store = causeway::store::Store::open(&gateway.database_url(), 1)
-        .await
-        .unwrap();
+    let mut s = Scene::irc(IrcKind::Ngircd).await;
+    let store = s.store().await;
     let persistent = causeway::store::ChannelSettings {
         persistent: Some(true),
         ..Default::default()
@@ -358,25 +334,10 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
         .unwrap();
     store.close().await;
 
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#history").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#history").await;
 
     // Alice's client goes away; her puppet does not.
-    alice
-        .send(
-            xmpp_client::parsers::presence::Presence::unavailable().with_to(
-                format!("{ROOM}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     alice.logout().await;
     let parted = bob
@@ -388,7 +349,7 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
     bob.send("PRIVMSG #history :while you were away").await;
 
     // Back: the join history has what was said meanwhile.
-    let mut alice = TestClient::connect(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user_again("alice").await;
     alice.send(join(&format!("{ROOM}/alice"))).await;
     presence_from(&mut alice, "/alice", PresenceType::None).await;
     alice
@@ -405,17 +366,17 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
     alice.logout().await;
 
     // A restart: the puppet rejoins on its own, with nobody online.
-    let db = gateway.stop_keeping_database().await;
+    s.stop_gateway().await;
     bob.expect("alice quitting at shutdown", |l| {
         l.starts_with(":alice!") && l.contains(" QUIT")
     })
     .await;
-    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    s.start_gateway().await;
     bob.expect("alice back after the restart", |l| {
         l.starts_with(":alice!") && l.contains(" JOIN ")
     })
     .await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// "Record history" off for a user: messages stay out of the archive, so MAM has nothing,
@@ -423,12 +384,8 @@ async fn persistent_channels_keep_the_puppet_and_the_history() {
 /// from nowhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_can_switch_recording_off() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let store = causeway::store::Store::open(&gateway.database_url(), 1)
-        .await
-        .unwrap();
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let store = s.store().await;
     let off = causeway::store::UserSettings {
         record_history: Some(false),
         ..Default::default()
@@ -438,14 +395,7 @@ async fn a_user_can_switch_recording_off() {
         .await
         .unwrap();
     store.close().await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#history").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#history").await;
     bob.send("PRIVMSG #history :not for the record").await;
     let live = alice
         .expect("the live message", |s| match s {
@@ -465,26 +415,24 @@ async fn a_user_can_switch_recording_off() {
         "0"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// At shutdown, every joined resource of a non-persistent channel is told with 332, and
 /// after the restart a self-ping says it is no longer joined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_joined_clients_with_332() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut s = Scene::irc(IrcKind::Ngircd).await;
+    let mut alice = s.xmpp_user("alice").await;
     enter(&mut alice, ROOM, "alice").await;
-    let db = gateway.stop_keeping_database().await;
+    s.stop_gateway().await;
     let gone = presence_from(&mut alice, "/alice", PresenceType::Unavailable).await;
     let statuses = muc_user(&gone).expect("muc#user").status;
     assert!(
         statuses.contains(&xmpp_client::parsers::muc::user::Status::ServiceShutdown),
         "{statuses:?}"
     );
-    let gateway = Gateway::restart_with_irc(&xmpp, irc.port, db).await;
+    s.start_gateway().await;
     let ping = Element::builder("ping", "urn:xmpp:ping").build();
     let answer = alice.get(&format!("{ROOM}/alice"), ping).await;
     assert!(
@@ -492,5 +440,5 @@ async fn shutdown_tells_joined_clients_with_332() {
         "still joined after a restart: {answer:?}"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }

@@ -6,14 +6,13 @@ use std::time::Duration;
 use xmpp_client::parsers::message::{Message, MessageType};
 use xmpp_client::parsers::muc::user::Status;
 use xmpp_client::parsers::muc::Muc;
-use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
-use xmpp_client::parsers::stanza_error::{DefinedCondition, StanzaError};
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::parsers::stanza_error::DefinedCondition;
 use xmpp_client::Stanza;
 
-use crate::harness::irc_client::IrcClient;
-use crate::harness::irc_server::{IrcKind, IrcServer};
+use crate::harness::irc_server::IrcKind;
 use crate::harness::muc::*;
-use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+use crate::harness::scene::Scene;
 
 /// Run one scenario against ngircd and against InspIRCd (with its IRCv3 modules).
 macro_rules! on_both_irc_servers {
@@ -54,19 +53,11 @@ on_both_irc_servers!(
 async fn a_burst_far_past_the_queue_size_is_delivered_whole() {
     const USERS: usize = 10;
     const EACH: usize = 150;
-    let irc = IrcServer::start(IrcKind::Ngircd);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let db = tempfile::tempdir().unwrap();
-    let toml = crate::harness::config_toml_with_irc(&xmpp, db.path(), irc.port, "", "").replacen(
-        "[xmpp]\n",
-        "[xmpp]\nqueue_size = 5\n",
-        1,
-    );
-    let gateway = Gateway::start_with_toml(&xmpp, &toml, db).await;
+    let s = Scene::irc(IrcKind::Ngircd).queue_size(5).await;
     let crowd = "#burst%127.0.0.1@irc.localhost";
     let mut clients = Vec::new();
     for i in 0..USERS {
-        let mut client = TestClient::login(&xmpp, &format!("user{i}"), "localhost").await;
+        let mut client = s.xmpp_user(&format!("user{i}")).await;
         enter(&mut client, crowd, &format!("user{i}")).await;
         clients.push(client);
     }
@@ -100,7 +91,7 @@ async fn a_burst_far_past_the_queue_size_is_delivered_whole() {
     for client in clients {
         client.logout().await;
     }
-    gateway.stop().await;
+    s.stop().await;
 }
 
 const ROOM: &str = "#test%127.0.0.1@irc.localhost";
@@ -108,16 +99,13 @@ const ROOM: &str = "#test%127.0.0.1@irc.localhost";
 /// The whole everyday life of a channel: join sequence, messages both ways with reflection,
 /// /me, topic, someone leaving, leaving ourselves.
 async fn channel_life_both_ways(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
+    let s = Scene::irc(kind).await;
+    let mut bob = s.irc_user_in("bob", "#test").await;
     bob.send("TOPIC #test :all about tests").await;
     bob.expect("topic set", |l| l.contains(" TOPIC #test "))
         .await;
 
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user("alice").await;
     alice.send(join(&format!("{ROOM}/alice"))).await;
 
     // Occupants first (bob, an operator as channel creator), then self-presence, then subject.
@@ -273,15 +261,7 @@ async fn channel_life_both_ways(kind: IrcKind) {
         .await;
 
     // Alice leaves: her self-presence goes unavailable, and her puppet quits IRC.
-    alice
-        .send(
-            Presence::unavailable().with_to(
-                format!("{ROOM}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     let left = alice
         .expect("own unavailable", |s| match s {
             Stanza::Presence(p)
@@ -303,26 +283,16 @@ async fn channel_life_both_ways(kind: IrcKind) {
     })
     .await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// A nick already taken on IRC is a MUC conflict, with text — never silence.
 async fn nick_in_use_is_a_conflict(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let _carol = IrcClient::connect(irc.port, "carol").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(kind).await;
+    let _carol = s.irc_user("carol").await;
+    let mut alice = s.xmpp_user("alice").await;
     alice.send(join(&format!("{ROOM}/carol"))).await;
-    let error = alice
-        .expect("presence error", |s| match s {
-            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
-                .payloads
-                .iter()
-                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
-            _ => None,
-        })
-        .await;
+    let error = join_error(&mut alice).await;
     assert_eq!(error.defined_condition, DefinedCondition::Conflict);
     assert!(
         error.texts.values().any(|t| t.contains("carol")),
@@ -343,19 +313,16 @@ async fn nick_in_use_is_a_conflict(kind: IrcKind) {
         })
         .await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Two resources of one user share one IRC connection; the second gets the whole join
 /// sequence from the gateway, and both see messages.
 async fn second_resource_shares_the_puppet(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut phone = TestClient::login(&xmpp, "alice", "localhost").await;
-    let mut laptop = TestClient::connect(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(kind).await;
+    let mut bob = s.irc_user_in("bob", "#test").await;
+    let mut phone = s.xmpp_user("alice").await;
+    let mut laptop = s.xmpp_user_again("alice").await;
     for client in [&mut phone, &mut laptop] {
         client.send(join(&format!("{ROOM}/alice"))).await;
         client
@@ -364,14 +331,7 @@ async fn second_resource_shares_the_puppet(kind: IrcKind) {
                 _ => None,
             })
             .await;
-        client
-            .expect("self-presence", |s| match s {
-                Stanza::Presence(p) if sender(s).ends_with("/alice") => {
-                    muc_user(p).filter(|u| u.status.contains(&Status::SelfPresence))
-                }
-                _ => None,
-            })
-            .await;
+        self_presence(client, "alice").await;
     }
     bob.expect("one JOIN", |l| {
         l.starts_with(":alice!") && l.contains(" JOIN ")
@@ -395,26 +355,16 @@ async fn second_resource_shares_the_puppet(kind: IrcKind) {
     assert_eq!(second, Ok(()), "a second puppet joined");
     phone.logout().await;
     laptop.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Leaving and joining again before the PART came back: a new join, not the old
 /// membership answered from memory (the puppet would then be out of the channel while the
 /// client thinks it is in).
 async fn leaving_and_joining_at_once_joins_again(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("JOIN", |l| l.starts_with(":alice!") && l.contains(" JOIN "))
-        .await;
-    let occupant: xmpp_client::jid::Jid = format!("{ROOM}/alice").parse().unwrap();
-    alice
-        .send(Presence::unavailable().with_to(occupant.clone()))
-        .await;
+    let s = Scene::irc(kind).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#test").await;
+    alice.send(leave(&format!("{ROOM}/alice"))).await;
     alice.send(join(&format!("{ROOM}/alice"))).await;
     bob.expect("PART", |l| l.starts_with(":alice!") && l.contains(" PART "))
         .await;
@@ -438,26 +388,17 @@ async fn leaving_and_joining_at_once_joins_again(kind: IrcKind) {
         .await;
     assert!(gone.is_none(), "the rejoin was undone: {gone:?}");
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Private messages both ways, addressed nick%server@gw.
 async fn private_messages_both_ways(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(kind).await;
+    let mut bob = s.irc_user("bob").await;
+    let mut alice = s.xmpp_user("alice").await;
     // A PM needs the puppet connected: join a channel first.
     alice.send(join(&format!("{ROOM}/alice"))).await;
-    alice
-        .expect("self-presence", |s| match s {
-            Stanza::Presence(p) if sender(s).ends_with("/alice") => {
-                muc_user(p).filter(|u| u.status.contains(&Status::SelfPresence))
-            }
-            _ => None,
-        })
-        .await;
+    self_presence(&mut alice, "alice").await;
     let mut pm = Message::chat(Some("bob%127.0.0.1@irc.localhost".parse().unwrap()));
     pm.bodies.insert(Default::default(), "psst bob".into());
     alice.send(pm).await;
@@ -488,22 +429,13 @@ async fn private_messages_both_ways(kind: IrcKind) {
         "bob%127.0.0.1@irc.localhost"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Nick changes both ways (303 then the new nick), and kicks both ways (307).
 async fn nick_changes_and_kicks_both_ways(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await; // bob is the channel's operator
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let s = Scene::irc(kind).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#test").await; // bob is the channel's operator
 
     // IRC → XMPP: bob becomes robert.
     bob.send("NICK robert").await;
@@ -529,17 +461,9 @@ async fn nick_changes_and_kicks_both_ways(kind: IrcKind) {
         .contains(&Status::SelfPresence));
 
     // A taken nick: conflict, and alice keeps hers.
-    let _carol = IrcClient::connect(irc.port, "carol").await;
+    let _carol = s.irc_user("carol").await;
     alice.send(join(&format!("{ROOM}/carol"))).await;
-    let refused = alice
-        .expect("nick conflict", |s| match s {
-            Stanza::Presence(p) if p.type_ == PresenceType::Error => p
-                .payloads
-                .iter()
-                .find_map(|e| StanzaError::try_from(e.clone()).ok()),
-            _ => None,
-        })
-        .await;
+    let refused = join_error(&mut alice).await;
     assert_eq!(refused.defined_condition, DefinedCondition::Conflict);
 
     // XMPP → IRC moderation: alice is no operator, so she asks the op to op her first.
@@ -550,8 +474,7 @@ async fn nick_changes_and_kicks_both_ways(kind: IrcKind) {
         "Moderator"
     );
     // Voice and kick through muc#admin.
-    let mut dave = IrcClient::connect(irc.port, "dave").await;
-    dave.join("#test").await;
+    let mut dave = s.irc_user_in("dave", "#test").await;
     presence_from(&mut alice, "/dave", PresenceType::None).await;
     let voice = admin_item("dave", "role", "participant", None);
     assert!(matches!(
@@ -583,7 +506,7 @@ async fn nick_changes_and_kicks_both_ways(kind: IrcKind) {
     let user = muc_user(&out).unwrap();
     assert!(user.status.contains(&Status::Kicked) && user.status.contains(&Status::SelfPresence));
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 fn admin_item(
@@ -611,10 +534,8 @@ fn admin_item(
 
 /// IRC join errors become the matching MUC errors, with the server's text.
 async fn join_errors_map_to_muc_errors(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let s = Scene::irc(kind).await;
+    let mut bob = s.irc_user("bob").await;
     for (channel, mode) in [
         ("#invite", "+i"),
         ("#key", "+k secret"),
@@ -626,7 +547,7 @@ async fn join_errors_map_to_muc_errors(kind: IrcKind) {
         bob.expect("mode set", |l| l.contains(" MODE ") && l.contains(channel))
             .await;
     }
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user("alice").await;
     for (channel, condition) in [
         ("#invite", DefinedCondition::RegistrationRequired),
         ("#key", DefinedCondition::NotAuthorized),
@@ -635,15 +556,7 @@ async fn join_errors_map_to_muc_errors(kind: IrcKind) {
     ] {
         let room = format!("{channel}%127.0.0.1@irc.localhost");
         alice.send(join(&format!("{room}/alice"))).await;
-        let err = alice
-            .expect(&format!("error for {channel}"), |s| match s {
-                Stanza::Presence(p) if p.type_ == PresenceType::Error => p
-                    .payloads
-                    .iter()
-                    .find_map(|e| StanzaError::try_from(e.clone()).ok()),
-                _ => None,
-            })
-            .await;
+        let err = join_error(&mut alice).await;
         assert_eq!(err.defined_condition, condition, "{channel}: {err:?}");
         assert!(!err.texts.is_empty(), "{channel}: no text");
     }
@@ -656,23 +569,14 @@ async fn join_errors_map_to_muc_errors(kind: IrcKind) {
     alice.send(with_key).await;
     presence_from(&mut alice, "/alice", PresenceType::None).await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// What IRC sends that is not UTF-8 arrives as latin-1; long and multi-line bodies are cut
 /// to fit 512 bytes with nothing lost; CR, LF and NUL never inject a command.
 async fn text_is_never_lost_or_injected(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let s = Scene::irc(kind).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#test").await;
 
     bob.send_bytes(b"PRIVMSG #test :caf\xe9 cr\xe8me\r\n").await;
     alice
@@ -718,16 +622,14 @@ async fn text_is_never_lost_or_injected(kind: IrcKind) {
     })
     .await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Raw IRC lines sent to the server JID, with the server's replies coming back from it.
 async fn raw_commands_through_the_server_jid(kind: IrcKind) {
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let _bob = IrcClient::connect(irc.port, "bob").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(kind).await;
+    let _bob = s.irc_user("bob").await;
+    let mut alice = s.xmpp_user("alice").await;
     enter(&mut alice, ROOM, "alice").await;
     let mut whois = Message::chat(Some("127.0.0.1@irc.localhost".parse().unwrap()));
     whois.bodies.insert(Default::default(), "WHOIS bob".into());
@@ -745,25 +647,16 @@ async fn raw_commands_through_the_server_jid(kind: IrcKind) {
         .await;
     assert_eq!(reply.type_, MessageType::Chat);
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// The IRC server restarts: the puppet reconnects by itself and joins its channels again;
 /// the XMPP user is told, stays in the room, and the conversation goes on.
 async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
-    let mut irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    enter(&mut alice, ROOM, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let mut s = Scene::irc(kind).await;
+    let (_bob, mut alice) = s.alice_joins_bob_in("#test").await;
 
-    irc.stop();
+    s.irc.stop();
     let lost = alice
         .expect("news of the lost connection", |s| match s {
             Stanza::Message(m)
@@ -775,7 +668,7 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
         })
         .await;
     assert_eq!(lost.type_, MessageType::Groupchat);
-    irc.resume();
+    s.irc.resume();
     alice
         .expect("news of the reconnection", |s| match s {
             Stanza::Message(m)
@@ -786,8 +679,7 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
             _ => None,
         })
         .await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
+    let mut bob = s.irc_user_in("bob", "#test").await;
     presence_from(&mut alice, "/bob", PresenceType::None).await;
 
     alice.send(groupchat_to(ROOM, "still with you")).await;
@@ -803,25 +695,22 @@ async fn puppets_come_back_after_irc_server_restart(kind: IrcKind) {
         })
         .await;
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Twenty XMPP users, each with their own IRC connection, in one channel: everyone sees
 /// everyone's message exactly once (their own as the reflection).
 async fn twenty_users_in_one_channel_see_each_message_once(kind: IrcKind) {
     const USERS: usize = 20;
-    let irc = IrcServer::start(kind);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let s = Scene::irc(kind).await;
     let crowd = "#crowd%127.0.0.1@irc.localhost";
     let mut clients = Vec::new();
     for i in 0..USERS {
-        let mut client = TestClient::login(&xmpp, &format!("user{i}"), "localhost").await;
+        let mut client = s.xmpp_user(&format!("user{i}")).await;
         enter(&mut client, crowd, &format!("user{i}")).await;
         clients.push(client);
     }
-    let mut watcher = IrcClient::connect(irc.port, "watcher").await;
-    watcher.join("#crowd").await;
+    let watcher = s.irc_user_in("watcher", "#crowd").await;
     let names = watcher
         .seen
         .iter()
@@ -862,19 +751,16 @@ async fn twenty_users_in_one_channel_see_each_message_once(kind: IrcKind) {
     for client in clients {
         client.logout().await;
     }
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// IRCv3 away-notify (offered by InspIRCd): a member going away or coming back shows as
 /// their occupant presence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn away_shows_in_presence() {
-    let irc = IrcServer::start(IrcKind::Inspircd);
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Inspircd).await;
+    let mut bob = s.irc_user_in("bob", "#test").await;
+    let mut alice = s.xmpp_user("alice").await;
     enter(&mut alice, ROOM, "alice").await;
     bob.send("AWAY :lunch").await;
     let away = presence_from(&mut alice, "/bob", PresenceType::None).await;
@@ -887,5 +773,5 @@ async fn away_shows_in_presence() {
     let back = presence_from(&mut alice, "/bob", PresenceType::None).await;
     assert!(back.show.is_none(), "{:?}", back.show);
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }

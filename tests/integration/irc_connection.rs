@@ -10,20 +10,17 @@ use xmpp_client::parsers::stanza_error::DefinedCondition;
 use xmpp_client::Stanza;
 
 use crate::harness::irc_client::IrcClient;
-use crate::harness::irc_server::IrcServer;
+use crate::harness::irc_server::{IrcKind, IrcServer};
 use crate::harness::muc::*;
-use crate::harness::{Flavor, Gateway, TestClient, XmppServer};
+use crate::harness::scene::Scene;
 
 /// TLS is verified by default: a self-signed server is refused with a clear error; with
 /// `verify_tls = false` the same server works, over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_verified_unless_switched_off() {
-    let irc = IrcServer::ngircd_with_tls();
-    let tls_port = irc.tls_port.unwrap();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut s = Scene::irc_on(IrcServer::ngircd_with_tls()).over_tls().await;
+    let mut alice = s.xmpp_user("alice").await;
 
-    let strict = Gateway::start_with_irc_config(&xmpp, tls_port, "", "tls = true\n").await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
@@ -34,13 +31,9 @@ async fn tls_is_verified_unless_switched_off() {
     );
     let text = error.texts.values().next().cloned().unwrap_or_default();
     assert!(text.contains("certificate"), "{text}");
-    strict.stop().await;
 
-    let lenient =
-        Gateway::start_with_irc_config(&xmpp, tls_port, "", "tls = true\nverify_tls = false\n")
-            .await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
+    s.replace_gateway("tls = true\nverify_tls = false\n").await;
+    let mut bob = s.irc_user_in("bob", "#test").await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
@@ -50,19 +43,17 @@ async fn tls_is_verified_unless_switched_off() {
     })
     .await;
     alice.logout().await;
-    lenient.stop().await;
+    s.stop().await;
 }
 
 /// `[irc] fixed_server`: `#chan@gw` and `nick@gw`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_server_mode() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway =
-        Gateway::start_with_irc_config(&xmpp, irc.port, "fixed_server = \"127.0.0.1\"\n", "").await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#fixed").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc(IrcKind::Ngircd)
+        .irc_keys("fixed_server = \"127.0.0.1\"\n")
+        .await;
+    let mut bob = s.irc_user_in("bob", "#fixed").await;
+    let mut alice = s.xmpp_user("alice").await;
     alice.send(join("#fixed@irc.localhost/alice")).await;
     self_presence(&mut alice, "alice").await;
     bob.expect("alice joining", |l| {
@@ -85,20 +76,17 @@ async fn fixed_server_mode() {
         .await;
     assert_eq!(got.from.unwrap().to_string(), "#fixed@irc.localhost/bob");
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// A user's username and realname come from the database (set by ad-hoc commands later;
 /// written directly here), applied on connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_comes_from_the_database() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway =
-        Gateway::start_with_irc_config(&xmpp, irc.port, "realname = \"via causeway\"\n", "").await;
-    let store = causeway::store::Store::open(&gateway.database_url(), 1)
-        .await
-        .unwrap();
+    let s = Scene::irc(IrcKind::Ngircd)
+        .irc_keys("realname = \"via causeway\"\n")
+        .await;
+    let store = s.store().await;
     let settings = causeway::store::IrcServerSettings {
         username: Some("liddell".into()),
         realname: Some("Alice Liddell".into()),
@@ -108,14 +96,14 @@ async fn identity_comes_from_the_database() {
         .set_irc_server_settings("alice@localhost", "127.0.0.1", &settings)
         .await
         .unwrap();
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut bob = s.irc_user("bob").await;
+    let mut alice = s.xmpp_user("alice").await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
     self_presence(&mut alice, "alice").await;
     // Carol gets the configured default realname.
-    let mut carol = TestClient::login(&xmpp, "carol", "localhost").await;
+    let mut carol = s.xmpp_user("carol").await;
     carol
         .send(join("#test%127.0.0.1@irc.localhost/carol"))
         .await;
@@ -138,28 +126,16 @@ async fn identity_comes_from_the_database() {
     store.close().await;
     alice.logout().await;
     carol.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Flood control holds lines back to the configured rate (here a burst of 2, then 1 a
 /// second); the test suite's other scenarios run with it switched off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_control_paces_lines() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
     let keys = "flood_control = true\nflood_burst = 2\nflood_per_second = 1\n";
-    let gateway = Gateway::start_with_irc_config(&xmpp, irc.port, "", keys).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    alice
-        .send(join("#test%127.0.0.1@irc.localhost/alice"))
-        .await;
-    self_presence(&mut alice, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
+    let s = Scene::irc(IrcKind::Ngircd).server_keys(keys).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#test").await;
     // Let the bucket fill up again after the join.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut burst = Message::groupchat(Some("#test%127.0.0.1@irc.localhost".parse().unwrap()));
@@ -180,23 +156,21 @@ async fn flood_control_paces_lines() {
         "five lines in {paced:?}"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// A server that stops answering is pinged, then given up on: with reconnection off, the
 /// user is told with 332 right away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_connections_are_detected() {
-    let mut irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
     let keys = "ping_interval_secs = 1\nping_timeout_secs = 2\nreconnect_attempts = 0\n";
-    let gateway = Gateway::start_with_irc_config(&xmpp, irc.port, "", keys).await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut s = Scene::irc(IrcKind::Ngircd).server_keys(keys).await;
+    let mut alice = s.xmpp_user("alice").await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
     self_presence(&mut alice, "alice").await;
-    irc.freeze(true);
+    s.irc.freeze(true);
     let gone = alice
         .expect("the room closing", |s| match s {
             Stanza::Presence(p) if p.type_ == PresenceType::Unavailable => muc_user(p)
@@ -211,9 +185,9 @@ async fn dead_connections_are_detected() {
         .contains(&Status::SelfPresence));
     let reason = gone.statuses.values().next().cloned().unwrap_or_default();
     assert!(reason.contains("no data from the server"), "{reason}");
-    irc.stop();
+    s.irc.stop();
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// SASL PLAIN with the password stored for the user and server (set from the client with the
@@ -221,8 +195,8 @@ async fn dead_connections_are_detected() {
 /// the next connection; a wrong password fails the join with the server's words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_with_the_stored_password() {
-    let irc = IrcServer::inspircd_with_services();
-    let mut owner = IrcClient::connect(irc.port, "alice").await;
+    let s = Scene::irc_on(IrcServer::inspircd_with_services()).await;
+    let mut owner = s.irc_user("alice").await;
     owner
         .send("PRIVMSG NickServ :REGISTER s3cret-pw alice@localhost.test")
         .await;
@@ -234,11 +208,7 @@ async fn sasl_plain_with_the_stored_password() {
     owner.send("QUIT").await;
     owner.expect("the quit", |l| l.starts_with("ERROR")).await;
 
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let store = causeway::store::Store::open(&gateway.database_url(), 1)
-        .await
-        .unwrap();
+    let store = s.store().await;
     let with_password = |password: &str| causeway::store::IrcServerSettings {
         sasl_password: Some(password.into()),
         ..Default::default()
@@ -248,7 +218,7 @@ async fn sasl_plain_with_the_stored_password() {
         .await
         .unwrap();
 
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user("alice").await;
     // Alice sets her password from her client; mallet's (wrong) one is in the store.
     configure(
         &mut alice,
@@ -260,7 +230,7 @@ async fn sasl_plain_with_the_stored_password() {
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
     self_presence(&mut alice, "alice").await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    let mut bob = s.irc_user("bob").await;
     bob.send("WHOIS alice").await;
     let account = bob
         .expect("account line", |l| {
@@ -272,7 +242,7 @@ async fn sasl_plain_with_the_stored_password() {
         "not logged in: {account}"
     );
 
-    let mut mallet = TestClient::login(&xmpp, "mallet", "localhost").await;
+    let mut mallet = s.xmpp_user("mallet").await;
     mallet
         .send(join("#test%127.0.0.1@irc.localhost/mallet"))
         .await;
@@ -282,7 +252,7 @@ async fn sasl_plain_with_the_stored_password() {
     store.close().await;
     alice.logout().await;
     mallet.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// A user's own port, TLS and verification for a server (set with the ad-hoc form) win
@@ -290,14 +260,13 @@ async fn sasl_plain_with_the_stored_password() {
 /// user's TLS port can work, and only with TLS spoken and the self-signed certificate taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_transport_settings_from_the_form() {
-    let irc = IrcServer::ngircd_with_tls();
-    let tls_port = irc.tls_port.unwrap().to_string();
-    let xmpp = XmppServer::start(Flavor::Prosody);
     let nothing_there = crate::harness::process::free_port();
-    let gateway = Gateway::start_with_irc(&xmpp, nothing_there).await;
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let s = Scene::irc_on(IrcServer::ngircd_with_tls())
+        .configured_port(nothing_there)
+        .await;
+    let tls_port = s.irc.tls_port.unwrap().to_string();
+    let mut bob = s.irc_user_in("bob", "#test").await;
+    let mut alice = s.xmpp_user("alice").await;
     configure(
         &mut alice,
         "127.0.0.1@irc.localhost",
@@ -314,7 +283,7 @@ async fn per_user_transport_settings_from_the_form() {
     .await;
 
     // Without the user's settings, the configured (dead) port.
-    let mut carol = TestClient::login(&xmpp, "carol", "localhost").await;
+    let mut carol = s.xmpp_user("carol").await;
     carol
         .send(join("#test%127.0.0.1@irc.localhost/carol"))
         .await;
@@ -325,20 +294,17 @@ async fn per_user_transport_settings_from_the_form() {
     );
     alice.logout().await;
     carol.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// Encodings: a channel set to KOI8-R (from the client's channel form) is read and written
 /// in KOI8-R on IRC, while the user sees and types UTF-8.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_encodings_both_ways() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
+    let s = Scene::irc(IrcKind::Ngircd).await;
     let room = "#koi%127.0.0.1@irc.localhost";
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#koi").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut bob = s.irc_user_in("bob", "#koi").await;
+    let mut alice = s.xmpp_user("alice").await;
     configure(&mut alice, room, &[("encoding", "koi8-r")]).await;
     alice.send(join(&format!("{room}/alice"))).await;
     self_presence(&mut alice, "alice").await;
@@ -373,15 +339,7 @@ async fn channel_encodings_both_ways() {
 
     // The server's encodings, for what is not in a channel (here private messages): set now,
     // they apply on the next connection.
-    alice
-        .send(
-            xmpp_client::parsers::presence::Presence::unavailable().with_to(
-                format!("{room}/alice")
-                    .parse::<xmpp_client::jid::Jid>()
-                    .unwrap(),
-            ),
-        )
-        .await;
+    alice.send(leave(&format!("{room}/alice"))).await;
     bob.expect("alice leaving", |l| {
         l.starts_with(":alice!") && l.contains(" PART ")
     })
@@ -465,7 +423,7 @@ async fn channel_encodings_both_ways() {
         "{refused:?}"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }
 
 /// The server password and flood control from the user's server form: a server that wants
@@ -473,12 +431,10 @@ async fn channel_encodings_both_ways() {
 /// by the user, a burst is paced (the test configuration has it off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_password_and_throttle_from_the_form() {
-    let irc = IrcServer::ngircd_with_password("letmein");
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let gateway = Gateway::start_with_irc(&xmpp, irc.port).await;
-    let mut bob = IrcClient::connect_with(irc.port, "bob", Some("letmein")).await;
+    let s = Scene::irc_on(IrcServer::ngircd_with_password("letmein")).await;
+    let mut bob = IrcClient::connect_with(s.irc.port, "bob", Some("letmein")).await;
     bob.join("#test").await;
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let mut alice = s.xmpp_user("alice").await;
     alice
         .send(join("#test%127.0.0.1@irc.localhost/alice"))
         .await;
@@ -524,5 +480,5 @@ async fn server_password_and_throttle_from_the_form() {
         "14 lines in {paced:?}: not paced"
     );
     alice.logout().await;
-    gateway.stop().await;
+    s.stop().await;
 }

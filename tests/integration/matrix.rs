@@ -2,7 +2,6 @@
 //! `causeway generate-registration`, the gateway in process, XMPP users on tokio-xmpp and
 //! Matrix users on the Client-Server API.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,136 +14,13 @@ use xmpp_client::Stanza;
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
 use crate::harness::muc::{
-    body, enter, groupchat_to, join, join_error, join_listing, muc_user, sender,
+    body, chat_from, enter, groupchat_from, groupchat_to, join, join_error, join_listing, muc_user,
+    payload, sender, with_payload,
 };
-use crate::harness::process::free_port;
-use crate::harness::xmpp_server::{Flavor, XmppServer};
-use crate::harness::{config_toml, Gateway, TestClient, ANSWER};
+use crate::harness::scene::{MatrixSide, Scene, BULK_TOKEN, GW, HS};
+use crate::harness::{TestClient, ANSWER};
 
-/// The homeserver's server name.
-const HS: &str = "hs.localhost";
-/// The gateway's Matrix domain.
-const GW: &str = "matrix.localhost";
 const WAIT: Duration = Duration::from_secs(15);
-/// The as_token of the test's bulk appservice.
-const BULK_TOKEN: &str = "bulk-as-token";
-
-/// Prosody, Synapse with causeway's appservice registration, the gateway, and a Matrix user.
-struct Scene {
-    xmpp: XmppServer,
-    synapse: Synapse,
-    gateway: Option<Gateway>,
-    toml: String,
-    dir: Option<tempfile::TempDir>,
-    registration: std::path::PathBuf,
-    /// The gateway's transaction listener port.
-    listen: u16,
-    bob: MatrixClient,
-}
-
-impl Scene {
-    async fn start(matrix_keys: &str) -> Scene {
-        Self::start_with(matrix_keys, false).await
-    }
-
-    /// With `bulk`, a second appservice (`@bulk_…`, token [`BULK_TOKEN`], nothing pushed to
-    /// it) lets the test make and join many Matrix users quickly.
-    async fn start_with(matrix_keys: &str, bulk: bool) -> Scene {
-        let xmpp = XmppServer::start(Flavor::Prosody);
-        let dir = tempfile::tempdir().unwrap();
-        let registration = dir.path().join("registration.yaml");
-        let listen = free_port();
-        let toml_for = |homeserver: &str| {
-            config_toml(&xmpp, &xmpp.secret, dir.path())
-                + &format!(
-                    "[matrix]\ndomain = \"{GW}\"\nsecret = \"{}\"\nhomeserver = \"{homeserver}\"\n\
-                     server_name = \"{HS}\"\nlisten = \"127.0.0.1:{listen}\"\n\
-                     registration = \"{}\"\n{matrix_keys}\n",
-                    xmpp.secret,
-                    registration.display()
-                )
-        };
-        // The registration comes from the CLI, as an admin would make it.
-        let config_file = dir.path().join("causeway.toml");
-        std::fs::write(&config_file, toml_for("http://127.0.0.1:1")).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
-            .args(["generate-registration", "--config"])
-            .arg(&config_file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let synapse = if bulk {
-            let bulk_file = dir.path().join("bulk.yaml");
-            std::fs::write(
-                &bulk_file,
-                format!(
-                    "id: bulk\nurl: null\nas_token: {BULK_TOKEN}\nhs_token: bulk-hs-token\n\
-                     sender_localpart: bulkbot\nrate_limited: false\nnamespaces:\n  users:\n\
-                     \x20   - exclusive: true\n      regex: '@bulk_.*:{}'\n",
-                    HS.replace('.', "\\.")
-                ),
-            )
-            .unwrap();
-            let files = format!(
-                "app_service_config_files: [{:?}, {:?}]\n",
-                registration.display().to_string(),
-                bulk_file.display().to_string()
-            );
-            Synapse::start_with(HS, Some(&registration), &files).await
-        } else {
-            Synapse::start(HS, Some(&registration)).await
-        };
-        let toml = toml_for(&synapse.url());
-        let bob = synapse.register("bob", "password", true).await;
-        let mut scene = Scene {
-            xmpp,
-            synapse,
-            gateway: None,
-            toml,
-            dir: Some(dir),
-            registration,
-            listen,
-            bob,
-        };
-        scene.start_gateway().await;
-        scene
-    }
-
-    async fn start_gateway(&mut self) {
-        let dir = self.dir.take().expect("the gateway is stopped");
-        self.gateway = Some(Gateway::start_with_toml(&self.xmpp, &self.toml, dir).await);
-    }
-
-    async fn stop_gateway(&mut self) {
-        let gateway = self.gateway.take().expect("the gateway runs");
-        self.dir = Some(gateway.stop_keeping_database().await);
-    }
-
-    async fn xmpp_user(&self, name: &str) -> TestClient {
-        TestClient::login(&self.xmpp, name, "localhost").await
-    }
-
-    /// The puppet's Matrix id for an XMPP user of `localhost`.
-    fn puppet(name: &str) -> String {
-        format!("@_xmpp_{name}=40localhost:{HS}")
-    }
-
-    /// A public room with an alias `#name:HS`, made by bob; its id.
-    async fn public_room(&self, name: &str, topic: &str) -> String {
-        self.bob
-            .create_room(json!({
-                "room_alias_name": name,
-                "preset": "public_chat",
-                "visibility": "public",
-                "topic": topic,
-            }))
-            .await
-    }
-}
 
 fn room_jid(alias: &str) -> String {
     format!("#{alias}%{HS}@{GW}")
@@ -154,25 +30,9 @@ fn is_message_from(event: &Value, sender: &str) -> bool {
     event["type"] == "m.room.message" && event["sender"] == sender
 }
 
-/// The next groupchat message with a body from `from` (a JID suffix).
-async fn groupchat_from(client: &mut TestClient, from: &str) -> Message {
-    client
-        .expect(&format!("groupchat from {from}"), |s| match s {
-            Stanza::Message(m)
-                if m.type_ == MessageType::Groupchat
-                    && sender(s).ends_with(from)
-                    && body(m).is_some() =>
-            {
-                Some(m.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
 #[tokio::test]
 async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_ways() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("lobby", "Welcome to the lobby").await;
     scene.bob.set_displayname("Bob").await;
     let mut alice = scene.xmpp_user("alice").await;
@@ -265,13 +125,13 @@ async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_wa
     }
 }
 
-async fn bob_catches_up(scene: &Scene) {
+async fn bob_catches_up(scene: &Scene<MatrixSide>) {
     scene.bob.catch_up().await;
 }
 
 #[tokio::test]
 async fn nick_clashes_conflict_and_display_name_clashes_are_disambiguated() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("names", "").await;
     scene.bob.set_displayname("Bob").await;
     let carol = scene.synapse.register("carol", "password", false).await;
@@ -300,7 +160,7 @@ async fn nick_clashes_conflict_and_display_name_clashes_are_disambiguated() {
 
 #[tokio::test]
 async fn members_joining_renaming_leaving_and_topics_show_in_the_muc() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("moves", "first topic").await;
     let mut alice = scene.xmpp_user("alice").await;
     enter(&mut alice, &room_jid("moves"), "Alice").await;
@@ -367,7 +227,7 @@ async fn members_joining_renaming_leaving_and_topics_show_in_the_muc() {
 
 #[tokio::test]
 async fn kicks_and_bans_of_a_puppet_reach_the_xmpp_user() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("strict", "").await;
     let mut alice = scene.xmpp_user("alice").await;
     enter(&mut alice, &room_jid("strict"), "Alice").await;
@@ -397,7 +257,7 @@ async fn kicks_and_bans_of_a_puppet_reach_the_xmpp_user() {
 
 #[tokio::test]
 async fn mixed_case_room_ids_are_joined_through_lower_cased_jids_and_invites_arrive() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     // A public room without alias, listed in the directory: a room version 12 id.
     let room = scene
         .bob
@@ -576,7 +436,7 @@ async fn crafted_arrives(alice: &mut TestClient, body_text: &str) -> bool {
 
 #[tokio::test]
 async fn the_listener_checks_the_token_and_processes_each_transaction_once_across_restarts() {
-    let mut scene = Scene::start("").await;
+    let mut scene = Scene::matrix().await;
     let room = scene.public_room("txn", "").await;
     let mut alice = scene.xmpp_user("alice").await;
     enter(&mut alice, &room_jid("txn"), "Alice").await;
@@ -643,23 +503,9 @@ async fn the_listener_checks_the_token_and_processes_each_transaction_once_acros
     assert!(crafted_arrives(&mut alice, "a new transaction").await);
 }
 
-/// The next chat message with a body from `from`.
-async fn chat_from(client: &mut TestClient, from: &str) -> Message {
-    client
-        .expect(&format!("chat from {from}"), |s| match s {
-            Stanza::Message(m)
-                if m.type_ == MessageType::Chat && sender(s) == from && body(m).is_some() =>
-            {
-                Some(m.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
 #[tokio::test]
 async fn private_messages_go_through_direct_rooms_both_ways() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let mut alice = scene.xmpp_user("alice").await;
     let bob_jid = format!("bob%{HS}@{GW}");
     let puppet = Scene::puppet("alice");
@@ -724,7 +570,7 @@ async fn private_messages_go_through_direct_rooms_both_ways() {
 #[tokio::test]
 async fn room_messages_are_archived_with_their_event_ids() {
     use crate::history::{mam_query, run_query_at};
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("archive", "").await;
     scene.bob.set_displayname("Bob").await;
     let mut alice = scene.xmpp_user("alice").await;
@@ -754,7 +600,7 @@ async fn room_messages_are_archived_with_their_event_ids() {
 
 #[tokio::test]
 async fn a_synapse_restart_in_the_middle_of_twenty_messages_loses_none() {
-    let mut scene = Scene::start("").await;
+    let mut scene = Scene::matrix().await;
     let room = scene.public_room("restart", "").await;
     let mut alice = scene.xmpp_user("alice").await;
     let jid = room_jid("restart");
@@ -861,7 +707,10 @@ async fn bulk_members(synapse: &Synapse, room: &str, count: usize) {
 
 #[tokio::test]
 async fn a_room_of_five_hundred_members_is_joined_at_once_and_speakers_appear() {
-    let scene = Scene::start_with("member_limit = 50", true).await;
+    let scene = Scene::matrix()
+        .keys("member_limit = 50")
+        .bulk_appservice()
+        .await;
     let room = scene.public_room("crowd", "many people").await;
     let started = std::time::Instant::now();
     bulk_members(&scene.synapse, &room, 520).await;
@@ -920,23 +769,6 @@ fn rich_message(room: &str, id: &str, body: Option<&str>, payloads: &str) -> Mes
     Message::try_from(xml.parse::<xmpp_client::minidom::Element>().unwrap()).unwrap()
 }
 
-/// The first payload of a message with this name and namespace.
-fn payload<'a>(m: &'a Message, name: &str, ns: &str) -> Option<&'a xmpp_client::minidom::Element> {
-    m.payloads.iter().find(|p| p.is(name, ns))
-}
-
-/// The next groupchat message from `from` carrying a `name` payload in `ns`.
-async fn with_payload(client: &mut TestClient, from: &str, name: &str, ns: &str) -> Message {
-    client
-        .expect(&format!("{name} from {from}"), |s| match s {
-            Stanza::Message(m) if sender(s).ends_with(from) && payload(m, name, ns).is_some() => {
-                Some(m.clone())
-            }
-            _ => None,
-        })
-        .await
-}
-
 const CORRECT: &str = "urn:xmpp:message-correct:0";
 const REACTIONS: &str = "urn:xmpp:reactions:0";
 const RETRACT: &str = "urn:xmpp:message-retract:1";
@@ -944,7 +776,7 @@ const REPLY: &str = "urn:xmpp:reply:0";
 
 #[tokio::test]
 async fn edits_reactions_replies_and_retractions_map_both_ways() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("rich", "").await;
     scene.bob.set_displayname("Bob").await;
     let mut alice = scene.xmpp_user("alice").await;
@@ -1168,7 +1000,7 @@ async fn redaction_by(client: &MatrixClient, room: &str, sender: &str) -> String
 
 #[tokio::test]
 async fn two_xmpp_users_in_one_room_see_each_other_and_odd_display_names() {
-    let scene = Scene::start("").await;
+    let scene = Scene::matrix().await;
     let room = scene.public_room("together", "").await;
     let mut alice = scene.xmpp_user("alice").await;
     let mut dave = scene.xmpp_user("dave").await;

@@ -6,6 +6,7 @@ pub mod matrix_client;
 pub mod matrix_server;
 pub mod muc;
 pub mod process;
+pub mod scene;
 pub mod xmpp_server;
 
 use std::time::Duration;
@@ -102,26 +103,6 @@ impl Gateway {
         Self::start_with(server, config, db).await
     }
 
-    /// Start causeway against `server` and the IRC server on `irc_port`.
-    pub async fn start_with_irc(server: &XmppServer, irc_port: u16) -> Gateway {
-        Self::start_with_irc_config(server, irc_port, "", "").await
-    }
-
-    /// [`start_with_irc`](Self::start_with_irc) with extra `[irc]` and server keys.
-    pub async fn start_with_irc_config(
-        server: &XmppServer,
-        irc_port: u16,
-        irc_keys: &str,
-        server_keys: &str,
-    ) -> Gateway {
-        init_logging();
-        let db = tempfile::tempdir().unwrap();
-        let toml = config_toml_with_irc(server, db.path(), irc_port, irc_keys, server_keys);
-        let config = causeway::config::Config::from_toml_str(&toml)
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        Self::start_with(server, config, db).await
-    }
-
     /// Start causeway from a configuration file in `db` (so that it can be reloaded).
     pub async fn start_from_file(
         server: &XmppServer,
@@ -174,7 +155,8 @@ impl Gateway {
         self.stop_keeping_database().await;
     }
 
-    /// Shut down, handing back the database directory for a restart on the same data.
+    /// Shut down, handing back the database directory for a restart on the same data
+    /// ([`start_with_toml`](Self::start_with_toml) on it).
     pub async fn stop_keeping_database(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
@@ -185,17 +167,6 @@ impl Gateway {
         }
         let empty = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self._db, empty)
-    }
-
-    /// Start again on a database from [`stop_keeping_database`](Self::stop_keeping_database).
-    pub async fn restart_with_irc(
-        server: &XmppServer,
-        irc_port: u16,
-        db: tempfile::TempDir,
-    ) -> Gateway {
-        let toml = config_toml_with_irc(server, db.path(), irc_port, "", "");
-        let config = causeway::config::Config::from_toml_str(&toml).unwrap();
-        Self::start_with(server, config, db).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! MUC helpers for the end-to-end tests: stanzas to send and what to wait for.
 
-use xmpp_client::parsers::message::Message;
+use xmpp_client::parsers::message::{Message, MessageType};
 use xmpp_client::parsers::muc::user::{MucUser, Status};
 use xmpp_client::parsers::muc::Muc;
 use xmpp_client::parsers::presence::{Presence, Type as PresenceType};
@@ -15,6 +15,11 @@ pub fn join(occupant: &str) -> Presence {
         Presence::available().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap());
     presence.add_payload(Muc::new());
     presence
+}
+
+/// A MUC leave presence (unavailable) to `occupant` (room@domain/nick).
+pub fn leave(occupant: &str) -> Presence {
+    Presence::unavailable().with_to(occupant.parse::<xmpp_client::jid::Jid>().unwrap())
 }
 
 /// The muc#user payload of a presence.
@@ -111,6 +116,57 @@ pub async fn join_error(client: &mut TestClient) -> StanzaError {
                 .payloads
                 .iter()
                 .find_map(|e| StanzaError::try_from(e.clone()).ok()),
+            _ => None,
+        })
+        .await
+}
+
+/// The next groupchat message with a body from `from` (a JID suffix).
+pub async fn groupchat_from(client: &mut TestClient, from: &str) -> Message {
+    client
+        .expect(&format!("groupchat from {from}"), |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Groupchat
+                    && sender(s).ends_with(from)
+                    && body(m).is_some() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+/// The next chat message with a body from `from` (a whole JID).
+pub async fn chat_from(client: &mut TestClient, from: &str) -> Message {
+    client
+        .expect(&format!("chat from {from}"), |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Chat && sender(s) == from && body(m).is_some() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
+/// The first payload of a message with this name and namespace.
+pub fn payload<'a>(
+    m: &'a Message,
+    name: &str,
+    ns: &str,
+) -> Option<&'a xmpp_client::minidom::Element> {
+    m.payloads.iter().find(|p| p.is(name, ns))
+}
+
+/// The next message from `from` (a JID suffix) carrying a `name` payload in `ns`.
+pub async fn with_payload(client: &mut TestClient, from: &str, name: &str, ns: &str) -> Message {
+    client
+        .expect(&format!("{name} from {from}"), |s| match s {
+            Stanza::Message(m) if sender(s).ends_with(from) && payload(m, name, ns).is_some() => {
+                Some(m.clone())
+            }
             _ => None,
         })
         .await
