@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::jid::BareJid;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::component::{Link, LinkError, LinkSettings, Outbox};
 use crate::config::Config;
@@ -123,6 +123,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let mut tasks = JoinSet::new();
     let mut links = Vec::new();
     for (kind, domain, settings, stream) in connected {
+        let domain_name = settings.domain.clone();
         let outbox = Arc::new(Outbox::new(settings.domain.clone(), config.xmpp.queue_size));
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         links.push(Link {
@@ -177,7 +178,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             reconfigure,
             reload: reload.clone(),
         };
-        cores.spawn(serve_domain(
+        let serve = serve_domain(
             gateway,
             core,
             initial,
@@ -185,7 +186,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             events_rx,
             config_rx.clone(),
             shutdown.clone(),
-        ));
+        );
+        // Every line the core logs names its domain.
+        cores.spawn(serve.instrument(tracing::info_span!("core", domain = %domain_name)));
     }
     drop(archiver);
     if config.history.retention_days > 0 || config.history.retention_rows > 0 {

@@ -9,7 +9,7 @@ use causeway_bridge::{Event, Network};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::Stanza;
-use tracing::warn;
+use tracing::{debug, debug_span, warn, Instrument, Span};
 
 use super::access::AccessList;
 use super::muc::Effects;
@@ -50,6 +50,23 @@ const BURST: usize = 64;
 enum Work {
     Event(Event),
     Stanza(Stanza),
+}
+
+impl Work {
+    /// The span of this piece of work: whom it concerns.
+    fn span(&self) -> Span {
+        match self {
+            Work::Event(event) => debug_span!("event", user = %event.user()),
+            Work::Stanza(stanza) => {
+                let from = match stanza {
+                    Stanza::Message(m) => m.from.as_ref(),
+                    Stanza::Presence(p) => p.from.as_ref(),
+                    Stanza::Iq(iq) => iq.from(),
+                };
+                debug_span!("stanza", user = from.map(tracing::field::display))
+            }
+        }
+    }
 }
 
 /// The core's loop for one domain, until shutdown; then every joined resource is told the
@@ -93,14 +110,23 @@ pub(crate) async fn serve_domain(
         // itself off again, once per stanza.
         let (mut next, mut taken) = (Some(first), 0);
         while let Some(work) = next.take() {
-            let effects = match work {
-                Work::Event(event) => {
-                    core.note_event(&mut gateway, &event).await;
-                    gateway.handle_event(event)
-                }
-                Work::Stanza(stanza) => gateway.handle_stanza(stanza),
-            };
-            apply(&mut gateway, &core, effects).await;
+            // Each piece of work in a span naming its user (the whole JID of a stanza's
+            // sender), so that one user's story can be filtered out of the debug log. A
+            // span nobody listens to costs a check of the filter.
+            let span = work.span();
+            async {
+                let effects = match work {
+                    Work::Event(event) => {
+                        debug!(?event, "from the network");
+                        core.note_event(&mut gateway, &event).await;
+                        gateway.handle_event(event)
+                    }
+                    Work::Stanza(stanza) => gateway.handle_stanza(stanza),
+                };
+                apply(&mut gateway, &core, effects).await;
+            }
+            .instrument(span)
+            .await;
             taken += 1;
             // Only what will be handled is taken from a queue.
             if taken < BURST && core.outbox.has_room() {
@@ -166,10 +192,11 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
             core.network.clone(),
             core.reload.clone(),
         );
-        tokio::spawn(async move {
+        let step = async move {
             outbox
                 .push(super::adhoc::run(&store, network.as_deref(), Some(&reload), &request).await)
-        });
+        };
+        tokio::spawn(step.in_current_span());
     }
     for request in effects.mam {
         // Answered on the side: a long query does not hold up the room.
@@ -178,7 +205,7 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
             core.store.clone(),
             core.outbox.clone(),
         );
-        tokio::spawn(async move {
+        let answer = async move {
             archiver.flush().await;
             let reply = match store.archive_page(&request.query).await {
                 Ok(page) => super::mam::mam_results(&request, &page),
@@ -203,7 +230,8 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
             for stanza in reply {
                 outbox.push(stanza);
             }
-        });
+        };
+        tokio::spawn(answer.in_current_span());
     }
     let Some(network) = core.network.as_deref() else {
         return;
