@@ -534,7 +534,7 @@ impl Session {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ending {
         let mut ticker = tokio::time::interval(
-            (self.spec.settings.ping_after / 4)
+            (self.spec.settings.ping_after() / 4)
                 .clamp(Duration::from_millis(250), Duration::from_secs(15)),
         );
         let mut last_read = Instant::now();
@@ -580,10 +580,10 @@ impl Session {
                 }
                 _ = ticker.tick() => {
                     let silent = last_read.elapsed();
-                    if silent > self.spec.settings.dead_after {
+                    if silent > self.spec.settings.dead_after() {
                         return Ending::Lost(format!("no data from the server for {} s", silent.as_secs()));
                     }
-                    if silent > self.spec.settings.ping_after && !pinged {
+                    if silent > self.spec.settings.ping_after() && !pinged {
                         self.send_urgent(format("PING", &["causeway"]));
                         pinged = true;
                     }
