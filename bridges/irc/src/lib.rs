@@ -8,11 +8,13 @@
 //! SASL, our own flood control and dead-connection detection.
 
 mod line;
+mod outgoing;
 mod session;
 mod settings;
 mod state;
 mod text;
 mod transport;
+mod verb;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,10 +229,16 @@ impl Inner {
             identity,
             id,
         };
+        // Every line the session logs, its pumps' included, carries who and where: one span
+        // per session task, entered when the task runs, never one per line.
+        let span = tracing::info_span!("irc", network = "irc", user = %user, server = %server);
         self.tasks
             .lock()
             .await
-            .spawn(session::run(spec, self.clone(), rx, shutdown));
+            .spawn(tracing::Instrument::instrument(
+                session::run(spec, self.clone(), rx, shutdown),
+                span,
+            ));
         Ok(tx)
     }
 }
