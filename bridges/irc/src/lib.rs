@@ -266,141 +266,131 @@ impl Network for IrcNetwork {
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
-        let inner = &self.inner;
-        match action {
-            Action::Join {
-                room,
+        if let Action::Disconnect { server, reason } = action {
+            return self.disconnect(user, server.as_deref(), reason).await;
+        }
+        let (server, command, nick) = command_for(action)?;
+        self.inner
+            .dispatch(user, &server, command, nick.as_deref())
+            .await
+    }
+}
+
+impl IrcNetwork {
+    /// Quit the user's connections: to `server`, or to every server.
+    async fn disconnect(
+        &self,
+        user: &UserRef,
+        server: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<(), BridgeError> {
+        let servers: Vec<String> = {
+            let sessions = self.inner.sessions.lock().expect("sessions lock");
+            sessions
+                .keys()
+                .filter(|(u, s)| {
+                    u == user && server.is_none_or(|want| want.eq_ignore_ascii_case(s))
+                })
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        for server in servers {
+            self.inner
+                .dispatch(user, &server, Command::Quit(reason.clone()), None)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a session is asked for an action: the server it goes to, the command, and for a
+/// join the nick to connect with. Corrections and replies go out as their text: IRC has no
+/// such things.
+fn command_for(action: Action) -> Result<(String, Command, Option<String>), BridgeError> {
+    let routed = match action {
+        Action::Join {
+            room,
+            nick,
+            password,
+        } => {
+            validate_nick(&nick)?;
+            validate_channel(&room.name)?;
+            let command = Command::Join {
+                channel: room.name,
+                key: password,
+            };
+            return Ok((room.server, command, Some(nick)));
+        }
+        Action::Part { room, reason } => (
+            room.server,
+            Command::Part {
+                channel: room.name,
+                reason,
+            },
+        ),
+        Action::Send {
+            to, body, kind, id, ..
+        } => {
+            let (server, target) = match to {
+                Peer::Room(room) => (room.server, room.name),
+                Peer::User { server, nick } => {
+                    validate_nick(&nick)?;
+                    (server, nick)
+                }
+            };
+            let command = Command::Send {
+                target,
+                body,
+                kind,
+                id,
+            };
+            (server, command)
+        }
+        Action::SetSubject { room, subject } => (
+            room.server,
+            Command::Topic {
+                channel: room.name,
+                topic: subject,
+            },
+        ),
+        Action::ChangeNick { server, nick, .. } => {
+            validate_nick(&nick)?;
+            (server, Command::Nick(nick))
+        }
+        Action::Kick { room, nick, reason } => (
+            room.server,
+            Command::Kick {
+                channel: room.name,
                 nick,
-                password,
-            } => {
-                validate_nick(&nick)?;
-                validate_channel(&room.name)?;
-                let command = Command::Join {
-                    channel: room.name.clone(),
-                    key: password,
-                };
-                inner
-                    .dispatch(user, &room.server, command, Some(&nick))
-                    .await
-            }
-            Action::Part { room, reason } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Part {
-                            channel: room.name,
-                            reason,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            // Corrections and replies go out as their text: IRC has no such things.
-            Action::Send {
-                to, body, kind, id, ..
-            } => {
-                let (server, target) = match to {
-                    Peer::Room(room) => (room.server, room.name),
-                    Peer::User { server, nick } => {
-                        validate_nick(&nick)?;
-                        (server, nick)
-                    }
-                };
-                inner
-                    .dispatch(
-                        user,
-                        &server,
-                        Command::Send {
-                            target,
-                            body,
-                            kind,
-                            id,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::SetSubject { room, subject } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Topic {
-                            channel: room.name,
-                            topic: subject,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::ChangeNick { server, nick, .. } => {
-                validate_nick(&nick)?;
-                inner
-                    .dispatch(user, &server, Command::Nick(nick), None)
-                    .await
-            }
-            Action::Kick { room, nick, reason } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Kick {
-                            channel: room.name,
-                            nick,
-                            reason,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::SetPrivilege {
-                room,
+                reason,
+            },
+        ),
+        Action::SetPrivilege {
+            room,
+            nick,
+            privilege,
+        } => (
+            room.server,
+            Command::Privilege {
+                channel: room.name,
                 nick,
                 privilege,
-            } => {
-                let command = Command::Privilege {
-                    channel: room.name,
-                    nick,
-                    privilege,
-                };
-                inner.dispatch(user, &room.server, command, None).await
-            }
-            Action::Disconnect { server, reason } => {
-                let servers: Vec<String> = {
-                    let sessions = inner.sessions.lock().expect("sessions lock");
-                    sessions
-                        .keys()
-                        .filter(|(u, s)| {
-                            u == user
-                                && server
-                                    .as_ref()
-                                    .is_none_or(|want| want.eq_ignore_ascii_case(s))
-                        })
-                        .map(|(_, s)| s.clone())
-                        .collect()
-                };
-                for server in servers {
-                    inner
-                        .dispatch(user, &server, Command::Quit(reason.clone()), None)
-                        .await?;
-                }
-                Ok(())
-            }
-            Action::ListRooms { server } => {
-                inner.dispatch(user, &server, Command::List, None).await
-            }
-            Action::Raw { server, line } => {
-                inner
-                    .dispatch(user, &server, Command::Raw(line), None)
-                    .await
-            }
-            Action::Retract { .. } => Err(BridgeError::Invalid(
-                "IRC cannot take back a message once sent".into(),
-            )),
-            Action::React { .. } => Err(BridgeError::Invalid("IRC has no reactions".into())),
+            },
+        ),
+        Action::ListRooms { server } => (server, Command::List),
+        Action::Raw { server, line } => (server, Command::Raw(line)),
+        // `act` quits each of the user's connections itself; this is one of them.
+        Action::Disconnect { server, reason } => {
+            (server.unwrap_or_default(), Command::Quit(reason))
         }
-    }
+        Action::Retract { .. } => {
+            return Err(BridgeError::Invalid(
+                "IRC cannot take back a message once sent".into(),
+            ))
+        }
+        Action::React { .. } => return Err(BridgeError::Invalid("IRC has no reactions".into())),
+    };
+    Ok((routed.0, routed.1, None))
 }
 
 /// Nicks travel as IRC parameters: no spaces, no line breaks, no leading `:` or `#`.

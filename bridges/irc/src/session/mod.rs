@@ -168,6 +168,29 @@ impl Session {
         self.inner.emit(event).await;
     }
 
+    /// A message of ours, as the room or the peer shows it.
+    async fn emit_own_message(
+        &self,
+        peer: Peer,
+        body: String,
+        kind: MessageKind,
+        time: Option<std::time::SystemTime>,
+        own_id: Option<String>,
+    ) {
+        self.emit(Event::Message {
+            user: self.user(),
+            peer,
+            from: self.nick.clone(),
+            body,
+            kind,
+            time,
+            own_id,
+            remote_id: None,
+            refs: causeway_bridge::Refs::none(),
+        })
+        .await;
+    }
+
     fn user(&self) -> UserRef {
         self.spec.user.clone()
     }

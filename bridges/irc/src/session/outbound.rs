@@ -174,18 +174,8 @@ impl Session {
                 lines_left: count,
             });
         } else {
-            let event = Event::Message {
-                user: self.user(),
-                peer,
-                from: self.nick.clone(),
-                body,
-                kind,
-                time: None,
-                own_id: Some(id),
-                remote_id: None,
-                refs: causeway_bridge::Refs::none(),
-            };
-            self.emit(event).await;
+            self.emit_own_message(peer, body, kind, None, Some(id))
+                .await;
         }
     }
 

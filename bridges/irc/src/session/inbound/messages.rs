@@ -106,18 +106,7 @@ impl Session {
                 Some((id, body, kind)) => (Some(id), body, kind),
                 None => (None, body, kind),
             };
-            let event = Event::Message {
-                user: self.user(),
-                peer,
-                from: self.nick.clone(),
-                body,
-                kind,
-                time,
-                own_id,
-                remote_id: None,
-                refs: causeway_bridge::Refs::none(),
-            };
-            self.emit(event).await;
+            self.emit_own_message(peer, body, kind, time, own_id).await;
             return;
         }
         let peer = if self.rules.is_channel(&target) {
