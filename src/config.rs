@@ -143,48 +143,14 @@ pub struct IrcConfig {
     pub persistent: bool,
 }
 
-/// `[irc.servers."host"]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct IrcServerConfig {
-    /// Port to connect to.
-    pub port: u16,
-    /// TLS (certificates verified against the Mozilla roots); false means plain TCP.
-    pub tls: bool,
-    /// Verify the server's certificate; turn off only for a self-signed server you trust.
-    pub verify_tls: bool,
-    /// Outgoing flood control (a token bucket per puppet connection).
-    pub flood_control: bool,
-    /// Lines a puppet may send at once before the rate applies.
-    pub flood_burst: u32,
-    /// Lines per second after the burst.
-    pub flood_per_second: u32,
-    /// Server password (PASS), for servers that want one.
-    pub password: Option<Secret>,
-    /// Seconds of silence after which a puppet pings the server.
-    pub ping_interval_secs: u64,
-    /// Seconds to wait for any data after that ping before the connection counts as dead.
-    pub ping_timeout_secs: u64,
-    /// Reconnection attempts after a lost connection before giving up (0 disables).
-    pub reconnect_attempts: u32,
-}
-
-impl Default for IrcServerConfig {
-    fn default() -> Self {
-        IrcServerConfig {
-            port: 6697,
-            tls: true,
-            verify_tls: true,
-            flood_control: true,
-            flood_burst: 10,
-            flood_per_second: 2,
-            password: None,
-            ping_interval_secs: 60,
-            ping_timeout_secs: 90,
-            reconnect_attempts: 16,
-        }
-    }
-}
+/// `[irc.servers."host"]`: the IRC bridge's own settings type, read straight from the file
+/// (its fields are the keys). Without IRC support any table is taken: an `[irc]` section is
+/// refused then anyway.
+#[cfg(feature = "irc")]
+pub type IrcServerConfig = causeway_irc::ServerSettings;
+/// `[irc.servers."host"]`, in a build without IRC support (which refuses `[irc]`).
+#[cfg(not(feature = "irc"))]
+pub type IrcServerConfig = figment::value::Dict;
 
 /// `[matrix]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -417,25 +383,12 @@ impl Config {
                 if !is_host_name(host) {
                     p.add(format!("irc.servers.{host:?}"), "is not a host name");
                 }
-                if server.flood_control && (server.flood_burst == 0 || server.flood_per_second == 0)
-                {
-                    p.add(
-                        format!("irc.servers.{host:?}.flood_per_second"),
-                        "flood control needs a burst and a rate of at least 1",
-                    );
+                #[cfg(feature = "irc")]
+                for (key, message) in server.problems() {
+                    p.add(format!("irc.servers.{host:?}.{key}"), message);
                 }
-                if server.ping_interval_secs == 0 || server.ping_timeout_secs == 0 {
-                    p.add(
-                        format!("irc.servers.{host:?}.ping_interval_secs"),
-                        "ping interval and timeout must be at least 1 second",
-                    );
-                }
-                if server.port == 0 {
-                    p.add(
-                        format!("irc.servers.{host:?}.port"),
-                        "must be a port number from 1 to 65535",
-                    );
-                }
+                #[cfg(not(feature = "irc"))]
+                let _ = server;
             }
         }
         if let Some(matrix) = &self.matrix {

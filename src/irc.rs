@@ -2,14 +2,13 @@
 //! from the user's stored settings, then the configured defaults, then the nick.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use causeway_bridge::UserRef;
 use causeway_irc::{Identity, IdentitySource, IrcNetwork, IrcSettings, ServerSettings};
 use tracing::warn;
 
-use crate::config::{IrcConfig, IrcServerConfig};
+use crate::config::IrcConfig;
 use crate::store::Store;
 
 /// The IRC network for `[irc]`, reading identities from `store`, and the handle that
@@ -53,26 +52,11 @@ fn settings(config: &IrcConfig) -> IrcSettings {
     let servers = config
         .servers
         .iter()
-        .map(|(host, s)| (host.to_ascii_lowercase(), server_settings(s)))
+        .map(|(host, s)| (host.to_ascii_lowercase(), s.clone()))
         .collect();
     IrcSettings {
         servers,
-        default_server: server_settings(&IrcServerConfig::default()),
-    }
-}
-
-fn server_settings(s: &IrcServerConfig) -> ServerSettings {
-    ServerSettings {
-        port: s.port,
-        tls: s.tls,
-        verify_tls: s.verify_tls,
-        flood_control: s.flood_control,
-        flood_burst: s.flood_burst,
-        flood_per_second: s.flood_per_second,
-        password: s.password.as_ref().map(|p| p.expose().to_owned()),
-        ping_after: Duration::from_secs(s.ping_interval_secs),
-        dead_after: Duration::from_secs(s.ping_interval_secs + s.ping_timeout_secs),
-        reconnect_attempts: s.reconnect_attempts,
+        default_server: ServerSettings::default(),
     }
 }
 

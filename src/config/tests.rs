@@ -169,3 +169,33 @@ fn other_causeway_variables_are_not_configuration() {
     };
     config.expect("a CAUSEWAY_ variable without __ is ignored");
 }
+
+#[test]
+fn irc_server_settings_are_checked_with_their_keys_and_redacted() {
+    let toml = MINIMAL.replace(
+        "[irc]",
+        "[irc.servers.\"irc.example.net\"]\nport = 0\nflood_burst = 0\nping_timeout_secs = 0\npassword = \"pass-w0rd\"\n[irc]",
+    );
+    let Err(ConfigError::Invalid(problems)) = parse(&toml) else {
+        panic!("expected problems");
+    };
+    let text = ConfigError::Invalid(problems).to_string();
+    for line in [
+        "irc.servers.\"irc.example.net\".port: must be a port number from 1 to 65535",
+        "irc.servers.\"irc.example.net\".flood_per_second: flood control needs a burst and a rate of at least 1",
+        "irc.servers.\"irc.example.net\".ping_interval_secs: ping interval and timeout must be at least 1 second",
+    ] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+    let toml = MINIMAL.replace(
+        "[irc]",
+        "[irc.servers.\"irc.example.net\"]\npassword = \"pass-w0rd\"\nping_interval_secs = 5\n[irc]",
+    );
+    let config = parse(&toml).unwrap();
+    let server = &config.irc.as_ref().unwrap().servers["irc.example.net"];
+    assert_eq!(server.password.as_deref(), Some("pass-w0rd"));
+    assert_eq!(server.ping_interval_secs, 5);
+    assert_eq!(server.ping_timeout_secs, 90);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("pass-w0rd"), "{debug}");
+}

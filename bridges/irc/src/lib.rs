@@ -8,15 +8,17 @@
 //! SASL, our own flood control and dead-connection detection.
 
 mod line;
+mod outgoing;
 mod session;
+mod settings;
 mod state;
 mod text;
 mod transport;
+mod verb;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use causeway_bridge::{
@@ -27,211 +29,13 @@ use tokio::sync::{mpsc, watch};
 use crate::session::{Command, SessionSpec};
 
 pub use session::{encoding, parse_server_time};
+pub use settings::{
+    Identity, IdentitySource, IrcSettings, NickIdentity, ServerSettings, TransportOverrides,
+};
 pub use text::{decode_line, split_body, MAX_LINE};
 
 /// The network this crate bridges.
 pub const KIND: NetworkKind = NetworkKind::Irc;
-
-/// How to reach one IRC server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// Port to connect to.
-    pub port: u16,
-    /// TLS; false means plain TCP.
-    pub tls: bool,
-    /// Verify the server's certificate (always, unless a test server is self-signed).
-    pub verify_tls: bool,
-    /// Outgoing flood control.
-    pub flood_control: bool,
-    /// Lines that may go out at once before the rate applies.
-    pub flood_burst: u32,
-    /// Lines per second after the burst.
-    pub flood_per_second: u32,
-    /// Server password (PASS), if the server wants one.
-    pub password: Option<String>,
-    /// Silence after which the puppet pings the server.
-    pub ping_after: Duration,
-    /// Silence after which the connection counts as dead.
-    pub dead_after: Duration,
-    /// Reconnection attempts after a lost connection before giving up (0: none).
-    pub reconnect_attempts: u32,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            port: 6697,
-            tls: true,
-            verify_tls: true,
-            flood_control: true,
-            flood_burst: 10,
-            flood_per_second: 2,
-            password: None,
-            ping_after: Duration::from_secs(60),
-            dead_after: Duration::from_secs(150),
-            reconnect_attempts: 16,
-        }
-    }
-}
-
-/// Who the puppet is on a server.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The nick to register with.
-    pub nick: String,
-    /// The username (ident).
-    pub username: String,
-    /// The realname (gecos).
-    pub realname: String,
-    /// SASL PLAIN account, when it differs from the nick.
-    pub sasl_account: Option<String>,
-    /// SASL PLAIN password; SASL is used only when set.
-    pub sasl_password: Option<String>,
-    /// Raw lines sent right after registering (identify to a bot, set user modes…).
-    pub after_connect: Vec<String>,
-    /// The user's own choices for reaching the server, over the configured ones.
-    pub transport: TransportOverrides,
-}
-
-/// A user's own choices for reaching a server; `None` keeps the configured value.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct TransportOverrides {
-    /// Port.
-    pub port: Option<u16>,
-    /// TLS on or off.
-    pub tls: Option<bool>,
-    /// Certificate verification.
-    pub verify_tls: Option<bool>,
-    /// Flood control on or off.
-    pub flood_control: Option<bool>,
-    /// Server password (PASS).
-    pub password: Option<String>,
-    /// Encoding of what the server sends that is not UTF-8 (instead of latin-1).
-    pub encoding_in: Option<String>,
-    /// Encoding of what we send (instead of UTF-8).
-    pub encoding_out: Option<String>,
-}
-
-impl std::fmt::Debug for TransportOverrides {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransportOverrides")
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("verify_tls", &self.verify_tls)
-            .field("flood_control", &self.flood_control)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("encoding_in", &self.encoding_in)
-            .field("encoding_out", &self.encoding_out)
-            .finish()
-    }
-}
-
-impl ServerSettings {
-    /// These settings with a user's overrides applied.
-    pub fn overridden(mut self, overrides: &TransportOverrides) -> ServerSettings {
-        self.port = overrides.port.unwrap_or(self.port);
-        self.tls = overrides.tls.unwrap_or(self.tls);
-        self.verify_tls = overrides.verify_tls.unwrap_or(self.verify_tls);
-        self.flood_control = overrides.flood_control.unwrap_or(self.flood_control);
-        if overrides.password.is_some() {
-            self.password = overrides.password.clone();
-        }
-        self
-    }
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("nick", &self.nick)
-            .field("username", &self.username)
-            .field("realname", &self.realname)
-            .field("sasl_account", &self.sasl_account)
-            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
-            .field("after_connect", &self.after_connect.len())
-            .field("transport", &self.transport)
-            .finish()
-    }
-}
-
-/// Where a puppet's identity comes from: the gateway's database and defaults. Asked once per
-/// connection, so settings changed by the user apply on the next connect.
-#[async_trait]
-pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
-    /// The identity of `user` on `server`, joining under `nick`.
-    async fn identity(&self, user: &UserRef, server: &str, nick: &str) -> Identity;
-
-    /// The encoding the user chose for a channel, if any (`koi8-r`…).
-    async fn channel_encoding(
-        &self,
-        user: &UserRef,
-        server: &str,
-        channel: &str,
-    ) -> Option<String> {
-        let _ = (user, server, channel);
-        None
-    }
-
-    /// The nick to connect with when no room gives one (raw commands, channel lists).
-    async fn nick(&self, user: &UserRef, server: &str) -> String {
-        let _ = server;
-        let local = user.0.split('@').next().unwrap_or("causeway");
-        let nick: String = local
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "-_[]{}|^`".contains(*c))
-            .take(16)
-            .collect();
-        if nick.is_empty() {
-            "causeway".into()
-        } else {
-            nick
-        }
-    }
-}
-
-/// Identities from the nick alone: username from its letters and digits, realname the nick.
-#[derive(Debug, Default)]
-pub struct NickIdentity;
-
-#[async_trait]
-impl IdentitySource for NickIdentity {
-    async fn identity(&self, _user: &UserRef, _server: &str, nick: &str) -> Identity {
-        Identity::from_nick(nick)
-    }
-}
-
-impl Identity {
-    /// Username from the nick's letters and digits, realname the nick, no SASL.
-    pub fn from_nick(nick: &str) -> Identity {
-        Identity {
-            nick: nick.to_owned(),
-            username: sanitize_username(nick),
-            realname: nick.to_owned(),
-            sasl_account: None,
-            sasl_password: None,
-            after_connect: Vec::new(),
-            transport: TransportOverrides::default(),
-        }
-    }
-}
-
-/// Settings for the whole network.
-#[derive(Debug, Clone, Default)]
-pub struct IrcSettings {
-    /// Per-server settings by host name (lower case).
-    pub servers: HashMap<String, ServerSettings>,
-    /// For servers not listed.
-    pub default_server: ServerSettings,
-}
-
-impl IrcSettings {
-    fn server(&self, host: &str) -> ServerSettings {
-        self.servers
-            .get(&host.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_else(|| self.default_server.clone())
-    }
-}
 
 /// IRC, as a causeway network.
 #[derive(Debug)]
@@ -425,25 +229,17 @@ impl Inner {
             identity,
             id,
         };
+        // Every line the session logs, its pumps' included, carries who and where: one span
+        // per session task, entered when the task runs, never one per line.
+        let span = tracing::info_span!("irc", network = "irc", user = %user, server = %server);
         self.tasks
             .lock()
             .await
-            .spawn(session::run(spec, self.clone(), rx, shutdown));
+            .spawn(tracing::Instrument::instrument(
+                session::run(spec, self.clone(), rx, shutdown),
+                span,
+            ));
         Ok(tx)
-    }
-}
-
-/// An ident is ASCII letters and digits; derive one from the nick.
-fn sanitize_username(nick: &str) -> String {
-    let clean: String = nick
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(10)
-        .collect();
-    if clean.is_empty() {
-        "causeway".into()
-    } else {
-        clean.to_ascii_lowercase()
     }
 }
 
@@ -470,141 +266,131 @@ impl Network for IrcNetwork {
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
-        let inner = &self.inner;
-        match action {
-            Action::Join {
-                room,
+        if let Action::Disconnect { server, reason } = action {
+            return self.disconnect(user, server.as_deref(), reason).await;
+        }
+        let (server, command, nick) = command_for(action)?;
+        self.inner
+            .dispatch(user, &server, command, nick.as_deref())
+            .await
+    }
+}
+
+impl IrcNetwork {
+    /// Quit the user's connections: to `server`, or to every server.
+    async fn disconnect(
+        &self,
+        user: &UserRef,
+        server: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<(), BridgeError> {
+        let servers: Vec<String> = {
+            let sessions = self.inner.sessions.lock().expect("sessions lock");
+            sessions
+                .keys()
+                .filter(|(u, s)| {
+                    u == user && server.is_none_or(|want| want.eq_ignore_ascii_case(s))
+                })
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        for server in servers {
+            self.inner
+                .dispatch(user, &server, Command::Quit(reason.clone()), None)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a session is asked for an action: the server it goes to, the command, and for a
+/// join the nick to connect with. Corrections and replies go out as their text: IRC has no
+/// such things.
+fn command_for(action: Action) -> Result<(String, Command, Option<String>), BridgeError> {
+    let routed = match action {
+        Action::Join {
+            room,
+            nick,
+            password,
+        } => {
+            validate_nick(&nick)?;
+            validate_channel(&room.name)?;
+            let command = Command::Join {
+                channel: room.name,
+                key: password,
+            };
+            return Ok((room.server, command, Some(nick)));
+        }
+        Action::Part { room, reason } => (
+            room.server,
+            Command::Part {
+                channel: room.name,
+                reason,
+            },
+        ),
+        Action::Send {
+            to, body, kind, id, ..
+        } => {
+            let (server, target) = match to {
+                Peer::Room(room) => (room.server, room.name),
+                Peer::User { server, nick } => {
+                    validate_nick(&nick)?;
+                    (server, nick)
+                }
+            };
+            let command = Command::Send {
+                target,
+                body,
+                kind,
+                id,
+            };
+            (server, command)
+        }
+        Action::SetSubject { room, subject } => (
+            room.server,
+            Command::Topic {
+                channel: room.name,
+                topic: subject,
+            },
+        ),
+        Action::ChangeNick { server, nick, .. } => {
+            validate_nick(&nick)?;
+            (server, Command::Nick(nick))
+        }
+        Action::Kick { room, nick, reason } => (
+            room.server,
+            Command::Kick {
+                channel: room.name,
                 nick,
-                password,
-            } => {
-                validate_nick(&nick)?;
-                validate_channel(&room.name)?;
-                let command = Command::Join {
-                    channel: room.name.clone(),
-                    key: password,
-                };
-                inner
-                    .dispatch(user, &room.server, command, Some(&nick))
-                    .await
-            }
-            Action::Part { room, reason } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Part {
-                            channel: room.name,
-                            reason,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            // Corrections and replies go out as their text: IRC has no such things.
-            Action::Send {
-                to, body, kind, id, ..
-            } => {
-                let (server, target) = match to {
-                    Peer::Room(room) => (room.server, room.name),
-                    Peer::User { server, nick } => {
-                        validate_nick(&nick)?;
-                        (server, nick)
-                    }
-                };
-                inner
-                    .dispatch(
-                        user,
-                        &server,
-                        Command::Send {
-                            target,
-                            body,
-                            kind,
-                            id,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::SetSubject { room, subject } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Topic {
-                            channel: room.name,
-                            topic: subject,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::ChangeNick { server, nick, .. } => {
-                validate_nick(&nick)?;
-                inner
-                    .dispatch(user, &server, Command::Nick(nick), None)
-                    .await
-            }
-            Action::Kick { room, nick, reason } => {
-                inner
-                    .dispatch(
-                        user,
-                        &room.server,
-                        Command::Kick {
-                            channel: room.name,
-                            nick,
-                            reason,
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Action::SetPrivilege {
-                room,
+                reason,
+            },
+        ),
+        Action::SetPrivilege {
+            room,
+            nick,
+            privilege,
+        } => (
+            room.server,
+            Command::Privilege {
+                channel: room.name,
                 nick,
                 privilege,
-            } => {
-                let command = Command::Privilege {
-                    channel: room.name,
-                    nick,
-                    privilege,
-                };
-                inner.dispatch(user, &room.server, command, None).await
-            }
-            Action::Disconnect { server, reason } => {
-                let servers: Vec<String> = {
-                    let sessions = inner.sessions.lock().expect("sessions lock");
-                    sessions
-                        .keys()
-                        .filter(|(u, s)| {
-                            u == user
-                                && server
-                                    .as_ref()
-                                    .is_none_or(|want| want.eq_ignore_ascii_case(s))
-                        })
-                        .map(|(_, s)| s.clone())
-                        .collect()
-                };
-                for server in servers {
-                    inner
-                        .dispatch(user, &server, Command::Quit(reason.clone()), None)
-                        .await?;
-                }
-                Ok(())
-            }
-            Action::ListRooms { server } => {
-                inner.dispatch(user, &server, Command::List, None).await
-            }
-            Action::Raw { server, line } => {
-                inner
-                    .dispatch(user, &server, Command::Raw(line), None)
-                    .await
-            }
-            Action::Retract { .. } => Err(BridgeError::Invalid(
-                "IRC cannot take back a message once sent".into(),
-            )),
-            Action::React { .. } => Err(BridgeError::Invalid("IRC has no reactions".into())),
+            },
+        ),
+        Action::ListRooms { server } => (server, Command::List),
+        Action::Raw { server, line } => (server, Command::Raw(line)),
+        // `act` quits each of the user's connections itself; this is one of them.
+        Action::Disconnect { server, reason } => {
+            (server.unwrap_or_default(), Command::Quit(reason))
         }
-    }
+        Action::Retract { .. } => {
+            return Err(BridgeError::Invalid(
+                "IRC cannot take back a message once sent".into(),
+            ))
+        }
+        Action::React { .. } => return Err(BridgeError::Invalid("IRC has no reactions".into())),
+    };
+    Ok((routed.0, routed.1, None))
 }
 
 /// Nicks travel as IRC parameters: no spaces, no line breaks, no leading `:` or `#`.

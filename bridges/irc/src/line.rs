@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::verb::Verb;
+
 /// One parsed IRC message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Line {
@@ -10,8 +12,10 @@ pub struct Line {
     pub tags: HashMap<String, String>,
     /// The source (`nick!user@host` or a server name), without the leading `:`.
     pub source: Option<String>,
-    /// The command, upper-cased, or a three-digit numeric.
+    /// The command, upper-cased, or a three-digit numeric, as it came (for logs).
     pub command: String,
+    /// The command, typed: what the session dispatches on.
+    pub verb: Verb,
     /// The parameters, the trailing one included.
     pub params: Vec<String>,
 }
@@ -39,6 +43,7 @@ impl Line {
             return None;
         }
         line.command = command.to_ascii_uppercase();
+        line.verb = Verb::parse(&line.command);
         loop {
             rest = rest.trim_start_matches(' ');
             if rest.is_empty() {
@@ -68,11 +73,15 @@ impl Line {
 
     /// The numeric reply code, for numeric commands.
     pub fn numeric(&self) -> Option<u16> {
-        if self.command.len() == 3 {
-            self.command.parse().ok()
-        } else {
-            None
+        match self.verb {
+            Verb::Numeric(code) => Some(code),
+            _ => None,
         }
+    }
+
+    /// The last parameter (the text of most replies), or the empty string.
+    pub fn last_param(&self) -> &str {
+        self.params.last().map(String::as_str).unwrap_or("")
     }
 }
 
@@ -118,40 +127,6 @@ fn unescape_tag(value: &str) -> String {
         }
     }
     out
-}
-
-/// Numeric replies the bridge acts on.
-#[allow(missing_docs)]
-pub mod numeric {
-    pub const RPL_WELCOME: u16 = 1;
-    pub const RPL_ISUPPORT: u16 = 5;
-    pub const RPL_NOTOPIC: u16 = 331;
-    pub const RPL_TOPIC: u16 = 332;
-    pub const RPL_TOPICWHOTIME: u16 = 333;
-    pub const RPL_NAMREPLY: u16 = 353;
-    pub const RPL_ENDOFNAMES: u16 = 366;
-    pub const ERR_NOSUCHNICK: u16 = 401;
-    pub const ERR_NOSUCHCHANNEL: u16 = 403;
-    pub const ERR_CANNOTSENDTOCHAN: u16 = 404;
-    pub const ERR_TOOMANYCHANNELS: u16 = 405;
-    pub const ERR_NONICKNAMEGIVEN: u16 = 431;
-    pub const ERR_ERRONEUSNICKNAME: u16 = 432;
-    pub const ERR_NICKNAMEINUSE: u16 = 433;
-    pub const ERR_NICKCOLLISION: u16 = 436;
-    pub const ERR_UNAVAILRESOURCE: u16 = 437;
-    pub const ERR_PASSWDMISMATCH: u16 = 464;
-    pub const ERR_YOUREBANNEDCREEP: u16 = 465;
-    pub const ERR_CHANNELISFULL: u16 = 471;
-    pub const ERR_INVITEONLYCHAN: u16 = 473;
-    pub const ERR_BANNEDFROMCHAN: u16 = 474;
-    pub const ERR_BADCHANNELKEY: u16 = 475;
-    pub const ERR_BADCHANMASK: u16 = 476;
-    pub const ERR_NEEDREGGEDNICK: u16 = 477;
-    pub const RPL_SASLSUCCESS: u16 = 903;
-    pub const ERR_SASLFAIL: u16 = 904;
-    pub const ERR_SASLTOOLONG: u16 = 905;
-    pub const ERR_SASLABORTED: u16 = 906;
-    pub const ERR_SASLALREADY: u16 = 907;
 }
 
 #[cfg(test)]

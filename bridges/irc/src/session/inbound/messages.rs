@@ -1,0 +1,184 @@
+//! Messages: PRIVMSG and NOTICE from users become messages (CTCP ACTION a `/me`, CTCP
+//! VERSION and PING answered, other CTCP dropped), our own coming back with echo-message
+//! are matched to what we sent, and server notices become server text.
+
+use std::time::{Duration, SystemTime};
+
+use causeway_bridge::{Event, MessageKind, Peer};
+
+use crate::line::Line;
+use crate::outgoing::Out;
+use crate::session::Session;
+use crate::verb::Verb;
+
+/// The CTCP requests we act on.
+enum Ctcp {
+    Action,
+    Version,
+    Ping,
+    Other,
+}
+
+impl Ctcp {
+    fn of(verb: &str) -> Ctcp {
+        match verb.to_ascii_uppercase().as_str() {
+            "ACTION" => Ctcp::Action,
+            "VERSION" => Ctcp::Version,
+            "PING" => Ctcp::Ping,
+            _ => Ctcp::Other,
+        }
+    }
+}
+
+impl Session {
+    pub(super) async fn on_message(&mut self, mut line: Line, from: &str) {
+        // The line is ours: its text becomes the message body without a copy.
+        let mut body = std::mem::take(line.params.get_mut(1).unwrap_or(&mut String::new()));
+        let target = line.param(0).to_owned();
+        let notice = line.verb == Verb::Notice;
+        let server_source = line
+            .source
+            .as_deref()
+            .is_none_or(|s| !s.contains('!') && !s.contains('@'));
+        if server_source
+            || (!self.rules.is_channel(&target) && !self.is_me(&target) && !self.is_me(from))
+        {
+            // Server notices, and notices to `*` or `AUTH` during connection.
+            self.emit(Event::ServerText {
+                user: self.user(),
+                server: self.spec.server.clone(),
+                text: body,
+            })
+            .await;
+            return;
+        }
+        let mut kind = if notice {
+            MessageKind::Notice
+        } else {
+            MessageKind::Normal
+        };
+        if let Some(ctcp) = body.strip_prefix('\u{1}') {
+            let ctcp = ctcp.strip_suffix('\u{1}').unwrap_or(ctcp).to_owned();
+            let (verb, rest) = ctcp.split_once(' ').unwrap_or((&ctcp, ""));
+            match (Ctcp::of(verb), notice) {
+                (Ctcp::Action, _) => {
+                    kind = MessageKind::Action;
+                    body = rest.to_owned();
+                }
+                (_, true) => return, // CTCP replies to nothing we asked
+                (Ctcp::Version, false) => {
+                    let text = format!("\u{1}VERSION causeway {}\u{1}", env!("CARGO_PKG_VERSION"));
+                    self.send(Out::Notice {
+                        target: from,
+                        text: &text,
+                    });
+                    return;
+                }
+                (Ctcp::Ping, false) => {
+                    let text = format!("\u{1}PING {rest}\u{1}");
+                    self.send(Out::Notice {
+                        target: from,
+                        text: &text,
+                    });
+                    return;
+                }
+                (Ctcp::Other, false) => return,
+            }
+        }
+        let time = line.tags.get("time").and_then(|t| parse_server_time(t));
+        if self.is_me(from) {
+            // echo-message: our own message coming back.
+            let folded = self.rules.fold(&target);
+            let peer = self.peer(&target);
+            let own = match self.echoes.iter().position(|e| e.target == folded) {
+                Some(i) => {
+                    let pending = &mut self.echoes[i];
+                    pending.lines_left -= 1;
+                    if pending.lines_left > 0 {
+                        return;
+                    }
+                    let pending = self.echoes.remove(i).expect("index is valid");
+                    Some((pending.id, pending.body, pending.kind))
+                }
+                None => None,
+            };
+            let (own_id, body, kind) = match own {
+                Some((id, body, kind)) => (Some(id), body, kind),
+                None => (None, body, kind),
+            };
+            self.emit_own_message(peer, body, kind, time, own_id).await;
+            return;
+        }
+        let peer = if self.rules.is_channel(&target) {
+            self.peer(&target)
+        } else {
+            self.peer(from)
+        };
+        if let Peer::Room(room) = &peer {
+            if !self
+                .channels
+                .get(&self.rules.fold(&room.name))
+                .is_some_and(|c| c.joined)
+            {
+                return;
+            }
+        }
+        let event = Event::Message {
+            user: self.user(),
+            peer,
+            from: from.to_owned(),
+            body,
+            kind,
+            time,
+            own_id: None,
+            remote_id: None,
+            refs: causeway_bridge::Refs::none(),
+        };
+        self.emit(event).await;
+    }
+}
+
+/// Parse an IRCv3 `time` tag (`2024-01-31T12:34:56.789Z`).
+pub fn parse_server_time(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>());
+    let (h, m, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let millis: u32 = format!("{millis:0<3}").get(..3)?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + m * 60 + s;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_time_parses() {
+        let t = parse_server_time("2024-01-31T12:34:56.789Z").unwrap();
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(secs.as_secs(), 1_706_704_496);
+        assert_eq!(secs.subsec_millis(), 789);
+        assert_eq!(
+            parse_server_time("1970-01-01T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert_eq!(parse_server_time("garbage"), None);
+        assert_eq!(parse_server_time("2024-13-01T00:00:00Z"), None);
+    }
+}
