@@ -596,4 +596,10 @@ pub trait Network: Send + Sync + 'static {
     /// Carry out one action of one XMPP user. Success means the action was handed to the
     /// network; its outcome arrives as events.
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError>;
+    /// Whether `label` names a text encoding this network can carry a user's text in (a
+    /// WHATWG label: `latin1`, `koi8-r`, `windows-1252`), for the settings that choose one.
+    /// A network whose text is always UTF-8 has none to choose.
+    fn supports_encoding(&self, _label: &str) -> bool {
+        false
+    }
 }

@@ -249,6 +249,12 @@ impl Network for IrcNetwork {
         KIND
     }
 
+    /// Lines are bytes on IRC: a channel's or a server's text may be in any encoding
+    /// encoding_rs knows.
+    fn supports_encoding(&self, label: &str) -> bool {
+        encoding(label).is_some()
+    }
+
     async fn run(
         &self,
         ctx: NetworkContext,

@@ -163,7 +163,7 @@ async fn step(
     match (action, submitted) {
         ("cancel", _) => Ok(response(node, &session, "canceled", None, None)),
         (_, Some(form)) => {
-            apply(store, &user, &request.target, form)
+            apply(store, network, &user, &request.target, form)
                 .await
                 .map_err(|e| match e {
                     Applied::Db(e) => db_error(e),

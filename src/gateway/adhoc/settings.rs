@@ -2,6 +2,7 @@
 //! as a form, and a submitted form checked and saved; the muc#owner form on the same
 //! channel settings.
 
+use causeway_bridge::Network;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
@@ -222,16 +223,16 @@ fn get_bool(
     }
 }
 
-/// An encoding label the IRC bridge knows, or nothing.
+/// An encoding label the network knows, or nothing.
 fn get_encoding(
+    network: Option<&dyn Network>,
     values: &std::collections::HashMap<String, Vec<String>>,
     var: &str,
 ) -> Result<Option<String>, Applied> {
     let Some(label) = get_text(values, var) else {
         return Ok(None);
     };
-    #[cfg(feature = "irc")]
-    if causeway_irc::encoding(&label).is_none() {
+    if !network.is_some_and(|n| n.supports_encoding(&label)) {
         return Err(Applied::Invalid(format!(
             "{var}: {label:?} is not an encoding (try utf-8, latin1, koi8-r, windows-1252…)"
         )));
@@ -241,6 +242,7 @@ fn get_encoding(
 
 pub(super) async fn apply(
     store: &Store,
+    network: Option<&dyn Network>,
     user: &str,
     target: &Target,
     form: &Element,
@@ -303,8 +305,8 @@ pub(super) async fn apply(
                 tls: get_bool(&values, "tls")?,
                 verify_tls: get_bool(&values, "verify_tls")?,
                 throttle: get_bool(&values, "throttle")?,
-                encoding_in: get_encoding(&values, "encoding_in")?,
-                encoding_out: get_encoding(&values, "encoding_out")?,
+                encoding_in: get_encoding(network, &values, "encoding_in")?,
+                encoding_out: get_encoding(network, &values, "encoding_out")?,
                 server_password,
                 sasl_password,
             };
@@ -317,7 +319,7 @@ pub(super) async fn apply(
             let settings = ChannelSettings {
                 persistent: get_bool(&values, "persistent")?,
                 record: get_bool(&values, "record_history")?,
-                encoding: get_encoding(&values, "encoding")?,
+                encoding: get_encoding(network, &values, "encoding")?,
             };
             store
                 .set_channel_settings(user, server, channel, settings)
