@@ -1,6 +1,10 @@
 use super::*;
-use tokio_xmpp::parsers::disco::DiscoInfoResult;
-use tokio_xmpp::parsers::version::VersionResult;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::ping::Ping;
+use tokio_xmpp::parsers::version::{VersionQuery, VersionResult};
 
 fn gateway(network: NetworkKind) -> Gateway {
     let domain = match network {

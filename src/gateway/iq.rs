@@ -1,0 +1,309 @@
+//! Iqs to the gateway's addresses: the domain's own queries (disco, version, ping), the
+//! ad-hoc commands and muc#owner forms, channel lists on a server JID, MAM on a room, and
+//! the rest handed to the MUC core.
+
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoItemsQuery};
+use tokio_xmpp::parsers::iq::Iq;
+use tokio_xmpp::parsers::ns;
+use tokio_xmpp::parsers::ping::Ping;
+use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use tokio_xmpp::parsers::version::VersionQuery;
+
+use super::muc::Effects;
+use super::{adhoc, bad_request, disco, mam, no_such_address, unavailable, Gateway};
+
+impl Gateway {
+    pub(super) fn handle_iq(&mut self, iq: Iq) -> Effects {
+        let (from, to, id, payload, is_get) = match iq {
+            Iq::Get {
+                from: Some(from),
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, true),
+            Iq::Set {
+                from: Some(from),
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, false),
+            // Results and errors are never answered; the only requests the gateway sends
+            // are its own keepalive pings, whose replies need no handling.
+            _ => return Effects::default(),
+        };
+        let to = to.unwrap_or_else(|| self.domain.clone().into());
+        if let Some(effects) = self.adhoc(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
+        if let Some(effects) = self.owner_form(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
+        if let Some(effects) = self.mam_query(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
+        if let Some(effects) = self.room_list(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
+        let mut requests = Vec::new();
+        let reply = match self.check_access(&from) {
+            Err(error) => Err(error),
+            Ok(()) if to.node().is_some() || to.resource().is_some() => {
+                match (&mut self.muc, from.clone().try_into_full()) {
+                    (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
+                        Ok(address) => {
+                            muc.handle_iq(full, address, payload, is_get)
+                                .map(|(result, more)| {
+                                    requests = more;
+                                    result
+                                })
+                        }
+                        Err(e) => Err(no_such_address(e)),
+                    },
+                    _ => Err(unavailable(format!("{to} does not answer requests"))),
+                }
+            }
+            Ok(()) if is_get => self.domain_query(payload),
+            Ok(()) => Err(unavailable(format!(
+                "{} does not support this request",
+                self.domain
+            ))),
+        };
+        let reply = match reply {
+            Ok(payload) => Iq::Result {
+                from: Some(to),
+                to: Some(from),
+                id,
+                payload,
+            },
+            Err(error) => Iq::Error {
+                from: Some(to),
+                to: Some(from),
+                id,
+                error,
+                payload: None,
+            },
+        };
+        Effects {
+            stanzas: vec![reply.into()],
+            requests,
+            ..Default::default()
+        }
+    }
+
+    /// XEP-0050 on the gateway, a server or a channel: the command list, or a command step
+    /// (run against the database on the side).
+    fn adhoc(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        use crate::address::IrcAddress;
+        let muc = self.muc.as_ref()?;
+        let listing = is_get
+            && payload.is("query", ns::DISCO_ITEMS)
+            && payload.attr("node") == Some(adhoc::COMMANDS);
+        let running = !is_get && payload.is("command", adhoc::COMMANDS);
+        if !(listing || running) || self.check_access(from).is_err() {
+            return None;
+        }
+        let target = match muc.addressing().parse(to).ok()? {
+            IrcAddress::Gateway => adhoc::Target::Gateway,
+            IrcAddress::Server { server } => adhoc::Target::Server(server),
+            IrcAddress::Channel {
+                server,
+                channel,
+                nick: None,
+            } => adhoc::Target::Channel(server, channel),
+            _ => return None,
+        };
+        if listing {
+            let items = adhoc::command_items(to, &target, self.is_admin(from));
+            let iq = Iq::Result {
+                from: Some(to.clone()),
+                to: Some(from.clone()),
+                id: id.to_owned(),
+                payload: Some(items),
+            };
+            return Some(Effects {
+                stanzas: vec![iq.into()],
+                ..Default::default()
+            });
+        }
+        let requester = from.clone().try_into_full().ok()?;
+        let sessions = self.is_admin(from).then(|| muc.sessions());
+        let rooms = match &target {
+            adhoc::Target::Server(server) => muc.user_rooms(&from.to_bare(), server),
+            _ => Vec::new(),
+        };
+        let request = adhoc::AdhocRequest {
+            iq_id: id.to_owned(),
+            requester,
+            to: to.clone(),
+            target,
+            command: payload.clone(),
+            sessions,
+            rooms,
+            owner: None,
+        };
+        Some(Effects {
+            adhoc: vec![request],
+            ..Default::default()
+        })
+    }
+
+    /// The MUC owner form of a channel (muc#owner get/set), backed by the channel settings.
+    fn owner_form(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        use crate::address::IrcAddress;
+        if !payload.is("query", "http://jabber.org/protocol/muc#owner")
+            || self.check_access(from).is_err()
+        {
+            return None;
+        }
+        let muc = self.muc.as_ref()?;
+        let Ok(IrcAddress::Channel {
+            server,
+            channel,
+            nick: None,
+        }) = muc.addressing().parse(to)
+        else {
+            return None;
+        };
+        let requester = from.clone().try_into_full().ok()?;
+        let request = adhoc::AdhocRequest {
+            iq_id: id.to_owned(),
+            requester,
+            to: to.clone(),
+            target: adhoc::Target::Channel(server, channel),
+            command: payload.clone(),
+            sessions: None,
+            rooms: Vec::new(),
+            owner: Some(is_get),
+        };
+        Some(Effects {
+            adhoc: vec![request],
+            ..Default::default()
+        })
+    }
+
+    /// disco#items on an IRC server JID from an allowed user: the channel list.
+    fn room_list(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        if !is_get || !payload.is("query", ns::DISCO_ITEMS) || self.check_access(from).is_err() {
+            return None;
+        }
+        let muc = self.muc.as_mut()?;
+        let requester = from.clone().try_into_full().ok()?;
+        let Ok(crate::address::IrcAddress::Server { server }) = muc.addressing().parse(to) else {
+            return None;
+        };
+        Some(muc.list_rooms(requester, server, id.to_owned(), payload))
+    }
+
+    /// A MAM query on a room from an allowed user: answered once the archive is read, so
+    /// here it only becomes a request (or an error).
+    fn mam_query(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        if is_get || !payload.is("query", mam::MAM) {
+            return None;
+        }
+        let muc = self.muc.as_ref()?;
+        let reply_error = |error: StanzaError| {
+            let iq = Iq::Error {
+                from: Some(to.clone()),
+                to: Some(from.clone()),
+                id: id.to_owned(),
+                error,
+                payload: None,
+            };
+            Some(Effects {
+                stanzas: vec![iq.into()],
+                ..Default::default()
+            })
+        };
+        if let Err(error) = self.check_access(from) {
+            return reply_error(error);
+        }
+        let Ok(requester) = from.clone().try_into_full() else {
+            return None;
+        };
+        let Ok(crate::address::IrcAddress::Channel { nick: None, .. }) = muc.addressing().parse(to)
+        else {
+            return reply_error(unavailable(format!("{to} has no archive: query a room")));
+        };
+        let room = to.to_bare();
+        match mam::parse_query(payload, &requester.to_bare(), &room) {
+            Ok((queryid, query)) => {
+                let request = mam::MamRequest {
+                    iq_id: id.to_owned(),
+                    requester,
+                    room,
+                    queryid,
+                    query,
+                };
+                Some(Effects {
+                    mam: vec![request],
+                    ..Default::default()
+                })
+            }
+            Err(error) => reply_error(error),
+        }
+    }
+
+    /// A get addressed to the bare gateway domain.
+    fn domain_query(&self, payload: Element) -> Result<Option<Element>, StanzaError> {
+        if payload.is("query", ns::DISCO_INFO) {
+            let query = DiscoInfoQuery::try_from(payload).map_err(bad_request)?;
+            if let Some(node) = query.node {
+                return Err(StanzaError::new(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
+                    "en",
+                    format!("no disco node {node:?} here"),
+                ));
+            }
+            Ok(Some(
+                disco::gateway_info(self.network, self.muc.is_some()).into(),
+            ))
+        } else if payload.is("query", ns::DISCO_ITEMS) {
+            DiscoItemsQuery::try_from(payload).map_err(bad_request)?;
+            Ok(Some(disco::gateway_items().into()))
+        } else if payload.is("ping", ns::PING) {
+            Ping::try_from(payload).map_err(bad_request)?;
+            Ok(None)
+        } else if payload.is("query", ns::VERSION) {
+            VersionQuery::try_from(payload).map_err(bad_request)?;
+            Ok(Some(disco::version().into()))
+        } else {
+            Err(unavailable(format!(
+                "{} does not support <{} xmlns='{}'/>",
+                self.domain,
+                payload.name(),
+                payload.ns()
+            )))
+        }
+    }
+}
