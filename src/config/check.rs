@@ -1,0 +1,209 @@
+//! `check()`: every rule the configuration breaks, each with its key, at once.
+
+use std::net::SocketAddr;
+use tokio_xmpp::jid::BareJid;
+
+use super::{Config, Problem, Secret};
+
+impl Config {
+    /// Every rule the configuration breaks, each with its key; empty when all is well.
+    pub fn check(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        if self.xmpp.host.trim().is_empty() {
+            p.add("xmpp.host", "must not be empty");
+        }
+        if self.xmpp.port == 0 {
+            p.add("xmpp.port", "must be a port number from 1 to 65535");
+        }
+        if self.xmpp.queue_size == 0 {
+            p.add("xmpp.queue_size", "must be at least 1");
+        }
+        if self.xmpp.reconnect_initial_ms == 0 {
+            p.add("xmpp.reconnect_initial_ms", "must be at least 1");
+        }
+        if self.xmpp.reconnect_max_ms < self.xmpp.reconnect_initial_ms {
+            p.add(
+                "xmpp.reconnect_max_ms",
+                "must not be below xmpp.reconnect_initial_ms",
+            );
+        }
+        check_database_url(self.database.url.expose(), &mut p);
+        if self.database.max_connections == 0 {
+            p.add("database.max_connections", "must be at least 1");
+        }
+        if self.access.allow.is_empty() {
+            p.add(
+                "access.allow",
+                "is empty, so nobody could use the gateway: list domains or bare JIDs",
+            );
+        }
+        for (i, admin) in self.access.admins.iter().enumerate() {
+            if !admin.parse::<BareJid>().is_ok_and(|j| j.node().is_some()) {
+                p.add(
+                    format!("access.admins[{i}]"),
+                    format!("{admin:?} is not a bare JID"),
+                );
+            }
+        }
+        for (i, entry) in self.access.allow.iter().enumerate() {
+            if entry.parse::<BareJid>().is_err() {
+                p.add(
+                    format!("access.allow[{i}]"),
+                    format!("{entry:?} is neither a domain nor a bare JID"),
+                );
+            }
+        }
+        if self.irc.is_none() && self.matrix.is_none() {
+            p.add(
+                "irc",
+                "no network is configured: add an [irc] or a [matrix] section",
+            );
+        }
+        if let Some(irc) = &self.irc {
+            if !cfg!(feature = "irc") {
+                p.add(
+                    "irc",
+                    "this build of causeway has no IRC support (cargo feature `irc`)",
+                );
+            }
+            check_component("irc", &irc.domain, &irc.secret, &mut p);
+            if let Some(server) = &irc.fixed_server {
+                if !is_host_name(server) {
+                    p.add("irc.fixed_server", format!("{server:?} is not a host name"));
+                }
+            }
+            for (host, server) in &irc.servers {
+                if !is_host_name(host) {
+                    p.add(format!("irc.servers.{host:?}"), "is not a host name");
+                }
+                #[cfg(feature = "irc")]
+                for (key, message) in server.problems() {
+                    p.add(format!("irc.servers.{host:?}.{key}"), message);
+                }
+                #[cfg(not(feature = "irc"))]
+                let _ = server;
+            }
+        }
+        if let Some(matrix) = &self.matrix {
+            if !cfg!(feature = "matrix") {
+                p.add(
+                    "matrix",
+                    "this build of causeway has no Matrix support (cargo feature `matrix`)",
+                );
+            }
+            check_component("matrix", &matrix.domain, &matrix.secret, &mut p);
+            match url::Url::parse(&matrix.homeserver) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => p.add(
+                    "matrix.homeserver",
+                    format!("{:?} is not an http(s) URL", matrix.homeserver),
+                ),
+            }
+            if !is_host_name(matrix.server_name.split(':').next().unwrap_or_default()) {
+                p.add(
+                    "matrix.server_name",
+                    format!("{:?} is not a server name", matrix.server_name),
+                );
+            }
+            if matrix.listen.parse::<SocketAddr>().is_err() {
+                p.add(
+                    "matrix.listen",
+                    format!("{:?} is not an address like 127.0.0.1:9993", matrix.listen),
+                );
+            }
+            if matrix.registration.as_os_str().is_empty() {
+                p.add("matrix.registration", "must name the registration file");
+            }
+            let prefix_ok = !matrix.user_prefix.is_empty()
+                && matrix
+                    .user_prefix
+                    .chars()
+                    .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/'));
+            if !prefix_ok {
+                p.add(
+                    "matrix.user_prefix",
+                    "must be non-empty and use only a-z 0-9 . _ = - /",
+                );
+            }
+        }
+        if let (Some(irc), Some(matrix)) = (&self.irc, &self.matrix) {
+            if irc.domain.eq_ignore_ascii_case(&matrix.domain) {
+                p.add(
+                    "matrix.domain",
+                    "must differ from irc.domain: each network needs its own component",
+                );
+            }
+        }
+        p.0
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn check_component(section: &str, domain: &str, secret: &Secret, p: &mut Problems) {
+    if !is_host_name(domain) {
+        p.add(
+            format!("{section}.domain"),
+            format!("{domain:?} is not a domain name"),
+        );
+    }
+    if secret.expose().is_empty() {
+        p.add(
+            format!("{section}.secret"),
+            "is missing: set the component secret the XMPP server expects",
+        );
+    }
+}
+
+fn check_database_url(url: &str, p: &mut Problems) {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "sqlite" => {
+            if url
+                .trim_start_matches("sqlite:")
+                .trim_start_matches("//")
+                .is_empty()
+            {
+                p.add(
+                    "database.url",
+                    "sqlite URL names no file (sqlite://causeway.db)",
+                );
+            }
+        }
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+            if u.host().is_none() && !u.query_pairs().any(|(k, _)| k == "host") {
+                p.add("database.url", "postgres URL names no host");
+            }
+        }
+        Ok(u) => p.add(
+            "database.url",
+            format!(
+                "unsupported scheme {:?}: use sqlite:// or postgres://",
+                u.scheme()
+            ),
+        ),
+        Err(e) => p.add("database.url", format!("not a URL ({e})")),
+    }
+}
+
+/// A DNS-style host name: dot-separated labels of letters, digits and `-`.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
