@@ -42,6 +42,16 @@ pub fn allowed(access: &crate::config::AccessConfig) -> causeway_matrix::Allowed
     })
 }
 
+/// What the gateway accepts as a nick, as the Matrix bridge asks it: a valid JID
+/// resource, normalised as the XMPP server will (resourceprep).
+pub fn nick_rule() -> causeway_matrix::NickRule {
+    Arc::new(|name| {
+        tokio_xmpp::jid::ResourcePart::new(name)
+            .ok()
+            .map(|nick| nick.to_string())
+    })
+}
+
 /// The Matrix network for `[matrix]`, serving the users `allowed` accepts.
 pub fn network(
     config: &MatrixConfig,
@@ -66,6 +76,7 @@ pub fn network(
         settings,
         Arc::new(store),
         allowed,
+        nick_rule(),
     )))
 }
 

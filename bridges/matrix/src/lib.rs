@@ -70,6 +70,11 @@ pub struct MatrixSettings {
 /// Which XMPP users may be reached through puppets (the gateway's `[access]`).
 pub type Allowed = Arc<dyn Fn(&UserRef) -> bool + Send + Sync>;
 
+/// What the gateway accepts as a nick: the name as the gateway will write it (normalised),
+/// or `None` when it cannot be one. A Matrix member whose display name is refused shows
+/// under its user id's localpart.
+pub type NickRule = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The access rule in force.
 struct Access(Allowed);
 
@@ -109,15 +114,16 @@ struct Inner {
 
 impl MatrixNetwork {
     /// The network for `settings`, keeping its state in `store`, reaching the XMPP users
-    /// `allowed` accepts.
+    /// `allowed` accepts, showing display names as nicks where `nicks` accepts them.
     pub fn new(
         settings: MatrixSettings,
         store: Arc<dyn MatrixStore>,
         allowed: Allowed,
+        nicks: NickRule,
     ) -> MatrixNetwork {
         let (emit, emitted) = mpsc::channel(4096);
         let client = Client::new(&settings.homeserver, &settings.as_token);
-        let rooms = Rooms::new(settings.member_limit);
+        let rooms = Rooms::new(settings.member_limit, nicks);
         MatrixNetwork {
             inner: Arc::new(Inner {
                 settings,
