@@ -8,6 +8,9 @@ use causeway_bridge::{Departure, Event, Member, Privilege, RoomRef, UserRef};
 use ruma::{OwnedRoomId, RoomId};
 
 use crate::NickRule;
+use nicks::{fold, Nicks};
+
+mod nicks;
 
 /// A member's new membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +79,6 @@ struct Seat {
     shown: HashSet<String>,
 }
 
-fn fold(nick: &str) -> String {
-    nick.to_lowercase()
-}
-
 /// The privilege a power level stands for.
 fn privilege(level: i64) -> Privilege {
     match level {
@@ -87,31 +86,6 @@ fn privilege(level: i64) -> Privilege {
         50..=99 => Privilege::Op,
         1..=49 => Privilege::Voice,
         _ => Privilege::None,
-    }
-}
-
-/// A display name fit to be a MUC nick: no control characters, trimmed, and accepted by
-/// the gateway's rule (a valid JID resource as the XMPP server will normalise it: emoji
-/// outside Unicode 3.2, mixed directions and over-long names are not), else `None`.
-fn clean(name: &str, nicks: &Nicks) -> Option<String> {
-    let trimmed = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    if trimmed.is_empty() {
-        return None;
-    }
-    (nicks.0)(&trimmed)
-}
-
-/// The gateway's rule for nicks, handed in by the root.
-struct Nicks(NickRule);
-
-impl std::fmt::Debug for Nicks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Nicks(..)")
     }
 }
 
@@ -130,36 +104,18 @@ impl Room {
 
     /// Give `user_id` a nick from its display name, unless it already has that one.
     fn assign(&mut self, user_id: &str, display: Option<String>, nicks: &Nicks) -> String {
-        let base = display
-            .as_deref()
-            .and_then(|name| clean(name, nicks))
-            .unwrap_or_else(|| {
-                let local = user_id.trim_start_matches('@');
-                local.split(':').next().unwrap_or(local).to_owned()
-            });
+        let base = nicks.wanted(user_id, display.as_deref());
         if let Some(old) = self.members.get(user_id) {
             if old.display == display {
                 return old.nick.clone();
             }
             self.by_nick.remove(&fold(&old.nick));
         }
-        // The first of these nobody else has: a display name shared by two members tells
-        // them apart by user id, which is unique, with a counter for the pathological case
-        // of someone calling themselves by another's disambiguated name.
-        let free = |nick: &str| {
+        let nick = nicks.pick(base, user_id, |nick| {
             self.by_nick
                 .get(&fold(nick))
                 .is_none_or(|owner| owner == user_id)
-        };
-        // (User ids are short ASCII, always valid resources: the search ends.)
-        let nick = [base.clone(), format!("{base} ({user_id})")]
-            .into_iter()
-            .chain((0..).map(|n| match n {
-                0 => user_id.to_owned(),
-                n => format!("{user_id} {n}"),
-            }))
-            .find(|nick| free(nick) && clean(nick, nicks).as_deref() == Some(nick.as_str()))
-            .expect("an unused nick exists");
+        });
         self.by_nick.insert(fold(&nick), user_id.to_owned());
         self.members.insert(
             user_id.to_owned(),
@@ -215,7 +171,7 @@ impl Rooms {
     pub fn new(limit: usize, nicks: NickRule) -> Rooms {
         Rooms {
             limit,
-            nicks: Nicks(nicks),
+            nicks: Nicks::new(nicks),
             rooms: HashMap::new(),
         }
     }
