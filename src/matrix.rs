@@ -1,16 +1,19 @@
 //! The Matrix network as the gateway sets it up: settings from `[matrix]` and the
-//! appservice registration file, state in the gateway's store.
+//! appservice registration file, state in the gateway's store (the bridge's
+//! [`MatrixStore`] over [`Store`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use causeway_matrix::registration;
+use causeway_matrix::store::{MatrixStore, MessageLink, StoreFailure};
 use causeway_matrix::{MatrixNetwork, MatrixSettings};
 
 use crate::config::MatrixConfig;
-use crate::store::Store;
+use crate::store::{LinkedMessage, Store, StoreError};
 
 /// Why the Matrix network cannot start, or the registration cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,16 @@ pub fn allowed(access: &crate::config::AccessConfig) -> causeway_matrix::Allowed
     })
 }
 
+/// What the gateway accepts as a nick, as the Matrix bridge asks it: a valid JID
+/// resource, normalised as the XMPP server will (resourceprep).
+pub fn nick_rule() -> causeway_matrix::NickRule {
+    Arc::new(|name| {
+        tokio_xmpp::jid::ResourcePart::new(name)
+            .ok()
+            .map(|nick| nick.to_string())
+    })
+}
+
 /// The Matrix network for `[matrix]`, serving the users `allowed` accepts.
 pub fn network(
     config: &MatrixConfig,
@@ -63,6 +76,7 @@ pub fn network(
         settings,
         Arc::new(store),
         allowed,
+        nick_rule(),
     )))
 }
 
@@ -85,4 +99,102 @@ pub fn generate_registration(config: &MatrixConfig) -> Result<PathBuf, MatrixSet
     file.write_all(yaml.as_bytes())
         .map_err(|e| MatrixSetupError::Write(path.clone(), e))?;
     Ok(path)
+}
+
+/// A store error in the bridge's terms.
+fn failure(e: StoreError) -> StoreFailure {
+    StoreFailure(e.to_string())
+}
+
+/// The Matrix bridge's state, kept in the gateway's database.
+#[async_trait]
+impl MatrixStore for Store {
+    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure> {
+        self.matrix_transaction_seen(txn_id).await.map_err(failure)
+    }
+
+    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure> {
+        self.matrix_transaction_done(txn_id).await.map_err(failure)
+    }
+
+    async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure> {
+        self.remember_matrix_room(room_id).await.map_err(failure)
+    }
+
+    async fn find_room(&self, folded: &str) -> Result<Option<String>, StoreFailure> {
+        self.find_matrix_room(folded).await.map_err(failure)
+    }
+
+    async fn link_message(&self, link: &MessageLink) -> Result<(), StoreFailure> {
+        self.insert_message_link(&link.room, &link.xmpp_id, &link.event_id, &link.sender)
+            .await
+            .map_err(failure)
+    }
+
+    async fn find_message(
+        &self,
+        room: &str,
+        id: &str,
+    ) -> Result<Option<MessageLink>, StoreFailure> {
+        let found = self.message_link(room, id).await.map_err(failure)?;
+        Ok(found.map(|linked| {
+            let LinkedMessage {
+                room,
+                xmpp_id,
+                event_id,
+                sender,
+            } = linked;
+            MessageLink {
+                room,
+                xmpp_id,
+                event_id,
+                sender,
+            }
+        }))
+    }
+
+    async fn unlink(&self, room: &str, event_id: &str) -> Result<(), StoreFailure> {
+        self.delete_message_link(room, event_id)
+            .await
+            .map_err(failure)
+    }
+
+    async fn reactions(
+        &self,
+        room: &str,
+        target: &str,
+        sender: &str,
+    ) -> Result<Vec<(String, String)>, StoreFailure> {
+        self.reaction_links(room, target, sender)
+            .await
+            .map_err(failure)
+    }
+
+    async fn direct_room(
+        &self,
+        puppet: &str,
+        remote: &str,
+    ) -> Result<Option<String>, StoreFailure> {
+        self.matrix_direct_room(puppet, remote)
+            .await
+            .map_err(failure)
+    }
+
+    async fn set_direct_room(
+        &self,
+        puppet: &str,
+        remote: &str,
+        room: &str,
+    ) -> Result<(), StoreFailure> {
+        self.set_matrix_direct_room(puppet, remote, room)
+            .await
+            .map_err(failure)
+    }
+
+    async fn direct_room_parties(
+        &self,
+        room: &str,
+    ) -> Result<Option<(String, String)>, StoreFailure> {
+        self.matrix_direct_room_parties(room).await.map_err(failure)
+    }
 }

@@ -1,44 +1,50 @@
-//! The Matrix bridge's state in the gateway's database: [`MatrixStore`] over [`Store`].
+//! The Matrix bridge's state in the gateway's database: the homeserver's transactions seen,
+//! room ids with their case, message links (XMPP id ↔ event id, and reactions) and direct
+//! rooms. Plain store methods; `src/matrix.rs` offers them to the bridge as its
+//! `MatrixStore`.
 
-use async_trait::async_trait;
 use causeway_bridge::NetworkKind;
-use causeway_matrix::store::{MatrixStore, MessageLink, StoreFailure};
 use sqlx::Row;
 
 use super::{unix_now, EntityKind, Store, StoreError};
 
-fn failure(e: StoreError) -> StoreFailure {
-    StoreFailure(e.to_string())
+/// One message as both sides know it (a row of `message_links`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedMessage {
+    /// The room id (or direct room id).
+    pub room: String,
+    /// The XMPP id (or `reaction <event> <key>` for a reaction).
+    pub xmpp_id: String,
+    /// The Matrix event id.
+    pub event_id: String,
+    /// The Matrix sender.
+    pub sender: String,
 }
 
-fn sql(e: sqlx::Error) -> StoreFailure {
-    failure(StoreError::from(e))
-}
-
-#[async_trait]
-impl MatrixStore for Store {
-    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure> {
+impl Store {
+    /// Whether the homeserver's transaction `txn_id` was processed already.
+    pub async fn matrix_transaction_seen(&self, txn_id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM matrix_transactions WHERE txn_id = $1")
             .bind(txn_id)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(sql)?;
+            .await?;
         Ok(row.is_some())
     }
 
-    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure> {
+    /// Mark the homeserver's transaction `txn_id` processed.
+    pub async fn matrix_transaction_done(&self, txn_id: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO matrix_transactions (txn_id, done_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(txn_id)
         .bind(unix_now())
         .execute(&self.pool)
-        .await
-        .map_err(sql)?;
+        .await?;
         Ok(())
     }
 
-    async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure> {
+    /// Remember a Matrix room id with its case, under its lower-cased form.
+    pub async fn remember_matrix_room(&self, room_id: &str) -> Result<(), StoreError> {
         let server = room_id.split_once(':').map(|(_, s)| s).unwrap_or_default();
         self.map_remote(
             EntityKind::Room,
@@ -47,73 +53,81 @@ impl MatrixStore for Store {
             room_id,
             &room_id.to_lowercase(),
         )
-        .await
-        .map_err(failure)?;
+        .await?;
         Ok(())
     }
 
-    async fn find_room(&self, folded: &str) -> Result<Option<String>, StoreFailure> {
+    /// The Matrix room id, with its case, whose lower-cased form is `folded`.
+    pub async fn find_matrix_room(&self, folded: &str) -> Result<Option<String>, StoreError> {
         let found = self
             .lookup_localpart(EntityKind::Room, NetworkKind::Matrix, folded)
-            .await
-            .map_err(failure)?;
+            .await?;
         Ok(found.map(|room| room.remote))
     }
 
-    async fn link_message(&self, link: &MessageLink) -> Result<(), StoreFailure> {
+    /// Remember that an XMPP id and an event are the same message (once: a second link of
+    /// the same ids is ignored).
+    pub async fn insert_message_link(
+        &self,
+        room: &str,
+        xmpp_id: &str,
+        event_id: &str,
+        sender: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO message_links (room, xmpp_id, event_id, sender) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(&link.room)
-        .bind(&link.xmpp_id)
-        .bind(&link.event_id)
-        .bind(&link.sender)
+        .bind(room)
+        .bind(xmpp_id)
+        .bind(event_id)
+        .bind(sender)
         .execute(&self.pool)
-        .await
-        .map_err(sql)?;
+        .await?;
         Ok(())
     }
 
-    async fn find_message(
+    /// The message with this event id in the room, else the one with this XMPP id.
+    pub async fn message_link(
         &self,
         room: &str,
         id: &str,
-    ) -> Result<Option<MessageLink>, StoreFailure> {
+    ) -> Result<Option<LinkedMessage>, StoreError> {
         let row = sqlx::query(
             "SELECT room, xmpp_id, event_id, sender FROM message_links WHERE room = $1 AND (event_id = $2 OR xmpp_id = $2) ORDER BY CASE WHEN event_id = $2 THEN 0 ELSE 1 END LIMIT 1",
         )
         .bind(room)
         .bind(id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(sql)?;
+        .await?;
         row.map(|r| {
-            Ok(MessageLink {
-                room: r.try_get(0).map_err(sql)?,
-                xmpp_id: r.try_get(1).map_err(sql)?,
-                event_id: r.try_get(2).map_err(sql)?,
-                sender: r.try_get(3).map_err(sql)?,
+            Ok(LinkedMessage {
+                room: r.try_get(0)?,
+                xmpp_id: r.try_get(1)?,
+                event_id: r.try_get(2)?,
+                sender: r.try_get(3)?,
             })
         })
         .transpose()
     }
 
-    async fn unlink(&self, room: &str, event_id: &str) -> Result<(), StoreFailure> {
+    /// Forget the message link of an event (a reaction taken back).
+    pub async fn delete_message_link(&self, room: &str, event_id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM message_links WHERE room = $1 AND event_id = $2")
             .bind(room)
             .bind(event_id)
             .execute(&self.pool)
-            .await
-            .map_err(sql)?;
+            .await?;
         Ok(())
     }
 
-    async fn reactions(
+    /// `sender`'s reactions to `target` in the room: (key, reaction event id), from the
+    /// links named `reaction <target> <key>`.
+    pub async fn reaction_links(
         &self,
         room: &str,
         target: &str,
         sender: &str,
-    ) -> Result<Vec<(String, String)>, StoreFailure> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         // `_` (in event ids) is a LIKE wildcard and matches more: the prefix is checked again.
         let prefix = format!("reaction {target} ");
         let rows = sqlx::query(
@@ -123,39 +137,39 @@ impl MatrixStore for Store {
         .bind(sender)
         .bind(format!("{prefix}%"))
         .fetch_all(&self.pool)
-        .await
-        .map_err(sql)?;
+        .await?;
         let mut found = Vec::new();
         for row in rows {
-            let link: String = row.try_get(0).map_err(sql)?;
+            let link: String = row.try_get(0)?;
             if let Some(key) = link.strip_prefix(&prefix) {
-                found.push((key.to_owned(), row.try_get(1).map_err(sql)?));
+                found.push((key.to_owned(), row.try_get(1)?));
             }
         }
         Ok(found)
     }
 
-    async fn direct_room(
+    /// The direct room between a puppet and a Matrix user, if one was made.
+    pub async fn matrix_direct_room(
         &self,
         puppet: &str,
         remote: &str,
-    ) -> Result<Option<String>, StoreFailure> {
+    ) -> Result<Option<String>, StoreError> {
         let row =
             sqlx::query("SELECT room FROM matrix_direct_rooms WHERE puppet = $1 AND remote = $2")
                 .bind(puppet)
                 .bind(remote)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(sql)?;
-        row.map(|r| r.try_get(0).map_err(sql)).transpose()
+                .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    async fn set_direct_room(
+    /// Remember the direct room between a puppet and a Matrix user (replacing an older one).
+    pub async fn set_matrix_direct_room(
         &self,
         puppet: &str,
         remote: &str,
         room: &str,
-    ) -> Result<(), StoreFailure> {
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO matrix_direct_rooms (puppet, remote, room) VALUES ($1, $2, $3) ON CONFLICT (puppet, remote) DO UPDATE SET room = $3",
         )
@@ -163,21 +177,21 @@ impl MatrixStore for Store {
         .bind(remote)
         .bind(room)
         .execute(&self.pool)
-        .await
-        .map_err(sql)?;
+        .await?;
         Ok(())
     }
 
-    async fn direct_room_parties(
+    /// The puppet and the Matrix user of a direct room.
+    pub async fn matrix_direct_room_parties(
         &self,
         room: &str,
-    ) -> Result<Option<(String, String)>, StoreFailure> {
+    ) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query("SELECT puppet, remote FROM matrix_direct_rooms WHERE room = $1")
             .bind(room)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(sql)?;
-        row.map(|r| Ok((r.try_get(0).map_err(sql)?, r.try_get(1).map_err(sql)?)))
-            .transpose()
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
     }
 }

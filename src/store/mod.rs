@@ -382,6 +382,8 @@ fn unix_now() -> i64 {
 
 pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage};
 pub use channels::{ChannelJoin, ChannelSettings};
+#[cfg(feature = "matrix")]
+pub use matrix::LinkedMessage;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use causeway_bridge::JoinFailure;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{
@@ -54,6 +55,26 @@ impl CallError {
             CallError::Refused { errcode, .. } => Some(errcode),
             _ => None,
         }
+    }
+
+    /// The XEP-0045 failure a join meets when the homeserver refuses this way, with the
+    /// text for the user.
+    pub fn join_failure(&self) -> (JoinFailure, String) {
+        let text = self.to_string();
+        let failure = match self {
+            CallError::Unreachable(_) => JoinFailure::Unreachable,
+            CallError::Refused { error, .. } if error.contains("banned") => JoinFailure::Banned,
+            CallError::Refused {
+                errcode, status, ..
+            } => match errcode.as_str() {
+                "M_NOT_FOUND" => JoinFailure::NoSuchRoom,
+                "M_FORBIDDEN" => JoinFailure::InviteOnly,
+                _ if *status == 404 => JoinFailure::NoSuchRoom,
+                _ => JoinFailure::Other,
+            },
+            CallError::Invalid(_) => JoinFailure::Other,
+        };
+        (failure, text)
     }
 
     fn transient(&self) -> bool {

@@ -1,5 +1,6 @@
 //! Events the homeserver pushes, turned into bridge events for the XMPP users concerned.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use causeway_bridge::{Event, Peer, Refs, ReplyTo, UserRef};
@@ -11,12 +12,15 @@ use ruma::events::{
 };
 use ruma::serde::Raw;
 use ruma::{EventId, OwnedUserId, RoomId};
-use tracing::{debug, info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
 
-use crate::client::Retry;
-use crate::outgoing::{parse_reaction_link, reaction_link};
+use crate::client::{Client, Retry};
+use crate::directory::Directory;
+use crate::links::{parse_reaction_link, reaction_link, MessageLinks};
+use crate::puppets::Puppets;
 use crate::rooms::{Change, Membership};
-use crate::{ids, text, Inner};
+use crate::{ids, text, SharedRooms};
 
 /// How late an event may arrive and still count as live (no XEP-0203 delay).
 const LIVE: Duration = Duration::from_secs(10);
@@ -29,7 +33,24 @@ fn delayed(sent: ruma::MilliSecondsSinceUnixEpoch) -> Option<SystemTime> {
     (late > LIVE).then_some(at)
 }
 
-impl Inner {
+/// The transaction side: what happens in the puppets' rooms, for the XMPP users there.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    /// Fetches the events replies answer.
+    pub client: Client,
+    /// Tells our puppets (whose messages are reflected, not relayed) from other senders.
+    pub puppets: Arc<Puppets>,
+    /// Links what arrives, finds what redactions name.
+    pub links: Arc<MessageLinks>,
+    /// Remembers rooms puppets are invited to; knows the direct rooms.
+    pub directory: Arc<Directory>,
+    /// Who is seated where, and the members they see.
+    pub rooms: SharedRooms,
+    /// Events for the core.
+    pub emit: mpsc::Sender<Event>,
+}
+
+impl Incoming {
     /// One event of a transaction.
     pub(crate) async fn on_event(&self, raw: Raw<AnyTimelineEvent>) {
         let event = match raw.deserialize() {
@@ -48,7 +69,7 @@ impl Inner {
                 let content = ev.content;
                 match content.membership {
                     MembershipState::Invite => {
-                        if let Some(user) = self.puppet_owner(&target) {
+                        if let Some(user) = self.puppets.owner(&target) {
                             self.invited(
                                 user,
                                 &room_id,
@@ -105,7 +126,8 @@ impl Inner {
                 let target = ev.content.relates_to.event_id.to_string();
                 let key = ev.content.relates_to.key;
                 let link = reaction_link(&target, &key);
-                self.link(&room_id, &link, ev.event_id.as_str(), &sender)
+                self.links
+                    .link(&room_id, &link, ev.event_id.as_str(), &sender)
                     .await;
                 self.reactions_of(&room_id, &target, &sender).await
             }
@@ -151,10 +173,10 @@ impl Inner {
         let time = delayed(ev.origin_server_ts);
         let event_id = ev.event_id.to_string();
         // Our puppets' messages are linked by the worker that sent them, under the XMPP id.
-        if refs.replaces.is_none() && self.puppet_owner(sender).is_none() {
+        if refs.replaces.is_none() && self.puppets.owner(sender).is_none() {
             // Known by its event id on both sides, for the edits, retractions, reactions and
             // replies that may follow.
-            self.link(room_id, &event_id, &event_id, sender).await;
+            self.links.link(room_id, &event_id, &event_id, sender).await;
         }
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if tracked {
@@ -174,7 +196,7 @@ impl Inner {
                 },
             );
         }
-        let parties = match self.store.direct_room_parties(room_id.as_str()).await {
+        let parties = match self.directory.direct_room_parties(room_id).await {
             Ok(parties) => parties,
             Err(e) => {
                 warn!(room = %room_id, error = %e, "cannot look up the direct room");
@@ -189,7 +211,7 @@ impl Inner {
             return vec![];
         }
         let (Some(user), Some((local, server))) =
-            (self.puppet_owner(&puppet), ids::split_user_id(&remote))
+            (self.puppets.owner(&puppet), ids::split_user_id(&remote))
         else {
             return vec![];
         };
@@ -256,7 +278,7 @@ impl Inner {
     /// `sender`'s reactions to `target` now, for every XMPP user in the room but the
     /// sender's own (reflected when it reacted).
     async fn reactions_of(&self, room_id: &RoomId, target: &str, sender: &str) -> Vec<Event> {
-        let reactions = match self.store.reactions(room_id.as_str(), target, sender).await {
+        let reactions = match self.links.reactions(room_id, target, sender).await {
             Ok(found) => found.into_iter().map(|(key, _)| key).collect::<Vec<_>>(),
             Err(e) => {
                 warn!(error = %e, "cannot look up reactions");
@@ -284,7 +306,7 @@ impl Inner {
         redacted: &str,
         reason: Option<String>,
     ) -> Vec<Event> {
-        let link = match self.store.find_message(room_id.as_str(), redacted).await {
+        let link = match self.links.find(room_id, redacted).await {
             Ok(Some(link)) if link.event_id == redacted => link,
             Ok(_) => {
                 debug!(room = %room_id, redacted, "redaction of an event not bridged");
@@ -299,7 +321,7 @@ impl Inner {
             // Forgotten here, not by the worker that redacted it: the link must still be
             // there when the redaction arrives, whichever comes first.
             let target = target.to_owned();
-            if let Err(e) = self.store.unlink(room_id.as_str(), redacted).await {
+            if let Err(e) = self.links.unlink(room_id, redacted).await {
                 warn!(error = %e, "cannot forget a reaction");
             }
             return self.reactions_of(room_id, &target, &link.sender).await;
@@ -331,29 +353,10 @@ impl Inner {
         is_direct: Option<bool>,
         reason: Option<String>,
     ) {
-        self.remember_room(room_id).await;
+        self.directory.remember(room_id).await;
         let by = ids::split_user_id(inviter).map(|(l, s)| (s.to_owned(), l.to_owned()));
         if is_direct == Some(true) {
-            let puppet = self.puppet_id(&user);
-            let join = ruma::api::client::membership::join_room_by_id::v3::Request::new(
-                room_id.to_owned(),
-            );
-            if let Err(e) = self
-                .client
-                .call(join, Some(&puppet), Retry::For(Duration::from_secs(60)))
-                .await
-            {
-                warn!(room = %room_id, error = %e, "cannot join the direct room");
-                return;
-            }
-            if let Err(e) = self
-                .store
-                .set_direct_room(puppet.as_str(), inviter, room_id.as_str())
-                .await
-            {
-                warn!(room = %room_id, error = %e, "cannot remember the direct room");
-            }
-            info!(room = %room_id, %inviter, "joined a direct room");
+            self.directory.join_direct(&user, room_id, inviter).await;
             return;
         }
         let event = Event::Invited {

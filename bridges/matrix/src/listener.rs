@@ -19,14 +19,34 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::Inner;
+use crate::incoming::Incoming;
+use crate::puppets::Puppets;
+use crate::store::MatrixStore;
+use crate::workers::JoinsInProgress;
 
-type Shared = State<Arc<Inner>>;
+/// What the appservice API answers from.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    /// The homeserver's token towards the appservice.
+    pub hs_token: String,
+    /// Where the transaction ids are kept.
+    pub store: Arc<dyn MatrixStore>,
+    /// The transactions' events.
+    pub incoming: Incoming,
+    /// The homeserver's questions about users.
+    pub puppets: Arc<Puppets>,
+    /// Waited for before a transaction.
+    pub joins: Arc<JoinsInProgress>,
+    /// Serialises transactions from the homeserver.
+    pub transactions: tokio::sync::Mutex<()>,
+}
+
+type Shared = State<Arc<Listener>>;
 
 /// Serve the appservice API on `listener` until `shutdown`.
 pub(crate) async fn serve(
     listener: TcpListener,
-    inner: Arc<Inner>,
+    api: Arc<Listener>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -41,7 +61,7 @@ pub(crate) async fn serve(
         // Synapse batches up to 100 events of up to 64 KiB: far above axum's 2 MB default,
         // which would refuse such a transaction forever.
         .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
-        .with_state(inner);
+        .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -60,7 +80,7 @@ fn ok() -> Response {
 /// Check the homeserver's token: `Authorization: Bearer` or the legacy `access_token`
 /// query parameter.
 fn authorize(
-    inner: &Inner,
+    api: &Listener,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<(), Response> {
@@ -75,7 +95,7 @@ fn authorize(
             "no hs_token given",
         ));
     };
-    let expected = inner.settings.hs_token.as_bytes();
+    let expected = api.hs_token.as_bytes();
     if bool::from(token.as_bytes().ct_eq(expected)) {
         Ok(())
     } else {
@@ -88,13 +108,13 @@ fn authorize(
 }
 
 async fn transaction(
-    State(inner): Shared,
+    State(api): Shared,
     Path(txn_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = authorize(&inner, &headers, &query) {
+    if let Err(refusal) = authorize(&api, &headers, &query) {
         return refusal;
     }
     let mut http = http::Request::new(body);
@@ -106,17 +126,16 @@ async fn transaction(
             return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
         }
     };
-    let _one_at_a_time = inner.transactions.lock().await;
+    let _one_at_a_time = api.transactions.lock().await;
     // Let joins in progress finish first (bounded: a join never holds transactions up long).
-    let mut joining = inner.joining.subscribe();
-    let settled = joining.wait_for(|n| *n == 0);
+    let settled = api.joins.settled();
     if tokio::time::timeout(std::time::Duration::from_secs(30), settled)
         .await
         .is_err()
     {
         warn!(txn = %txn_id, "joins still in progress after 30 s; taking the transaction");
     }
-    match inner.store.transaction_seen(&txn_id).await {
+    match api.store.transaction_seen(&txn_id).await {
         Ok(true) => {
             debug!(txn = %txn_id, "transaction seen before");
             return ok();
@@ -129,32 +148,33 @@ async fn transaction(
     }
     debug!(txn = %txn_id, events = request.events.len(), "transaction");
     for raw in request.events {
-        inner.on_event(raw).await;
+        api.incoming.on_event(raw).await;
     }
-    if let Err(e) = inner.store.transaction_done(&txn_id).await {
+    if let Err(e) = api.store.transaction_done(&txn_id).await {
         warn!(txn = %txn_id, error = %e, "cannot record the transaction as done");
     }
     ok()
 }
 
 async fn query_user(
-    State(inner): Shared,
+    State(api): Shared,
     Path(user_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = authorize(&inner, &headers, &query) {
+    if let Err(refusal) = authorize(&api, &headers, &query) {
         return refusal;
     }
-    let Some(user) = inner.puppet_owner(&user_id) else {
+    let Some(user) = api.puppets.owner(&user_id) else {
         return error(
             StatusCode::NOT_FOUND,
             "M_NOT_FOUND",
             "not a puppet of this gateway",
         );
     };
-    match inner
-        .ensure_puppet(&user, crate::ids::default_nick(&user))
+    match api
+        .puppets
+        .ensure(&user, crate::ids::default_nick(&user))
         .await
     {
         Ok(_) => ok(),
@@ -163,11 +183,11 @@ async fn query_user(
 }
 
 async fn query_alias(
-    State(inner): Shared,
+    State(api): Shared,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = authorize(&inner, &headers, &query) {
+    if let Err(refusal) = authorize(&api, &headers, &query) {
         return refusal;
     }
     error(
@@ -178,11 +198,11 @@ async fn query_alias(
 }
 
 async fn ping(
-    State(inner): Shared,
+    State(api): Shared,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match authorize(&inner, &headers, &query) {
+    match authorize(&api, &headers, &query) {
         Ok(()) => ok(),
         Err(refusal) => refusal,
     }

@@ -3,6 +3,7 @@
 //! homeserver's answer (never from the transaction that brings the event back).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_bridge::{Event, MessageKind, Peer, Refs, UserRef};
@@ -11,15 +12,19 @@ use ruma::events::MessageLikeEventType;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId};
 use serde_json::{json, Value};
-use tracing::warn;
 
-use crate::client::{CallError, Retry};
-use crate::store::MessageLink;
-use crate::{send_failed, text, Inner, SEND_PATIENCE};
+use crate::client::{CallError, Client, Retry};
+use crate::directory::Directory;
+use crate::links::{reaction_link, MessageLinks};
+use crate::puppets::Puppets;
+use crate::{text, SharedRooms};
+
+/// How long a message send keeps retrying while the homeserver is away.
+const SEND_PATIENCE: Duration = Duration::from_secs(600);
 
 /// A message from an XMPP user.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
+pub(crate) struct Message {
     /// The text.
     pub body: String,
     /// How it is meant.
@@ -30,17 +35,31 @@ pub struct Outgoing {
     pub refs: Refs,
 }
 
-/// How a reaction of `sender`'s to `target` is remembered in the message links.
-pub(crate) fn reaction_link(target: &str, key: &str) -> String {
-    format!("reaction {target} {key}")
+/// The send side: the puppets' messages, retractions and reactions.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Sends as the puppets.
+    pub client: Client,
+    /// Whose puppet sends.
+    pub puppets: Arc<Puppets>,
+    /// What a correction, reply, retraction or reaction names; what was sent.
+    pub links: Arc<MessageLinks>,
+    /// The direct rooms private messages go to.
+    pub directory: Arc<Directory>,
+    /// The rooms the users are seated in, and their nicks there.
+    pub rooms: SharedRooms,
 }
 
-/// The (target, key) of a reaction link.
-pub(crate) fn parse_reaction_link(link: &str) -> Option<(&str, &str)> {
-    link.strip_prefix("reaction ")?.split_once(' ')
+fn send_failed(user: &UserRef, peer: Peer, id: String, text: &str) -> Event {
+    Event::SendFailed {
+        user: user.clone(),
+        peer,
+        id: Some(id),
+        text: text.to_owned(),
+    }
 }
 
-impl Inner {
+impl Outgoing {
     /// The room (or direct room) and the user's nick there.
     async fn target(&self, user: &UserRef, to: &Peer) -> Result<(OwnedRoomId, String), String> {
         match to {
@@ -49,33 +68,9 @@ impl Inner {
                 found.ok_or_else(|| "not in this room".to_owned())
             }
             Peer::User { server, nick } => {
-                let room = self.direct_room(user, server, nick).await?;
+                let room = self.directory.direct_room(user, server, nick).await?;
                 Ok((room, String::new()))
             }
-        }
-    }
-
-    /// The event an XMPP id (or a stanza-id, which is an event id) names in the room.
-    pub(crate) async fn event_for(&self, room: &RoomId, id: &str) -> Option<OwnedEventId> {
-        match self.store.find_message(room.as_str(), id).await {
-            Ok(Some(link)) => OwnedEventId::try_from(link.event_id).ok(),
-            Ok(None) => OwnedEventId::try_from(id).ok(),
-            Err(e) => {
-                warn!(error = %e, "cannot look up a message id");
-                OwnedEventId::try_from(id).ok()
-            }
-        }
-    }
-
-    pub(crate) async fn link(&self, room: &RoomId, xmpp_id: &str, event_id: &str, sender: &str) {
-        let link = MessageLink {
-            room: room.to_string(),
-            xmpp_id: xmpp_id.to_owned(),
-            event_id: event_id.to_owned(),
-            sender: sender.to_owned(),
-        };
-        if let Err(e) = self.store.link_message(&link).await {
-            warn!(error = %e, "cannot remember the message id");
         }
     }
 
@@ -95,7 +90,7 @@ impl Inner {
             kind,
             Raw::from_json(raw),
         );
-        let puppet = self.puppet_id(user);
+        let puppet = self.puppets.id(user);
         let sent = self
             .client
             .call(request, Some(&puppet), Retry::For(SEND_PATIENCE))
@@ -103,6 +98,7 @@ impl Inner {
         Ok(sent.event_id)
     }
 
+    /// Redact an event as the user's puppet.
     async fn redact(
         &self,
         user: &UserRef,
@@ -111,15 +107,16 @@ impl Inner {
     ) -> Result<(), CallError> {
         let request =
             redact::redact_event::v3::Request::new(room.to_owned(), event, TransactionId::new());
-        let puppet = self.puppet_id(user);
+        let puppet = self.puppets.id(user);
         self.client
             .call(request, Some(&puppet), Retry::For(Duration::from_secs(60)))
             .await
             .map(|_| ())
     }
 
-    pub(crate) async fn send(&self, user: &UserRef, to: Peer, message: Outgoing) -> Vec<Event> {
-        let Outgoing {
+    /// Send the user's message as the puppet; a room message is reflected.
+    pub(crate) async fn send(&self, user: &UserRef, to: Peer, message: Message) -> Vec<Event> {
+        let Message {
             body,
             kind,
             id,
@@ -132,7 +129,7 @@ impl Inner {
         let mut content =
             serde_json::to_value(text::content(&body, kind)).expect("message content is JSON");
         if let Some(corrected) = &refs.replaces {
-            let Some(original) = self.event_for(&room, corrected).await else {
+            let Some(original) = self.links.event_for(&room, corrected).await else {
                 return vec![send_failed(
                     user,
                     to,
@@ -145,7 +142,7 @@ impl Inner {
             content["m.new_content"] = new_content;
             content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": original});
         } else if let Some(answered) = &refs.reply_to {
-            if let Some(original) = self.event_for(&room, &answered.id).await {
+            if let Some(original) = self.links.event_for(&room, &answered.id).await {
                 content["m.relates_to"] = json!({"m.in_reply_to": {"event_id": original}});
             }
         }
@@ -156,8 +153,10 @@ impl Inner {
             Ok(sent) => sent,
             Err(e) => return vec![send_failed(user, to, id, &e.to_string())],
         };
-        let puppet = self.puppet_id(user);
-        self.link(&room, &id, sent.as_str(), puppet.as_str()).await;
+        let puppet = self.puppets.id(user);
+        self.links
+            .link(&room, &id, sent.as_str(), puppet.as_str())
+            .await;
         match to {
             Peer::Room(_) => vec![Event::Message {
                 user: user.clone(),
@@ -174,15 +173,16 @@ impl Inner {
         }
     }
 
+    /// Retract one of the user's messages (a redaction); reflected in a room.
     pub(crate) async fn retract(&self, user: &UserRef, to: Peer, id: String) -> Vec<Event> {
         let (room, nick) = match self.target(user, &to).await {
             Ok(found) => found,
             Err(text) => return vec![send_failed(user, to, id, &text)],
         };
         // Only one's own messages: a moderator's removal is another request (XEP-0425).
-        let puppet = self.puppet_id(user);
+        let puppet = self.puppets.id(user);
         let unknown = "the retracted message is unknown";
-        let event = match self.store.find_message(room.as_str(), &id).await {
+        let event = match self.links.find(&room, &id).await {
             Ok(Some(link)) if link.sender == puppet.as_str() => link.event_id,
             Ok(Some(_)) => {
                 let text = "only your own messages can be retracted";
@@ -210,6 +210,8 @@ impl Inner {
         }
     }
 
+    /// Bring the user's reactions to a message to `reactions`: the missing ones are sent,
+    /// the others redacted; reflected in a room.
     pub(crate) async fn react(
         &self,
         user: &UserRef,
@@ -221,7 +223,7 @@ impl Inner {
             Ok(found) => found,
             Err(text) => return vec![send_failed(user, to, id, &text)],
         };
-        let Some(target) = self.event_for(&room, &id).await else {
+        let Some(target) = self.links.event_for(&room, &id).await else {
             return vec![send_failed(
                 user,
                 to,
@@ -229,10 +231,10 @@ impl Inner {
                 "the message reacted to is unknown",
             )];
         };
-        let puppet = self.puppet_id(user);
+        let puppet = self.puppets.id(user);
         let current = match self
-            .store
-            .reactions(room.as_str(), target.as_str(), puppet.as_str())
+            .links
+            .reactions(&room, target.as_str(), puppet.as_str())
             .await
         {
             Ok(current) => current,
@@ -251,7 +253,8 @@ impl Inner {
             {
                 Ok(sent) => {
                     let link = reaction_link(target.as_str(), key);
-                    self.link(&room, &link, sent.as_str(), puppet.as_str())
+                    self.links
+                        .link(&room, &link, sent.as_str(), puppet.as_str())
                         .await;
                 }
                 Err(e) => return vec![send_failed(user, to, id, &format!("no reaction: {e}"))],

@@ -7,6 +7,11 @@ use std::collections::{HashMap, HashSet};
 use causeway_bridge::{Departure, Event, Member, Privilege, RoomRef, UserRef};
 use ruma::{OwnedRoomId, RoomId};
 
+use crate::NickRule;
+use nicks::{fold, Nicks};
+
+mod nicks;
+
 /// A member's new membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
@@ -39,6 +44,8 @@ pub struct Change<'a> {
 pub struct Rooms {
     /// How many members a room shows at join; the others appear when they speak or join.
     limit: usize,
+    /// What the gateway accepts as a nick.
+    nicks: Nicks,
     rooms: HashMap<OwnedRoomId, Room>,
 }
 
@@ -72,10 +79,6 @@ struct Seat {
     shown: HashSet<String>,
 }
 
-fn fold(nick: &str) -> String {
-    nick.to_lowercase()
-}
-
 /// The privilege a power level stands for.
 fn privilege(level: i64) -> Privilege {
     match level {
@@ -84,23 +87,6 @@ fn privilege(level: i64) -> Privilege {
         1..=49 => Privilege::Voice,
         _ => Privilege::None,
     }
-}
-
-/// A display name fit to be a MUC nick: no control characters, trimmed, and a valid JID
-/// resource as the XMPP server will normalise it (emoji outside Unicode 3.2, mixed
-/// directions and over-long names are not), else `None`.
-fn clean(name: &str) -> Option<String> {
-    let trimmed = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    if trimmed.is_empty() {
-        return None;
-    }
-    let valid = jid::ResourcePart::new(&trimmed).ok()?;
-    Some(valid.to_string())
 }
 
 impl Room {
@@ -117,34 +103,19 @@ impl Room {
     }
 
     /// Give `user_id` a nick from its display name, unless it already has that one.
-    fn assign(&mut self, user_id: &str, display: Option<String>) -> String {
-        let base = display.as_deref().and_then(clean).unwrap_or_else(|| {
-            let local = user_id.trim_start_matches('@');
-            local.split(':').next().unwrap_or(local).to_owned()
-        });
+    fn assign(&mut self, user_id: &str, display: Option<String>, nicks: &Nicks) -> String {
+        let base = nicks.wanted(user_id, display.as_deref());
         if let Some(old) = self.members.get(user_id) {
             if old.display == display {
                 return old.nick.clone();
             }
             self.by_nick.remove(&fold(&old.nick));
         }
-        // The first of these nobody else has: a display name shared by two members tells
-        // them apart by user id, which is unique, with a counter for the pathological case
-        // of someone calling themselves by another's disambiguated name.
-        let free = |nick: &str| {
+        let nick = nicks.pick(base, user_id, |nick| {
             self.by_nick
                 .get(&fold(nick))
                 .is_none_or(|owner| owner == user_id)
-        };
-        // (User ids are short ASCII, always valid resources: the search ends.)
-        let nick = [base.clone(), format!("{base} ({user_id})")]
-            .into_iter()
-            .chain((0..).map(|n| match n {
-                0 => user_id.to_owned(),
-                n => format!("{user_id} {n}"),
-            }))
-            .find(|nick| free(nick) && clean(nick).as_deref() == Some(nick.as_str()))
-            .expect("an unused nick exists");
+        });
         self.by_nick.insert(fold(&nick), user_id.to_owned());
         self.members.insert(
             user_id.to_owned(),
@@ -195,10 +166,12 @@ impl Room {
 }
 
 impl Rooms {
-    /// No rooms; big rooms show `limit` members at join.
-    pub fn new(limit: usize) -> Rooms {
+    /// No rooms; big rooms show `limit` members at join; display names become nicks as
+    /// `nicks` accepts them.
+    pub fn new(limit: usize, nicks: NickRule) -> Rooms {
         Rooms {
             limit,
+            nicks: Nicks::new(nicks),
             rooms: HashMap::new(),
         }
     }
@@ -232,7 +205,7 @@ impl Rooms {
         // Stable nicks: members without a clash keep their display name whatever the order.
         members.sort();
         for (id, display) in members.into_iter().filter(|(id, _)| id != joining) {
-            state.assign(&id, display);
+            state.assign(&id, display, &self.nicks);
         }
         // Another user's join may have loaded it meanwhile: theirs stays, seats and all.
         self.rooms.entry(room.to_owned()).or_insert(state);
@@ -371,7 +344,7 @@ impl Rooms {
             if old.as_ref().is_some_and(|o| o.display == display) {
                 return events;
             }
-            let nick = state.assign(target, display);
+            let nick = state.assign(target, display, &self.nicks);
             let member = state.member(target).expect("just assigned");
             for (user, seat) in &mut state.seats {
                 if seat.puppet == target {
@@ -451,7 +424,7 @@ impl Rooms {
             return vec![];
         };
         if !state.members.contains_key(sender) {
-            state.assign(sender, None);
+            state.assign(sender, None, &self.nicks);
         }
         let member = state.member(sender).expect("assigned");
         let mut events = Vec::new();

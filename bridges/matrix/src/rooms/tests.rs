@@ -15,8 +15,18 @@ fn reference() -> RoomRef {
     }
 }
 
+/// The gateway's own rule (the root hands in the same): a nick is a valid JID resource,
+/// as the XMPP server normalises it.
+fn jid_resources() -> NickRule {
+    std::sync::Arc::new(|name: &str| {
+        jid::ResourcePart::new(name)
+            .ok()
+            .map(|nick| nick.to_string())
+    })
+}
+
 fn seated(limit: usize, members: &[(&str, Option<&str>)]) -> (Rooms, Vec<Member>) {
-    let mut rooms = Rooms::new(limit);
+    let mut rooms = Rooms::new(limit, jid_resources());
     let members = members
         .iter()
         .map(|(id, d)| (id.to_string(), d.map(str::to_owned)))

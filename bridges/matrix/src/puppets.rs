@@ -1,0 +1,128 @@
+//! The puppets: the Matrix users `@<prefix><escaped bare JID>:<server_name>` that stand for
+//! XMPP users, registered on the homeserver on first use, and the rule saying whose puppet
+//! a Matrix user id is (only users the gateway serves, in the one canonical spelling).
+
+use std::collections::HashSet;
+use std::sync::{Mutex, RwLock};
+
+use causeway_bridge::UserRef;
+use ruma::api::client::account::register;
+use ruma::api::client::profile;
+use ruma::OwnedUserId;
+use tracing::{info, warn};
+
+use crate::client::{CallError, Client, Retry};
+use crate::{ids, Allowed};
+
+/// The access rule in force.
+struct Access(Allowed);
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access(..)")
+    }
+}
+
+/// The puppets of the XMPP users, and who may have one.
+#[derive(Debug)]
+pub(crate) struct Puppets {
+    client: Client,
+    /// The homeserver's server name (the part after `:` in user ids).
+    server_name: String,
+    /// Localpart prefix of the puppets.
+    user_prefix: String,
+    /// Who may be reached: a puppet of anyone else is nobody's.
+    allowed: RwLock<Access>,
+    /// Puppets known to exist on the homeserver.
+    registered: Mutex<HashSet<String>>,
+}
+
+impl Puppets {
+    /// The puppets `@<user_prefix>…:<server_name>` of the users `allowed` accepts.
+    pub(crate) fn new(
+        client: Client,
+        server_name: String,
+        user_prefix: String,
+        allowed: Allowed,
+    ) -> Puppets {
+        Puppets {
+            client,
+            server_name,
+            user_prefix,
+            allowed: RwLock::new(Access(allowed)),
+            registered: Mutex::default(),
+        }
+    }
+
+    /// New access rules (a configuration reload).
+    pub(crate) fn set_allowed(&self, allowed: Allowed) {
+        *self.allowed.write().expect("allowed lock") = Access(allowed);
+    }
+
+    /// The user's puppet id, unless the JID is too long for one.
+    pub(crate) fn try_id(&self, user: &UserRef) -> Option<OwnedUserId> {
+        let local = ids::puppet_localpart(&self.user_prefix, user);
+        OwnedUserId::try_from(format!("@{local}:{}", self.server_name)).ok()
+    }
+
+    /// The user's puppet id; every user reaching the workers has one (`Network::act`
+    /// refuses the others).
+    pub(crate) fn id(&self, user: &UserRef) -> OwnedUserId {
+        self.try_id(user)
+            .expect("act() refuses users without a puppet id")
+    }
+
+    /// The XMPP user a Matrix user id stands for: one of our puppets (in its one canonical
+    /// spelling) of a user the gateway serves. Invitations, direct chats and the
+    /// homeserver's questions about anyone else reach nobody.
+    pub(crate) fn owner(&self, user_id: &str) -> Option<UserRef> {
+        let (local, server) = ids::split_user_id(user_id)?;
+        if server != self.server_name {
+            return None;
+        }
+        let owner = ids::puppet_owner(&self.user_prefix, local)?;
+        let canonical = ids::puppet_localpart(&self.user_prefix, &owner) == local;
+        let allowed = (self.allowed.read().expect("allowed lock").0)(&owner);
+        (canonical && owner.0.contains('@') && allowed).then_some(owner)
+    }
+
+    /// Make sure the puppet exists, with `nick` as display name when it is new.
+    pub(crate) async fn ensure(
+        &self,
+        user: &UserRef,
+        nick: &str,
+    ) -> Result<OwnedUserId, CallError> {
+        let id = self.id(user);
+        if self
+            .registered
+            .lock()
+            .expect("registered lock")
+            .contains(id.as_str())
+        {
+            return Ok(id);
+        }
+        let mut request = register::v3::Request::new();
+        request.username = Some(id.localpart().to_owned());
+        request.login_type = Some(register::LoginType::ApplicationService);
+        request.inhibit_login = true;
+        match self.client.call(request, None, Retry::Once).await {
+            Ok(_) => {
+                info!(puppet = %id, "puppet registered");
+                let name = profile::set_profile_field::v3::Request::new(
+                    id.clone(),
+                    ruma::profile::ProfileFieldValue::DisplayName(nick.to_owned()),
+                );
+                if let Err(e) = self.client.call(name, Some(&id), Retry::Once).await {
+                    warn!(puppet = %id, error = %e, "cannot set the puppet's display name");
+                }
+            }
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => {}
+            Err(e) => return Err(e),
+        }
+        self.registered
+            .lock()
+            .expect("registered lock")
+            .insert(id.to_string());
+        Ok(id)
+    }
+}
