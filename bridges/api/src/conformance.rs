@@ -53,6 +53,42 @@ pub trait Harness: Send + Sync {
     /// How others address `user`, in the room under `nick`, in a private message; and how
     /// a private message from them is marked.
     fn private_peer(&self, user: &UserRef, nick: &str) -> Peer;
+
+    /// Where the network is known not to do what the API documents: each `false` skips the
+    /// step of the suite that would fail, until the network is fixed. All `true` by default.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// What the network does of what the API documents. A `false` is a known defect, reported
+/// with the case that found it, never a difference the API allows: those the suite accepts
+/// for every network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A puppet sees another XMPP user's puppet join a room it is in
+    /// ([`Event::MemberJoined`]).
+    pub sees_puppets_join: bool,
+    /// A join under an empty nick is refused with [`BridgeError::Invalid`].
+    pub refuses_empty_nick: bool,
+    /// A join after `run` has returned is refused with [`BridgeError::ShutDown`].
+    pub refuses_joins_after_shutdown: bool,
+    /// Any other action after `run` has returned is refused with [`BridgeError::ShutDown`].
+    pub refuses_actions_after_shutdown: bool,
+    /// A private message to another XMPP user's puppet reaches that user.
+    pub delivers_private_messages_between_puppets: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            sees_puppets_join: true,
+            refuses_empty_nick: true,
+            refuses_joins_after_shutdown: true,
+            refuses_actions_after_shutdown: true,
+            delivers_private_messages_between_puppets: true,
+        }
+    }
 }
 
 /// A network under test, running on its own task, with everything it reported.
