@@ -7,6 +7,7 @@
 mod adhoc;
 mod cli;
 mod component;
+mod conformance;
 mod harness;
 mod history;
 mod irc;

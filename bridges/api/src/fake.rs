@@ -1,6 +1,8 @@
-//! An in-memory network for unit tests of the gateway core: every room exists, every join
-//! succeeds unless the nick is taken, and room messages reach everyone in the room (the
-//! sender's own copy marked with its XMPP id).
+//! An in-memory network, the reference implementation of the conformance suite
+//! ([`crate::conformance`]): every room exists, every join succeeds unless the nick is empty or
+//! taken in the room, room messages reach everyone in the room (the sender's own copy marked
+//! with its XMPP id), private messages reach whoever has the nick on the server, and subjects
+//! reach the whole room.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,15 +16,58 @@ use crate::{
 };
 
 /// The fake network's state: who is in which room under which nick.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeNetwork {
     state: Mutex<FakeState>,
+    /// Set once `run` has installed the event channel: actions wait for it, as the core
+    /// expects of every network.
+    started: watch::Sender<bool>,
+}
+
+impl Default for FakeNetwork {
+    fn default() -> Self {
+        FakeNetwork {
+            state: Mutex::default(),
+            started: watch::Sender::new(false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct FakeState {
+    /// While `run` runs; `None` before (actions wait) and after (actions are refused).
     events: Option<mpsc::Sender<Event>>,
     rooms: BTreeMap<RoomRef, BTreeMap<UserRef, String>>,
+    subjects: BTreeMap<RoomRef, String>,
+}
+
+impl FakeState {
+    /// `user`'s nick in `room`, or the `NotFound` for a room they are not in.
+    fn nick_in(&self, user: &UserRef, room: &RoomRef) -> Result<String, BridgeError> {
+        self.rooms
+            .get(room)
+            .and_then(|members| members.get(user))
+            .cloned()
+            .ok_or_else(|| BridgeError::NotFound(format!("not in {room}")))
+    }
+
+    /// Who has `nick` in a room on `server`, the first found.
+    fn holder_of(&self, server: &str, nick: &str) -> Option<(UserRef, String)> {
+        self.rooms
+            .iter()
+            .filter(|(room, _)| room.server == server)
+            .flat_map(|(_, members)| members.iter())
+            .find(|(_, n)| n.as_str() == nick)
+            .map(|(user, n)| (user.clone(), n.clone()))
+    }
+
+    /// `user`'s nick on `server`: the one of a room they are in there.
+    fn nick_on(&self, user: &UserRef, server: &str) -> Option<String> {
+        self.rooms
+            .iter()
+            .filter(|(room, _)| room.server == server)
+            .find_map(|(_, members)| members.get(user).cloned())
+    }
 }
 
 impl FakeNetwork {
@@ -44,7 +89,11 @@ impl FakeNetwork {
         let mut state = self.state.lock().expect("fake network state poisoned");
         let events = state.events.clone().ok_or(BridgeError::ShutDown)?;
         let out = match action {
+            Action::Join { nick, .. } if nick.is_empty() => {
+                return Err(BridgeError::Invalid("an empty nick".into()))
+            }
             Action::Join { room, nick, .. } => {
+                let subject = state.subjects.get(&room).cloned().unwrap_or_default();
                 let members = state.rooms.entry(room.clone()).or_default();
                 if members.iter().any(|(u, n)| n == &nick && u != user) {
                     let text = format!("{nick} is already in use");
@@ -71,7 +120,7 @@ impl FakeNetwork {
                     room: room.clone(),
                     nick: nick.clone(),
                     members: all,
-                    subject: String::new(),
+                    subject,
                 }];
                 for other in members.keys().filter(|u| *u != user) {
                     let member = Member {
@@ -115,12 +164,8 @@ impl FakeNetwork {
                 id,
                 ..
             } => {
-                let members = state.rooms.get(&room).cloned().unwrap_or_default();
-                let from = members
-                    .get(user)
-                    .cloned()
-                    .ok_or_else(|| BridgeError::NotFound(format!("not in {room}")))?;
-                members
+                let from = state.nick_in(user, &room)?;
+                state.rooms[&room]
                     .keys()
                     .map(|member| Event::Message {
                         user: member.clone(),
@@ -132,6 +177,49 @@ impl FakeNetwork {
                         own_id: (member == user).then(|| id.clone()),
                         remote_id: None,
                         refs: Refs::none(),
+                    })
+                    .collect()
+            }
+            Action::Send {
+                to: Peer::User { server, nick },
+                body,
+                kind,
+                id,
+                ..
+            } => {
+                let from = state
+                    .nick_on(user, &server)
+                    .ok_or_else(|| BridgeError::NotFound(format!("not connected to {server}")))?;
+                let (to, _) = state
+                    .holder_of(&server, &nick)
+                    .ok_or_else(|| BridgeError::NotFound(format!("no {nick} on {server}")))?;
+                let message =
+                    |user: &UserRef, peer_nick: &str, own_id: Option<String>| Event::Message {
+                        user: user.clone(),
+                        peer: Peer::User {
+                            server: server.clone(),
+                            nick: peer_nick.to_owned(),
+                        },
+                        from: from.clone(),
+                        body: body.clone(),
+                        kind,
+                        time: None,
+                        own_id,
+                        remote_id: None,
+                        refs: Refs::none(),
+                    };
+                vec![message(&to, &from, None), message(user, &nick, Some(id))]
+            }
+            Action::SetSubject { room, subject } => {
+                let by = state.nick_in(user, &room)?;
+                state.subjects.insert(room.clone(), subject.clone());
+                state.rooms[&room]
+                    .keys()
+                    .map(|member| Event::Subject {
+                        user: member.clone(),
+                        room: room.clone(),
+                        subject: subject.clone(),
+                        by: Some(by.clone()),
                     })
                     .collect()
             }
@@ -160,6 +248,7 @@ impl Network for FakeNetwork {
             .lock()
             .expect("fake network state poisoned")
             .events = Some(ctx.events.clone());
+        self.started.send_replace(true);
         let _ = shutdown.wait_for(|stop| *stop).await;
         self.state
             .lock()
@@ -169,6 +258,8 @@ impl Network for FakeNetwork {
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
+        // Held until `run` has started; the sender lives as long as `self`.
+        let _ = self.started.subscribe().wait_for(|started| *started).await;
         let (events, out) = self.plan(user, action)?;
         for event in out {
             events
@@ -261,4 +352,57 @@ mod tests {
         stop.send(true).unwrap();
         runner.await.unwrap().unwrap();
     }
+}
+
+/// The fake network runs the conformance suite: the reference every real network is held to.
+#[cfg(test)]
+mod conformance {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::FakeNetwork;
+    use crate::conformance::Harness;
+    use crate::{Peer, RoomRef, UserRef};
+
+    const SERVER: &str = "irc.example.net";
+
+    #[derive(Debug, Default)]
+    struct FakeHarness {
+        rooms: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Harness for FakeHarness {
+        type Network = FakeNetwork;
+
+        async fn network(&self) -> Arc<FakeNetwork> {
+            Arc::new(FakeNetwork::default())
+        }
+
+        async fn room(&self) -> RoomRef {
+            RoomRef {
+                server: SERVER.into(),
+                name: format!("#room{}", self.rooms.fetch_add(1, Ordering::Relaxed)),
+            }
+        }
+
+        fn users(&self) -> [UserRef; 2] {
+            ["ann@example.org", "bob@example.org"].map(|jid| UserRef(jid.into()))
+        }
+
+        fn private_peer(&self, _user: &UserRef, nick: &str) -> Peer {
+            Peer::User {
+                server: SERVER.into(),
+                nick: nick.into(),
+            }
+        }
+    }
+
+    async fn conformance_harness() -> FakeHarness {
+        FakeHarness::default()
+    }
+
+    crate::network_conformance_tests!();
 }

@@ -8,6 +8,8 @@
 //! *Architecture Invariant*: this crate does no I/O and knows nothing of XMPP streams,
 //! databases or configuration files; bridges depend on it and on nothing of each other.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod fake;
 
 use std::fmt;
@@ -594,7 +596,8 @@ pub trait Network: Send + Sync + 'static {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), BridgeError>;
     /// Carry out one action of one XMPP user. Success means the action was handed to the
-    /// network; its outcome arrives as events.
+    /// network; its outcome arrives as events. An action taken before `run` has started is
+    /// held until it has (the core rejoins rooms right after spawning `run`).
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError>;
     /// Whether `label` names a text encoding this network can carry a user's text in (a
     /// WHATWG label: `latin1`, `koi8-r`, `windows-1252`), for the settings that choose one.
