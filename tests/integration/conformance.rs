@@ -162,6 +162,7 @@ impl Harness for MatrixHarness {
             self.settings.clone(),
             Arc::new(store),
             allowed,
+            causeway::matrix::nick_rule(),
         ))
     }
 
