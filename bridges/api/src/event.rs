@@ -1,0 +1,261 @@
+//! What a network reports to the core, each about one XMPP user's puppet.
+
+use std::time::SystemTime;
+
+use crate::{Departure, JoinFailure, Member, MessageKind, Peer, Privilege, Refs, RoomRef, UserRef};
+
+/// What a network reports back to the gateway core, always about one XMPP user's puppet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The user's puppet is in the room: the whole state, for the MUC join sequence.
+    Joined {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The puppet's nick as the network has it (may differ from the one asked for).
+        nick: String,
+        /// Everyone in the room, the puppet included.
+        members: Vec<Member>,
+        /// The room's subject, empty when none.
+        subject: String,
+    },
+    /// A join failed.
+    JoinFailed {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The kind of failure.
+        failure: JoinFailure,
+        /// The network's own words.
+        text: String,
+    },
+    /// The puppet is no longer in the room (parted, kicked, or its connection is gone).
+    Left {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// How.
+        departure: Departure,
+        /// The reason given.
+        reason: Option<String>,
+    },
+    /// Someone else entered a room the puppet is in.
+    MemberJoined {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who.
+        member: Member,
+    },
+    /// Someone else left a room the puppet is in.
+    MemberLeft {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who.
+        nick: String,
+        /// How.
+        departure: Departure,
+        /// The reason given.
+        reason: Option<String>,
+    },
+    /// A nick changed (the puppet's own when `old` was its nick), in the rooms listed.
+    NickChanged {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Rooms where the change shows.
+        rooms: Vec<RoomRef>,
+        /// The old nick.
+        old: String,
+        /// The new nick.
+        new: String,
+    },
+    /// The network refused the puppet's nick change.
+    NickRefused {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The nick asked for.
+        nick: String,
+        /// Taken (true) or not acceptable (false).
+        in_use: bool,
+        /// The network's own words.
+        text: String,
+    },
+    /// A member went away or came back (IRCv3 away-notify).
+    MemberAway {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Rooms the member shares with the puppet.
+        rooms: Vec<RoomRef>,
+        /// Who.
+        nick: String,
+        /// The away message; `None` when back.
+        message: Option<String>,
+    },
+    /// A member's privilege changed.
+    PrivilegeChanged {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Whose privilege.
+        nick: String,
+        /// What they hold now.
+        privilege: Privilege,
+    },
+    /// A message.
+    Message {
+        /// Whose puppet received it (or sent it, when `own_id` is set).
+        user: UserRef,
+        /// The room, or for a private message the other party.
+        peer: Peer,
+        /// The sender's nick.
+        from: String,
+        /// The text.
+        body: String,
+        /// How it is meant.
+        kind: MessageKind,
+        /// When the network says it was sent (IRCv3 server-time), if it says.
+        time: Option<SystemTime>,
+        /// For the puppet's own message: the XMPP id of the [`Action::Send`] it reflects.
+        own_id: Option<String>,
+        /// The network's own id of the message (a Matrix event id), when it has one; it
+        /// becomes the message's stanza-id.
+        remote_id: Option<String>,
+        /// What it corrects or answers.
+        refs: Refs,
+    },
+    /// A message was retracted by its sender, or removed by a moderator.
+    Retracted {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where.
+        peer: Peer,
+        /// The message's id (as the user knows it: its stanza-id).
+        id: String,
+        /// The nick of its sender.
+        from: String,
+        /// The moderator's nick, when someone else removed it.
+        moderator: Option<String>,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// A member's reactions to a message changed.
+    Reactions {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where.
+        peer: Peer,
+        /// Who reacted.
+        from: String,
+        /// The message's id (its stanza-id).
+        id: String,
+        /// Their reactions now, the whole set.
+        reactions: Vec<String>,
+    },
+    /// The puppet was invited to a room (→ a XEP-0249 invitation).
+    Invited {
+        /// Whose puppet.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who invited: their server and nick (or user id).
+        by: Option<(String, String)>,
+        /// Why, if they said.
+        reason: Option<String>,
+    },
+    /// A room's subject changed.
+    Subject {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The new subject.
+        subject: String,
+        /// Who changed it.
+        by: Option<String>,
+    },
+    /// Text from the server itself (replies to raw commands, server notices, connection news).
+    ServerText {
+        /// Whose connection.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The text.
+        text: String,
+    },
+    /// The puppet's connection to a server dropped. With `retrying` the network is
+    /// reconnecting and will rejoin (and report [`Event::Joined`] again); without, it gave up
+    /// and [`Event::Left`] follows for every room.
+    Disconnected {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// What happened.
+        reason: String,
+        /// Whether it is coming back.
+        retrying: bool,
+    },
+    /// The puppet is connected again after [`Event::Disconnected`]; rooms follow as joins.
+    Reconnected {
+        /// Whose puppet.
+        user: UserRef,
+        /// The server.
+        server: String,
+    },
+    /// The server's public rooms, after [`Action::ListRooms`].
+    RoomList {
+        /// Whose puppet asked.
+        user: UserRef,
+        /// The server.
+        server: String,
+        /// The rooms: name, member count, topic.
+        rooms: Vec<(String, u32, String)>,
+    },
+    /// A message could not be delivered.
+    SendFailed {
+        /// Whose puppet.
+        user: UserRef,
+        /// Where it was going.
+        peer: Peer,
+        /// The XMPP id of the failed [`Action::Send`], when known.
+        id: Option<String>,
+        /// The network's own words.
+        text: String,
+    },
+}
+
+impl Event {
+    /// The XMPP user the event concerns.
+    pub fn user(&self) -> &UserRef {
+        match self {
+            Event::Joined { user, .. }
+            | Event::JoinFailed { user, .. }
+            | Event::Left { user, .. }
+            | Event::MemberJoined { user, .. }
+            | Event::MemberLeft { user, .. }
+            | Event::NickChanged { user, .. }
+            | Event::NickRefused { user, .. }
+            | Event::MemberAway { user, .. }
+            | Event::PrivilegeChanged { user, .. }
+            | Event::Message { user, .. }
+            | Event::Subject { user, .. }
+            | Event::ServerText { user, .. }
+            | Event::Disconnected { user, .. }
+            | Event::Reconnected { user, .. }
+            | Event::RoomList { user, .. }
+            | Event::SendFailed { user, .. }
+            | Event::Invited { user, .. }
+            | Event::Retracted { user, .. }
+            | Event::Reactions { user, .. } => user,
+        }
+    }
+}
