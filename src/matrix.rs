@@ -198,3 +198,6 @@ impl MatrixStore for Store {
         self.matrix_direct_room_parties(room).await.map_err(failure)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -5,6 +5,7 @@
 //! missing server fails the run instead of being skipped.
 
 mod adhoc;
+mod architecture;
 mod cli;
 mod component;
 mod conformance;

@@ -1,0 +1,115 @@
+//! The bridge's storage trait over the store.
+
+use crate::store::Store;
+
+/// The Matrix bridge's state, as the bridge uses it through [`MatrixStore`] over the
+/// store: run by the store's tests on SQLite and on PostgreSQL.
+pub(crate) async fn matrix_suite(store: &Store) {
+    use causeway_matrix::store::{MatrixStore, MessageLink};
+    assert!(!store.transaction_seen("t1").await.unwrap());
+    store.transaction_done("t1").await.unwrap();
+    store.transaction_done("t1").await.unwrap();
+    assert!(store.transaction_seen("t1").await.unwrap());
+
+    store.remember_room("!AbCdEf").await.unwrap();
+    store.remember_room("!XyZ:Example.org").await.unwrap();
+    assert_eq!(
+        store.find_room("!abcdef").await.unwrap().as_deref(),
+        Some("!AbCdEf")
+    );
+    assert_eq!(
+        store
+            .find_room("!xyz:example.org")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("!XyZ:Example.org")
+    );
+    assert_eq!(store.find_room("!nope").await.unwrap(), None);
+
+    let link = |xmpp: &str, event: &str, sender: &str| MessageLink {
+        room: "!AbCdEf".into(),
+        xmpp_id: xmpp.into(),
+        event_id: event.into(),
+        sender: sender.into(),
+    };
+    store
+        .link_message(&link("m1", "$e1", "@p:hs"))
+        .await
+        .unwrap();
+    store
+        .link_message(&link("m1", "$e1", "@p:hs"))
+        .await
+        .unwrap();
+    for id in ["m1", "$e1"] {
+        let found = store.find_message("!AbCdEf", id).await.unwrap().unwrap();
+        assert_eq!(
+            (found.xmpp_id.as_str(), found.event_id.as_str()),
+            ("m1", "$e1")
+        );
+    }
+    assert!(store.find_message("!other", "m1").await.unwrap().is_none());
+    // Reactions are links named after their target and key; `_` in ids is no wildcard.
+    store
+        .link_message(&link("reaction $e1 👍", "$r1", "@p:hs"))
+        .await
+        .unwrap();
+    store
+        .link_message(&link("reaction $e1 🎉", "$r2", "@p:hs"))
+        .await
+        .unwrap();
+    store
+        .link_message(&link("reaction $e1 👍", "$r3", "@q:hs"))
+        .await
+        .unwrap();
+    store
+        .link_message(&link("reaction $ex1 👍", "$r4", "@p:hs"))
+        .await
+        .unwrap();
+    let mut mine = store.reactions("!AbCdEf", "$e1", "@p:hs").await.unwrap();
+    mine.sort();
+    assert_eq!(
+        mine,
+        [
+            ("🎉".to_owned(), "$r2".to_owned()),
+            ("👍".to_owned(), "$r1".to_owned())
+        ]
+    );
+    assert!(store
+        .reactions("!AbCdEf", "$_1", "@p:hs")
+        .await
+        .unwrap()
+        .is_empty());
+    store.unlink("!AbCdEf", "$r2").await.unwrap();
+    assert_eq!(
+        store
+            .reactions("!AbCdEf", "$e1", "@p:hs")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert_eq!(store.direct_room("@p:hs", "@bob:hs").await.unwrap(), None);
+    store
+        .set_direct_room("@p:hs", "@bob:hs", "!dm1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .direct_room("@p:hs", "@bob:hs")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("!dm1")
+    );
+    assert_eq!(
+        store.direct_room_parties("!dm1").await.unwrap(),
+        Some(("@p:hs".to_owned(), "@bob:hs".to_owned()))
+    );
+    store
+        .set_direct_room("@p:hs", "@bob:hs", "!dm2")
+        .await
+        .unwrap();
+    assert_eq!(store.direct_room_parties("!dm1").await.unwrap(), None);
+}
