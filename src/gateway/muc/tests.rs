@@ -456,3 +456,5 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
     assert!(fx.archive.is_empty());
     assert_eq!(fx.stanzas.len(), 1);
 }
+
+mod with_fake_network;
