@@ -84,7 +84,11 @@ impl Gateway {
         let child = command
             .arg("--config")
             .arg(&file)
-            .env("RUST_LOG", "warn")
+            // `CAUSEWAY_BENCH_LOG` (default `warn`): the log level it runs at.
+            .env(
+                "RUST_LOG",
+                std::env::var("CAUSEWAY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

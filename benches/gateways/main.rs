@@ -25,7 +25,8 @@
 //! Knobs, for profiling and partial runs: `CAUSEWAY_BENCH_ONLY=causeway|biboumi|bare`,
 //! `CAUSEWAY_BENCH_SCENARIOS=throughput,instructions,latency,fanout,memory,matrix` (a subset),
 //! `CAUSEWAY_BENCH_HISTORY=on|off`, `CAUSEWAY_BENCH_MESSAGES=N` (throughput run length),
-//! `CAUSEWAY_BENCH_PUPPETS=N` (most idle puppets).
+//! `CAUSEWAY_BENCH_PUPPETS=N` (most idle puppets), `CAUSEWAY_BENCH_LOG=info` (causeway's
+//! `RUST_LOG`; `warn` by default).
 
 #[allow(dead_code, unused_imports)]
 #[path = "../../tests/integration/harness/mod.rs"]
