@@ -385,9 +385,11 @@ fn command_for(action: Action) -> Result<(String, Command, Option<String>), Brid
         ),
         Action::ListRooms { server } => (server, Command::List),
         Action::Raw { server, line } => (server, Command::Raw(line)),
-        // `act` quits each of the user's connections itself; this is one of them.
-        Action::Disconnect { server, reason } => {
-            (server.unwrap_or_default(), Command::Quit(reason))
+        // Not one session's command: `act` quits each of the user's connections itself.
+        Action::Disconnect { .. } => {
+            return Err(BridgeError::Invalid(
+                "a disconnect goes to every session, not one".into(),
+            ))
         }
         Action::Retract { .. } => {
             return Err(BridgeError::Invalid(
