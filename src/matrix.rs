@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use causeway_matrix::registration;
 use causeway_matrix::store::{MatrixStore, MessageLink, StoreFailure};
-use causeway_matrix::{MatrixNetwork, MatrixSettings};
+use causeway_matrix::{AppserviceSettings, MatrixNetwork, MatrixSettings};
 
 use crate::config::MatrixConfig;
 use crate::store::{LinkedMessage, Store, StoreError};
@@ -64,12 +64,15 @@ pub fn network(
         .parse()
         .map_err(|_| MatrixSetupError::Listen(config.listen.clone()))?;
     let settings = MatrixSettings {
-        homeserver: config.homeserver.clone(),
-        server_name: config.server_name.clone(),
-        user_prefix: config.user_prefix.clone(),
-        listen,
-        as_token: registration.as_token,
-        hs_token: registration.hs_token,
+        appservice: Some(AppserviceSettings {
+            homeserver: config.homeserver.clone(),
+            server_name: config.server_name.clone(),
+            user_prefix: config.user_prefix.clone(),
+            listen,
+            as_token: registration.as_token,
+            hs_token: registration.hs_token,
+        }),
+        personal: None,
         member_limit: config.member_limit,
     };
     Ok(Arc::new(MatrixNetwork::new(

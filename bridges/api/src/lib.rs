@@ -8,6 +8,7 @@
 //! *Architecture Invariant*: this crate does no I/O and knows nothing of XMPP streams,
 //! databases or configuration files; bridges depend on it and on nothing of each other.
 
+mod account;
 mod action;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -19,6 +20,7 @@ use std::fmt;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub use account::{AccountReply, AccountRequest, AccountStatus, Credentials, Secret};
 pub use action::Action;
 pub use event::Event;
 
@@ -248,5 +250,21 @@ pub trait Network: Send + Sync + 'static {
     /// A network whose text is always UTF-8 has none to choose.
     fn supports_encoding(&self, _label: &str) -> bool {
         false
+    }
+    /// Whether users log in to their own accounts on this network (Matrix personal logins);
+    /// the core then offers registration and the account commands on its component.
+    fn has_accounts(&self) -> bool {
+        false
+    }
+    /// Carry out a request about the user's own account and answer it. A network without
+    /// accounts refuses.
+    async fn account(
+        &self,
+        _user: &UserRef,
+        _request: AccountRequest,
+    ) -> Result<AccountReply, BridgeError> {
+        Err(BridgeError::Invalid(
+            "this network has no accounts to log in to".into(),
+        ))
     }
 }

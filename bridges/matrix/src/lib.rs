@@ -24,6 +24,7 @@ mod links;
 mod listener;
 mod membership;
 mod outgoing;
+mod parts;
 mod puppets;
 pub mod registration;
 mod room_state;
@@ -41,24 +42,29 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::client::Client;
-use crate::directory::Directory;
-use crate::incoming::Incoming;
-use crate::links::MessageLinks;
 use crate::listener::Listener;
-use crate::membership::Memberships;
-use crate::outgoing::Outgoing;
+use crate::parts::{Parts, Reach};
 use crate::puppets::Puppets;
-use crate::room_state::RoomState;
 use crate::rooms::Rooms;
 use crate::store::MatrixStore;
-use crate::workers::{JoinsInProgress, Performer, Workers};
 
 /// The network this crate bridges.
 pub const KIND: NetworkKind = NetworkKind::Matrix;
 
-/// How the bridge reaches its homeserver and is reached by it.
+/// What the bridge runs: the application service, personal logins, or both.
 #[derive(Debug, Clone)]
 pub struct MatrixSettings {
+    /// The application service, when the gateway runs one.
+    pub appservice: Option<AppserviceSettings>,
+    /// Personal logins, when users may log in to their own Matrix accounts.
+    pub personal: Option<PersonalSettings>,
+    /// How many members a big room shows at join; the others appear when they speak.
+    pub member_limit: usize,
+}
+
+/// How the application service reaches its homeserver and is reached by it.
+#[derive(Debug, Clone)]
+pub struct AppserviceSettings {
     /// The homeserver's client-server API base URL.
     pub homeserver: String,
     /// The homeserver's server name (the part after `:` in user ids).
@@ -71,8 +77,15 @@ pub struct MatrixSettings {
     pub as_token: String,
     /// The homeserver's token towards the appservice.
     pub hs_token: String,
-    /// How many members a big room shows at join; the others appear when they speak.
-    pub member_limit: usize,
+}
+
+/// Where personal logins keep their state, and how many there may be.
+#[derive(Debug, Clone)]
+pub struct PersonalSettings {
+    /// Each logged-in user's matrix-sdk stores (state, crypto), one folder per user.
+    pub store_dir: std::path::PathBuf,
+    /// How many users may be logged in at once.
+    pub max_logins: usize,
 }
 
 /// Which XMPP users may be reached through puppets (the gateway's `[access]`).
@@ -89,14 +102,21 @@ type SharedRooms = Arc<Mutex<Rooms>>;
 /// The Matrix network, shared by all XMPP users.
 #[derive(Debug, Clone)]
 pub struct MatrixNetwork {
+    /// The application service, when one is configured.
+    appservice: Option<Arc<Appservice>>,
+    /// Events for the core; `run` forwards them to the network context.
+    emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
+}
+
+/// The application service: its puppets, their parts, the transaction listener.
+#[derive(Debug)]
+struct Appservice {
     /// Where the transaction listener binds.
     listen: SocketAddr,
     puppets: Arc<Puppets>,
-    workers: Arc<Workers>,
+    parts: Parts,
     /// The appservice API's state, served by `run`.
     api: Arc<Listener>,
-    /// Events for the core; `run` forwards them to the network context.
-    emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
 }
 
 impl MatrixNetwork {
@@ -108,85 +128,93 @@ impl MatrixNetwork {
         allowed: Allowed,
         nicks: NickRule,
     ) -> MatrixNetwork {
-        let MatrixSettings {
-            homeserver,
-            server_name,
-            user_prefix,
-            listen,
-            as_token,
-            hs_token,
-            member_limit,
-        } = settings;
         let (emit, emitted) = mpsc::channel(4096);
-        let client = Client::new(&homeserver, &as_token);
-        let rooms: SharedRooms = Arc::new(Mutex::new(Rooms::new(member_limit, nicks)));
-        let puppets = Arc::new(Puppets::new(
-            client.clone(),
-            server_name.clone(),
-            user_prefix,
-            allowed,
-        ));
-        let links = Arc::new(MessageLinks::new(store.clone()));
-        let directory = Arc::new(Directory::new(
-            client.clone(),
-            store.clone(),
-            puppets.clone(),
-            server_name,
-        ));
-        let room_state = Arc::new(RoomState::new(
-            client.clone(),
-            puppets.clone(),
-            rooms.clone(),
-        ));
-        let joins = Arc::new(JoinsInProgress::new());
-        let performer = Performer {
-            membership: Arc::new(Memberships::new(
-                client.clone(),
-                puppets.clone(),
-                directory.clone(),
-                room_state.clone(),
-                rooms.clone(),
-            )),
-            room_state,
-            outgoing: Arc::new(Outgoing {
-                client: client.clone(),
-                puppets: puppets.clone(),
-                links: links.clone(),
-                directory: directory.clone(),
-                rooms: rooms.clone(),
-            }),
-            directory: directory.clone(),
-            joins: joins.clone(),
-            emit: emit.clone(),
-        };
-        let incoming = Incoming {
-            client,
-            puppets: puppets.clone(),
-            links,
-            directory,
-            rooms,
-            emit,
-        };
-        let api = Listener {
-            hs_token,
-            store,
-            incoming,
-            puppets: puppets.clone(),
-            joins,
-            transactions: tokio::sync::Mutex::new(()),
-        };
+        let appservice = settings.appservice.map(|appservice| {
+            Arc::new(Appservice::new(
+                appservice,
+                settings.member_limit,
+                store.clone(),
+                allowed.clone(),
+                nicks.clone(),
+                emit.clone(),
+            ))
+        });
         MatrixNetwork {
-            listen,
-            puppets,
-            workers: Arc::new(Workers::new(performer)),
-            api: Arc::new(api),
+            appservice,
             emitted: Arc::new(Mutex::new(Some(emitted))),
         }
     }
 
     /// New access rules (a configuration reload).
     pub fn set_allowed(&self, allowed: Allowed) {
-        self.puppets.set_allowed(allowed);
+        if let Some(appservice) = &self.appservice {
+            appservice.puppets.set_allowed(allowed);
+        }
+    }
+}
+
+impl Appservice {
+    fn new(
+        settings: AppserviceSettings,
+        member_limit: usize,
+        store: Arc<dyn MatrixStore>,
+        allowed: Allowed,
+        nicks: NickRule,
+        emit: mpsc::Sender<Event>,
+    ) -> Appservice {
+        let AppserviceSettings {
+            homeserver,
+            server_name,
+            user_prefix,
+            listen,
+            as_token,
+            hs_token,
+        } = settings;
+        let client = Client::new(&homeserver, &as_token);
+        let puppets = Arc::new(Puppets::new(
+            client.clone(),
+            server_name.clone(),
+            user_prefix,
+            allowed,
+        ));
+        let reach = Reach {
+            client,
+            puppets: puppets.clone(),
+            server_name,
+            member_limit,
+            nicks,
+        };
+        let parts = Parts::new(reach, store.clone(), emit);
+        let api = Listener {
+            hs_token,
+            store,
+            incoming: parts.incoming.clone(),
+            puppets: puppets.clone(),
+            joins: parts.joins.clone(),
+            transactions: tokio::sync::Mutex::new(()),
+        };
+        Appservice {
+            listen,
+            puppets,
+            parts,
+            api: Arc::new(api),
+        }
+    }
+
+    /// Serve the homeserver's transactions until shutdown.
+    async fn serve(&self, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), BridgeError> {
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| {
+                BridgeError::Unreachable(format!(
+                    "cannot listen on {} for the homeserver: {e}",
+                    self.listen
+                ))
+            })?;
+        info!(listen = %self.listen, "Matrix transaction listener up");
+        listener::serve(listener, self.api.clone(), shutdown)
+            .await
+            .map_err(|e| BridgeError::Unreachable(e.to_string()))
     }
 }
 
@@ -204,16 +232,14 @@ impl Network for MatrixNetwork {
         let Some(mut emitted) = self.emitted.lock().expect("emitted lock").take() else {
             return Err(BridgeError::Invalid("the Matrix network runs once".into()));
         };
-        let listener = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .map_err(|e| {
-                BridgeError::Unreachable(format!(
-                    "cannot listen on {} for the homeserver: {e}",
-                    self.listen
-                ))
-            })?;
-        info!(listen = %self.listen, "Matrix transaction listener up");
-        let server = listener::serve(listener, self.api.clone(), shutdown.clone());
+        let appservice = self.appservice.clone();
+        let listening = shutdown.clone();
+        let server = async move {
+            match appservice {
+                Some(appservice) => appservice.serve(listening).await,
+                None => std::future::pending().await,
+            }
+        };
         let forward = async {
             while let Some(event) = emitted.recv().await {
                 if ctx.events.send(event).await.is_err() {
@@ -222,7 +248,7 @@ impl Network for MatrixNetwork {
             }
         };
         tokio::select! {
-            result = server => result.map_err(|e| BridgeError::Unreachable(e.to_string()))?,
+            result = server => result?,
             () = forward => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
@@ -235,12 +261,18 @@ impl Network for MatrixNetwork {
                 "Matrix has no raw protocol lines".into(),
             ));
         }
-        if self.puppets.try_id(user).is_none() {
+        let Some(appservice) = &self.appservice else {
+            return Err(BridgeError::Invalid(
+                "log in to Matrix first (the ad-hoc command \"Log in to Matrix\" on this service)"
+                    .into(),
+            ));
+        };
+        if appservice.puppets.try_id(user).is_none() {
             return Err(BridgeError::Invalid(format!(
                 "{user} is too long to be written as a Matrix user id (255 bytes at most)"
             )));
         }
-        self.workers.queue(user, action);
+        appservice.parts.workers.queue(user, action);
         Ok(())
     }
 }

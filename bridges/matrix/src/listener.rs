@@ -32,7 +32,7 @@ pub(crate) struct Listener {
     /// Where the transaction ids are kept.
     pub store: Arc<dyn MatrixStore>,
     /// The transactions' events.
-    pub incoming: Incoming,
+    pub incoming: Arc<Incoming>,
     /// The homeserver's questions about users.
     pub puppets: Arc<Puppets>,
     /// Waited for before a transaction.

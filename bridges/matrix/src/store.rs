@@ -23,6 +23,28 @@ pub struct MessageLink {
     pub sender: String,
 }
 
+/// A user's personal Matrix login, kept between runs so that a restart needs no new device.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SavedLogin {
+    /// The XMPP user (bare JID).
+    pub user: String,
+    /// The Matrix account (`@alice:example.org`).
+    pub account: String,
+    /// The session as the bridge restores it (JSON: homeserver, device id, tokens). Secret.
+    pub session: String,
+    /// The passphrase of the user's matrix-sdk stores (state and crypto). Secret.
+    pub store_key: String,
+}
+
+impl std::fmt::Debug for SavedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedLogin")
+            .field("user", &self.user)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Persistent state of the Matrix bridge.
 #[async_trait]
 pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
@@ -63,4 +85,10 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         room: &str,
     ) -> Result<Option<(String, String)>, StoreFailure>;
+    /// Keep the user's login, replacing the one they had.
+    async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure>;
+    /// Every saved login, for the sessions to restore at start.
+    async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure>;
+    /// Forget the user's login (logged out).
+    async fn forget_login(&self, user: &str) -> Result<(), StoreFailure>;
 }
