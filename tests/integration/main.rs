@@ -14,5 +14,6 @@ mod history;
 mod irc;
 mod irc_connection;
 mod matrix;
+mod matrix_personal;
 mod matrix_server;
 mod servers;

@@ -1,7 +1,11 @@
-//! Client-server API calls as the appservice: ruma request types, sent over reqwest with
-//! the as_token and identity assertion (`?user_id=`) for the puppet they act as.
+//! Client-server API calls: ruma request types sent over reqwest, either as the appservice
+//! (the as_token, with identity assertion `?user_id=` for the puppet they act as) or as a
+//! personal login (that user's own access token and homeserver, from their matrix-sdk
+//! client). Room messages of a personal login go through matrix-sdk, which encrypts them
+//! in encrypted rooms.
 //!
-//! matrix-sdk 0.18 has no appservice mode (ARCHITECTURE.md says why this route was taken).
+//! matrix-sdk 0.18 has no appservice mode, and its generic `send` has bounds it does not
+//! export (ARCHITECTURE.md says why this route was taken).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -9,12 +13,14 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use causeway_bridge::JoinFailure;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
+use ruma::api::client::message;
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{
     AppserviceUserIdentity, IncomingResponse, MatrixVersion, OutgoingRequestAppserviceExt,
     SupportedVersions,
 };
-use ruma::UserId;
+use ruma::serde::Raw;
+use ruma::{OwnedEventId, RoomId, TransactionId, UserId};
 use tracing::{debug, warn};
 
 /// How hard to try.
@@ -102,36 +108,103 @@ impl PathInput for VersionHistory {
     }
 }
 
-/// The appservice's connection to its homeserver.
+/// A connection to a homeserver, as the appservice or as one personal login.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
-    as_token: String,
     versions: SupportedVersions,
+    reach: Reach,
+}
+
+/// Whose token calls carry.
+#[derive(Clone)]
+enum Reach {
+    /// The appservice: its homeserver's base URL and its token.
+    Appservice { base: String, as_token: String },
+    /// A user's own login: its matrix-sdk client knows the homeserver and the token.
+    Personal(matrix_sdk::Client),
+    /// A user's token given at login, before there is a session.
+    Token { base: String, token: String },
+}
+
+impl std::fmt::Debug for Reach {
+    // The tokens stay out of every log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reach::Appservice { base, .. } => write!(f, "Appservice({base})"),
+            Reach::Personal(sdk) => write!(f, "Personal({:?})", sdk.user_id()),
+            Reach::Token { base, .. } => write!(f, "Token({base})"),
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("the HTTP client builds")
+}
+
+fn versions() -> SupportedVersions {
+    SupportedVersions {
+        versions: [MatrixVersion::V1_11].into(),
+        features: Default::default(),
+    }
 }
 
 impl Client {
-    /// A client for the homeserver at `base` (`http://127.0.0.1:8008`).
+    /// The appservice's client for the homeserver at `base` (`http://127.0.0.1:8008`).
     pub fn new(base: &str, as_token: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("the HTTP client builds");
-        let versions = SupportedVersions {
-            versions: [MatrixVersion::V1_11].into(),
-            features: Default::default(),
-        };
         Client {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            as_token: as_token.to_owned(),
-            versions,
+            http: http_client(),
+            versions: versions(),
+            reach: Reach::Appservice {
+                base: base.trim_end_matches('/').to_owned(),
+                as_token: as_token.to_owned(),
+            },
         }
     }
 
-    /// Send `request` as `user` (a puppet), or as the appservice's own user.
+    /// A personal login's client: calls carry the user's own token to their homeserver.
+    pub fn personal(sdk: matrix_sdk::Client) -> Client {
+        Client {
+            http: http_client(),
+            versions: versions(),
+            reach: Reach::Personal(sdk),
+        }
+    }
+
+    /// A client with a user's access token (to learn whose it is).
+    pub fn token(base: &str, token: &str) -> Client {
+        Client {
+            http: http_client(),
+            versions: versions(),
+            reach: Reach::Token {
+                base: base.trim_end_matches('/').to_owned(),
+                token: token.to_owned(),
+            },
+        }
+    }
+
+    /// Whether calls act for one user's own account.
+    pub fn is_personal(&self) -> bool {
+        matches!(self.reach, Reach::Personal(_))
+    }
+
+    /// Whether the account is in `room` on Matrix already (a personal login's rooms; the
+    /// appservice's puppets join on demand, so never).
+    pub fn in_room(&self, room: &RoomId) -> bool {
+        match &self.reach {
+            Reach::Personal(sdk) => sdk
+                .get_room(room)
+                .is_some_and(|r| r.state() == matrix_sdk::RoomState::Joined),
+            _ => false,
+        }
+    }
+
+    /// Send `request` as `user` (a puppet), or as the appservice's own user. A personal
+    /// login always acts as its own user.
     pub async fn call<R>(
         &self,
         request: R,
@@ -143,23 +216,94 @@ impl Client {
         R::PathBuilder: PathInput,
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
     {
-        // Always: endpoints where a token is optional (the room directory) may still need
-        // one on this homeserver, and the appservice is allowed everywhere.
-        let token = SendAccessToken::Always(&self.as_token);
         let path = R::PathBuilder::input(&self.versions);
-        let http_request = match user {
-            Some(user) => request.try_into_http_request_with_identity::<Vec<u8>>(
-                &self.base,
-                token,
-                AppserviceUserIdentity::new(user),
-                path,
-            ),
-            None => request.try_into_http_request::<Vec<u8>>(&self.base, token, path),
+        let http_request = match &self.reach {
+            Reach::Appservice { base, as_token } => {
+                // Always: endpoints where a token is optional (the room directory) may still
+                // need one on this homeserver, and the appservice is allowed everywhere.
+                let token = SendAccessToken::Always(as_token);
+                match user {
+                    Some(user) => request.try_into_http_request_with_identity::<Vec<u8>>(
+                        base,
+                        token,
+                        AppserviceUserIdentity::new(user),
+                        path,
+                    ),
+                    None => request.try_into_http_request::<Vec<u8>>(base, token, path),
+                }
+            }
+            Reach::Personal(sdk) => {
+                let Some(token) = sdk.access_token() else {
+                    return Err(CallError::Invalid("logged out of Matrix".into()));
+                };
+                let base = sdk.homeserver().to_string();
+                request.try_into_http_request::<Vec<u8>>(
+                    base.trim_end_matches('/'),
+                    SendAccessToken::Always(&token),
+                    path,
+                )
+            }
+            Reach::Token { base, token } => {
+                request.try_into_http_request::<Vec<u8>>(base, SendAccessToken::Always(token), path)
+            }
         }
         .map_err(|e| CallError::Invalid(format!("cannot build the request: {e}")))?;
         let response = self.execute(http_request, retry).await?;
         R::IncomingResponse::try_from_http_response(response)
             .map_err(|e| CallError::Invalid(format!("cannot read the answer: {e}")))
+    }
+
+    /// Send a message-like event of `kind` to `room` as `user`: through matrix-sdk for a
+    /// personal login (encrypted where the room is), as a plain request for a puppet. The
+    /// transaction id stays the same through retries, so the homeserver keeps one copy.
+    pub async fn send_message(
+        &self,
+        room: &RoomId,
+        kind: &str,
+        content: &serde_json::Value,
+        user: &UserId,
+        retry: Retry,
+    ) -> Result<OwnedEventId, CallError> {
+        let txn = TransactionId::new();
+        let Reach::Personal(sdk) = &self.reach else {
+            let raw = serde_json::value::to_raw_value(content)
+                .map_err(|e| CallError::Invalid(e.to_string()))?;
+            let request = message::send_message_event::v3::Request::new_raw(
+                room.to_owned(),
+                txn,
+                kind.into(),
+                Raw::from_json(raw),
+            );
+            return Ok(self.call(request, Some(user), retry).await?.event_id);
+        };
+        let Some(joined) = sdk.get_room(room) else {
+            return Err(CallError::Invalid(format!("not in {room}")));
+        };
+        let deadline = match retry {
+            Retry::Once => None,
+            Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
+        };
+        let mut delays = backoff();
+        loop {
+            let sent = joined
+                .send_raw(kind, content)
+                .with_transaction_id(&txn)
+                .await;
+            let err = match sent {
+                Ok(response) => return Ok(response.response.event_id),
+                Err(e) => sdk_error(&e),
+            };
+            let Some(deadline) = deadline.filter(|_| err.transient()) else {
+                return Err(err);
+            };
+            let delay = delays.next().unwrap_or(Duration::from_secs(10));
+            if tokio::time::Instant::now() + delay > deadline {
+                warn!(room = %room, error = %err, "giving up on the homeserver");
+                return Err(err);
+            }
+            debug!(room = %room, error = %err, ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     async fn execute(
@@ -168,12 +312,7 @@ impl Client {
         retry: Retry,
     ) -> Result<http::Response<Vec<u8>>, CallError> {
         let (parts, body) = request.into_parts();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = backoff();
         let deadline = match retry {
             Retry::Once => None,
             Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
@@ -239,6 +378,40 @@ impl Client {
             },
             wait,
         ))
+    }
+}
+
+/// Growing waits between attempts, from 200 ms to 10 s.
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// A matrix-sdk failure in the terms of the rest of the bridge.
+pub fn sdk_error(e: &matrix_sdk::Error) -> CallError {
+    if let Some(api) = e.as_client_api_error() {
+        let (errcode, error) = match &api.body {
+            ruma::api::error::ErrorBody::Standard(standard) => (
+                standard.kind.errcode().to_string(),
+                standard.message.clone(),
+            ),
+            other => (String::new(), format!("{other:?}")),
+        };
+        return CallError::Refused {
+            status: api.status_code.as_u16(),
+            errcode,
+            error,
+        };
+    }
+    match e {
+        matrix_sdk::Error::Http(http) if matches!(**http, matrix_sdk::HttpError::Reqwest(_)) => {
+            CallError::Unreachable(error_chain(e))
+        }
+        _ => CallError::Invalid(error_chain(e)),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::client::{Client, Retry};
 use crate::directory::Directory;
 use crate::links::{parse_reaction_link, reaction_link, MessageLinks};
 use crate::puppets::Puppets;
-use crate::rooms::{Change, Membership};
+use crate::rooms::{Change, Membership, Rooms};
 use crate::{ids, text, SharedRooms};
 
 /// How late an event may arrive and still count as live (no XEP-0203 delay).
@@ -53,6 +53,12 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// One event of a transaction.
     pub(crate) async fn on_event(&self, raw: Raw<AnyTimelineEvent>) {
+        self.on_event_from(raw, false).await;
+    }
+
+    /// One event; `elsewhere` when it is the user's own, sent from another of their
+    /// devices (a personal login), and so is shown to them rather than skipped as an echo.
+    pub(crate) async fn on_event_from(&self, raw: Raw<AnyTimelineEvent>, elsewhere: bool) {
         let event = match raw.deserialize() {
             Ok(event) => event,
             Err(e) => {
@@ -119,7 +125,7 @@ impl Incoming {
             }
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(
                 MessageLikeEvent::Original(ev),
-            )) => self.on_message(&room_id, &sender, ev).await,
+            )) => self.on_message(&room_id, &sender, ev, elsewhere).await,
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::Reaction(
                 MessageLikeEvent::Original(ev),
             )) => {
@@ -157,6 +163,7 @@ impl Incoming {
         room_id: &RoomId,
         sender: &str,
         ev: OriginalRoomMessageEvent,
+        elsewhere: bool,
     ) -> Vec<Event> {
         let mut refs = Refs::none();
         let (body, kind) = match &ev.content.relates_to {
@@ -180,10 +187,14 @@ impl Incoming {
         }
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if tracked {
-            return self.rooms.lock().expect("rooms lock").spoke(
-                room_id,
-                sender,
-                |user, room, nick| Event::Message {
+            let mut rooms = self.rooms.lock().expect("rooms lock");
+            let spoke = if elsewhere {
+                Rooms::spoke_elsewhere
+            } else {
+                Rooms::spoke
+            };
+            return spoke(&mut rooms, room_id, sender, &|user, room, nick| {
+                Event::Message {
                     user: user.clone(),
                     peer: Peer::Room(room.clone()),
                     from: nick.to_owned(),
@@ -193,8 +204,8 @@ impl Incoming {
                     own_id: None,
                     remote_id: Some(event_id.clone()),
                     refs: refs.clone(),
-                },
-            );
+                }
+            });
         }
         let parties = match self.directory.direct_room_parties(room_id).await {
             Ok(parties) => parties,
@@ -288,7 +299,7 @@ impl Incoming {
         self.rooms
             .lock()
             .expect("rooms lock")
-            .spoke(room_id, sender, |user, room, nick| Event::Reactions {
+            .spoke(room_id, sender, &|user, room, nick| Event::Reactions {
                 user: user.clone(),
                 peer: Peer::Room(room.clone()),
                 from: nick.to_owned(),
@@ -333,7 +344,7 @@ impl Incoming {
         let moderator = (sender != link.sender)
             .then(|| rooms.nick_of(room_id, sender))
             .map(|nick| nick.unwrap_or_else(|| sender.to_owned()));
-        rooms.spoke(room_id, sender, |user, room, _| Event::Retracted {
+        rooms.spoke(room_id, sender, &|user, room, _| Event::Retracted {
             user: user.clone(),
             peer: Peer::Room(room.clone()),
             id: link.event_id.clone(),
@@ -345,7 +356,7 @@ impl Incoming {
 
     /// A puppet was invited: a direct chat is joined at once and remembered; a room invite
     /// goes to the XMPP user as an invitation.
-    async fn invited(
+    pub(crate) async fn invited(
         &self,
         user: UserRef,
         room_id: &RoomId,

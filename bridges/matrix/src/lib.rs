@@ -25,6 +25,7 @@ mod listener;
 mod membership;
 mod outgoing;
 mod parts;
+mod personal;
 mod puppets;
 pub mod registration;
 mod room_state;
@@ -37,13 +38,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use causeway_bridge::{Action, BridgeError, Event, Network, NetworkContext, NetworkKind, UserRef};
+use causeway_bridge::{
+    AccountReply, AccountRequest, Action, BridgeError, Event, Network, NetworkContext, NetworkKind,
+    UserRef,
+};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::client::Client;
 use crate::listener::Listener;
 use crate::parts::{Parts, Reach};
+use crate::personal::Personal;
 use crate::puppets::Puppets;
 use crate::rooms::Rooms;
 use crate::store::MatrixStore;
@@ -104,8 +109,21 @@ type SharedRooms = Arc<Mutex<Rooms>>;
 pub struct MatrixNetwork {
     /// The application service, when one is configured.
     appservice: Option<Arc<Appservice>>,
+    /// Personal logins, when users may log in to their own accounts.
+    personal: Option<Arc<Personal>>,
+    /// Who the gateway serves.
+    allowed: Arc<Mutex<Access>>,
     /// Events for the core; `run` forwards them to the network context.
     emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
+}
+
+/// The access rule, shown as such in debug output.
+struct Access(Allowed);
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access(..)")
+    }
 }
 
 /// The application service: its puppets, their parts, the transaction listener.
@@ -139,8 +157,19 @@ impl MatrixNetwork {
                 emit.clone(),
             ))
         });
+        let personal = settings.personal.map(|personal| {
+            Arc::new(Personal::new(
+                personal,
+                settings.member_limit,
+                store.clone(),
+                nicks.clone(),
+                emit.clone(),
+            ))
+        });
         MatrixNetwork {
             appservice,
+            personal,
+            allowed: Arc::new(Mutex::new(Access(allowed))),
             emitted: Arc::new(Mutex::new(Some(emitted))),
         }
     }
@@ -148,8 +177,14 @@ impl MatrixNetwork {
     /// New access rules (a configuration reload).
     pub fn set_allowed(&self, allowed: Allowed) {
         if let Some(appservice) = &self.appservice {
-            appservice.puppets.set_allowed(allowed);
+            appservice.puppets.set_allowed(allowed.clone());
         }
+        *self.allowed.lock().expect("allowed lock") = Access(allowed);
+    }
+
+    fn allows(&self, user: &UserRef) -> bool {
+        let rule = self.allowed.lock().expect("allowed lock").0.clone();
+        rule(user)
     }
 }
 
@@ -232,6 +267,10 @@ impl Network for MatrixNetwork {
         let Some(mut emitted) = self.emitted.lock().expect("emitted lock").take() else {
             return Err(BridgeError::Invalid("the Matrix network runs once".into()));
         };
+        if let Some(personal) = self.personal.clone() {
+            let rule = self.allowed.lock().expect("allowed lock").0.clone();
+            tokio::spawn(async move { personal.restore(&rule).await });
+        }
         let appservice = self.appservice.clone();
         let listening = shutdown.clone();
         let server = async move {
@@ -252,6 +291,9 @@ impl Network for MatrixNetwork {
             () = forward => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
+        if let Some(personal) = &self.personal {
+            personal.stop_all();
+        }
         Ok(())
     }
 
@@ -260,6 +302,10 @@ impl Network for MatrixNetwork {
             return Err(BridgeError::Invalid(
                 "Matrix has no raw protocol lines".into(),
             ));
+        }
+        if let Some(login) = self.personal.as_ref().and_then(|p| p.login(user)) {
+            login.parts.workers.queue(user, action);
+            return Ok(());
         }
         let Some(appservice) = &self.appservice else {
             return Err(BridgeError::Invalid(
@@ -274,6 +320,28 @@ impl Network for MatrixNetwork {
         }
         appservice.parts.workers.queue(user, action);
         Ok(())
+    }
+
+    fn has_accounts(&self) -> bool {
+        self.personal.is_some()
+    }
+
+    async fn account(
+        &self,
+        user: &UserRef,
+        request: AccountRequest,
+    ) -> Result<AccountReply, BridgeError> {
+        let Some(personal) = &self.personal else {
+            return Err(BridgeError::Invalid(
+                "this gateway does not take personal Matrix logins".into(),
+            ));
+        };
+        if !self.allows(user) {
+            return Err(BridgeError::Invalid(format!(
+                "{user} may not use this gateway"
+            )));
+        }
+        personal.account(user, request).await
     }
 }
 

@@ -79,6 +79,8 @@ impl Memberships {
         if self.nick_taken(&room_id, &nick, &puppet) {
             return conflict();
         }
+        // A personal account already in the room stays as it is, under its own name.
+        let member_before = self.client.in_room(&room_id);
         // Joining through the member state event sets the per-room display name in the
         // same event, so the room never sees the puppet under another name.
         let mut content = RoomMemberEventContent::new(MembershipState::Join);
@@ -89,7 +91,15 @@ impl Memberships {
             Ok(request) => request,
             Err(e) => return failed(JoinFailure::Other, e.to_string()),
         };
-        if let Err(e) = self.client.call(request, Some(&puppet), Retry::Once).await {
+        let joined = match member_before {
+            true => Ok(()),
+            false => self
+                .client
+                .call(request, Some(&puppet), Retry::Once)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = joined {
             // Rooms that refuse a join through the state API still take /join; the display
             // name follows in a second member event.
             let join = membership::join_room_by_id::v3::Request::new(room_id.clone());
@@ -113,7 +123,9 @@ impl Memberships {
                 .expect("rooms lock")
                 .forget_unseated(&room_id);
             let leave = membership::leave_room::v3::Request::new(room_id.clone());
-            if let Err(e) = self.client.call(leave, Some(&puppet), Retry::Once).await {
+            if member_before {
+                // The user's own membership, from before: not the gateway's to end.
+            } else if let Err(e) = self.client.call(leave, Some(&puppet), Retry::Once).await {
                 warn!(room = %room_id, error = %e, "cannot leave after a failed join");
             }
             return match loaded {
@@ -144,7 +156,9 @@ impl Memberships {
             .nick_taken(room_id, nick, puppet.as_str())
     }
 
-    /// The user leaves the room; the puppet leaves it on Matrix.
+    /// The user leaves the room; the puppet leaves it on Matrix. A personal account stays
+    /// in it: its memberships are the user's, made and ended in their Matrix clients, and a
+    /// MUC is left whenever an XMPP client goes offline.
     pub(crate) async fn part(
         &self,
         user: &UserRef,
@@ -161,6 +175,9 @@ impl Memberships {
         let Some(room_id) = left else {
             return vec![left_event];
         };
+        if self.client.is_personal() {
+            return vec![left_event];
+        }
         let puppet = self.puppets.id(user);
         let mut request = membership::leave_room::v3::Request::new(room_id.clone());
         request.reason = reason;

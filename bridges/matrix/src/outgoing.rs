@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_bridge::{Event, MessageKind, Peer, Refs, UserRef};
-use ruma::api::client::{message, redact};
+use ruma::api::client::redact;
 use ruma::events::MessageLikeEventType;
-use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId};
 use serde_json::{json, Value};
 
@@ -82,20 +81,16 @@ impl Outgoing {
         kind: MessageLikeEventType,
         content: &Value,
     ) -> Result<OwnedEventId, CallError> {
-        let raw = serde_json::value::to_raw_value(content)
-            .map_err(|e| CallError::Invalid(e.to_string()))?;
-        let request = message::send_message_event::v3::Request::new_raw(
-            room.to_owned(),
-            TransactionId::new(),
-            kind,
-            Raw::from_json(raw),
-        );
         let puppet = self.puppets.id(user);
-        let sent = self
-            .client
-            .call(request, Some(&puppet), Retry::For(SEND_PATIENCE))
-            .await?;
-        Ok(sent.event_id)
+        self.client
+            .send_message(
+                room,
+                &kind.to_string(),
+                content,
+                &puppet,
+                Retry::For(SEND_PATIENCE),
+            )
+            .await
     }
 
     /// Redact an event as the user's puppet.

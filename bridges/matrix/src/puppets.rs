@@ -1,6 +1,8 @@
 //! The puppets: the Matrix users `@<prefix><escaped bare JID>:<server_name>` that stand for
 //! XMPP users, registered on the homeserver on first use, and the rule saying whose puppet
 //! a Matrix user id is (only users the gateway serves, in the one canonical spelling).
+//!
+//! A personal login has one "puppet": the user's own account, which needs no registering.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, RwLock};
@@ -27,14 +29,29 @@ impl std::fmt::Debug for Access {
 #[derive(Debug)]
 pub(crate) struct Puppets {
     client: Client,
-    /// The homeserver's server name (the part after `:` in user ids).
-    server_name: String,
-    /// Localpart prefix of the puppets.
-    user_prefix: String,
-    /// Who may be reached: a puppet of anyone else is nobody's.
-    allowed: RwLock<Access>,
-    /// Puppets known to exist on the homeserver.
-    registered: Mutex<HashSet<String>>,
+    mode: Mode,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// The appservice's puppets, one per XMPP user.
+    Appservice {
+        /// The homeserver's server name (the part after `:` in user ids).
+        server_name: String,
+        /// Localpart prefix of the puppets.
+        user_prefix: String,
+        /// Who may be reached: a puppet of anyone else is nobody's.
+        allowed: RwLock<Access>,
+        /// Puppets known to exist on the homeserver.
+        registered: Mutex<HashSet<String>>,
+    },
+    /// One XMPP user's own Matrix account.
+    Personal {
+        /// The XMPP user.
+        user: UserRef,
+        /// Their Matrix account.
+        account: OwnedUserId,
+    },
 }
 
 impl Puppets {
@@ -47,22 +64,43 @@ impl Puppets {
     ) -> Puppets {
         Puppets {
             client,
-            server_name,
-            user_prefix,
-            allowed: RwLock::new(Access(allowed)),
-            registered: Mutex::default(),
+            mode: Mode::Appservice {
+                server_name,
+                user_prefix,
+                allowed: RwLock::new(Access(allowed)),
+                registered: Mutex::default(),
+            },
+        }
+    }
+
+    /// `user`'s own `account`, logged in through `client`.
+    pub(crate) fn personal(client: Client, user: UserRef, account: OwnedUserId) -> Puppets {
+        Puppets {
+            client,
+            mode: Mode::Personal { user, account },
         }
     }
 
     /// New access rules (a configuration reload).
-    pub(crate) fn set_allowed(&self, allowed: Allowed) {
-        *self.allowed.write().expect("allowed lock") = Access(allowed);
+    pub(crate) fn set_allowed(&self, rule: Allowed) {
+        if let Mode::Appservice { allowed, .. } = &self.mode {
+            *allowed.write().expect("allowed lock") = Access(rule);
+        }
     }
 
     /// The user's puppet id, unless the JID is too long for one.
     pub(crate) fn try_id(&self, user: &UserRef) -> Option<OwnedUserId> {
-        let local = ids::puppet_localpart(&self.user_prefix, user);
-        OwnedUserId::try_from(format!("@{local}:{}", self.server_name)).ok()
+        match &self.mode {
+            Mode::Appservice {
+                server_name,
+                user_prefix,
+                ..
+            } => {
+                let local = ids::puppet_localpart(user_prefix, user);
+                OwnedUserId::try_from(format!("@{local}:{server_name}")).ok()
+            }
+            Mode::Personal { user: own, account } => (own == user).then(|| account.clone()),
+        }
     }
 
     /// The user's puppet id; every user reaching the workers has one (`Network::act`
@@ -73,16 +111,28 @@ impl Puppets {
     }
 
     /// The XMPP user a Matrix user id stands for: one of our puppets (in its one canonical
-    /// spelling) of a user the gateway serves. Invitations, direct chats and the
-    /// homeserver's questions about anyone else reach nobody.
+    /// spelling) of a user the gateway serves, or the personal login's own account.
+    /// Invitations, direct chats and the homeserver's questions about anyone else reach
+    /// nobody.
     pub(crate) fn owner(&self, user_id: &str) -> Option<UserRef> {
+        let (server_name, user_prefix, allowed) = match &self.mode {
+            Mode::Appservice {
+                server_name,
+                user_prefix,
+                allowed,
+                ..
+            } => (server_name, user_prefix, allowed),
+            Mode::Personal { user, account } => {
+                return (account.as_str() == user_id).then(|| user.clone());
+            }
+        };
         let (local, server) = ids::split_user_id(user_id)?;
-        if server != self.server_name {
+        if server != server_name {
             return None;
         }
-        let owner = ids::puppet_owner(&self.user_prefix, local)?;
-        let canonical = ids::puppet_localpart(&self.user_prefix, &owner) == local;
-        let allowed = (self.allowed.read().expect("allowed lock").0)(&owner);
+        let owner = ids::puppet_owner(user_prefix, local)?;
+        let canonical = ids::puppet_localpart(user_prefix, &owner) == local;
+        let allowed = (allowed.read().expect("allowed lock").0)(&owner);
         (canonical && owner.0.contains('@') && allowed).then_some(owner)
     }
 
@@ -93,8 +143,11 @@ impl Puppets {
         nick: &str,
     ) -> Result<OwnedUserId, CallError> {
         let id = self.id(user);
-        if self
-            .registered
+        let Mode::Appservice { registered, .. } = &self.mode else {
+            // The user's own account exists, and keeps the name they gave it.
+            return Ok(id);
+        };
+        if registered
             .lock()
             .expect("registered lock")
             .contains(id.as_str())
@@ -119,7 +172,7 @@ impl Puppets {
             Err(e) if e.errcode() == Some("M_USER_IN_USE") => {}
             Err(e) => return Err(e),
         }
-        self.registered
+        registered
             .lock()
             .expect("registered lock")
             .insert(id.to_string());

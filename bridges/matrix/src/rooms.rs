@@ -418,7 +418,7 @@ impl Rooms {
         &mut self,
         room: &RoomId,
         sender: &str,
-        make: impl Fn(&UserRef, &RoomRef, &str) -> Event,
+        make: &dyn Fn(&UserRef, &RoomRef, &str) -> Event,
     ) -> Vec<Event> {
         let Some(state) = self.rooms.get_mut(room) else {
             return vec![];
@@ -442,6 +442,25 @@ impl Rooms {
             events.push(make(user, &seat.room, &member.nick));
         }
         events
+    }
+
+    /// A personal login's own account spoke from another of its devices: shown to that
+    /// login's user alone, under their nick in the room.
+    pub fn spoke_elsewhere(
+        &mut self,
+        room: &RoomId,
+        sender: &str,
+        make: &dyn Fn(&UserRef, &RoomRef, &str) -> Event,
+    ) -> Vec<Event> {
+        let Some(state) = self.rooms.get(room) else {
+            return vec![];
+        };
+        state
+            .seats
+            .iter()
+            .filter(|(_, seat)| seat.puppet == sender)
+            .map(|(user, seat)| make(user, &seat.room, &seat.nick))
+            .collect()
     }
 
     /// The topic changed.

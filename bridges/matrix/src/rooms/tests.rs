@@ -79,7 +79,7 @@ fn big_rooms_show_the_limit_and_speakers_appear_when_they_speak() {
     let borrowed: Vec<(&str, Option<&str>)> = many.iter().map(|(i, d)| (i.as_str(), *d)).collect();
     let (mut rooms, shown) = seated(50, &borrowed);
     assert_eq!(shown.len(), 51, "the limit plus the user's own puppet");
-    let events = rooms.spoke(&room_id(), "@u599:hs", |user, room, nick| Event::Subject {
+    let events = rooms.spoke(&room_id(), "@u599:hs", &|user, room, nick| Event::Subject {
         user: user.clone(),
         room: room.clone(),
         subject: String::new(),
@@ -87,7 +87,7 @@ fn big_rooms_show_the_limit_and_speakers_appear_when_they_speak() {
     });
     assert!(matches!(&events[0], Event::MemberJoined { member, .. } if member.nick == "u599"));
     assert_eq!(events.len(), 2);
-    let again = rooms.spoke(&room_id(), "@u599:hs", |user, room, _| Event::Subject {
+    let again = rooms.spoke(&room_id(), "@u599:hs", &|user, room, _| Event::Subject {
         user: user.clone(),
         room: room.clone(),
         subject: String::new(),
@@ -119,7 +119,7 @@ fn kicks_bans_renames_and_own_messages() {
     assert!(
         matches!(&kicked[..], [Event::MemberLeft { departure: Departure::Kick { by }, .. }] if by == "op")
     );
-    let own = rooms.spoke(&room_id(), "@p:hs", |_, _, _| {
+    let own = rooms.spoke(&room_id(), "@p:hs", &|_, _, _| {
         unreachable!("no echo of our own")
     });
     assert!(own.is_empty());

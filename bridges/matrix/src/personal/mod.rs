@@ -1,0 +1,262 @@
+//! Personal logins: XMPP users signed in to their own Matrix accounts, each with a
+//! matrix-sdk client of their own ([`session`]) whose sync ([`sync`]) feeds the same
+//! parts the appservice uses ([`Parts`]), built over the user's own account.
+//!
+//! Logins are kept in the gateway's database and brought back at start: no new device, and
+//! encrypted rooms still decrypt.
+
+mod session;
+mod sync;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use causeway_bridge::{AccountReply, AccountRequest, BridgeError, Credentials, Event, UserRef};
+use ruma::OwnedUserId;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn, Instrument};
+
+use crate::client::Client;
+use crate::parts::{Parts, Reach};
+use crate::puppets::Puppets;
+use crate::store::MatrixStore;
+use crate::{Allowed, NickRule, PersonalSettings};
+
+/// One logged-in user.
+#[derive(Debug)]
+pub(crate) struct Login {
+    sdk: matrix_sdk::Client,
+    /// The parts acting for the user and taking in their sync.
+    pub parts: Parts,
+    /// What the sync loop is doing.
+    state: watch::Sender<String>,
+    /// Tells the sync loop to end.
+    stop: watch::Sender<bool>,
+}
+
+/// Everyone's personal logins.
+#[derive(Debug)]
+pub(crate) struct Personal {
+    settings: PersonalSettings,
+    member_limit: usize,
+    store: Arc<dyn MatrixStore>,
+    nicks: Nicks,
+    emit: mpsc::Sender<Event>,
+    logins: Mutex<HashMap<UserRef, Arc<Login>>>,
+}
+
+/// The nick rule, shown as such in debug output.
+struct Nicks(NickRule);
+
+impl std::fmt::Debug for Nicks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nicks(..)")
+    }
+}
+
+impl Personal {
+    /// No one logged in yet.
+    pub(crate) fn new(
+        settings: PersonalSettings,
+        member_limit: usize,
+        store: Arc<dyn MatrixStore>,
+        nicks: NickRule,
+        emit: mpsc::Sender<Event>,
+    ) -> Personal {
+        Personal {
+            settings,
+            member_limit,
+            store,
+            nicks: Nicks(nicks),
+            emit,
+            logins: Mutex::default(),
+        }
+    }
+
+    /// The user's login, if they have one.
+    pub(crate) fn login(&self, user: &UserRef) -> Option<Arc<Login>> {
+        self.logins.lock().expect("logins lock").get(user).cloned()
+    }
+
+    /// Bring back every kept login of a user `allowed` accepts.
+    pub(crate) async fn restore(self: &Arc<Self>, allowed: &Allowed) {
+        let saved = match self.store.logins().await {
+            Ok(saved) => saved,
+            Err(e) => {
+                warn!(error = %e, "cannot read the Matrix logins");
+                return;
+            }
+        };
+        for login in saved {
+            let user = UserRef(login.user.clone());
+            if !allowed(&user) {
+                info!(%user, "not restoring the Matrix login of a user no longer allowed");
+                continue;
+            }
+            let dir = session::folder(&self.settings.store_dir, &user);
+            match session::restore(&login, &dir).await {
+                Ok(sdk) => {
+                    info!(%user, account = %login.account, "Matrix login restored");
+                    self.start(user, sdk);
+                }
+                Err(e) => warn!(%user, error = %e, "cannot restore the Matrix login"),
+            }
+        }
+    }
+
+    /// Carry out a request about the user's own account.
+    pub(crate) async fn account(
+        self: &Arc<Self>,
+        user: &UserRef,
+        request: AccountRequest,
+    ) -> Result<AccountReply, BridgeError> {
+        match request {
+            AccountRequest::LogIn(credentials) => self.log_in(user, credentials).await,
+            AccountRequest::LogOut => {
+                self.log_out(user, true).await;
+                Ok(AccountReply::LoggedOut)
+            }
+            AccountRequest::Status => Ok(AccountReply::Status(match self.login(user) {
+                Some(login) => Some(login.status().await),
+                None => None,
+            })),
+            AccountRequest::Verify { recovery } => {
+                let Some(login) = self.login(user) else {
+                    return Err(BridgeError::Invalid(
+                        "you are not logged in to Matrix".into(),
+                    ));
+                };
+                session::verify(&login.sdk, &recovery).await?;
+                Ok(AccountReply::Verified(login.status().await))
+            }
+        }
+    }
+
+    async fn log_in(
+        self: &Arc<Self>,
+        user: &UserRef,
+        credentials: Credentials,
+    ) -> Result<AccountReply, BridgeError> {
+        let logged_in = self.logins.lock().expect("logins lock").len();
+        if self.login(user).is_none() && logged_in >= self.settings.max_logins {
+            return Err(BridgeError::Invalid(format!(
+                "this gateway takes {} Matrix logins at most, and has them: ask its admin",
+                self.settings.max_logins
+            )));
+        }
+        // A new login replaces the old one, whose device is signed out.
+        self.log_out(user, true).await;
+        let dir = session::folder(&self.settings.store_dir, user);
+        let (sdk, saved) = session::log_in(user, &credentials, &dir).await?;
+        if let Err(e) = self.store.save_login(&saved).await {
+            let _ = sdk.matrix_auth().logout().await;
+            return Err(BridgeError::Invalid(format!("cannot keep the login: {e}")));
+        }
+        info!(%user, account = %saved.account, "logged in to Matrix");
+        let login = self.start(user.clone(), sdk);
+        Ok(AccountReply::LoggedIn(login.status().await))
+    }
+
+    /// End the user's session: signed out on the homeserver when `sign_out` (not when the
+    /// homeserver already dropped it), forgotten here, its folder removed.
+    async fn log_out(&self, user: &UserRef, sign_out: bool) {
+        let login = self.logins.lock().expect("logins lock").remove(user);
+        if let Some(login) = &login {
+            login.stop.send_replace(true);
+            if sign_out {
+                if let Err(e) = login.sdk.matrix_auth().logout().await {
+                    warn!(%user, error = %e, "the homeserver did not take the logout");
+                }
+            }
+        }
+        if let Err(e) = self.store.forget_login(&user.0).await {
+            warn!(%user, error = %e, "cannot forget the Matrix login");
+        }
+        let dir = session::folder(&self.settings.store_dir, user);
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(%user, error = %e, "cannot remove the session's folder");
+            }
+        }
+        if login.is_some() {
+            info!(%user, "logged out of Matrix");
+        }
+    }
+
+    /// Serve the user's session: its parts, and its sync loop.
+    fn start(self: &Arc<Self>, user: UserRef, sdk: matrix_sdk::Client) -> Arc<Login> {
+        let account: OwnedUserId = sdk.user_id().expect("a logged-in client").to_owned();
+        let client = Client::personal(sdk.clone());
+        let reach = Reach {
+            client: client.clone(),
+            puppets: Arc::new(Puppets::personal(client, user.clone(), account.clone())),
+            server_name: account.server_name().to_string(),
+            member_limit: self.member_limit,
+            nicks: self.nicks.0.clone(),
+        };
+        let login = Arc::new(Login {
+            parts: Parts::new(reach, self.store.clone(), self.emit.clone()),
+            sdk,
+            state: watch::Sender::new("starting".into()),
+            stop: watch::Sender::new(false),
+        });
+        if let Some(old) = self
+            .logins
+            .lock()
+            .expect("logins lock")
+            .insert(user.clone(), login.clone())
+        {
+            old.stop.send_replace(true);
+        }
+        let personal = self.clone();
+        let running = login.clone();
+        let span = tracing::info_span!("matrix_login", %user);
+        tokio::spawn(
+            async move {
+                let server = account.server_name().to_string();
+                let syncing = sync::Syncing {
+                    user: &user,
+                    sdk: &running.sdk,
+                    parts: &running.parts,
+                    state: &running.state,
+                    emit: &personal.emit,
+                    server: &server,
+                };
+                let stop = running.stop.subscribe();
+                if sync::run(syncing, stop).await == sync::Ended::Revoked {
+                    warn!("the homeserver no longer knows this session");
+                    personal.revoked(&user, &running, &server).await;
+                }
+            }
+            .instrument(span),
+        );
+        login
+    }
+
+    /// The session was ended elsewhere (logged out from another client): tell the user
+    /// and clean up, unless a new login has replaced it meanwhile.
+    async fn revoked(&self, user: &UserRef, login: &Arc<Login>, server: &str) {
+        let current = self.login(user).is_some_and(|now| Arc::ptr_eq(&now, login));
+        if !current {
+            return;
+        }
+        self.log_out(user, false).await;
+        let text = "your Matrix session was ended elsewhere (logged out from another client): \
+                    log in again with the command \"Log in to Matrix\"";
+        let _ = self.emit.send(crate::server_text(user, server, text)).await;
+    }
+
+    /// Stop every sync loop (shutdown); the logins stay kept.
+    pub(crate) fn stop_all(&self) {
+        for login in self.logins.lock().expect("logins lock").values() {
+            login.stop.send_replace(true);
+        }
+    }
+}
+
+impl Login {
+    async fn status(&self) -> causeway_bridge::AccountStatus {
+        let connection = self.state.borrow().clone();
+        session::status(&self.sdk, connection).await
+    }
+}

@@ -1,0 +1,253 @@
+//! One user's own Matrix session: its matrix-sdk client (state and crypto stores in the
+//! user's folder, encrypted with a key kept in the gateway's database), how it is made by
+//! logging in, how it is brought back at start, and what it tells the user about itself.
+
+use std::path::{Path, PathBuf};
+
+use causeway_bridge::{AccountStatus, BridgeError, Credentials, Secret, UserRef};
+use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::store::RoomLoadSettings;
+use rand::distr::{Alphanumeric, SampleString};
+use ruma::OwnedUserId;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{sdk_error, CallError};
+use crate::store::SavedLogin;
+
+/// The device name other sessions show for the gateway's.
+const DEVICE_NAME: &str = "causeway (XMPP gateway)";
+
+/// What is kept of a session between runs (the `session` of a [`SavedLogin`]).
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    /// The homeserver's URL, as discovery found it.
+    homeserver: String,
+    /// User id, device id and tokens.
+    session: MatrixSession,
+}
+
+/// The folder of `user`'s stores under `root`: the bare JID with every byte outside
+/// `[a-z0-9.-]` written `=xx`, so that two users never share one.
+pub(crate) fn folder(root: &Path, user: &UserRef) -> PathBuf {
+    let mut name = String::with_capacity(user.0.len());
+    for byte in user.0.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => name.push(char::from(byte)),
+            _ => name.push_str(&format!("={byte:02x}")),
+        }
+    }
+    root.join(name)
+}
+
+/// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`.
+async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
+    matrix_sdk::Client::builder()
+        .server_name_or_homeserver_url(server)
+        .sqlite_store(dir, Some(key))
+        .build()
+        .await
+        .map_err(|e| match e {
+            matrix_sdk::ClientBuildError::AutoDiscovery(_)
+            | matrix_sdk::ClientBuildError::Http(_) => BridgeError::Unreachable(format!(
+                "cannot find the homeserver of {server} ({e}): give its URL in the homeserver field"
+            )),
+            other => BridgeError::Invalid(format!("cannot open the Matrix session: {other}")),
+        })
+}
+
+/// The account the credentials name, checked.
+fn account_id(credentials: &Credentials) -> Result<Option<OwnedUserId>, BridgeError> {
+    let account = credentials.account.trim();
+    if account.is_empty() {
+        return match credentials.secret {
+            Secret::Token(_) => Ok(None),
+            Secret::Password(_) => Err(BridgeError::Invalid(
+                "give your Matrix ID, like @alice:matrix.org".into(),
+            )),
+        };
+    }
+    OwnedUserId::try_from(account).map(Some).map_err(|_| {
+        BridgeError::Invalid(format!(
+            "{account:?} is not a Matrix ID: write it like @alice:matrix.org"
+        ))
+    })
+}
+
+/// The homeserver refused, in the user's terms.
+fn refused(e: CallError) -> BridgeError {
+    match e {
+        CallError::Refused { error, errcode, .. } => {
+            let text = if error.is_empty() { errcode } else { error };
+            BridgeError::Refused(text)
+        }
+        CallError::Unreachable(text) => BridgeError::Unreachable(text),
+        CallError::Invalid(text) => BridgeError::Invalid(text),
+    }
+}
+
+/// Log `user` in with `credentials`, in a fresh folder `dir`: the client, and what to keep
+/// of it.
+pub(crate) async fn log_in(
+    user: &UserRef,
+    credentials: &Credentials,
+    dir: &Path,
+) -> Result<(matrix_sdk::Client, SavedLogin), BridgeError> {
+    let account = account_id(credentials)?;
+    let server = match (&credentials.server, &account) {
+        (Some(server), _) if !server.trim().is_empty() => server.trim().to_owned(),
+        (_, Some(account)) => account.server_name().to_string(),
+        (_, None) => {
+            return Err(BridgeError::Invalid(
+                "give your Matrix ID or your homeserver's URL".into(),
+            ))
+        }
+    };
+    // A new login is a new device: what an earlier one kept cannot serve it.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
+    let sdk = open(&server, dir, &key).await?;
+    match &credentials.secret {
+        Secret::Password(password) => {
+            let account = account.expect("a password login names its account");
+            sdk.matrix_auth()
+                .login_username(account.as_str(), password)
+                .initial_device_display_name(DEVICE_NAME)
+                .send()
+                .await
+                .map_err(|e| refused(sdk_error(&e)))?;
+        }
+        Secret::Token(token) => {
+            let whoami = ruma::api::client::account::whoami::v3::Request::new();
+            let probe = crate::client::Client::token(sdk.homeserver().as_str(), token);
+            let me = probe.call(whoami, None, crate::client::Retry::Once).await;
+            let me = me.map_err(refused)?;
+            if account.as_ref().is_some_and(|a| *a != me.user_id) {
+                return Err(BridgeError::Invalid(format!(
+                    "this token belongs to {}, not {}",
+                    me.user_id,
+                    credentials.account.trim()
+                )));
+            }
+            let Some(device_id) = me.device_id else {
+                return Err(BridgeError::Invalid(
+                    "this token has no device: make one by logging in with a password".into(),
+                ));
+            };
+            let session = MatrixSession {
+                meta: matrix_sdk::SessionMeta {
+                    user_id: me.user_id,
+                    device_id,
+                },
+                tokens: matrix_sdk::SessionTokens {
+                    access_token: token.clone(),
+                    refresh_token: None,
+                },
+            };
+            sdk.matrix_auth()
+                .restore_session(session, RoomLoadSettings::default())
+                .await
+                .map_err(|e| refused(sdk_error(&e)))?;
+        }
+    }
+    let saved = saved(user, &sdk, key)?;
+    Ok((sdk, saved))
+}
+
+/// What to keep of a logged-in client.
+fn saved(user: &UserRef, sdk: &matrix_sdk::Client, key: String) -> Result<SavedLogin, BridgeError> {
+    let Some(session) = sdk.matrix_auth().session() else {
+        return Err(BridgeError::Invalid("the login left no session".into()));
+    };
+    let account = session.meta.user_id.to_string();
+    let kept = Kept {
+        homeserver: sdk.homeserver().to_string(),
+        session,
+    };
+    let session = serde_json::to_string(&kept)
+        .map_err(|e| BridgeError::Invalid(format!("cannot keep the session: {e}")))?;
+    Ok(SavedLogin {
+        user: user.0.clone(),
+        account,
+        session,
+        store_key: key,
+    })
+}
+
+/// Bring a kept session back, in its folder `dir`.
+pub(crate) async fn restore(
+    saved: &SavedLogin,
+    dir: &Path,
+) -> Result<matrix_sdk::Client, BridgeError> {
+    let kept: Kept = serde_json::from_str(&saved.session)
+        .map_err(|e| BridgeError::Invalid(format!("the kept session does not read: {e}")))?;
+    let sdk = open(&kept.homeserver, dir, &saved.store_key).await?;
+    sdk.matrix_auth()
+        .restore_session(kept.session, RoomLoadSettings::default())
+        .await
+        .map_err(|e| refused(sdk_error(&e)))?;
+    Ok(sdk)
+}
+
+/// The session as the user is shown it; `connection` says what its sync is doing.
+pub(crate) async fn status(sdk: &matrix_sdk::Client, connection: String) -> AccountStatus {
+    let verified = match sdk.encryption().get_own_device().await {
+        Ok(Some(device)) => Some(device.is_cross_signed_by_owner()),
+        _ => None,
+    };
+    AccountStatus {
+        account: sdk.user_id().map(|id| id.to_string()).unwrap_or_default(),
+        server: sdk.homeserver().to_string(),
+        device: sdk.device_id().map(|id| id.to_string()).unwrap_or_default(),
+        verified,
+        connection,
+    }
+}
+
+/// Make the session trusted with the user's recovery key or passphrase: the secrets kept
+/// on the homeserver (cross-signing keys, the key backup's key) are opened and this device
+/// signed.
+pub(crate) async fn verify(sdk: &matrix_sdk::Client, recovery: &Secret) -> Result<(), BridgeError> {
+    sdk.encryption()
+        .recovery()
+        .recover(recovery.expose())
+        .await
+        .map_err(|e| {
+            BridgeError::Refused(format!(
+                "the recovery key or passphrase was not accepted ({e}); it is the key Element \
+                 showed when you set up secure backup"
+            ))
+        })?;
+    let device = sdk
+        .encryption()
+        .get_own_device()
+        .await
+        .map_err(|e| BridgeError::Invalid(format!("cannot read this session's keys: {e}")))?;
+    if let Some(device) = device.filter(|d| !d.is_cross_signed_by_owner()) {
+        device
+            .verify()
+            .await
+            .map_err(|e| BridgeError::Refused(format!("cannot sign this session: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_get_folders_of_their_own() {
+        let root = Path::new("/s");
+        let a = folder(root, &UserRef("alice@example.org".into()));
+        assert_eq!(a, Path::new("/s/alice=40example.org"));
+        let upper = folder(root, &UserRef("../x@y".into()));
+        assert_eq!(upper, Path::new("/s/..=2fx=40y"));
+        assert_ne!(
+            folder(root, &UserRef("a_b@c".into())),
+            folder(root, &UserRef("a=5fb@c".into()))
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! A personal login's sync loop: what the homeserver reports for the user's account (already
+//! decrypted by matrix-sdk in encrypted rooms), handed to the same incoming side the
+//! appservice's transactions use. The homeserver keeps what happened while the loop was
+//! away (the sync token is in the user's store), so an outage or a restart loses nothing.
+
+use std::time::Duration;
+
+use causeway_bridge::{Event, UserRef};
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::sync::SyncResponse;
+use ruma::api::error::ErrorKind;
+use ruma::events::room::member::MembershipState;
+use ruma::events::{AnyStrippedStateEvent, AnySyncTimelineEvent, AnyTimelineEvent};
+use ruma::serde::Raw;
+use ruma::RoomId;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::parts::Parts;
+
+/// How long one sync waits for news.
+const LONG_POLL: Duration = Duration::from_secs(30);
+/// The longest wait between attempts while the homeserver is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a sync loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Told to stop (logout, shutdown).
+    Stopped,
+    /// The homeserver no longer knows the session (logged out from another client).
+    Revoked,
+}
+
+/// What the loop needs.
+pub(crate) struct Syncing<'a> {
+    /// Whose session.
+    pub user: &'a UserRef,
+    /// The session.
+    pub sdk: &'a matrix_sdk::Client,
+    /// Where events go.
+    pub parts: &'a Parts,
+    /// What the loop is doing, for the status command.
+    pub state: &'a watch::Sender<String>,
+    /// Notices for the user.
+    pub emit: &'a mpsc::Sender<Event>,
+    /// The server name notices come from.
+    pub server: &'a str,
+}
+
+/// Sync until `stop` says so or the session is revoked.
+pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -> Ended {
+    let Syncing { sdk, state, .. } = syncing;
+    let mut delay = Duration::from_secs(1);
+    let mut failing = false;
+    loop {
+        // The first sync of a new login brings recent history of every room: not news.
+        let fresh = !synced_before(sdk).await;
+        let settings = SyncSettings::default().timeout(LONG_POLL);
+        let outcome = tokio::select! {
+            outcome = sdk.sync_once(settings) => outcome,
+            _ = stop.wait_for(|stop| *stop) => return Ended::Stopped,
+        };
+        match outcome {
+            Ok(response) => {
+                if failing {
+                    failing = false;
+                    info!(user = %syncing.user, "homeserver reachable again");
+                    notice(&syncing, "connected to the homeserver again").await;
+                }
+                state.send_replace("connected".into());
+                delay = Duration::from_secs(1);
+                handle(&syncing, response, fresh).await;
+            }
+            Err(e) => {
+                if matches!(
+                    e.client_api_error_kind(),
+                    Some(ErrorKind::UnknownToken { .. })
+                ) {
+                    return Ended::Revoked;
+                }
+                let text = crate::client::sdk_error(&e).to_string();
+                warn!(user = %syncing.user, error = %text, ?delay, "sync failed; retrying");
+                state.send_replace(format!("retrying: {text}"));
+                if !failing {
+                    failing = true;
+                    let words = format!("cannot reach the homeserver ({text}); retrying");
+                    notice(&syncing, &words).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|stop| *stop) => return Ended::Stopped,
+                }
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Whether the session has synced before (its store has a sync token).
+async fn synced_before(sdk: &matrix_sdk::Client) -> bool {
+    use matrix_sdk::store::{StateStoreDataKey, StateStoreDataValue};
+    matches!(
+        sdk.state_store()
+            .get_kv_data(StateStoreDataKey::SyncToken)
+            .await,
+        Ok(Some(StateStoreDataValue::SyncToken(_)))
+    )
+}
+
+/// A notice to the user from their homeserver's address.
+async fn notice(syncing: &Syncing<'_>, text: &str) {
+    let event = crate::server_text(syncing.user, syncing.server, text);
+    let _ = syncing.emit.send(event).await;
+}
+
+/// One sync's news, in order: invitations, then each joined room's timeline.
+async fn handle(syncing: &Syncing<'_>, response: SyncResponse, fresh: bool) {
+    let own = syncing.sdk.user_id().map(|id| id.to_string());
+    for (room_id, invited) in &response.rooms.invited {
+        for raw in &invited.invite_state.events {
+            invitation(syncing, room_id, raw, own.as_deref()).await;
+        }
+    }
+    if fresh {
+        debug!(user = %syncing.user, "first sync: history is not news");
+        return;
+    }
+    // Joins under way first, so that a room's first events find it known.
+    syncing.parts.joins.settled().await;
+    for (room_id, update) in response.rooms.joined {
+        for event in &update.timeline.events {
+            let Some(raw) = with_room(event.raw(), &room_id) else {
+                continue;
+            };
+            let elsewhere = own
+                .as_deref()
+                .is_some_and(|own| sent_elsewhere(event.raw(), own));
+            syncing.parts.incoming.on_event_from(raw, elsewhere).await;
+        }
+    }
+}
+
+/// Whether the event is the account's own, sent from another of its devices: the
+/// homeserver names the transaction only to the session that sent it.
+fn sent_elsewhere(raw: &Raw<AnySyncTimelineEvent>, own: &str) -> bool {
+    let sender = raw.get_field::<String>("sender").ok().flatten();
+    if sender.as_deref() != Some(own) {
+        return false;
+    }
+    let unsigned = raw
+        .get_field::<serde_json::Value>("unsigned")
+        .ok()
+        .flatten();
+    unsigned.is_none_or(|u| u.get("transaction_id").is_none())
+}
+
+/// A sync event as a room event (with its room id), as the incoming side takes them.
+fn with_room(raw: &Raw<AnySyncTimelineEvent>, room: &RoomId) -> Option<Raw<AnyTimelineEvent>> {
+    let mut event: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw.json().get()).ok()?;
+    event.insert("room_id".into(), room.as_str().into());
+    serde_json::value::to_raw_value(&event)
+        .ok()
+        .map(Raw::from_json)
+}
+
+/// The user's own invitation into a room, from the room's invite state.
+async fn invitation(
+    syncing: &Syncing<'_>,
+    room: &RoomId,
+    raw: &Raw<AnyStrippedStateEvent>,
+    own: Option<&str>,
+) {
+    let Ok(AnyStrippedStateEvent::RoomMember(member)) = raw.deserialize() else {
+        return;
+    };
+    if Some(member.state_key.as_str()) != own
+        || member.content.membership != MembershipState::Invite
+    {
+        return;
+    }
+    syncing
+        .parts
+        .incoming
+        .invited(
+            syncing.user.clone(),
+            room,
+            member.sender.as_str(),
+            member.content.is_direct,
+            member.content.reason,
+        )
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: serde_json::Value) -> Raw<AnySyncTimelineEvent> {
+        Raw::from_json(serde_json::value::to_raw_value(&json).unwrap())
+    }
+
+    #[test]
+    fn own_events_without_a_transaction_come_from_elsewhere() {
+        let mine = raw(serde_json::json!({
+            "type": "m.room.message", "sender": "@a:hs", "event_id": "$1",
+            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"},
+            "unsigned": {"transaction_id": "t1"}
+        }));
+        let phone = raw(serde_json::json!({
+            "type": "m.room.message", "sender": "@a:hs", "event_id": "$2",
+            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}
+        }));
+        let other = raw(serde_json::json!({
+            "type": "m.room.message", "sender": "@b:hs", "event_id": "$3",
+            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}
+        }));
+        assert!(!sent_elsewhere(&mine, "@a:hs"));
+        assert!(sent_elsewhere(&phone, "@a:hs"));
+        assert!(!sent_elsewhere(&other, "@a:hs"));
+    }
+
+    #[test]
+    fn a_sync_event_gets_its_room() {
+        let event = raw(serde_json::json!({
+            "type": "m.room.message", "sender": "@b:hs", "event_id": "$3",
+            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}
+        }));
+        let room = <&RoomId>::try_from("!r:hs").unwrap();
+        let with = with_room(&event, room).unwrap();
+        assert_eq!(
+            with.get_field::<String>("room_id").unwrap().as_deref(),
+            Some("!r:hs")
+        );
+        assert!(matches!(
+            with.deserialize(),
+            Ok(AnyTimelineEvent::MessageLike(_))
+        ));
+    }
+}

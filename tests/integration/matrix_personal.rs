@@ -1,0 +1,292 @@
+//! Personal Matrix logins end to end: an XMPP user on Prosody logs in to their own account
+//! on a real Synapse (by ad-hoc command and by XEP-0077), joins a room as themselves, and
+//! talks with Matrix users; the login survives a gateway restart, and a logout from another
+//! Matrix client is noticed.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use xmpp_client::minidom::Element;
+use xmpp_client::parsers::message::MessageType;
+use xmpp_client::{IqResponse, Stanza};
+
+use crate::harness::matrix_client::MatrixClient;
+use crate::harness::muc::{body, enter, groupchat_from, groupchat_to, sender};
+use crate::harness::scene::{MatrixSide, Scene, GW, HS};
+use crate::harness::TestClient;
+
+const WAIT: Duration = Duration::from_secs(20);
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+const DATA: &str = "jabber:x:data";
+const REGISTER: &str = "jabber:iq:register";
+
+fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
+    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
+}
+
+fn room_jid(alias: &str) -> String {
+    format!("#{alias}%{HS}@{GW}")
+}
+
+/// A submitted data form with these fields.
+fn form(kind: &str, fields: &[(&str, &str)]) -> Element {
+    let mut form = Element::builder("x", DATA).attr(nc("type"), kind);
+    for (var, value) in fields {
+        let value = Element::builder("value", DATA).append(*value).build();
+        let field = Element::builder("field", DATA).attr(nc("var"), *var);
+        form = form.append(field.append(value).build());
+    }
+    form.build()
+}
+
+/// Run the ad-hoc command `node` on the Matrix service: execute, then submit `fields`
+/// when it answers with a form. The last answer.
+async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -> Element {
+    let execute = Element::builder("command", COMMANDS)
+        .attr(nc("node"), node)
+        .attr(nc("action"), "execute")
+        .build();
+    let first = match client.set(GW, execute).await {
+        IqResponse::Result(Some(answer)) => answer,
+        other => panic!("{node} refused: {other:?}"),
+    };
+    if first.attr("status") != Some("executing") {
+        return first;
+    }
+    let session = first.attr("sessionid").expect("a session").to_owned();
+    let submit = Element::builder("command", COMMANDS)
+        .attr(nc("node"), node)
+        .attr(nc("sessionid"), session)
+        .append(form("submit", fields))
+        .build();
+    match client.set(GW, submit).await {
+        IqResponse::Result(Some(answer)) => answer,
+        other => panic!("{node} submit refused: {other:?}"),
+    }
+}
+
+/// The note of a completed command: its type and text.
+fn note(answer: &Element) -> (String, String) {
+    assert_eq!(answer.attr("status"), Some("completed"), "{answer:?}");
+    let note = answer
+        .get_child("note", COMMANDS)
+        .unwrap_or_else(|| panic!("no note: {answer:?}"));
+    (note.attr("type").unwrap_or("info").to_owned(), note.text())
+}
+
+/// Log `client` in to `account` with `password` by the ad-hoc command.
+async fn log_in(
+    scene: &Scene<MatrixSide>,
+    client: &mut TestClient,
+    account: &str,
+    password: &str,
+) -> (String, String) {
+    let url = scene.synapse.url();
+    let answer = command(
+        client,
+        "matrix-login",
+        &[
+            ("account", account),
+            ("password", password),
+            ("homeserver", &url),
+        ],
+    )
+    .await;
+    note(&answer)
+}
+
+/// The devices of a Matrix account that the gateway made.
+async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
+    let devices = account.request(Method::GET, &["devices"], None).await;
+    devices["devices"]
+        .as_array()
+        .expect("a device list")
+        .iter()
+        .filter(|d| {
+            d["display_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("causeway"))
+        })
+        .map(|d| d["device_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn is_text(event: &Value, sender: &str, text: &str) -> bool {
+    event["type"] == "m.room.message"
+        && event["sender"] == sender
+        && event["content"]["body"] == text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
+    let mut scene = Scene::matrix().await;
+    let phone = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
+    let carol = phone.user_id().to_owned();
+    let room = scene.public_room("plaza", "Personal logins").await;
+    phone.join(&room).await;
+    let mut alice = scene.xmpp_user("alice").await;
+
+    // The service offers the login command.
+    let list = Element::builder("query", "http://jabber.org/protocol/disco#items")
+        .attr(nc("node"), COMMANDS)
+        .build();
+    let IqResponse::Result(Some(items)) = alice.get(GW, list).await else {
+        panic!("no command list")
+    };
+    assert!(
+        items
+            .children()
+            .any(|i| i.attr("node") == Some("matrix-login")),
+        "{items:?}"
+    );
+
+    // A wrong password is an error with the homeserver's words; the right one logs in.
+    let (kind, text) = log_in(&scene, &mut alice, &carol, "wrong").await;
+    assert_eq!(kind, "error", "{text}");
+    assert!(text.contains("Invalid username or password"), "{text}");
+    let (kind, text) = log_in(&scene, &mut alice, &carol, "carol-password").await;
+    assert_eq!(kind, "info", "{text}");
+    assert!(text.contains(&carol), "{text}");
+    assert_eq!(
+        gateway_devices(&phone).await.len(),
+        1,
+        "one device for the gateway"
+    );
+
+    // Alice joins the room as carol, not as a puppet.
+    enter(&mut alice, &room_jid("plaza"), "Carol").await;
+    scene.bob.catch_up().await;
+    alice
+        .send(groupchat_to(&room_jid("plaza"), "hello from XMPP"))
+        .await;
+    scene
+        .bob
+        .next_event(&room, |e| is_text(e, &carol, "hello from XMPP"), WAIT)
+        .await;
+
+    // Bob's message reaches her; so does what she sends from her phone, as her own.
+    scene.bob.send_text(&room, "hi carol").await;
+    let m = groupchat_from(&mut alice, "/bob").await;
+    assert_eq!(body(&m), Some("hi carol"));
+    phone.send_text(&room, "from my phone").await;
+    let m = alice
+        .expect("her own message from her phone", |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Groupchat && body(m) == Some("from my phone") =>
+            {
+                Some(sender(s))
+            }
+            _ => None,
+        })
+        .await;
+    assert!(m.ends_with("/Carol"), "shown under her nick: {m}");
+
+    // The status command tells who and how.
+    let (_, text) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(text.contains(&carol), "{text}");
+
+    // A restart of the gateway keeps the login: no new device, and the room still works.
+    scene.stop_gateway().await;
+    scene.start_gateway().await;
+    enter(&mut alice, &room_jid("plaza"), "Carol").await;
+    scene.bob.send_text(&room, "after the restart").await;
+    let m = groupchat_from(&mut alice, "/bob").await;
+    assert_eq!(body(&m), Some("after the restart"));
+    assert_eq!(gateway_devices(&phone).await.len(), 1, "still one device");
+
+    // Logged out from another client: the gateway notices and tells her.
+    let devices = gateway_devices(&phone).await;
+    let path = ["devices", devices[0].as_str()];
+    phone.request(Method::DELETE, &path, Some(serde_json::json!({
+        "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "carol"}, "password": "carol-password"}
+    }))).await;
+    let told = alice
+        .expect("the notice of the ended session", |s| match s {
+            Stanza::Message(m) if body(m).is_some_and(|b| b.contains("ended elsewhere")) => {
+                Some(sender(s))
+            }
+            _ => None,
+        })
+        .await;
+    assert!(told.ends_with(GW), "{told}");
+    let (_, text) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(text.contains("not logged in"), "{text}");
+    scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_registration_logs_in_and_out() {
+    let scene = Scene::matrix().await;
+    let dave = scene.synapse.register("dave", "dave-password", false).await;
+    let mut alice = scene.xmpp_user("alice").await;
+
+    // The registration form.
+    let query = Element::builder("query", REGISTER).build();
+    let IqResponse::Result(Some(asked)) = alice.get(GW, query).await else {
+        panic!("no registration form")
+    };
+    assert!(
+        asked.get_child("registered", REGISTER).is_none(),
+        "{asked:?}"
+    );
+    let fields: Vec<_> = asked
+        .get_child("x", DATA)
+        .expect("a data form")
+        .children()
+        .filter_map(|f| f.attr("var"))
+        .map(str::to_owned)
+        .collect();
+    assert!(fields.iter().any(|f| f == "account"), "{fields:?}");
+
+    // A wrong password is not-authorized; the right one registers.
+    let url = scene.synapse.url();
+    let register = |password: &str| {
+        Element::builder("query", REGISTER)
+            .append(form(
+                "submit",
+                &[
+                    ("FORM_TYPE", REGISTER),
+                    ("account", dave.user_id()),
+                    ("password", password),
+                    ("homeserver", &url),
+                ],
+            ))
+            .build()
+    };
+    match alice.set(GW, register("wrong")).await {
+        IqResponse::Error(e) => {
+            let text = format!("{e:?}");
+            assert!(text.contains("NotAuthorized"), "{text}");
+        }
+        other => panic!("a wrong password registered: {other:?}"),
+    }
+    let IqResponse::Result(_) = alice.set(GW, register("dave-password")).await else {
+        panic!("the right password did not register")
+    };
+    let query = Element::builder("query", REGISTER).build();
+    let IqResponse::Result(Some(asked)) = alice.get(GW, query).await else {
+        panic!("no registration form")
+    };
+    assert!(
+        asked.get_child("registered", REGISTER).is_some(),
+        "{asked:?}"
+    );
+    assert_eq!(gateway_devices(&dave).await.len(), 1);
+
+    // Unregistering logs out: the device is gone.
+    let remove = Element::builder("query", REGISTER)
+        .append(Element::builder("remove", REGISTER).build())
+        .build();
+    let IqResponse::Result(_) = alice.set(GW, remove).await else {
+        panic!("unregistering failed")
+    };
+    assert!(
+        gateway_devices(&dave).await.is_empty(),
+        "the device is signed out"
+    );
+    scene.stop().await;
+}
