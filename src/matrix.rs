@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use causeway_matrix::registration;
-use causeway_matrix::store::{MatrixStore, MessageLink, StoreFailure};
+use causeway_matrix::store::{MatrixStore, MessageLink, SavedLogin, StoreFailure};
 use causeway_matrix::{AppserviceSettings, MatrixNetwork, MatrixSettings};
 
 use crate::config::MatrixConfig;
-use crate::store::{LinkedMessage, Store, StoreError};
+use crate::store::{LinkedMessage, MatrixLogin, Store, StoreError};
 
 /// Why the Matrix network cannot start, or the registration cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +199,48 @@ impl MatrixStore for Store {
         room: &str,
     ) -> Result<Option<(String, String)>, StoreFailure> {
         self.matrix_direct_room_parties(room).await.map_err(failure)
+    }
+
+    async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure> {
+        let SavedLogin {
+            user,
+            account,
+            session,
+            store_key,
+        } = login.clone();
+        self.save_matrix_login(&MatrixLogin {
+            user,
+            account,
+            session,
+            store_key,
+        })
+        .await
+        .map_err(failure)
+    }
+
+    async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure> {
+        let logins = self.matrix_logins().await.map_err(failure)?;
+        Ok(logins
+            .into_iter()
+            .map(|login| {
+                let MatrixLogin {
+                    user,
+                    account,
+                    session,
+                    store_key,
+                } = login;
+                SavedLogin {
+                    user,
+                    account,
+                    session,
+                    store_key,
+                }
+            })
+            .collect())
+    }
+
+    async fn forget_login(&self, user: &str) -> Result<(), StoreFailure> {
+        self.forget_matrix_login(user).await.map_err(failure)
     }
 }
 

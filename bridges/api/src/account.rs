@@ -27,7 +27,9 @@ pub enum AccountRequest {
 impl fmt::Debug for AccountRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AccountRequest::LogIn(credentials) => f.debug_tuple("LogIn").field(credentials).finish(),
+            AccountRequest::LogIn(credentials) => {
+                f.debug_tuple("LogIn").field(credentials).finish()
+            }
             AccountRequest::LogOut => f.write_str("LogOut"),
             AccountRequest::Status => f.write_str("Status"),
             AccountRequest::Verify { .. } => f.write_str("Verify { .. }"),

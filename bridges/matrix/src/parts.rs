@@ -48,7 +48,11 @@ pub(crate) struct Reach {
 
 impl Parts {
     /// The parts for `reach`, keeping their state in `store`, reporting on `emit`.
-    pub(crate) fn new(reach: Reach, store: Arc<dyn MatrixStore>, emit: mpsc::Sender<Event>) -> Parts {
+    pub(crate) fn new(
+        reach: Reach,
+        store: Arc<dyn MatrixStore>,
+        emit: mpsc::Sender<Event>,
+    ) -> Parts {
         let Reach {
             client,
             puppets,
