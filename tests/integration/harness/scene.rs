@@ -333,9 +333,10 @@ impl MatrixSetup {
                 + &format!(
                     "[matrix]\ndomain = \"{GW}\"\nsecret = \"{}\"\nhomeserver = \"{homeserver}\"\n\
                      server_name = \"{HS}\"\nlisten = \"127.0.0.1:{listen}\"\n\
-                     registration = \"{}\"\n{}\n",
+                     registration = \"{}\"\nstore_dir = \"{}\"\n{}\n",
                     xmpp.secret,
                     registration.display(),
+                    dir.path().join("matrix").display(),
                     self.keys
                 )
         };
