@@ -152,17 +152,21 @@ pub type IrcServerConfig = causeway_irc::ServerSettings;
 #[cfg(not(feature = "irc"))]
 pub type IrcServerConfig = figment::value::Dict;
 
-/// `[matrix]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[matrix]`: the component, and what it runs: the application service (puppets on one
+/// homeserver, when `homeserver` is set), users' own logins (`personal`), or both.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MatrixConfig {
     /// The component domain Matrix is served on (`matrix.example.org`).
     pub domain: String,
     /// The component secret shared with the XMPP server.
     pub secret: Secret,
-    /// The homeserver's client-server API base URL.
-    pub homeserver: String,
-    /// The homeserver's server name, the part after `:` in user ids.
-    pub server_name: String,
+    /// The homeserver's client-server API base URL; set, it runs the application service.
+    #[serde(default)]
+    pub homeserver: Option<String>,
+    /// The homeserver's server name, the part after `:` in user ids; required with
+    /// `homeserver`.
+    #[serde(default)]
+    pub server_name: Option<String>,
     /// Where the appservice transaction listener binds.
     #[serde(default = "default_matrix_listen")]
     pub listen: String,
@@ -176,10 +180,50 @@ pub struct MatrixConfig {
     /// when they speak or join, so a 5,000-member room joins at once.
     #[serde(default = "default_member_limit")]
     pub member_limit: usize,
+    /// Users may log in to their own Matrix accounts (registration and ad-hoc commands on
+    /// the component).
+    #[serde(default = "default_true")]
+    pub personal: bool,
+    /// Where each logged-in user's matrix-sdk stores (state, crypto) go, one folder per
+    /// user; relative to the working directory, like the database file.
+    #[serde(default = "default_matrix_store_dir")]
+    pub store_dir: PathBuf,
+    /// How many users may be logged in at once; each login is a syncing client.
+    #[serde(default = "default_max_logins")]
+    pub max_logins: usize,
+}
+
+/// The application service's homeserver, as `[matrix]` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppserviceKeys<'a> {
+    /// `homeserver`: the client-server API base URL.
+    pub homeserver: &'a str,
+    /// `server_name`: the part after `:` in user ids.
+    pub server_name: &'a str,
+}
+
+impl MatrixConfig {
+    /// The appservice's homeserver and server name, when both are set (the appservice runs
+    /// only then; `check` reports one without the other).
+    pub fn appservice(&self) -> Option<AppserviceKeys<'_>> {
+        Some(AppserviceKeys {
+            homeserver: self.homeserver.as_deref()?,
+            server_name: self.server_name.as_deref()?,
+        })
+    }
 }
 
 fn default_member_limit() -> usize {
     200
+}
+fn default_true() -> bool {
+    true
+}
+fn default_matrix_store_dir() -> PathBuf {
+    "matrix".into()
+}
+fn default_max_logins() -> usize {
+    1000
 }
 
 fn default_matrix_listen() -> String {

@@ -1,6 +1,6 @@
-//! The Matrix network as the gateway sets it up: settings from `[matrix]` and the
-//! appservice registration file, state in the gateway's store (the bridge's
-//! [`MatrixStore`] over [`Store`]).
+//! The Matrix network as the gateway sets it up: settings from `[matrix]` (the appservice,
+//! with its registration file, when `homeserver` is set; users' own logins when `personal`
+//! is), state in the gateway's store (the bridge's [`MatrixStore`] over [`Store`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use causeway_matrix::registration;
-use causeway_matrix::store::{MatrixStore, MessageLink, StoreFailure};
-use causeway_matrix::{AppserviceSettings, MatrixNetwork, MatrixSettings};
+use causeway_matrix::store::{MatrixStore, MessageLink, SavedLogin, StoreFailure};
+use causeway_matrix::{AppserviceSettings, MatrixNetwork, MatrixSettings, PersonalSettings};
 
 use crate::config::MatrixConfig;
-use crate::store::{LinkedMessage, Store, StoreError};
+use crate::store::{LinkedMessage, MatrixLogin, Store, StoreError};
 
 /// Why the Matrix network cannot start, or the registration cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,9 @@ pub enum MatrixSetupError {
     /// `[matrix] listen` is not an address.
     #[error("[matrix] listen {0:?} is not an address like 127.0.0.1:9993")]
     Listen(String),
+    /// A registration is asked for, but `[matrix]` runs no appservice.
+    #[error("[matrix] runs no appservice, so there is nothing to register: set homeserver and server_name (the registration is for the appservice only; personal logins need none)")]
+    NoAppservice,
 }
 
 /// Who the gateway serves, as the Matrix bridge asks it.
@@ -58,21 +61,32 @@ pub fn network(
     store: Store,
     allowed: causeway_matrix::Allowed,
 ) -> Result<Arc<MatrixNetwork>, MatrixSetupError> {
-    let registration = registration::load(&config.registration)?;
-    let listen: SocketAddr = config
-        .listen
-        .parse()
-        .map_err(|_| MatrixSetupError::Listen(config.listen.clone()))?;
+    let appservice = match config.appservice() {
+        Some(keys) => {
+            let registration = registration::load(&config.registration)?;
+            let listen: SocketAddr = config
+                .listen
+                .parse()
+                .map_err(|_| MatrixSetupError::Listen(config.listen.clone()))?;
+            Some(AppserviceSettings {
+                homeserver: keys.homeserver.to_owned(),
+                server_name: keys.server_name.to_owned(),
+                user_prefix: config.user_prefix.clone(),
+                listen,
+                as_token: registration.as_token,
+                hs_token: registration.hs_token,
+            })
+        }
+        None => None,
+    };
+    // Relative to the working directory, as the database file and the registration are.
+    let personal = config.personal.then(|| PersonalSettings {
+        store_dir: config.store_dir.clone(),
+        max_logins: config.max_logins,
+    });
     let settings = MatrixSettings {
-        appservice: Some(AppserviceSettings {
-            homeserver: config.homeserver.clone(),
-            server_name: config.server_name.clone(),
-            user_prefix: config.user_prefix.clone(),
-            listen,
-            as_token: registration.as_token,
-            hs_token: registration.hs_token,
-        }),
-        personal: None,
+        appservice,
+        personal,
         member_limit: config.member_limit,
     };
     Ok(Arc::new(MatrixNetwork::new(
@@ -86,9 +100,10 @@ pub fn network(
 /// Write a new appservice registration to `[matrix] registration`, never over an
 /// existing one; returns where it went.
 pub fn generate_registration(config: &MatrixConfig) -> Result<PathBuf, MatrixSetupError> {
+    let keys = config.appservice().ok_or(MatrixSetupError::NoAppservice)?;
     let path = config.registration.clone();
     let url = format!("http://{}", config.listen);
-    let reg = registration::generate(&config.server_name, &config.user_prefix, &url);
+    let reg = registration::generate(keys.server_name, &config.user_prefix, &url);
     let yaml = registration::to_yaml(&reg);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -199,6 +214,48 @@ impl MatrixStore for Store {
         room: &str,
     ) -> Result<Option<(String, String)>, StoreFailure> {
         self.matrix_direct_room_parties(room).await.map_err(failure)
+    }
+
+    async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure> {
+        let SavedLogin {
+            user,
+            account,
+            session,
+            store_key,
+        } = login.clone();
+        self.save_matrix_login(&MatrixLogin {
+            user,
+            account,
+            session,
+            store_key,
+        })
+        .await
+        .map_err(failure)
+    }
+
+    async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure> {
+        let logins = self.matrix_logins().await.map_err(failure)?;
+        Ok(logins
+            .into_iter()
+            .map(|login| {
+                let MatrixLogin {
+                    user,
+                    account,
+                    session,
+                    store_key,
+                } = login;
+                SavedLogin {
+                    user,
+                    account,
+                    session,
+                    store_key,
+                }
+            })
+            .collect())
+    }
+
+    async fn forget_login(&self, user: &str) -> Result<(), StoreFailure> {
+        self.forget_matrix_login(user).await.map_err(failure)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reloading the configuration file (SIGHUP, or an administrator's ad-hoc command): what can
 //! change while running (access, admins, history and persistence defaults, IRC server
 //! settings and identity defaults) is applied; what cannot (links, domains, secrets, the
-//! database) is reported as needing a restart.
+//! database, the Matrix network's keys) is reported as needing a restart.
 
 use std::sync::{Arc, Mutex};
 
@@ -59,6 +59,16 @@ impl Reloader {
             };
             if links(&old) != links(&new) {
                 notes.push(restart("a component domain or secret"));
+            }
+            // The Matrix network is built once: its appservice, personal logins and limits.
+            let matrix = |c: &Config| {
+                c.matrix.clone().map(|mut m| {
+                    (m.domain, m.secret) = Default::default();
+                    m
+                })
+            };
+            if matrix(&old) != matrix(&new) {
+                notes.push(restart("[matrix] (appservice or personal logins)"));
             }
         }
         *self.current.lock().expect("config lock") = new.clone();

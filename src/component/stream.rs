@@ -229,7 +229,7 @@ impl Stream {
                 .map(Read::Header)
                 .map_err(ReadFailure::Broken),
             Ok(Some(Frame::Element(xml))) => {
-                trace!(target: "causeway::xml", "in: {}", String::from_utf8_lossy(xml));
+                trace!(target: "causeway::xml", "in: {}", codec::redacted(xml));
                 codec::parse(xml, &mut self.parsing)
                     .map(Read::Incoming)
                     .map_err(|e| ReadFailure::Broken(e.to_string()))
@@ -240,7 +240,7 @@ impl Stream {
     }
 
     pub(super) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        trace!(target: "causeway::xml", "out: {}", String::from_utf8_lossy(bytes));
+        trace!(target: "causeway::xml", "out: {}", codec::redacted(bytes));
         self.tcp.write_all(bytes).await
     }
 }

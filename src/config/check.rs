@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use tokio_xmpp::jid::BareJid;
 
-use super::{Config, Problem, Secret};
+use super::{Config, MatrixConfig, Problem, Secret};
 
 impl Config {
     /// Every rule the configuration breaks, each with its key; empty when all is well.
@@ -92,19 +92,7 @@ impl Config {
                 );
             }
             check_component("matrix", &matrix.domain, &matrix.secret, &mut p);
-            match url::Url::parse(&matrix.homeserver) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                _ => p.add(
-                    "matrix.homeserver",
-                    format!("{:?} is not an http(s) URL", matrix.homeserver),
-                ),
-            }
-            if !is_host_name(matrix.server_name.split(':').next().unwrap_or_default()) {
-                p.add(
-                    "matrix.server_name",
-                    format!("{:?} is not a server name", matrix.server_name),
-                );
-            }
+            check_matrix_modes(matrix, &mut p);
             if matrix.listen.parse::<SocketAddr>().is_err() {
                 p.add(
                     "matrix.listen",
@@ -147,6 +135,59 @@ impl Problems {
             key: key.into(),
             message: message.into(),
         });
+    }
+}
+
+/// What `[matrix]` runs: the appservice needs `homeserver` and `server_name` together;
+/// personal logins a store folder and room for one login; and one of the two must run.
+fn check_matrix_modes(matrix: &MatrixConfig, p: &mut Problems) {
+    match (&matrix.homeserver, &matrix.server_name) {
+        (Some(_), None) => p.add(
+            "matrix.server_name",
+            "is missing: the appservice (matrix.homeserver is set) needs the homeserver's server name",
+        ),
+        (None, Some(_)) => p.add(
+            "matrix.homeserver",
+            "is missing: matrix.server_name is set, but the appservice runs only with the homeserver's URL (remove server_name for personal logins only)",
+        ),
+        _ => {}
+    }
+    if let Some(homeserver) = &matrix.homeserver {
+        match url::Url::parse(homeserver) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => p.add(
+                "matrix.homeserver",
+                format!("{homeserver:?} is not an http(s) URL"),
+            ),
+        }
+    }
+    if let Some(server_name) = &matrix.server_name {
+        if !is_host_name(server_name.split(':').next().unwrap_or_default()) {
+            p.add(
+                "matrix.server_name",
+                format!("{server_name:?} is not a server name"),
+            );
+        }
+    }
+    if matrix.homeserver.is_none() && !matrix.personal {
+        p.add(
+            "matrix",
+            "nothing to run: set homeserver and server_name for the appservice, or personal = true for users' own logins",
+        );
+    }
+    if matrix.personal {
+        if matrix.store_dir.as_os_str().is_empty() {
+            p.add(
+                "matrix.store_dir",
+                "must name the folder of the users' Matrix stores",
+            );
+        }
+        if matrix.max_logins == 0 {
+            p.add(
+                "matrix.max_logins",
+                "must be at least 1 (personal = false turns personal logins off)",
+            );
+        }
     }
 }
 

@@ -32,7 +32,15 @@ fn example_config_parses_and_checks() {
     assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
     let irc = config.irc.as_ref().unwrap();
     assert_eq!(irc.servers["irc.libera.chat"].port, 6697);
-    assert_eq!(config.matrix.as_ref().unwrap().user_prefix, "_xmpp_");
+    let matrix = config.matrix.as_ref().unwrap();
+    assert_eq!(matrix.user_prefix, "_xmpp_");
+    assert_eq!(
+        matrix.appservice().map(|keys| keys.server_name),
+        Some("example.org")
+    );
+    assert!(matrix.personal);
+    assert_eq!(matrix.store_dir, Path::new("matrix"));
+    assert_eq!(matrix.max_logins, 1000);
     let domains: Vec<_> = config
         .component_domains()
         .into_iter()
@@ -198,4 +206,74 @@ fn irc_server_settings_are_checked_with_their_keys_and_redacted() {
     assert_eq!(server.ping_timeout_secs, 90);
     let debug = format!("{config:?}");
     assert!(!debug.contains("pass-w0rd"), "{debug}");
+}
+
+const MATRIX_ONLY: &str = r#"
+[access]
+allow = ["example.org"]
+[matrix]
+domain = "matrix.example.org"
+secret = "s3cret"
+"#;
+
+#[test]
+fn matrix_with_domain_and_secret_runs_personal_logins_only() {
+    let config = parse(MATRIX_ONLY).unwrap();
+    let matrix = config.matrix.unwrap();
+    assert_eq!(matrix.appservice(), None);
+    assert!(matrix.personal);
+    assert_eq!(matrix.store_dir, Path::new("matrix"));
+    assert_eq!(matrix.max_logins, 1000);
+}
+
+#[test]
+fn matrix_appservice_keys_come_together() {
+    let problems_of = |extra: &str| match parse(&format!("{MATRIX_ONLY}{extra}")) {
+        Err(ConfigError::Invalid(problems)) => ConfigError::Invalid(problems).to_string(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => String::new(),
+    };
+    let text = problems_of("homeserver = \"http://127.0.0.1:8008\"\n");
+    assert!(
+        text.contains("matrix.server_name: is missing: the appservice (matrix.homeserver is set)"),
+        "{text}"
+    );
+    let text = problems_of("server_name = \"example.org\"\n");
+    assert!(text.contains("matrix.homeserver: is missing"), "{text}");
+    let both = "homeserver = \"http://127.0.0.1:8008\"\nserver_name = \"example.org\"\n";
+    assert_eq!(problems_of(both), "");
+    let config = parse(&format!("{MATRIX_ONLY}{both}personal = false\n")).unwrap();
+    let matrix = config.matrix.unwrap();
+    assert_eq!(
+        matrix.appservice().map(|keys| keys.homeserver),
+        Some("http://127.0.0.1:8008")
+    );
+    assert!(!matrix.personal);
+}
+
+#[test]
+fn matrix_with_nothing_to_run_is_a_problem() {
+    let toml = format!("{MATRIX_ONLY}personal = false\n");
+    let Err(ConfigError::Invalid(problems)) = parse(&toml) else {
+        panic!("expected problems");
+    };
+    let text = ConfigError::Invalid(problems).to_string();
+    assert!(text.contains("matrix: nothing to run"), "{text}");
+}
+
+#[test]
+fn matrix_personal_limits_are_checked() {
+    let toml = format!("{MATRIX_ONLY}store_dir = \"\"\nmax_logins = 0\n");
+    let Err(ConfigError::Invalid(problems)) = parse(&toml) else {
+        panic!("expected problems");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["matrix.store_dir", "matrix.max_logins"]);
+    let config = parse(&format!(
+        "{MATRIX_ONLY}store_dir = \"/var/lib/causeway/matrix\"\nmax_logins = 5\n"
+    ))
+    .unwrap();
+    let matrix = config.matrix.unwrap();
+    assert_eq!(matrix.store_dir, Path::new("/var/lib/causeway/matrix"));
+    assert_eq!(matrix.max_logins, 5);
 }

@@ -5,7 +5,7 @@ use crate::store::Store;
 /// The Matrix bridge's state, as the bridge uses it through [`MatrixStore`] over the
 /// store: run by the store's tests on SQLite and on PostgreSQL.
 pub(crate) async fn matrix_suite(store: &Store) {
-    use causeway_matrix::store::{MatrixStore, MessageLink};
+    use causeway_matrix::store::{MatrixStore, MessageLink, SavedLogin};
     assert!(!store.transaction_seen("t1").await.unwrap());
     store.transaction_done("t1").await.unwrap();
     store.transaction_done("t1").await.unwrap();
@@ -112,4 +112,35 @@ pub(crate) async fn matrix_suite(store: &Store) {
         .await
         .unwrap();
     assert_eq!(store.direct_room_parties("!dm1").await.unwrap(), None);
+
+    // Users' own logins: saved, replaced (one per user), listed, forgotten.
+    let login = |user: &str, account: &str, session: &str| SavedLogin {
+        user: user.into(),
+        account: account.into(),
+        session: session.into(),
+        store_key: format!("key of {user}"),
+    };
+    assert!(store.logins().await.unwrap().is_empty());
+    store
+        .save_login(&login("alice@xmpp.test", "@alice:hs", "{\"device\":\"A\"}"))
+        .await
+        .unwrap();
+    store
+        .save_login(&login("bob@xmpp.test", "@bob:hs", "{\"device\":\"B\"}"))
+        .await
+        .unwrap();
+    let replaced = login("alice@xmpp.test", "@alice2:hs", "{\"device\":\"C\"}");
+    store.save_login(&replaced).await.unwrap();
+    let mut logins = store.logins().await.unwrap();
+    logins.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(
+        logins,
+        [
+            replaced.clone(),
+            login("bob@xmpp.test", "@bob:hs", "{\"device\":\"B\"}")
+        ]
+    );
+    store.forget_login("bob@xmpp.test").await.unwrap();
+    store.forget_login("nobody@xmpp.test").await.unwrap();
+    assert_eq!(store.logins().await.unwrap(), [replaced]);
 }

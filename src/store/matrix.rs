@@ -1,6 +1,6 @@
 //! The Matrix bridge's state in the gateway's database: the homeserver's transactions seen,
-//! room ids with their case, message links (XMPP id ↔ event id, and reactions) and direct
-//! rooms. Plain store methods; `src/matrix.rs` offers them to the bridge as its
+//! room ids with their case, message links (XMPP id ↔ event id, and reactions), direct
+//! rooms and users' own logins. Plain store methods; `src/matrix.rs` offers them to the bridge as its
 //! `MatrixStore`.
 
 use causeway_bridge::NetworkKind;
@@ -19,6 +19,28 @@ pub struct LinkedMessage {
     pub event_id: String,
     /// The Matrix sender.
     pub sender: String,
+}
+
+/// A user's own Matrix login (a row of `matrix_logins`). `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MatrixLogin {
+    /// The XMPP user (bare JID).
+    pub user: String,
+    /// The Matrix account (`@alice:example.org`).
+    pub account: String,
+    /// The session as the bridge restores it. Secret.
+    pub session: String,
+    /// The passphrase of the user's matrix-sdk stores. Secret.
+    pub store_key: String,
+}
+
+impl std::fmt::Debug for MatrixLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixLogin")
+            .field("user", &self.user)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -193,5 +215,48 @@ impl Store {
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
             .transpose()?)
+    }
+
+    /// Keep a user's Matrix login, replacing the one they had.
+    pub async fn save_matrix_login(&self, login: &MatrixLogin) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO matrix_logins (user_jid, account, session, store_key, saved_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_jid) DO UPDATE SET account = $2, session = $3, store_key = $4, saved_at = $5",
+        )
+        .bind(&login.user)
+        .bind(&login.account)
+        .bind(&login.session)
+        .bind(&login.store_key)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every saved Matrix login, oldest first.
+    pub async fn matrix_logins(&self) -> Result<Vec<MatrixLogin>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_jid, account, session, store_key FROM matrix_logins ORDER BY saved_at, user_jid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(MatrixLogin {
+                    user: r.try_get(0)?,
+                    account: r.try_get(1)?,
+                    session: r.try_get(2)?,
+                    store_key: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forget a user's Matrix login (nothing happens when there is none).
+    pub async fn forget_matrix_login(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM matrix_logins WHERE user_jid = $1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

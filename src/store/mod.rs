@@ -383,7 +383,7 @@ fn unix_now() -> i64 {
 pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage};
 pub use channels::{ChannelJoin, ChannelSettings};
 #[cfg(feature = "matrix")]
-pub use matrix::LinkedMessage;
+pub use matrix::{LinkedMessage, MatrixLogin};
 
 #[cfg(test)]
 mod tests;

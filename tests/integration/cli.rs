@@ -66,3 +66,28 @@ fn run_without_config_says_what_is_missing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+#[test]
+fn generate_registration_needs_the_appservice_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("personal.toml");
+    std::fs::write(
+        &path,
+        "[access]\nallow = [\"example.org\"]\n[matrix]\ndomain = \"matrix.example.org\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let out = causeway(&["check-config", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "personal logins only is valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = causeway(&["generate-registration", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("runs no appservice") && stderr.contains("homeserver and server_name"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("matrix-registration.yaml").exists());
+}

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use causeway_bridge::conformance::{Capabilities, Harness};
 use causeway_bridge::{Peer, RoomRef, UserRef};
 use causeway_irc::{IrcNetwork, IrcSettings, NickIdentity, ServerSettings};
-use causeway_matrix::{registration, MatrixNetwork, MatrixSettings};
+use causeway_matrix::{registration, AppserviceSettings, MatrixNetwork, MatrixSettings};
 use serde_json::json;
 
 use crate::harness::irc_server::{IrcKind, IrcServer};
@@ -131,12 +131,15 @@ impl MatrixHarness {
         let synapse = Synapse::start(HS, Some(&file)).await;
         let owner = synapse.register("owner", "password", true).await;
         let settings = MatrixSettings {
-            homeserver: synapse.url(),
-            server_name: HS.into(),
-            user_prefix: PREFIX.into(),
-            listen,
-            as_token: registration.as_token,
-            hs_token: registration.hs_token,
+            appservice: Some(AppserviceSettings {
+                homeserver: synapse.url(),
+                server_name: HS.into(),
+                user_prefix: PREFIX.into(),
+                listen,
+                as_token: registration.as_token,
+                hs_token: registration.hs_token,
+            }),
+            personal: None,
             member_limit: 100,
         };
         MatrixHarness {

@@ -2,7 +2,8 @@
 //! ([`crate::conformance`]): every room exists, every join succeeds unless the nick is empty or
 //! taken in the room, room messages reach everyone in the room (the sender's own copy marked
 //! with its XMPP id), private messages reach whoever has the nick on the server, and subjects
-//! reach the whole room.
+//! reach the whole room. [`FakeNetwork::with_accounts`] adds users' own accounts, as Matrix
+//! personal logins have them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,9 +12,14 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    Action, BridgeError, Departure, Event, JoinFailure, Member, Network, NetworkContext,
-    NetworkKind, Peer, Privilege, Refs, RoomRef, UserRef,
+    AccountReply, AccountRequest, Action, BridgeError, Departure, Event, JoinFailure, Member,
+    Network, NetworkContext, NetworkKind, Peer, Privilege, Refs, RoomRef, UserRef,
 };
+
+mod accounts;
+
+use self::accounts::Accounts;
+pub use self::accounts::{RIGHT_SECRET, UNREACHABLE_SERVER};
 
 /// The fake network's state: who is in which room under which nick.
 #[derive(Debug)]
@@ -22,6 +28,8 @@ pub struct FakeNetwork {
     /// Set once `run` has installed the event channel: actions wait for it, as the core
     /// expects of every network.
     started: watch::Sender<bool>,
+    /// Users' sessions, when the network has accounts ([`FakeNetwork::with_accounts`]).
+    accounts: Option<Accounts>,
 }
 
 impl Default for FakeNetwork {
@@ -29,6 +37,7 @@ impl Default for FakeNetwork {
         FakeNetwork {
             state: Mutex::default(),
             started: watch::Sender::new(false),
+            accounts: None,
         }
     }
 }
@@ -71,6 +80,17 @@ impl FakeState {
 }
 
 impl FakeNetwork {
+    /// A network whose users log in to their own accounts, as Matrix personal logins: it
+    /// calls itself Matrix; any account logs in with the password or token
+    /// [`RIGHT_SECRET`], anything else is refused as a homeserver refuses it; an account
+    /// that is no Matrix ID is invalid, and [`UNREACHABLE_SERVER`] cannot be reached.
+    pub fn with_accounts() -> FakeNetwork {
+        FakeNetwork {
+            accounts: Some(Accounts::default()),
+            ..FakeNetwork::default()
+        }
+    }
+
     /// The nicks of the users in `room`.
     pub fn members(&self, room: &RoomRef) -> Vec<String> {
         let state = self.state.lock().expect("fake network state poisoned");
@@ -236,7 +256,28 @@ impl FakeNetwork {
 #[async_trait]
 impl Network for FakeNetwork {
     fn kind(&self) -> NetworkKind {
-        NetworkKind::Irc
+        if self.has_accounts() {
+            NetworkKind::Matrix
+        } else {
+            NetworkKind::Irc
+        }
+    }
+
+    fn has_accounts(&self) -> bool {
+        self.accounts.is_some()
+    }
+
+    async fn account(
+        &self,
+        user: &UserRef,
+        request: AccountRequest,
+    ) -> Result<AccountReply, BridgeError> {
+        match &self.accounts {
+            Some(accounts) => accounts.answer(user, request),
+            None => Err(BridgeError::Invalid(
+                "this network has no accounts to log in to".into(),
+            )),
+        }
     }
 
     async fn run(

@@ -13,15 +13,18 @@
 //! replaced, never sent.
 //!
 //! `framing` finds where each top-level element ends, `reading` parses one into a stanza
-//! (`stanza_fields` takes messages and presences apart), `writing` writes stanzas out.
+//! (`stanza_fields` takes messages and presences apart), `writing` writes stanzas out,
+//! `redact` shows the stream to the trace log without its secrets.
 
 mod framing;
 mod reading;
+mod redact;
 mod stanza_fields;
 mod writing;
 
 pub(super) use framing::{Frame, Framer};
 pub(super) use reading::{header_id, parse, Incoming, Malformed, ParseCache};
+pub(super) use redact::redacted;
 pub(super) use writing::{write_attr, write_stanza};
 
 /// The stream's namespaces.

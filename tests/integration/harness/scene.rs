@@ -336,7 +336,7 @@ impl MatrixSetup {
                      registration = \"{}\"\nstore_dir = \"{}\"\n{}\n",
                     xmpp.secret,
                     registration.display(),
-                    dir.path().join("matrix-stores").display(),
+                    dir.path().join("matrix").display(),
                     self.keys
                 )
         };
