@@ -325,7 +325,7 @@ impl MatrixClient {
             .collect();
         let mut summary = format!("[{}]", summary.join(", "));
         if let Some(error) = &sync.last_error {
-            summary += &format!("; last /sync failed: {error}");
+            summary.push_str(&format!("; last /sync failed: {error}"));
         }
         summary
     }

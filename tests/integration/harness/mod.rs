@@ -73,7 +73,7 @@ pub fn config_toml_with_irc(
     config_toml(server, &server.secret, db_dir)
         + irc_keys
         + "\n[irc.servers.\"127.0.0.1\"]\n"
-        + &table
+        + table.as_str()
         + "\n"
 }
 

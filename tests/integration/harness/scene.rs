@@ -330,7 +330,7 @@ impl MatrixSetup {
         let listen = free_port();
         let toml_for = |homeserver: &str| {
             config_toml(&xmpp, &xmpp.secret, dir.path())
-                + &format!(
+                + format!(
                     "[matrix]\ndomain = \"{GW}\"\nsecret = \"{}\"\nhomeserver = \"{homeserver}\"\n\
                      server_name = \"{HS}\"\nlisten = \"127.0.0.1:{listen}\"\n\
                      registration = \"{}\"\nstore_dir = \"{}\"\n{}\n",
@@ -339,6 +339,7 @@ impl MatrixSetup {
                     dir.path().join("matrix").display(),
                     self.keys
                 )
+                .as_str()
         };
         // The registration comes from the CLI, as an admin would make it.
         let config_file = dir.path().join("causeway.toml");

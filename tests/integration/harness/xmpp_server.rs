@@ -83,7 +83,7 @@ impl XmppServer {
                         (
                             "COMPONENTS",
                             snippet("prosody.cfg.lua", self.component_port, &self.secret)
-                                + &self
+                                + self
                                     .extra_components
                                     .iter()
                                     .map(|c| {
@@ -92,7 +92,8 @@ impl XmppServer {
                                             self.secret
                                         )
                                     })
-                                    .collect::<String>(),
+                                    .collect::<String>()
+                                    .as_str(),
                         ),
                     ],
                 );
