@@ -303,9 +303,12 @@ impl Network for MatrixNetwork {
                 "Matrix has no raw protocol lines".into(),
             ));
         }
-        if let Some(login) = self.personal.as_ref().and_then(|p| p.login(user)) {
-            login.parts.workers.queue(user, action);
-            return Ok(());
+        if let Some(personal) = &self.personal {
+            personal.ready().await;
+            if let Some(login) = personal.login(user) {
+                login.parts.workers.queue(user, action);
+                return Ok(());
+            }
         }
         let Some(appservice) = &self.appservice else {
             return Err(BridgeError::Invalid(

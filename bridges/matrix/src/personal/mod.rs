@@ -44,6 +44,9 @@ pub(crate) struct Personal {
     nicks: Nicks,
     emit: mpsc::Sender<Event>,
     logins: Mutex<HashMap<UserRef, Arc<Login>>>,
+    /// Whether the kept logins are back: actions and requests wait for it, so that none
+    /// goes to the appservice (or is refused) for want of a login still being restored.
+    restored: watch::Sender<bool>,
 }
 
 /// The nick rule, shown as such in debug output.
@@ -71,7 +74,15 @@ impl Personal {
             nicks: Nicks(nicks),
             emit,
             logins: Mutex::default(),
+            restored: watch::Sender::new(false),
         }
+    }
+
+    /// Until the kept logins are back (at once after `restore`).
+    pub(crate) async fn ready(&self) {
+        let mut restored = self.restored.subscribe();
+        // The sender lives as long as `self`.
+        let _ = restored.wait_for(|done| *done).await;
     }
 
     /// The user's login, if they have one.
@@ -81,6 +92,11 @@ impl Personal {
 
     /// Bring back every kept login of a user `allowed` accepts.
     pub(crate) async fn restore(self: &Arc<Self>, allowed: &Allowed) {
+        self.restore_kept(allowed).await;
+        self.restored.send_replace(true);
+    }
+
+    async fn restore_kept(self: &Arc<Self>, allowed: &Allowed) {
         let saved = match self.store.logins().await {
             Ok(saved) => saved,
             Err(e) => {
@@ -111,6 +127,7 @@ impl Personal {
         user: &UserRef,
         request: AccountRequest,
     ) -> Result<AccountReply, BridgeError> {
+        self.ready().await;
         match request {
             AccountRequest::LogIn(credentials) => self.log_in(user, credentials).await,
             AccountRequest::LogOut => {

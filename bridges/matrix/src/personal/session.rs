@@ -39,6 +39,20 @@ pub(crate) fn folder(root: &Path, user: &UserRef) -> PathBuf {
     root.join(name)
 }
 
+/// Make `dir` (and the folders above it), readable by the gateway's user alone: the
+/// session's keys are in it.
+fn private_folder(dir: &Path) -> Result<(), BridgeError> {
+    let made = std::fs::create_dir_all(dir).and_then(|()| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    });
+    made.map_err(|e| BridgeError::Invalid(format!("cannot make {}: {e}", dir.display())))
+}
+
 /// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`.
 async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
     matrix_sdk::Client::builder()
@@ -107,6 +121,7 @@ pub(crate) async fn log_in(
         std::fs::remove_dir_all(dir)
             .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
     }
+    private_folder(dir)?;
     let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
     let sdk = open(&server, dir, &key).await?;
     match &credentials.secret {
