@@ -410,3 +410,61 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
     assert_eq!(reacted["content"]["m.relates_to"]["key"], "🎉");
     scene.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
+    let mut scene = Scene::matrix().await;
+    let phone = scene.synapse.register("carol", "carol-password", false).await;
+    let carol = phone.user_id().to_owned();
+    let room = scene.public_room("outage", "").await;
+    phone.join(&room).await;
+    let mut alice = scene.xmpp_user("alice").await;
+    log_in(&scene, &mut alice, &carol, "carol-password").await;
+    let jid = room_jid("outage");
+    enter(&mut alice, &jid, "Carol").await;
+    scene.bob.catch_up().await;
+
+    // Sent while the homeserver is down: kept and delivered once it is back, in order.
+    scene.synapse.stop().await;
+    for n in 0..5 {
+        alice.send(groupchat_to(&jid, &format!("while down {n}"))).await;
+    }
+    let notice = |words: &'static str| {
+        move |s: &Stanza| match s {
+            Stanza::Message(m) if body(m).is_some_and(|b| b.contains(words)) => Some(sender(s)),
+            _ => None,
+        }
+    };
+    let from = alice
+        .expect("the notice of the outage", notice("cannot reach the homeserver"))
+        .await;
+    assert!(from.ends_with(GW), "{from}");
+    scene.synapse.restart().await;
+    let mut received = Vec::new();
+    while received.len() < 5 {
+        let event = scene
+            .bob
+            .next_event(
+                &room,
+                |e| e["type"] == "m.room.message" && e["sender"] == carol.as_str(),
+                Duration::from_secs(90),
+            )
+            .await;
+        received.push(event["content"]["body"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("while down {n}")).collect();
+    assert_eq!(received, expected, "all five, in order, once");
+    alice
+        .expect("the notice of the return", notice("connected to the homeserver again"))
+        .await;
+
+    // And the sync is back: bob's message reaches her.
+    scene.bob.send_text(&room, "welcome back").await;
+    alice
+        .expect("bob's message after the outage", |s| match s {
+            Stanza::Message(m) if body(m) == Some("welcome back") => Some(()),
+            _ => None,
+        })
+        .await;
+    scene.stop().await;
+}
