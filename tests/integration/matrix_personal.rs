@@ -192,9 +192,32 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
     assert!(text.contains(&carol), "{text}");
 
     // A restart of the gateway keeps the login: no new device, and the room still works.
+    // What bob says meanwhile comes in the join history, from the homeserver, once.
     scene.stop_gateway().await;
+    scene
+        .bob
+        .send_text(&room, "while the gateway was down")
+        .await;
     scene.start_gateway().await;
     enter(&mut alice, &room_jid("plaza"), "Carol").await;
+    let mut history = Vec::new();
+    alice
+        .expect("the join history, up to the subject", |s| match s {
+            Stanza::Message(m) if !m.subjects.is_empty() => Some(()),
+            Stanza::Message(m) => {
+                history.extend(body(m).map(str::to_owned));
+                None
+            }
+            _ => None,
+        })
+        .await;
+    let count = |text: &str| history.iter().filter(|b| *b == text).count();
+    assert_eq!(count("while the gateway was down"), 1, "{history:?}");
+    assert_eq!(
+        count("hi carol"),
+        1,
+        "once, though archived before: {history:?}"
+    );
     scene.bob.send_text(&room, "after the restart").await;
     let from = alice
         .expect("bob's message after the restart", |s| match s {
@@ -414,7 +437,10 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
     let mut scene = Scene::matrix().await;
-    let phone = scene.synapse.register("carol", "carol-password", false).await;
+    let phone = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
     let carol = phone.user_id().to_owned();
     let room = scene.public_room("outage", "").await;
     phone.join(&room).await;
@@ -427,7 +453,9 @@ async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
     // Sent while the homeserver is down: kept and delivered once it is back, in order.
     scene.synapse.stop().await;
     for n in 0..5 {
-        alice.send(groupchat_to(&jid, &format!("while down {n}"))).await;
+        alice
+            .send(groupchat_to(&jid, &format!("while down {n}")))
+            .await;
     }
     let notice = |words: &'static str| {
         move |s: &Stanza| match s {
@@ -436,7 +464,10 @@ async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
         }
     };
     let from = alice
-        .expect("the notice of the outage", notice("cannot reach the homeserver"))
+        .expect(
+            "the notice of the outage",
+            notice("cannot reach the homeserver"),
+        )
         .await;
     assert!(from.ends_with(GW), "{from}");
     scene.synapse.restart().await;
@@ -455,7 +486,10 @@ async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
     let expected: Vec<String> = (0..5).map(|n| format!("while down {n}")).collect();
     assert_eq!(received, expected, "all five, in order, once");
     alice
-        .expect("the notice of the return", notice("connected to the homeserver again"))
+        .expect(
+            "the notice of the return",
+            notice("connected to the homeserver again"),
+        )
         .await;
 
     // And the sync is back: bob's message reaches her.
