@@ -204,6 +204,17 @@ impl Client {
         }
     }
 
+    /// After a personal account joined `room` through a request of ours: its matrix-sdk
+    /// client learns it at once (joining again is a no-op on the homeserver), not at its
+    /// next sync — it sends only into rooms it knows as joined.
+    pub async fn joined(&self, room: &RoomId) {
+        if let Reach::Personal(sdk) = &self.reach {
+            if let Err(e) = sdk.join_room_by_id(room).await {
+                debug!(%room, error = %e, "the session did not take the join");
+            }
+        }
+    }
+
     /// The room of the account's own whose id, lower-cased, is `folded` (a personal login
     /// knows its rooms; the appservice does not).
     pub fn own_room(&self, folded: &str) -> Option<OwnedRoomId> {

@@ -115,6 +115,9 @@ impl Memberships {
                 }
             }
         }
+        if !member_before {
+            self.client.joined(&room_id).await;
+        }
         self.directory.remember(&room_id).await;
         let loaded = self.room_state.load(&room_id, &puppet).await;
         if loaded.is_err() || self.nick_taken(&room_id, &nick, &puppet) {
