@@ -351,6 +351,20 @@ async fn in_band_registration_logs_in_and_out() {
         gateway_devices(&dave).await.is_empty(),
         "the device is signed out"
     );
+
+    // An access token from another client logs in too, its account found from the token.
+    let other = scene.synapse.login("dave", "dave-password").await;
+    let answer = command(
+        &mut alice,
+        "matrix-login",
+        &[("token", other.access_token()), ("homeserver", &url)],
+    )
+    .await;
+    let (kind, text) = note(&answer);
+    assert_eq!(kind, "info", "{text}");
+    assert!(text.contains(dave.user_id()), "{text}");
+    let (_, text) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(text.contains(dave.user_id()), "{text}");
     scene.stop().await;
 }
 
