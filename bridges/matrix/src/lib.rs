@@ -328,6 +328,9 @@ impl Network for MatrixNetwork {
                     "Matrix has no raw protocol lines".into(),
                 ))
             }
+            Action::Join { nick, .. } if nick.trim().is_empty() => {
+                return Err(BridgeError::Invalid("an empty nick".into()))
+            }
             _ => {}
         }
         if let Some(personal) = &self.personal {

@@ -45,8 +45,9 @@ impl Memberships {
         }
     }
 
-    /// Seat the user in the room as `nick`: the puppet joins (registered first if new),
-    /// the room's state is loaded, and the user gets the members and the subject.
+    /// Seat the user in the room as `nick` (not empty: `act` refuses that): the puppet joins
+    /// (registered first if new), the room's state is loaded, and the user gets the members
+    /// and the subject.
     pub(crate) async fn join(&self, user: &UserRef, room: RoomRef, nick: String) -> Vec<Event> {
         let failed = |failure: JoinFailure, text: String| {
             vec![Event::JoinFailed {
@@ -56,9 +57,6 @@ impl Memberships {
                 text,
             }]
         };
-        if nick.trim().is_empty() {
-            return failed(JoinFailure::BadNick, "an empty nick".into());
-        }
         let puppet = match self.puppets.ensure(user, &nick).await {
             Ok(puppet) => puppet,
             Err(e) => {
