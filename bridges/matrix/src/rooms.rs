@@ -9,8 +9,10 @@ use ruma::{OwnedRoomId, RoomId};
 
 use crate::NickRule;
 use nicks::{fold, Nicks};
+use room::{Room, Seat};
 
 mod nicks;
+mod room;
 
 /// A member's new membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,122 +51,6 @@ pub struct Rooms {
     rooms: HashMap<OwnedRoomId, Room>,
 }
 
-#[derive(Debug, Default)]
-struct Room {
-    /// Joined members by user id.
-    members: HashMap<String, Info>,
-    /// Member user id by case-folded nick.
-    by_nick: HashMap<String, String>,
-    topic: String,
-    power: HashMap<String, i64>,
-    power_default: i64,
-    /// The XMPP users in the room.
-    seats: HashMap<UserRef, Seat>,
-}
-
-#[derive(Debug, Clone)]
-struct Info {
-    /// The nick the member shows as (the display name, disambiguated).
-    nick: String,
-    /// The display name as Matrix has it.
-    display: Option<String>,
-}
-
-#[derive(Debug)]
-struct Seat {
-    room: RoomRef,
-    puppet: String,
-    nick: String,
-    /// Members this user has been shown (lazy member lists).
-    shown: HashSet<String>,
-}
-
-/// The privilege a power level stands for.
-fn privilege(level: i64) -> Privilege {
-    match level {
-        100.. => Privilege::Owner,
-        50..=99 => Privilege::Op,
-        1..=49 => Privilege::Voice,
-        _ => Privilege::None,
-    }
-}
-
-impl Room {
-    fn privilege_of(&self, user_id: &str) -> Privilege {
-        privilege(*self.power.get(user_id).unwrap_or(&self.power_default))
-    }
-
-    fn member(&self, user_id: &str) -> Option<Member> {
-        let info = self.members.get(user_id)?;
-        Some(Member {
-            nick: info.nick.clone(),
-            privilege: self.privilege_of(user_id),
-        })
-    }
-
-    /// Give `user_id` a nick from its display name, unless it already has that one.
-    fn assign(&mut self, user_id: &str, display: Option<String>, nicks: &Nicks) -> String {
-        let base = nicks.wanted(user_id, display.as_deref());
-        if let Some(old) = self.members.get(user_id) {
-            if old.display == display {
-                return old.nick.clone();
-            }
-            self.by_nick.remove(&fold(&old.nick));
-        }
-        let nick = nicks.pick(base, user_id, |nick| {
-            self.by_nick
-                .get(&fold(nick))
-                .is_none_or(|owner| owner == user_id)
-        });
-        self.by_nick.insert(fold(&nick), user_id.to_owned());
-        self.members.insert(
-            user_id.to_owned(),
-            Info {
-                nick: nick.clone(),
-                display,
-            },
-        );
-        nick
-    }
-
-    /// A puppet shows as the MUC nick its user asked for (checked against others before).
-    fn name_puppet(&mut self, puppet: &str, nick: &str) {
-        self.remove(puppet);
-        self.by_nick.insert(fold(nick), puppet.to_owned());
-        self.members.insert(
-            puppet.to_owned(),
-            Info {
-                nick: nick.to_owned(),
-                display: Some(nick.to_owned()),
-            },
-        );
-    }
-
-    fn remove(&mut self, user_id: &str) -> Option<Info> {
-        let info = self.members.remove(user_id)?;
-        self.by_nick.remove(&fold(&info.nick));
-        Some(info)
-    }
-
-    fn set_power(&mut self, power: Option<&serde_json::Value>) {
-        let Some(power) = power else { return };
-        self.power_default = power
-            .get("users_default")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0);
-        self.power = power
-            .get("users")
-            .and_then(serde_json::Value::as_object)
-            .map(|users| {
-                users
-                    .iter()
-                    .filter_map(|(id, level)| Some((id.clone(), level.as_i64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
-}
-
 impl Rooms {
     /// No rooms; big rooms show `limit` members at join; display names become nicks as
     /// `nicks` accepts them.
@@ -196,10 +82,8 @@ impl Rooms {
         topic: String,
         power: Option<&serde_json::Value>,
     ) {
-        let mut state = Room {
-            topic,
-            ..Room::default()
-        };
+        let mut state = Room::default();
+        state.topic = topic;
         state.set_power(power);
         let mut members = members;
         // Stable nicks: members without a clash keep their display name whatever the order.
