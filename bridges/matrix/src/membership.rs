@@ -131,20 +131,21 @@ impl Memberships {
                 Ok(()) => conflict(),
             };
         }
-        let (members, subject) = self.rooms.lock().expect("rooms lock").enter(
+        let entered = self.rooms.lock().expect("rooms lock").enter(
             &room_id,
             user,
             room.clone(),
             puppet.to_string(),
             &nick,
         );
-        vec![Event::Joined {
+        let joined = Event::Joined {
             user: user.clone(),
             room,
             nick,
-            members,
-            subject,
-        }]
+            members: entered.members,
+            subject: entered.subject,
+        };
+        std::iter::once(joined).chain(entered.news).collect()
     }
 
     fn nick_taken(&self, room_id: &RoomId, nick: &str, puppet: &UserId) -> bool {
@@ -245,7 +246,7 @@ impl Memberships {
             };
             match self.client.call(request, Some(&puppet), Retry::Once).await {
                 Ok(_) => {
-                    self.rooms.lock().expect("rooms lock").renamed_self(
+                    let news = self.rooms.lock().expect("rooms lock").renamed_self(
                         &room_id,
                         user,
                         puppet.as_str(),
@@ -257,6 +258,7 @@ impl Memberships {
                         old,
                         new: nick.clone(),
                     });
+                    events.extend(news);
                 }
                 Err(e) => events.push(Event::NickRefused {
                     user: user.clone(),

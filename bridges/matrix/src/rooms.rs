@@ -41,6 +41,17 @@ pub struct Change<'a> {
     pub reason: Option<String>,
 }
 
+/// What an XMPP user entering a room is shown, and what the others are told.
+#[derive(Debug)]
+pub struct Entered {
+    /// The members to show, the user's own puppet among them.
+    pub members: Vec<Member>,
+    /// The room's topic.
+    pub subject: String,
+    /// For the other XMPP users seated there: the puppet joining, or its new nick.
+    pub news: Vec<Event>,
+}
+
 /// All rooms with at least one XMPP user in them.
 #[derive(Debug)]
 pub struct Rooms {
@@ -110,7 +121,9 @@ impl Rooms {
             .is_some_and(|owner| owner != puppet)
     }
 
-    /// Seat `user` in the room as `nick`: the members to show and the subject.
+    /// Seat `user` in the room as `nick`: the members to show and the subject; and for the
+    /// other XMPP users there, the puppet's arrival. (The homeserver's join event that
+    /// follows changes nothing: the puppet is already named.)
     pub fn enter(
         &mut self,
         room_id: &RoomId,
@@ -118,12 +131,14 @@ impl Rooms {
         room: RoomRef,
         puppet: String,
         nick: &str,
-    ) -> (Vec<Member>, String) {
+    ) -> Entered {
         let limit = self.limit;
         let state = self.rooms.entry(room_id.to_owned()).or_default();
-        if state.members.get(&puppet).map(|i| i.nick.as_str()) != Some(nick) {
+        let old = state.members.get(&puppet).map(|i| i.nick.clone());
+        if old.as_deref() != Some(nick) {
             state.name_puppet(&puppet, nick);
         }
+        let news = state.announce(&puppet, old.as_deref());
         let mut ids: Vec<&String> = state.members.keys().filter(|id| **id != puppet).collect();
         if ids.len() > limit {
             // Big rooms: those with power first, then by name, up to the limit.
@@ -145,7 +160,11 @@ impl Rooms {
                 shown,
             },
         );
-        (members, state.topic.clone())
+        Entered {
+            members,
+            subject: state.topic.clone(),
+            news,
+        }
     }
 
     /// Unseat `user` from the room it knows as `room`: the room id, if it was seated.
@@ -199,15 +218,24 @@ impl Rooms {
         self.rooms.get(room)?.by_nick.get(&fold(nick)).cloned()
     }
 
-    /// The user's puppet now shows as `nick` in the room.
-    pub fn renamed_self(&mut self, room: &RoomId, user: &UserRef, puppet: &str, nick: &str) {
+    /// The user's puppet now shows as `nick` in the room: the nick change for the other
+    /// XMPP users there (the homeserver's member event that follows changes nothing).
+    pub fn renamed_self(
+        &mut self,
+        room: &RoomId,
+        user: &UserRef,
+        puppet: &str,
+        nick: &str,
+    ) -> Vec<Event> {
         let Some(state) = self.rooms.get_mut(room) else {
-            return;
+            return vec![];
         };
+        let old = state.members.get(puppet).map(|i| i.nick.clone());
         state.name_puppet(puppet, nick);
         if let Some(seat) = state.seats.get_mut(user) {
             seat.nick = nick.to_owned();
         }
+        state.announce(puppet, old.as_deref())
     }
 
     /// A membership change: presence for every XMPP user seated.
@@ -221,38 +249,16 @@ impl Rooms {
         let Some(state) = self.rooms.get_mut(room) else {
             return vec![];
         };
-        let mut events = Vec::new();
         let banned = matches!(membership, Membership::Ban);
         if let Membership::Join { display } = membership {
             let old = state.members.get(target).cloned();
             if old.as_ref().is_some_and(|o| o.display == display) {
-                return events;
+                return vec![];
             }
-            let nick = state.assign(target, display, &self.nicks);
-            let member = state.member(target).expect("just assigned");
-            for (user, seat) in &mut state.seats {
-                if seat.puppet == target {
-                    continue;
-                }
-                match &old {
-                    Some(old) if seat.shown.contains(target) => events.push(Event::NickChanged {
-                        user: user.clone(),
-                        rooms: vec![seat.room.clone()],
-                        old: old.nick.clone(),
-                        new: nick.clone(),
-                    }),
-                    _ => {
-                        seat.shown.insert(target.to_owned());
-                        events.push(Event::MemberJoined {
-                            user: user.clone(),
-                            room: seat.room.clone(),
-                            member: member.clone(),
-                        });
-                    }
-                }
-            }
-            return events;
+            state.assign(target, display, &self.nicks);
+            return state.announce(target, old.map(|o| o.nick).as_deref());
         }
+        let mut events = Vec::new();
         let by = state
             .members
             .get(sender)

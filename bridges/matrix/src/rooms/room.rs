@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use causeway_bridge::{Member, Privilege, RoomRef, UserRef};
+use causeway_bridge::{Event, Member, Privilege, RoomRef, UserRef};
 
 use super::nicks::{fold, Nicks};
 
@@ -69,7 +69,12 @@ impl Room {
     }
 
     /// Give `user_id` a nick from its display name, unless it already has that one.
-    pub(super) fn assign(&mut self, user_id: &str, display: Option<String>, nicks: &Nicks) -> String {
+    pub(super) fn assign(
+        &mut self,
+        user_id: &str,
+        display: Option<String>,
+        nicks: &Nicks,
+    ) -> String {
         let base = nicks.wanted(user_id, display.as_deref());
         if let Some(old) = self.members.get(user_id) {
             if old.display == display {
@@ -104,6 +109,42 @@ impl Room {
                 display: Some(nick.to_owned()),
             },
         );
+    }
+
+    /// Tell the XMPP users seated here, but the member's own, that `target` now shows as its
+    /// nick: as a member joining to those not shown it yet, as a nick change to those who
+    /// knew it as `old`.
+    pub(super) fn announce(&mut self, target: &str, old: Option<&str>) -> Vec<Event> {
+        let Some(member) = self.member(target) else {
+            return vec![];
+        };
+        let mut events = Vec::new();
+        for (user, seat) in &mut self.seats {
+            if seat.puppet == target {
+                continue;
+            }
+            match old {
+                Some(old) if seat.shown.contains(target) => {
+                    if old != member.nick {
+                        events.push(Event::NickChanged {
+                            user: user.clone(),
+                            rooms: vec![seat.room.clone()],
+                            old: old.to_owned(),
+                            new: member.nick.clone(),
+                        });
+                    }
+                }
+                _ => {
+                    seat.shown.insert(target.to_owned());
+                    events.push(Event::MemberJoined {
+                        user: user.clone(),
+                        room: seat.room.clone(),
+                        member: member.clone(),
+                    });
+                }
+            }
+        }
+        events
     }
 
     pub(super) fn remove(&mut self, user_id: &str) -> Option<Info> {
