@@ -223,8 +223,9 @@ impl Incoming {
         }]
     }
 
-    /// The XMPP user and the Matrix user a direct room joins, when `sender` is that Matrix
-    /// user (what the XMPP user's own puppet or account sends there is theirs already).
+    /// The XMPP user whose direct room with `sender` this is, and `sender` as their peer.
+    /// What the XMPP user's own puppet or account sends there is theirs already; in a
+    /// direct room of two puppets, each one's message is the other's to hear.
     async fn direct_peer(&self, room_id: &RoomId, sender: &str) -> Option<(UserRef, Peer)> {
         let parties = match self.directory.direct_room_parties(room_id).await {
             Ok(parties) => parties,
@@ -233,13 +234,11 @@ impl Incoming {
                 return None;
             }
         };
-        let Some((puppet, remote)) = parties else {
+        if parties.is_empty() {
             debug!(room = %room_id, "event in a room no XMPP user is in");
             return None;
-        };
-        if sender != remote {
-            return None;
         }
+        let (puppet, remote) = parties.into_iter().find(|(_, remote)| remote == sender)?;
         let user = self.puppets.owner(&puppet)?;
         let (local, server) = ids::split_user_id(&remote)?;
         let peer = Peer::User {
