@@ -208,6 +208,12 @@ impl Rooms {
         state.seats.values().next().map(|s| s.puppet.clone())
     }
 
+    /// The nick `user_id` would show as under `display`, in a room with nobody else (a
+    /// direct room's other party).
+    pub fn nick_for(&self, user_id: &str, display: Option<&str>) -> String {
+        self.nicks.wanted(user_id, display)
+    }
+
     /// The nick a member shows as.
     pub fn nick_of(&self, room: &RoomId, user_id: &str) -> Option<String> {
         Some(self.rooms.get(room)?.members.get(user_id)?.nick.clone())
