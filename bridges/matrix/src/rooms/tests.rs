@@ -45,6 +45,18 @@ fn seated(limit: usize, members: &[(&str, Option<&str>)]) -> (Rooms, Vec<Member>
     (rooms, entered.members)
 }
 
+/// `user_id` joining, or renaming itself, as `display`.
+fn joins<'a>(user_id: &'a str, display: &str) -> Change<'a> {
+    Change {
+        target: user_id,
+        sender: user_id,
+        membership: Membership::Join {
+            display: Some(display.into()),
+        },
+        reason: None,
+    }
+}
+
 fn nicks(members: &[Member]) -> Vec<String> {
     let mut nicks: Vec<String> = members.iter().map(|m| m.nick.clone()).collect();
     nicks.sort();
@@ -163,15 +175,7 @@ fn display_names_that_are_no_jid_resource_fall_back_to_the_user_id() {
         100,
         &[("@a:hs", Some("Bob")), ("@b:hs", Some("Bob (@c:hs)"))],
     );
-    let change = Change {
-        target: "@c:hs",
-        sender: "@c:hs",
-        membership: Membership::Join {
-            display: Some("Bob".into()),
-        },
-        reason: None,
-    };
-    let events = rooms.membership(&room_id(), change);
+    let events = rooms.membership(&room_id(), joins("@c:hs", "Bob"));
     assert!(
         matches!(&events[..], [Event::MemberJoined { member, .. }] if member.nick == "@c:hs"),
         "{events:?}"
@@ -191,15 +195,9 @@ fn another_xmpp_users_puppet_is_seen_joining_and_renaming() {
         entered.news
     );
     // The homeserver's join event names the puppet as it is named already: no news.
-    let change = Change {
-        target: "@d:hs",
-        sender: "@d:hs",
-        membership: Membership::Join {
-            display: Some("Dave".into()),
-        },
-        reason: None,
-    };
-    assert!(rooms.membership(&room_id(), change).is_empty());
+    assert!(rooms
+        .membership(&room_id(), joins("@d:hs", "Dave"))
+        .is_empty());
     let renamed = rooms.renamed_self(&room_id(), &dave, "@d:hs", "David");
     assert!(
         matches!(&renamed[..], [Event::NickChanged { user, old, new, .. }]
