@@ -209,10 +209,7 @@ impl MatrixStore for Store {
             .map_err(failure)
     }
 
-    async fn direct_room_parties(
-        &self,
-        room: &str,
-    ) -> Result<Option<(String, String)>, StoreFailure> {
+    async fn direct_room_parties(&self, room: &str) -> Result<Vec<(String, String)>, StoreFailure> {
         self.matrix_direct_room_parties(room).await.map_err(failure)
     }
 

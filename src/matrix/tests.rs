@@ -103,15 +103,33 @@ pub(crate) async fn matrix_suite(store: &Store) {
             .as_deref(),
         Some("!dm1")
     );
+    let parties = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(p, r)| (p.to_string(), r.to_string()))
+            .collect()
+    };
     assert_eq!(
         store.direct_room_parties("!dm1").await.unwrap(),
-        Some(("@p:hs".to_owned(), "@bob:hs".to_owned()))
+        parties(&[("@p:hs", "@bob:hs")])
+    );
+    // A direct room between two puppets is each one's.
+    store
+        .set_direct_room("@q:hs", "@p:hs", "!dm1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.direct_room_parties("!dm1").await.unwrap(),
+        parties(&[("@p:hs", "@bob:hs"), ("@q:hs", "@p:hs")])
     );
     store
         .set_direct_room("@p:hs", "@bob:hs", "!dm2")
         .await
         .unwrap();
-    assert_eq!(store.direct_room_parties("!dm1").await.unwrap(), None);
+    assert_eq!(
+        store.direct_room_parties("!dm1").await.unwrap(),
+        parties(&[("@q:hs", "@p:hs")])
+    );
 
     // Users' own logins: saved, replaced (one per user), listed, forgotten.
     let login = |user: &str, account: &str, session: &str| SavedLogin {

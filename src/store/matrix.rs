@@ -203,18 +203,22 @@ impl Store {
         Ok(())
     }
 
-    /// The puppet and the Matrix user of a direct room.
+    /// Each (puppet, Matrix user) whose direct room this is: one, or two when it joins two
+    /// puppets (each one's direct room with the other).
     pub async fn matrix_direct_room_parties(
         &self,
         room: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT puppet, remote FROM matrix_direct_rooms WHERE room = $1")
-            .bind(room)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT puppet, remote FROM matrix_direct_rooms WHERE room = $1 ORDER BY puppet",
+        )
+        .bind(room)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
             .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
-            .transpose()?)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Keep a user's Matrix login, replacing the one they had.

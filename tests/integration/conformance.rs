@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use causeway_bridge::conformance::{Capabilities, Harness};
+use causeway_bridge::conformance::Harness;
 use causeway_bridge::{Peer, RoomRef, UserRef};
 use causeway_irc::{IrcNetwork, IrcSettings, NickIdentity, ServerSettings};
 use causeway_matrix::{registration, AppserviceSettings, MatrixNetwork, MatrixSettings};
@@ -77,15 +77,6 @@ impl Harness for IrcHarness {
         Peer::User {
             server: IRC_HOST.into(),
             nick: nick.into(),
-        }
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // Finding: a message after shutdown is refused with NotFound ("not connected"),
-            // not ShutDown; a join is refused with ShutDown.
-            refuses_actions_after_shutdown: false,
-            ..Capabilities::default()
         }
     }
 }
@@ -190,24 +181,6 @@ impl Harness for MatrixHarness {
         Peer::User {
             server: self.synapse.server_name().into(),
             nick: causeway_matrix::ids::puppet_localpart(PREFIX, user),
-        }
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // Finding: the puppet's own join names it in the room before the homeserver's
-            // join event comes, which is then dropped as no change: other XMPP users in the
-            // room never get MemberJoined for it.
-            sees_puppets_join: false,
-            // Finding: a join under an empty nick is accepted (display name "").
-            refuses_empty_nick: false,
-            // Finding: `act` takes every action after `run` has returned.
-            refuses_joins_after_shutdown: false,
-            refuses_actions_after_shutdown: false,
-            // Finding: a message to another XMPP user's puppet opens a direct room and
-            // invites it, but the other user hears nothing: neither the message nor the
-            // invitation (incoming direct-room messages count only from the remote party).
-            delivers_private_messages_between_puppets: false,
         }
     }
 }

@@ -15,5 +15,6 @@ mod irc;
 mod irc_connection;
 mod matrix;
 mod matrix_personal;
+mod matrix_puppets;
 mod matrix_server;
 mod servers;

@@ -102,6 +102,12 @@ impl Inner {
         }
     }
 
+    /// Whether the shutdown signal has been given: no action is taken from then on.
+    fn shut_down(&self) -> bool {
+        let shutdown = self.shutdown.lock().expect("shutdown lock");
+        shutdown.as_ref().is_some_and(|signal| *signal.borrow())
+    }
+
     /// Drop the session handle `id` for (user, server), if it is still the current one.
     pub(crate) fn forget(&self, user: &UserRef, server: &str, id: u64) {
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -272,6 +278,10 @@ impl Network for IrcNetwork {
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
+        // Refused as such, not as "not connected" for want of the sessions that have quit.
+        if self.inner.shut_down() {
+            return Err(BridgeError::ShutDown);
+        }
         if let Action::Disconnect { server, reason } = action {
             return self.disconnect(user, server.as_deref(), reason).await;
         }

@@ -169,8 +169,8 @@ impl Directory {
         Ok(created.room_id)
     }
 
-    /// A Matrix user opened a direct chat with the user's puppet: it joins at once, and the
-    /// room is remembered as theirs.
+    /// A Matrix user (or another XMPP user's puppet) opened a direct chat with the user's
+    /// puppet: it joins at once, and the room is remembered as theirs.
     pub(crate) async fn join_direct(&self, user: &UserRef, room_id: &RoomId, inviter: &str) {
         let puppet = self.puppets.id(user);
         let join = membership::join_room_by_id::v3::Request::new(room_id.to_owned());
@@ -193,25 +193,27 @@ impl Directory {
         info!(room = %room_id, %inviter, "joined a direct room");
     }
 
-    /// The puppet and the Matrix user of a direct room, if it is one.
+    /// Each (puppet, Matrix user) whose direct room this is: none when it is none, two when
+    /// it joins two puppets.
     pub(crate) async fn direct_room_parties(
         &self,
         room_id: &RoomId,
-    ) -> Result<Option<(String, String)>, StoreFailure> {
-        if let Some(parties) = self.store.direct_room_parties(room_id.as_str()).await? {
-            return Ok(Some(parties));
+    ) -> Result<Vec<(String, String)>, StoreFailure> {
+        let parties = self.store.direct_room_parties(room_id.as_str()).await?;
+        if !parties.is_empty() {
+            return Ok(parties);
         }
         // A personal account's direct rooms, made by its Matrix clients: kept from now on.
         let (Some(remote), Some(own)) = (
             self.client.direct_partner(room_id),
             self.puppets.own_account(),
         ) else {
-            return Ok(None);
+            return Ok(vec![]);
         };
         self.store
             .set_direct_room(own.as_str(), &remote, room_id.as_str())
             .await?;
-        Ok(Some((own.to_string(), remote)))
+        Ok(vec![(own.to_string(), remote)])
     }
 
     /// The public rooms of `server` (the homeserver's own when empty or its name).

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use causeway_bridge::{Event, Peer, Refs, ReplyTo, UserRef};
+use ruma::api::client::state;
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::message::{OriginalRoomMessageEvent, Relation};
 use ruma::events::room::redaction::RoomRedactionEvent;
 use ruma::events::{
     AnyMessageLikeEvent, AnyStateEvent, AnyTimelineEvent, MessageLikeEvent, StateEvent,
+    StateEventType,
 };
 use ruma::serde::Raw;
 use ruma::{EventId, OwnedUserId, RoomId};
@@ -210,10 +212,11 @@ impl Incoming {
         let Some((user, peer)) = self.direct_peer(room_id, sender).await else {
             return vec![];
         };
+        let from = self.direct_nick(room_id, sender, &user).await;
         vec![Event::Message {
             user,
             peer,
-            from: String::new(),
+            from,
             body,
             kind,
             time,
@@ -223,8 +226,9 @@ impl Incoming {
         }]
     }
 
-    /// The XMPP user and the Matrix user a direct room joins, when `sender` is that Matrix
-    /// user (what the XMPP user's own puppet or account sends there is theirs already).
+    /// The XMPP user whose direct room with `sender` this is, and `sender` as their peer.
+    /// What the XMPP user's own puppet or account sends there is theirs already; in a
+    /// direct room of two puppets, each one's message is the other's to hear.
     async fn direct_peer(&self, room_id: &RoomId, sender: &str) -> Option<(UserRef, Peer)> {
         let parties = match self.directory.direct_room_parties(room_id).await {
             Ok(parties) => parties,
@@ -233,13 +237,11 @@ impl Incoming {
                 return None;
             }
         };
-        let Some((puppet, remote)) = parties else {
+        if parties.is_empty() {
             debug!(room = %room_id, "event in a room no XMPP user is in");
             return None;
-        };
-        if sender != remote {
-            return None;
         }
+        let (puppet, remote) = parties.into_iter().find(|(_, remote)| remote == sender)?;
         let user = self.puppets.owner(&puppet)?;
         let (local, server) = ids::split_user_id(&remote)?;
         let peer = Peer::User {
@@ -247,6 +249,28 @@ impl Incoming {
             nick: local.to_owned(),
         };
         Some((user, peer))
+    }
+
+    /// The nick `sender` shows as in a direct room, read as `reader`'s puppet: its display
+    /// name there, as the gateway takes display names, else its localpart.
+    async fn direct_nick(&self, room_id: &RoomId, sender: &str, reader: &UserRef) -> String {
+        let request = state::get_state_event_for_key::v3::Request::new(
+            room_id.to_owned(),
+            StateEventType::RoomMember,
+            sender.to_owned(),
+        );
+        let puppet = self.puppets.id(reader);
+        let display = match self.client.call(request, Some(&puppet), Retry::Once).await {
+            Ok(found) => serde_json::from_str::<serde_json::Value>(found.event_or_content.get())
+                .ok()
+                .and_then(|member| Some(member["displayname"].as_str()?.to_owned())),
+            Err(e) => {
+                debug!(room = %room_id, %sender, error = %e, "cannot read the member's name");
+                None
+            }
+        };
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms.nick_for(sender, display.as_deref())
     }
 
     /// What a reply answers: the original's sender and text, fetched from the homeserver

@@ -36,6 +36,7 @@ pub mod text;
 mod workers;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -116,6 +117,8 @@ pub struct MatrixNetwork {
     allowed: Arc<Mutex<Access>>,
     /// Events for the core; `run` forwards them to the network context.
     emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
+    /// Set once `run` has returned: actions and account requests are refused from then on.
+    ended: Arc<AtomicBool>,
 }
 
 /// The access rule, shown as such in debug output.
@@ -172,6 +175,7 @@ impl MatrixNetwork {
             personal,
             allowed: Arc::new(Mutex::new(Access(allowed))),
             emitted: Arc::new(Mutex::new(Some(emitted))),
+            ended: Arc::default(),
         }
     }
 
@@ -186,6 +190,50 @@ impl MatrixNetwork {
     fn allows(&self, user: &UserRef) -> bool {
         let rule = self.allowed.lock().expect("allowed lock").0.clone();
         rule(user)
+    }
+
+    /// Refused once `run` has returned: nothing serves the network any more.
+    fn running(&self) -> Result<(), BridgeError> {
+        match self.ended.load(Ordering::Acquire) {
+            true => Err(BridgeError::ShutDown),
+            false => Ok(()),
+        }
+    }
+
+    /// Serve the appservice and forward events until shutdown.
+    async fn serve(
+        &self,
+        ctx: NetworkContext,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), BridgeError> {
+        let Some(mut emitted) = self.emitted.lock().expect("emitted lock").take() else {
+            return Err(BridgeError::Invalid("the Matrix network runs once".into()));
+        };
+        if let Some(personal) = self.personal.clone() {
+            let rule = self.allowed.lock().expect("allowed lock").0.clone();
+            tokio::spawn(async move { personal.restore(&rule).await });
+        }
+        let appservice = self.appservice.clone();
+        let listening = shutdown.clone();
+        let server = async move {
+            match appservice {
+                Some(appservice) => appservice.serve(listening).await,
+                None => std::future::pending().await,
+            }
+        };
+        let forward = async {
+            while let Some(event) = emitted.recv().await {
+                if ctx.events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            result = server => result?,
+            () = forward => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        Ok(())
     }
 }
 
@@ -263,46 +311,28 @@ impl Network for MatrixNetwork {
     async fn run(
         &self,
         ctx: NetworkContext,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), BridgeError> {
-        let Some(mut emitted) = self.emitted.lock().expect("emitted lock").take() else {
-            return Err(BridgeError::Invalid("the Matrix network runs once".into()));
-        };
-        if let Some(personal) = self.personal.clone() {
-            let rule = self.allowed.lock().expect("allowed lock").0.clone();
-            tokio::spawn(async move { personal.restore(&rule).await });
-        }
-        let appservice = self.appservice.clone();
-        let listening = shutdown.clone();
-        let server = async move {
-            match appservice {
-                Some(appservice) => appservice.serve(listening).await,
-                None => std::future::pending().await,
-            }
-        };
-        let forward = async {
-            while let Some(event) = emitted.recv().await {
-                if ctx.events.send(event).await.is_err() {
-                    break;
-                }
-            }
-        };
-        tokio::select! {
-            result = server => result?,
-            () = forward => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-        }
+        let served = self.serve(ctx, shutdown).await;
+        self.ended.store(true, Ordering::Release);
         if let Some(personal) = &self.personal {
             personal.stop_all();
         }
-        Ok(())
+        served
     }
 
     async fn act(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
-        if let Action::Raw { .. } = action {
-            return Err(BridgeError::Invalid(
-                "Matrix has no raw protocol lines".into(),
-            ));
+        self.running()?;
+        match &action {
+            Action::Raw { .. } => {
+                return Err(BridgeError::Invalid(
+                    "Matrix has no raw protocol lines".into(),
+                ))
+            }
+            Action::Join { nick, .. } if nick.trim().is_empty() => {
+                return Err(BridgeError::Invalid("an empty nick".into()))
+            }
+            _ => {}
         }
         if let Some(personal) = &self.personal {
             personal.ready().await;
@@ -335,6 +365,7 @@ impl Network for MatrixNetwork {
         user: &UserRef,
         request: AccountRequest,
     ) -> Result<AccountReply, BridgeError> {
+        self.running()?;
         let Some(personal) = &self.personal else {
             return Err(BridgeError::Invalid(
                 "this gateway does not take personal Matrix logins".into(),

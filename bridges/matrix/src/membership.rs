@@ -46,8 +46,9 @@ impl Memberships {
         }
     }
 
-    /// Seat the user in the room as `nick`: the puppet joins (registered first if new),
-    /// the room's state is loaded, and the user gets the members and the subject.
+    /// Seat the user in the room as `nick` (not empty: `act` refuses that): the puppet joins
+    /// (registered first if new), the room's state is loaded, and the user gets the members
+    /// and the subject.
     pub(crate) async fn join(&self, user: &UserRef, room: RoomRef, nick: String) -> Vec<Event> {
         let failed = |failure: JoinFailure, text: String| {
             vec![Event::JoinFailed {
@@ -57,9 +58,6 @@ impl Memberships {
                 text,
             }]
         };
-        if nick.trim().is_empty() {
-            return failed(JoinFailure::BadNick, "an empty nick".into());
-        }
         let puppet = match self.puppets.ensure(user, &nick).await {
             Ok(puppet) => puppet,
             Err(e) => {
@@ -138,14 +136,14 @@ impl Memberships {
             };
         }
         let history = history::recent(&self.client, &self.rooms, &room_id, &puppet).await;
-        let (members, subject) = self.rooms.lock().expect("rooms lock").enter(
+        let entered = self.rooms.lock().expect("rooms lock").enter(
             &room_id,
             user,
             room.clone(),
             puppet.to_string(),
             &nick,
         );
-        let mut events = Vec::with_capacity(2);
+        let mut events = Vec::with_capacity(2 + entered.news.len());
         if !history.is_empty() {
             events.push(Event::History {
                 user: user.clone(),
@@ -157,9 +155,10 @@ impl Memberships {
             user: user.clone(),
             room,
             nick,
-            members,
-            subject,
+            members: entered.members,
+            subject: entered.subject,
         });
+        events.extend(entered.news);
         events
     }
 
@@ -261,7 +260,7 @@ impl Memberships {
             };
             match self.client.call(request, Some(&puppet), Retry::Once).await {
                 Ok(_) => {
-                    self.rooms.lock().expect("rooms lock").renamed_self(
+                    let news = self.rooms.lock().expect("rooms lock").renamed_self(
                         &room_id,
                         user,
                         puppet.as_str(),
@@ -273,6 +272,7 @@ impl Memberships {
                         old,
                         new: nick.clone(),
                     });
+                    events.extend(news);
                 }
                 Err(e) => events.push(Event::NickRefused {
                     user: user.clone(),

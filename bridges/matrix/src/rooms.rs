@@ -9,8 +9,10 @@ use ruma::{OwnedRoomId, RoomId};
 
 use crate::NickRule;
 use nicks::{fold, Nicks};
+use room::{Room, Seat};
 
 mod nicks;
+mod room;
 
 /// A member's new membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,17 @@ pub struct Change<'a> {
     pub reason: Option<String>,
 }
 
+/// What an XMPP user entering a room is shown, and what the others are told.
+#[derive(Debug)]
+pub struct Entered {
+    /// The members to show, the user's own puppet among them.
+    pub members: Vec<Member>,
+    /// The room's topic.
+    pub subject: String,
+    /// For the other XMPP users seated there: the puppet joining, or its new nick.
+    pub news: Vec<Event>,
+}
+
 /// All rooms with at least one XMPP user in them.
 #[derive(Debug)]
 pub struct Rooms {
@@ -47,122 +60,6 @@ pub struct Rooms {
     /// What the gateway accepts as a nick.
     nicks: Nicks,
     rooms: HashMap<OwnedRoomId, Room>,
-}
-
-#[derive(Debug, Default)]
-struct Room {
-    /// Joined members by user id.
-    members: HashMap<String, Info>,
-    /// Member user id by case-folded nick.
-    by_nick: HashMap<String, String>,
-    topic: String,
-    power: HashMap<String, i64>,
-    power_default: i64,
-    /// The XMPP users in the room.
-    seats: HashMap<UserRef, Seat>,
-}
-
-#[derive(Debug, Clone)]
-struct Info {
-    /// The nick the member shows as (the display name, disambiguated).
-    nick: String,
-    /// The display name as Matrix has it.
-    display: Option<String>,
-}
-
-#[derive(Debug)]
-struct Seat {
-    room: RoomRef,
-    puppet: String,
-    nick: String,
-    /// Members this user has been shown (lazy member lists).
-    shown: HashSet<String>,
-}
-
-/// The privilege a power level stands for.
-fn privilege(level: i64) -> Privilege {
-    match level {
-        100.. => Privilege::Owner,
-        50..=99 => Privilege::Op,
-        1..=49 => Privilege::Voice,
-        _ => Privilege::None,
-    }
-}
-
-impl Room {
-    fn privilege_of(&self, user_id: &str) -> Privilege {
-        privilege(*self.power.get(user_id).unwrap_or(&self.power_default))
-    }
-
-    fn member(&self, user_id: &str) -> Option<Member> {
-        let info = self.members.get(user_id)?;
-        Some(Member {
-            nick: info.nick.clone(),
-            privilege: self.privilege_of(user_id),
-        })
-    }
-
-    /// Give `user_id` a nick from its display name, unless it already has that one.
-    fn assign(&mut self, user_id: &str, display: Option<String>, nicks: &Nicks) -> String {
-        let base = nicks.wanted(user_id, display.as_deref());
-        if let Some(old) = self.members.get(user_id) {
-            if old.display == display {
-                return old.nick.clone();
-            }
-            self.by_nick.remove(&fold(&old.nick));
-        }
-        let nick = nicks.pick(base, user_id, |nick| {
-            self.by_nick
-                .get(&fold(nick))
-                .is_none_or(|owner| owner == user_id)
-        });
-        self.by_nick.insert(fold(&nick), user_id.to_owned());
-        self.members.insert(
-            user_id.to_owned(),
-            Info {
-                nick: nick.clone(),
-                display,
-            },
-        );
-        nick
-    }
-
-    /// A puppet shows as the MUC nick its user asked for (checked against others before).
-    fn name_puppet(&mut self, puppet: &str, nick: &str) {
-        self.remove(puppet);
-        self.by_nick.insert(fold(nick), puppet.to_owned());
-        self.members.insert(
-            puppet.to_owned(),
-            Info {
-                nick: nick.to_owned(),
-                display: Some(nick.to_owned()),
-            },
-        );
-    }
-
-    fn remove(&mut self, user_id: &str) -> Option<Info> {
-        let info = self.members.remove(user_id)?;
-        self.by_nick.remove(&fold(&info.nick));
-        Some(info)
-    }
-
-    fn set_power(&mut self, power: Option<&serde_json::Value>) {
-        let Some(power) = power else { return };
-        self.power_default = power
-            .get("users_default")
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0);
-        self.power = power
-            .get("users")
-            .and_then(serde_json::Value::as_object)
-            .map(|users| {
-                users
-                    .iter()
-                    .filter_map(|(id, level)| Some((id.clone(), level.as_i64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-    }
 }
 
 impl Rooms {
@@ -196,10 +93,8 @@ impl Rooms {
         topic: String,
         power: Option<&serde_json::Value>,
     ) {
-        let mut state = Room {
-            topic,
-            ..Room::default()
-        };
+        let mut state = Room::default();
+        state.topic = topic;
         state.set_power(power);
         let mut members = members;
         // Stable nicks: members without a clash keep their display name whatever the order.
@@ -226,7 +121,9 @@ impl Rooms {
             .is_some_and(|owner| owner != puppet)
     }
 
-    /// Seat `user` in the room as `nick`: the members to show and the subject.
+    /// Seat `user` in the room as `nick`: the members to show and the subject; and for the
+    /// other XMPP users there, the puppet's arrival. (The homeserver's join event that
+    /// follows changes nothing: the puppet is already named.)
     pub fn enter(
         &mut self,
         room_id: &RoomId,
@@ -234,12 +131,14 @@ impl Rooms {
         room: RoomRef,
         puppet: String,
         nick: &str,
-    ) -> (Vec<Member>, String) {
+    ) -> Entered {
         let limit = self.limit;
         let state = self.rooms.entry(room_id.to_owned()).or_default();
-        if state.members.get(&puppet).map(|i| i.nick.as_str()) != Some(nick) {
+        let old = state.members.get(&puppet).map(|i| i.nick.clone());
+        if old.as_deref() != Some(nick) {
             state.name_puppet(&puppet, nick);
         }
+        let news = state.announce(&puppet, old.as_deref());
         let mut ids: Vec<&String> = state.members.keys().filter(|id| **id != puppet).collect();
         if ids.len() > limit {
             // Big rooms: those with power first, then by name, up to the limit.
@@ -261,7 +160,11 @@ impl Rooms {
                 shown,
             },
         );
-        (members, state.topic.clone())
+        Entered {
+            members,
+            subject: state.topic.clone(),
+            news,
+        }
     }
 
     /// Unseat `user` from the room it knows as `room`: the room id, if it was seated.
@@ -305,6 +208,12 @@ impl Rooms {
         state.seats.values().next().map(|s| s.puppet.clone())
     }
 
+    /// The nick `user_id` would show as under `display`, in a room with nobody else (a
+    /// direct room's other party).
+    pub fn nick_for(&self, user_id: &str, display: Option<&str>) -> String {
+        self.nicks.wanted(user_id, display)
+    }
+
     /// The nick a member shows as.
     pub fn nick_of(&self, room: &RoomId, user_id: &str) -> Option<String> {
         Some(self.rooms.get(room)?.members.get(user_id)?.nick.clone())
@@ -315,15 +224,24 @@ impl Rooms {
         self.rooms.get(room)?.by_nick.get(&fold(nick)).cloned()
     }
 
-    /// The user's puppet now shows as `nick` in the room.
-    pub fn renamed_self(&mut self, room: &RoomId, user: &UserRef, puppet: &str, nick: &str) {
+    /// The user's puppet now shows as `nick` in the room: the nick change for the other
+    /// XMPP users there (the homeserver's member event that follows changes nothing).
+    pub fn renamed_self(
+        &mut self,
+        room: &RoomId,
+        user: &UserRef,
+        puppet: &str,
+        nick: &str,
+    ) -> Vec<Event> {
         let Some(state) = self.rooms.get_mut(room) else {
-            return;
+            return vec![];
         };
+        let old = state.members.get(puppet).map(|i| i.nick.clone());
         state.name_puppet(puppet, nick);
         if let Some(seat) = state.seats.get_mut(user) {
             seat.nick = nick.to_owned();
         }
+        state.announce(puppet, old.as_deref())
     }
 
     /// A membership change: presence for every XMPP user seated.
@@ -337,38 +255,16 @@ impl Rooms {
         let Some(state) = self.rooms.get_mut(room) else {
             return vec![];
         };
-        let mut events = Vec::new();
         let banned = matches!(membership, Membership::Ban);
         if let Membership::Join { display } = membership {
             let old = state.members.get(target).cloned();
             if old.as_ref().is_some_and(|o| o.display == display) {
-                return events;
+                return vec![];
             }
-            let nick = state.assign(target, display, &self.nicks);
-            let member = state.member(target).expect("just assigned");
-            for (user, seat) in &mut state.seats {
-                if seat.puppet == target {
-                    continue;
-                }
-                match &old {
-                    Some(old) if seat.shown.contains(target) => events.push(Event::NickChanged {
-                        user: user.clone(),
-                        rooms: vec![seat.room.clone()],
-                        old: old.nick.clone(),
-                        new: nick.clone(),
-                    }),
-                    _ => {
-                        seat.shown.insert(target.to_owned());
-                        events.push(Event::MemberJoined {
-                            user: user.clone(),
-                            room: seat.room.clone(),
-                            member: member.clone(),
-                        });
-                    }
-                }
-            }
-            return events;
+            state.assign(target, display, &self.nicks);
+            return state.announce(target, old.map(|o| o.nick).as_deref());
         }
+        let mut events = Vec::new();
         let by = state
             .members
             .get(sender)

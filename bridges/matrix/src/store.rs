@@ -80,11 +80,9 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
         remote: &str,
         room: &str,
     ) -> Result<(), StoreFailure>;
-    /// The puppet and Matrix user of a direct room.
-    async fn direct_room_parties(
-        &self,
-        room: &str,
-    ) -> Result<Option<(String, String)>, StoreFailure>;
+    /// Each (puppet, Matrix user) whose direct room this is: one, or two when the Matrix
+    /// user is another puppet (the room is each one's direct room with the other).
+    async fn direct_room_parties(&self, room: &str) -> Result<Vec<(String, String)>, StoreFailure>;
     /// Keep the user's login, replacing the one they had.
     async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure>;
     /// Every saved login, for the sessions to restore at start.

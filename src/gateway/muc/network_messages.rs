@@ -135,7 +135,6 @@ impl Muc {
     pub(super) fn private_message(&self, fx: &mut Effects, user: &BareJid, event: Event) {
         let Event::Message {
             peer: Peer::User { server, nick },
-            from,
             body,
             kind,
             time,
@@ -151,10 +150,9 @@ impl Muc {
             // Our own private message: XEP-0280 carbons are the server's business.
             return;
         }
-        let Ok(sender) = self
-            .addressing
-            .user_jid(&server, if from.is_empty() { &nick } else { &from })
-        else {
+        // From the peer's address, not `from`: that is the name the sender shows as, which
+        // on Matrix is a display name, not the user id the address is made of.
+        let Ok(sender) = self.addressing.user_jid(&server, &nick) else {
             return;
         };
         // The network's id, where it has one, is the message's id: what corrections,

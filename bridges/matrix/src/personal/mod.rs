@@ -10,6 +10,7 @@ mod sync;
 mod undecrypted;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use causeway_bridge::{AccountReply, AccountRequest, BridgeError, Credentials, Event, UserRef};
@@ -53,6 +54,9 @@ pub(crate) struct Personal {
     /// Whether the kept logins are back: actions and requests wait for it, so that none
     /// goes to the appservice (or is refused) for want of a login still being restored.
     restored: watch::Sender<bool>,
+    /// Set at shutdown (under the logins' lock): a login restored or made after it syncs
+    /// nothing.
+    stopped: AtomicBool,
 }
 
 /// The nick rule, shown as such in debug output.
@@ -81,6 +85,7 @@ impl Personal {
             emit,
             logins: Mutex::default(),
             restored: watch::Sender::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -229,13 +234,14 @@ impl Personal {
             state: watch::Sender::new(STARTING.into()),
             stop: watch::Sender::new(false),
         });
-        if let Some(old) = self
-            .logins
-            .lock()
-            .expect("logins lock")
-            .insert(user.clone(), login.clone())
         {
-            old.stop.send_replace(true);
+            let mut logins = self.logins.lock().expect("logins lock");
+            if self.stopped.load(Ordering::Acquire) {
+                login.stop.send_replace(true);
+            }
+            if let Some(old) = logins.insert(user.clone(), login.clone()) {
+                old.stop.send_replace(true);
+            }
         }
         let personal = self.clone();
         let running = login.clone();
@@ -275,9 +281,12 @@ impl Personal {
         let _ = self.emit.send(crate::server_text(user, server, text)).await;
     }
 
-    /// Stop every sync loop (shutdown); the logins stay kept.
+    /// Stop every sync loop, and those of logins still being restored or made (shutdown);
+    /// the logins stay kept.
     pub(crate) fn stop_all(&self) {
-        for login in self.logins.lock().expect("logins lock").values() {
+        let logins = self.logins.lock().expect("logins lock");
+        self.stopped.store(true, Ordering::Release);
+        for login in logins.values() {
             login.stop.send_replace(true);
         }
     }

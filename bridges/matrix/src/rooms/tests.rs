@@ -39,9 +39,22 @@ fn seated(limit: usize, members: &[(&str, Option<&str>)]) -> (Rooms, Vec<Member>
         "the topic".into(),
         Some(&power),
     );
-    let (shown, topic) = rooms.enter(&room_id(), &alice(), reference(), "@p:hs".into(), "Al");
-    assert_eq!(topic, "the topic");
-    (rooms, shown)
+    let entered = rooms.enter(&room_id(), &alice(), reference(), "@p:hs".into(), "Al");
+    assert_eq!(entered.subject, "the topic");
+    assert!(entered.news.is_empty(), "nobody else to tell");
+    (rooms, entered.members)
+}
+
+/// `user_id` joining, or renaming itself, as `display`.
+fn joins<'a>(user_id: &'a str, display: &str) -> Change<'a> {
+    Change {
+        target: user_id,
+        sender: user_id,
+        membership: Membership::Join {
+            display: Some(display.into()),
+        },
+        reason: None,
+    }
 }
 
 fn nicks(members: &[Member]) -> Vec<String> {
@@ -162,17 +175,33 @@ fn display_names_that_are_no_jid_resource_fall_back_to_the_user_id() {
         100,
         &[("@a:hs", Some("Bob")), ("@b:hs", Some("Bob (@c:hs)"))],
     );
-    let change = Change {
-        target: "@c:hs",
-        sender: "@c:hs",
-        membership: Membership::Join {
-            display: Some("Bob".into()),
-        },
-        reason: None,
-    };
-    let events = rooms.membership(&room_id(), change);
+    let events = rooms.membership(&room_id(), joins("@c:hs", "Bob"));
     assert!(
         matches!(&events[..], [Event::MemberJoined { member, .. }] if member.nick == "@c:hs"),
         "{events:?}"
+    );
+}
+
+#[test]
+fn another_xmpp_users_puppet_is_seen_joining_and_renaming() {
+    let (mut rooms, _) = seated(100, &[("@a:hs", Some("Ann"))]);
+    let dave = UserRef("dave@example.org".into());
+    let entered = rooms.enter(&room_id(), &dave, reference(), "@d:hs".into(), "Dave");
+    assert_eq!(nicks(&entered.members), ["Al", "Ann", "Dave"]);
+    assert!(
+        matches!(&entered.news[..], [Event::MemberJoined { user, member, .. }]
+            if *user == alice() && member.nick == "Dave"),
+        "{:?}",
+        entered.news
+    );
+    // The homeserver's join event names the puppet as it is named already: no news.
+    assert!(rooms
+        .membership(&room_id(), joins("@d:hs", "Dave"))
+        .is_empty());
+    let renamed = rooms.renamed_self(&room_id(), &dave, "@d:hs", "David");
+    assert!(
+        matches!(&renamed[..], [Event::NickChanged { user, old, new, .. }]
+            if *user == alice() && old == "Dave" && new == "David"),
+        "{renamed:?}"
     );
 }
