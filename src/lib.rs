@@ -165,7 +165,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        let mut gateway = Gateway::new(kind, domain, access.clone(), muc).with_admins(admins);
+        let accounts = network.as_ref().is_some_and(|n| n.has_accounts());
+        let mut gateway = Gateway::new(kind, domain, access.clone(), muc)
+            .with_admins(admins)
+            .with_accounts(accounts);
         let initial =
             persistent::rejoin_persistent(&mut gateway, &store, persistent_default).await?;
         let core = Core {

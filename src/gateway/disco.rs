@@ -10,8 +10,9 @@ use tokio_xmpp::parsers::version::VersionResult;
 pub const GATEWAY_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::VERSION, ns::PING];
 
 /// disco#info of a network's gateway domain.
-/// With `rooms`, the domain also serves the network's rooms as MUCs.
-pub fn gateway_info(network: NetworkKind, rooms: bool) -> DiscoInfoResult {
+/// With `rooms`, the domain also serves the network's rooms as MUCs; with `accounts`, users
+/// register (log in to their own accounts) on it.
+pub fn gateway_info(network: NetworkKind, rooms: bool, accounts: bool) -> DiscoInfoResult {
     let mut identities = vec![Identity::new(
         "gateway",
         network.as_str(),
@@ -34,6 +35,7 @@ pub fn gateway_info(network: NetworkKind, rooms: bool) -> DiscoInfoResult {
             .iter()
             .chain(rooms.then_some(&ns::MUC))
             .chain(rooms.then_some(&super::adhoc::COMMANDS))
+            .chain(accounts.then_some(&ns::REGISTER))
             .map(|f| f.to_string())
             .collect(),
         extensions: vec![],

@@ -12,7 +12,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 use tokio_xmpp::parsers::version::VersionQuery;
 
 use super::muc::Effects;
-use super::{adhoc, bad_request, disco, mam, no_such_address, unavailable, Gateway};
+use super::{adhoc, bad_request, disco, mam, no_such_address, register, unavailable, Gateway};
 
 impl Gateway {
     pub(super) fn handle_iq(&mut self, iq: Iq) -> Effects {
@@ -35,6 +35,9 @@ impl Gateway {
         };
         let to = to.unwrap_or_else(|| self.domain.clone().into());
         if let Some(effects) = self.adhoc(&from, &to, &id, &payload, is_get) {
+            return effects;
+        }
+        if let Some(effects) = self.registration(&from, &to, &id, &payload, is_get) {
             return effects;
         }
         if let Some(effects) = self.owner_form(&from, &to, &id, &payload, is_get) {
@@ -122,7 +125,8 @@ impl Gateway {
             _ => return None,
         };
         if listing {
-            let items = adhoc::command_items(to, &target, self.is_admin(from));
+            let accounts = self.accounts.then_some(self.network);
+            let items = adhoc::command_items(to, &target, self.is_admin(from), accounts);
             let iq = Iq::Result {
                 from: Some(to.clone()),
                 to: Some(from.clone()),
@@ -152,6 +156,35 @@ impl Gateway {
         };
         Some(Effects {
             adhoc: vec![request],
+            ..Default::default()
+        })
+    }
+
+    /// XEP-0077 on the component's own JID, where users have accounts on the network: the
+    /// form, logging in or out (asked of the network on the side). Elsewhere, and for
+    /// strangers, the request goes the common way (unsupported, or forbidden).
+    fn registration(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        id: &str,
+        payload: &Element,
+        is_get: bool,
+    ) -> Option<Effects> {
+        let ours = to.node().is_none() && to.resource().is_none();
+        if !self.accounts || !ours || !payload.is("query", ns::REGISTER) {
+            return None;
+        }
+        self.check_access(from).ok()?;
+        let request = register::RegisterRequest {
+            iq_id: id.to_owned(),
+            requester: from.clone(),
+            to: to.clone(),
+            query: payload.clone(),
+            get: is_get,
+        };
+        Some(Effects {
+            register: vec![request],
             ..Default::default()
         })
     }
@@ -286,7 +319,7 @@ impl Gateway {
                 ));
             }
             Ok(Some(
-                disco::gateway_info(self.network, self.muc.is_some()).into(),
+                disco::gateway_info(self.network, self.muc.is_some(), self.accounts).into(),
             ))
         } else if payload.is("query", ns::DISCO_ITEMS) {
             DiscoItemsQuery::try_from(payload).map_err(bad_request)?;

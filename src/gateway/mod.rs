@@ -14,6 +14,7 @@ mod iq;
 pub mod mam;
 pub mod muc;
 pub(crate) mod persistent;
+pub mod register;
 pub mod rich;
 pub(crate) mod serve;
 pub mod stanzas;
@@ -39,6 +40,9 @@ pub struct Gateway {
     admins: Vec<BareJid>,
     /// Rooms and users of the network, when a network is attached to this domain.
     muc: Option<Muc>,
+    /// Users log in to their own accounts on the network (`Network::has_accounts`): the
+    /// domain offers registration and the account commands.
+    accounts: bool,
 }
 
 impl Gateway {
@@ -56,7 +60,14 @@ impl Gateway {
             access,
             admins: Vec::new(),
             muc,
+            accounts: false,
         }
+    }
+
+    /// Whether users log in to their own accounts on the network (`Network::has_accounts`).
+    pub fn with_accounts(mut self, accounts: bool) -> Gateway {
+        self.accounts = accounts;
+        self
     }
 
     /// The administrators, who get the admin ad-hoc commands.

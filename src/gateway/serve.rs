@@ -198,6 +198,12 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
         };
         tokio::spawn(step.in_current_span());
     }
+    for request in effects.register {
+        let (outbox, network) = (core.outbox.clone(), core.network.clone());
+        let step =
+            async move { outbox.push(super::register::run(network.as_deref(), &request).await) };
+        tokio::spawn(step.in_current_span());
+    }
     for request in effects.mam {
         // Answered on the side: a long query does not hold up the room.
         let (archiver, store, outbox) = (

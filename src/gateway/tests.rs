@@ -1,3 +1,6 @@
+mod accounts;
+mod registration;
+
 use super::*;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult};

@@ -5,6 +5,7 @@
 //! | the gateway    | `configure` (record history, persistent, default nick), `disconnect` (from every IRC server) |
 //! | an IRC server  | `configure` (nick, username, realname, SASL and server passwords, after-connect commands, record history, persistent, port, TLS and its verification, flood control) |
 //! | a channel      | `configure` (persistent, record history)   |
+//! | a network's component, where users have accounts | `matrix-login`, `matrix-logout`, `matrix-status`, `matrix-verify` |
 //!
 //! Forms carry every value, so no session state is kept between steps. Settings are saved
 //! in the database and apply on the next connection or join.
@@ -12,8 +13,9 @@
 //! This file answers a step and routes it; `settings` shows and saves the `configure`
 //! forms (and the muc#owner form on the same channel settings), `admin` holds the
 //! connection commands (info, disconnect) and the administrators' (sessions,
-//! disconnect-user, reload).
+//! disconnect-user, reload), `account` the commands on the user's own account.
 
+pub(crate) mod account;
 mod admin;
 mod settings;
 
@@ -26,14 +28,14 @@ use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::Stanza;
 
-use causeway_bridge::Network;
+use causeway_bridge::{Network, NetworkKind};
 
 use super::stanzas::nc;
 use crate::store::{Store, StoreError};
 
 /// XEP-0050's namespace.
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
-pub(super) const DATA: &str = "jabber:x:data";
+pub(crate) const DATA: &str = "jabber:x:data";
 
 /// What a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub enum Target {
 }
 
 /// A command to run against the database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdhocRequest {
     /// The iq id.
     pub iq_id: String,
@@ -68,8 +70,27 @@ pub struct AdhocRequest {
     pub owner: Option<bool>,
 }
 
-/// The commands a target offers, as disco#items; `admin` adds the administrators' ones.
-pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
+/// Leaves the command's form out: it may hold a password.
+impl std::fmt::Debug for AdhocRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdhocRequest")
+            .field("iq_id", &self.iq_id)
+            .field("requester", &self.requester)
+            .field("target", &self.target)
+            .field("node", &self.command.attr("node"))
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The commands a target offers, as disco#items; `admin` adds the administrators' ones,
+/// `accounts` the account commands of a network whose users log in to their own accounts.
+pub fn command_items(
+    to: &Jid,
+    target: &Target,
+    admin: bool,
+    accounts: Option<NetworkKind>,
+) -> Element {
     let label = match target {
         Target::Gateway => "Configure the gateway",
         Target::Server(_) => "Configure this IRC server",
@@ -94,6 +115,9 @@ pub fn command_items(to: &Jid, target: &Target, admin: bool) -> Element {
             query = query.append(item("sessions", "List the users' sessions (admin)"));
             query = query.append(item("disconnect-user", "Disconnect a user (admin)"));
             query = query.append(item("reload", "Reload the configuration file (admin)"));
+        }
+        for (node, name) in accounts.map(account::items).unwrap_or_default() {
+            query = query.append(item(&node, &name));
         }
     }
     query.build()
@@ -140,6 +164,12 @@ async fn step(
     }
     if let (Target::Server(server), "info") = (&request.target, node) {
         return info(store, request, server).await;
+    }
+    if let (Some(network), Target::Gateway) = (network, &request.target) {
+        let command = account::AccountCommand::parse(network.kind(), node);
+        if let Some(command) = command.filter(|_| network.has_accounts()) {
+            return Ok(account::step(network, request, command).await);
+        }
     }
     if matches!(node, "sessions" | "disconnect-user" | "reload")
         && request.target == Target::Gateway
@@ -206,25 +236,38 @@ pub(super) fn response(
     form: Option<Element>,
     note: Option<&str>,
 ) -> Element {
+    respond(node, session, status, form, note.map(|text| ("info", text)))
+}
+
+/// A command step's answer; a form offers to complete the command only while it executes,
+/// and the note is (type, text), the type `info`, `warn` or `error`.
+pub(super) fn respond(
+    node: &str,
+    session: &str,
+    status: &str,
+    form: Option<Element>,
+    note: Option<(&str, &str)>,
+) -> Element {
     let mut command = Element::builder("command", COMMANDS)
         .attr(nc("node"), node)
         .attr(nc("sessionid"), session)
         .attr(nc("status"), status);
     if let Some(form) = form {
-        command = command
-            .append(
+        if status == "executing" {
+            command = command.append(
                 Element::builder("actions", COMMANDS)
                     .attr(nc("execute"), "complete")
                     .append(Element::builder("complete", COMMANDS).build())
                     .build(),
-            )
-            .append(form);
+            );
+        }
+        command = command.append(form);
     }
-    if let Some(note) = note {
+    if let Some((kind, text)) = note {
         command = command.append(
             Element::builder("note", COMMANDS)
-                .attr(nc("type"), "info")
-                .append(note)
+                .attr(nc("type"), kind)
+                .append(text)
                 .build(),
         );
     }
@@ -232,7 +275,7 @@ pub(super) fn response(
 }
 
 /// A form field: var, type, label, values.
-pub(super) fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
+pub(crate) fn field(var: &str, kind: &str, label: &str, values: &[String]) -> Element {
     let mut field = Element::builder("field", DATA)
         .attr(nc("var"), var)
         .attr(nc("type"), kind)
@@ -258,7 +301,7 @@ pub(super) fn text(value: &Option<String>) -> Vec<String> {
 }
 
 /// The submitted values by var (multi-valued fields keep every value).
-pub(super) fn values(form: &Element) -> std::collections::HashMap<String, Vec<String>> {
+pub(crate) fn values(form: &Element) -> std::collections::HashMap<String, Vec<String>> {
     form.children()
         .filter(|c| c.is("field", DATA))
         .filter_map(|f| {
@@ -273,7 +316,7 @@ pub(super) fn values(form: &Element) -> std::collections::HashMap<String, Vec<St
         .collect()
 }
 
-pub(super) fn get_text(
+pub(crate) fn get_text(
     values: &std::collections::HashMap<String, Vec<String>>,
     var: &str,
 ) -> Option<String> {

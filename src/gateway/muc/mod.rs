@@ -49,6 +49,8 @@ pub struct Effects {
     pub mam: Vec<MamRequest>,
     /// Ad-hoc command steps to run.
     pub adhoc: Vec<super::adhoc::AdhocRequest>,
+    /// Registration requests (XEP-0077) to answer.
+    pub register: Vec<super::register::RegisterRequest>,
 }
 
 /// An action for the network on behalf of a user.
