@@ -20,7 +20,7 @@ use ruma::api::{
     SupportedVersions,
 };
 use ruma::serde::Raw;
-use ruma::{OwnedEventId, RoomId, TransactionId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
 use tracing::{debug, warn};
 
 /// How hard to try.
@@ -200,6 +200,58 @@ impl Client {
                 .get_room(room)
                 .is_some_and(|r| r.state() == matrix_sdk::RoomState::Joined),
             _ => false,
+        }
+    }
+
+    /// The room of the account's own whose id, lower-cased, is `folded` (a personal login
+    /// knows its rooms; the appservice does not).
+    pub fn own_room(&self, folded: &str) -> Option<OwnedRoomId> {
+        let Reach::Personal(sdk) = &self.reach else {
+            return None;
+        };
+        sdk.rooms()
+            .into_iter()
+            .map(|room| room.room_id().to_owned())
+            .find(|id| id.as_str().to_lowercase() == folded)
+    }
+
+    /// A personal account's direct room with `remote`, as its Matrix clients know it
+    /// (`m.direct`); `None` for the appservice.
+    pub fn own_direct_room(&self, remote: &UserId) -> Option<OwnedRoomId> {
+        let Reach::Personal(sdk) = &self.reach else {
+            return None;
+        };
+        sdk.get_dm_room(remote)
+            .map(|room| room.room_id().to_owned())
+    }
+
+    /// Open a direct room of a personal account with `remote`, marked so in its Matrix
+    /// clients too (and encrypted, as they make them); `None` for the appservice.
+    pub async fn open_own_direct_room(
+        &self,
+        remote: &UserId,
+    ) -> Option<Result<OwnedRoomId, CallError>> {
+        let Reach::Personal(sdk) = &self.reach else {
+            return None;
+        };
+        Some(
+            sdk.create_dm(remote)
+                .await
+                .map(|room| room.room_id().to_owned())
+                .map_err(|e| sdk_error(&e)),
+        )
+    }
+
+    /// The one other party of a personal account's direct room, as its `m.direct` says.
+    pub fn direct_partner(&self, room: &RoomId) -> Option<String> {
+        let Reach::Personal(sdk) = &self.reach else {
+            return None;
+        };
+        let targets = sdk.get_room(room)?.direct_targets();
+        let mut targets = targets.iter();
+        match (targets.next(), targets.next()) {
+            (Some(one), None) => one.as_user_id().map(|id| id.to_string()),
+            _ => None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Which room a name means: room references resolved to room ids (aliases through the
-//! homeserver, lower-cased room version 12 ids through the ids remembered with their case
-//! or the public directory), the direct rooms between puppets and Matrix users (made on
+//! homeserver, lower-cased room version 12 ids through a personal account's own rooms, the
+//! ids remembered with their case or the public directory), the direct rooms between puppets and Matrix users (made on
 //! first use, or joined when a Matrix user opens one), and the public room list.
 
 use std::sync::Arc;
@@ -62,7 +62,12 @@ impl Directory {
                 Err(e) => Err(e.join_failure()),
             };
         }
-        let exact = match self.store.find_room(&name.to_lowercase()).await {
+        let folded = name.to_lowercase();
+        if let Some(own) = self.client.own_room(&folded) {
+            self.remember(&own).await;
+            return Ok(own);
+        }
+        let exact = match self.store.find_room(&folded).await {
             Ok(Some(exact)) => exact,
             Ok(None) => self
                 .find_public_room(&name)
@@ -132,6 +137,20 @@ impl Directory {
         {
             return OwnedRoomId::try_from(room.as_str()).map_err(|e| e.to_string());
         }
+        // A personal account's direct rooms are its Matrix clients' too.
+        let own = match self.client.own_direct_room(&remote) {
+            Some(room) => Some(Ok(room)),
+            None => self.client.open_own_direct_room(&remote).await,
+        };
+        if let Some(room) = own {
+            let room = room.map_err(|e| format!("cannot open a direct room with {remote}: {e}"))?;
+            self.remember(&room).await;
+            self.store
+                .set_direct_room(puppet.as_str(), remote.as_str(), room.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(room);
+        }
         let mut request = room::create_room::v3::Request::new();
         request.is_direct = true;
         request.invite = vec![remote.clone()];
@@ -178,7 +197,20 @@ impl Directory {
         &self,
         room_id: &RoomId,
     ) -> Result<Option<(String, String)>, StoreFailure> {
-        self.store.direct_room_parties(room_id.as_str()).await
+        if let Some(parties) = self.store.direct_room_parties(room_id.as_str()).await? {
+            return Ok(Some(parties));
+        }
+        // A personal account's direct rooms, made by its Matrix clients: kept from now on.
+        let (Some(remote), Some(own)) = (
+            self.client.direct_partner(room_id),
+            self.puppets.own_account(),
+        ) else {
+            return Ok(None);
+        };
+        self.store
+            .set_direct_room(own.as_str(), &remote, room_id.as_str())
+            .await?;
+        Ok(Some((own.to_string(), remote)))
     }
 
     /// The public rooms of `server` (the homeserver's own when empty or its name).

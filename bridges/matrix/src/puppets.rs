@@ -88,6 +88,14 @@ impl Puppets {
         }
     }
 
+    /// A personal login's own account.
+    pub(crate) fn own_account(&self) -> Option<OwnedUserId> {
+        match &self.mode {
+            Mode::Personal { account, .. } => Some(account.clone()),
+            Mode::Appservice { .. } => None,
+        }
+    }
+
     /// The user's puppet id, unless the JID is too long for one.
     pub(crate) fn try_id(&self, user: &UserRef) -> Option<OwnedUserId> {
         match &self.mode {

@@ -7,6 +7,7 @@
 
 mod session;
 mod sync;
+mod undecrypted;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

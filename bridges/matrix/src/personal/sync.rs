@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::parts::Parts;
+use crate::personal::undecrypted::Undecrypted;
 
 /// How long one sync waits for news.
 const LONG_POLL: Duration = Duration::from_secs(30);
@@ -53,6 +54,7 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
     let Syncing { sdk, state, .. } = syncing;
     let mut delay = Duration::from_secs(1);
     let mut failing = false;
+    let mut undecrypted = Undecrypted::default();
     loop {
         // The first sync of a new login brings recent history of every room: not news.
         let fresh = !synced_before(sdk).await;
@@ -70,7 +72,7 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
                 }
                 state.send_replace("connected".into());
                 delay = Duration::from_secs(1);
-                handle(&syncing, response, fresh).await;
+                handle(&syncing, response, fresh, &mut undecrypted).await;
             }
             Err(e) => {
                 if matches!(
@@ -114,8 +116,14 @@ async fn notice(syncing: &Syncing<'_>, text: &str) {
     let _ = syncing.emit.send(event).await;
 }
 
-/// One sync's news, in order: invitations, then each joined room's timeline.
-async fn handle(syncing: &Syncing<'_>, response: SyncResponse, fresh: bool) {
+/// One sync's news, in order: invitations, then each joined room's timeline, then the
+/// events whose keys have arrived since.
+async fn handle(
+    syncing: &Syncing<'_>,
+    response: SyncResponse,
+    fresh: bool,
+    undecrypted: &mut Undecrypted,
+) {
     let own = syncing.sdk.user_id().map(|id| id.to_string());
     for (room_id, invited) in &response.rooms.invited {
         for raw in &invited.invite_state.events {
@@ -130,14 +138,32 @@ async fn handle(syncing: &Syncing<'_>, response: SyncResponse, fresh: bool) {
     syncing.parts.joins.settled().await;
     for (room_id, update) in response.rooms.joined {
         for event in &update.timeline.events {
-            let Some(raw) = with_room(event.raw(), &room_id) else {
-                continue;
+            let raw = match event.kind.is_utd() {
+                true => match undecrypted.keep(&room_id, event.raw()) {
+                    Some(notice) => notice,
+                    None => continue,
+                },
+                false => event.raw().clone(),
             };
-            let elsewhere = own
-                .as_deref()
-                .is_some_and(|own| sent_elsewhere(event.raw(), own));
-            syncing.parts.incoming.on_event_from(raw, elsewhere).await;
+            let elsewhere = own.as_deref().is_some_and(|own| sent_elsewhere(&raw, own));
+            deliver(syncing, &room_id, &raw, elsewhere).await;
         }
+    }
+    for (room_id, raw) in undecrypted.retry(syncing.sdk).await {
+        let elsewhere = own.as_deref().is_some_and(|own| sent_elsewhere(&raw, own));
+        deliver(syncing, &room_id, &raw, elsewhere).await;
+    }
+}
+
+/// One event of a room, to the incoming side.
+async fn deliver(
+    syncing: &Syncing<'_>,
+    room_id: &RoomId,
+    raw: &Raw<AnySyncTimelineEvent>,
+    elsewhere: bool,
+) {
+    if let Some(raw) = with_room(raw, room_id) {
+        syncing.parts.incoming.on_event_from(raw, elsewhere).await;
     }
 }
 
