@@ -42,7 +42,11 @@ fn form(kind: &str, fields: &[(&str, &str)]) -> Element {
 
 /// Run the ad-hoc command `node` on the Matrix service: execute, then submit `fields`
 /// when it answers with a form. The last answer.
-async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -> Element {
+pub(crate) async fn command(
+    client: &mut TestClient,
+    node: &str,
+    fields: &[(&str, &str)],
+) -> Element {
     let execute = Element::builder("command", COMMANDS)
         .attr(nc("node"), node)
         .attr(nc("action"), "execute")
@@ -67,7 +71,7 @@ async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -
 }
 
 /// The note of a completed command: its type and text.
-fn note(answer: &Element) -> (String, String) {
+pub(crate) fn note(answer: &Element) -> (String, String) {
     assert_eq!(answer.attr("status"), Some("completed"), "{answer:?}");
     let note = answer
         .get_child("note", COMMANDS)
@@ -76,7 +80,7 @@ fn note(answer: &Element) -> (String, String) {
 }
 
 /// Log `client` in to `account` with `password` by the ad-hoc command.
-async fn log_in(
+pub(crate) async fn log_in(
     scene: &Scene<MatrixSide>,
     client: &mut TestClient,
     account: &str,
@@ -97,7 +101,7 @@ async fn log_in(
 }
 
 /// The devices of a Matrix account that the gateway made.
-async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
+pub(crate) async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
     let devices = account.request(Method::GET, &["devices"], None).await;
     devices["devices"]
         .as_array()
