@@ -43,7 +43,7 @@ use causeway_bridge::{
     UserRef,
 };
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::client::Client;
 use crate::listener::Listener;
@@ -269,7 +269,13 @@ impl Network for MatrixNetwork {
         };
         if let Some(personal) = self.personal.clone() {
             let rule = self.allowed.lock().expect("allowed lock").0.clone();
-            tokio::spawn(async move { personal.restore(&rule).await });
+            let appservice = self.appservice.clone();
+            let fallback = Box::new(move |user: &UserRef, action| {
+                if let Err(e) = by_appservice(appservice.as_deref(), user, action) {
+                    warn!(%user, error = %e, "an action waiting for a lost login is dropped");
+                }
+            });
+            tokio::spawn(async move { personal.restore(&rule, fallback).await });
         }
         let appservice = self.appservice.clone();
         let listening = shutdown.clone();
@@ -303,23 +309,14 @@ impl Network for MatrixNetwork {
                 "Matrix has no raw protocol lines".into(),
             ));
         }
-        if let Some(login) = self.personal.as_ref().and_then(|p| p.login(user)) {
-            login.parts.workers.queue(user, action);
-            return Ok(());
-        }
-        let Some(appservice) = &self.appservice else {
-            return Err(BridgeError::Invalid(
-                "log in to Matrix first (the ad-hoc command \"Log in to Matrix\" on this service)"
-                    .into(),
-            ));
+        let action = match &self.personal {
+            Some(personal) => match personal.act(user, action).await {
+                Some(action) => action,
+                None => return Ok(()),
+            },
+            None => action,
         };
-        if appservice.puppets.try_id(user).is_none() {
-            return Err(BridgeError::Invalid(format!(
-                "{user} is too long to be written as a Matrix user id (255 bytes at most)"
-            )));
-        }
-        appservice.parts.workers.queue(user, action);
-        Ok(())
+        by_appservice(self.appservice.as_deref(), user, action)
     }
 
     fn has_accounts(&self) -> bool {
@@ -343,6 +340,28 @@ impl Network for MatrixNetwork {
         }
         personal.account(user, request).await
     }
+}
+
+/// Carry out the action of a user without a personal login by their puppet, if there is
+/// an appservice.
+fn by_appservice(
+    appservice: Option<&Appservice>,
+    user: &UserRef,
+    action: Action,
+) -> Result<(), BridgeError> {
+    let Some(appservice) = appservice else {
+        return Err(BridgeError::Invalid(
+            "log in to Matrix first (the ad-hoc command \"Log in to Matrix\" on this service)"
+                .into(),
+        ));
+    };
+    if appservice.puppets.try_id(user).is_none() {
+        return Err(BridgeError::Invalid(format!(
+            "{user} is too long to be written as a Matrix user id (255 bytes at most)"
+        )));
+    }
+    appservice.parts.workers.queue(user, action);
+    Ok(())
 }
 
 /// A notice from the network to the user.
