@@ -11,7 +11,7 @@ use xmpp_client::Stanza;
 
 use crate::harness::e2ee_client::E2eeClient;
 use crate::harness::matrix_client::MatrixClient;
-use crate::harness::muc::{body, chat_from, enter, groupchat_from, groupchat_to};
+use crate::harness::muc::{body, chat_from, enter, groupchat_to, live_groupchat_from};
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
 use crate::matrix_personal::{command, gateway_devices, log_in, note};
@@ -73,7 +73,7 @@ async fn both_ways(
     (to_alice, to_erin): (&str, &str),
 ) {
     erin.send_text(room, to_alice).await;
-    let m = groupchat_from(alice, "/erin").await;
+    let m = live_groupchat_from(alice, "/erin").await;
     assert_eq!(body(&m), Some(to_alice));
     alice.send(groupchat_to(jid, to_erin)).await;
     assert_eq!(erin.next_text(room, carol.user_id(), WAIT).await, to_erin);

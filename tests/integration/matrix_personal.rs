@@ -12,7 +12,7 @@ use xmpp_client::parsers::message::MessageType;
 use xmpp_client::{IqResponse, Stanza};
 
 use crate::harness::matrix_client::MatrixClient;
-use crate::harness::muc::{body, enter, groupchat_from, groupchat_to, sender};
+use crate::harness::muc::{body, enter, groupchat_from, groupchat_to, live_groupchat_from, sender};
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
 
@@ -198,7 +198,7 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
     scene.start_gateway().await;
     enter(&mut alice, &room_jid("plaza"), "Carol").await;
     scene.bob.send_text(&room, "after the restart").await;
-    let m = groupchat_from(&mut alice, "/bob").await;
+    let m = live_groupchat_from(&mut alice, "/bob").await;
     assert_eq!(body(&m), Some("after the restart"));
     assert_eq!(gateway_devices(&phone).await.len(), 1, "still one device");
 

@@ -137,6 +137,23 @@ pub async fn groupchat_from(client: &mut TestClient, from: &str) -> Message {
         .await
 }
 
+/// [`groupchat_from`] skipping the room's history, which entering sends again (delayed).
+pub async fn live_groupchat_from(client: &mut TestClient, from: &str) -> Message {
+    client
+        .expect(&format!("live groupchat from {from}"), |s| match s {
+            Stanza::Message(m)
+                if m.type_ == MessageType::Groupchat
+                    && sender(s).ends_with(from)
+                    && body(m).is_some()
+                    && !m.payloads.iter().any(|p| p.is("delay", "urn:xmpp:delay")) =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await
+}
+
 /// The next chat message with a body from `from` (a whole JID).
 pub async fn chat_from(client: &mut TestClient, from: &str) -> Message {
     client
