@@ -87,6 +87,8 @@ async fn an_encrypted_room_decrypts_both_ways_and_after_a_restart() {
     let mut scene = Scene::matrix().await;
     let (carol, erin, mut alice) = carol_erin_and_alice(&scene).await;
     let room = erin.create_encrypted_room(&[carol.user_id()], false).await;
+    // Sent before the gateway's session existed: history, not news, when she enters.
+    erin.send_text(&room, "before carol came").await;
 
     // The invitation reaches alice on her first sync; she accepts it by entering the room.
     let device = alice_as_carol(&scene, &mut alice, &carol).await;
