@@ -7,31 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 use xmpp_client::parsers::message::Message;
-use xmpp_client::Stanza;
 
 use crate::harness::e2ee_client::E2eeClient;
 use crate::harness::matrix_client::MatrixClient;
-use crate::harness::muc::{body, chat_from, enter, groupchat_to, live_groupchat_from};
+use crate::harness::muc::{body, chat_from, enter, groupchat_to, invitation, live_groupchat_from};
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
 use crate::matrix_personal::{command, gateway_devices, log_in, note};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The JID of the room an XEP-0249 invitation names.
-async fn invitation(client: &mut TestClient) -> String {
-    client
-        .expect("an invitation", |s| match s {
-            Stanza::Message(m) => m
-                .payloads
-                .iter()
-                .find(|p| p.is("x", "jabber:x:conference"))
-                .and_then(|x| x.attr("jid"))
-                .map(str::to_owned),
-            _ => None,
-        })
-        .await
-}
 
 /// An encrypted event `sender` sent to `room`, as a client without keys sees it.
 fn is_encrypted_from(event: &Value, sender: &str) -> bool {
