@@ -12,7 +12,9 @@ use xmpp_client::parsers::message::MessageType;
 use xmpp_client::{IqResponse, Stanza};
 
 use crate::harness::matrix_client::MatrixClient;
-use crate::harness::muc::{body, enter, groupchat_from, groupchat_to, live_groupchat_from, sender};
+use crate::harness::muc::{
+    body, chat_from, enter, groupchat_from, groupchat_to, payload, sender, with_payload,
+};
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
 
@@ -198,8 +200,13 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
     scene.start_gateway().await;
     enter(&mut alice, &room_jid("plaza"), "Carol").await;
     scene.bob.send_text(&room, "after the restart").await;
-    let m = live_groupchat_from(&mut alice, "/bob").await;
-    assert_eq!(body(&m), Some("after the restart"));
+    let from = alice
+        .expect("bob's message after the restart", |s| match s {
+            Stanza::Message(m) if body(m) == Some("after the restart") => Some(sender(s)),
+            _ => None,
+        })
+        .await;
+    assert!(from.ends_with("/bob"), "{from}");
     assert_eq!(gateway_devices(&phone).await.len(), 1, "still one device");
 
     // Logged out from another client: the gateway notices and tells her.
@@ -292,5 +299,187 @@ async fn in_band_registration_logs_in_and_out() {
         gateway_devices(&dave).await.is_empty(),
         "the device is signed out"
     );
+    scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways() {
+    let scene = Scene::matrix().await;
+    let phone = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
+    let carol = phone.user_id().to_owned();
+    let mut alice = scene.xmpp_user("alice").await;
+    let (kind, text) = log_in(&scene, &mut alice, &carol, "carol-password").await;
+    assert_eq!(kind, "info", "{text}");
+
+    // Bob opens a direct chat with carol: the gateway joins it for her.
+    let direct = scene
+        .bob
+        .create_room(serde_json::json!({
+            "is_direct": true, "invite": [carol], "preset": "trusted_private_chat"
+        }))
+        .await;
+    let joined = |e: &Value| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == carol.as_str()
+            && e["content"]["membership"] == "join"
+    };
+    scene.bob.next_event(&direct, joined, WAIT).await;
+
+    // Matrix → XMPP: a message, its edit, a reaction, and its retraction.
+    let bob_jid = format!("bob%{HS}@{GW}");
+    let original = scene.bob.send_text(&direct, "psst").await;
+    let m = chat_from(&mut alice, &bob_jid).await;
+    assert_eq!(body(&m), Some("psst"));
+    assert_eq!(
+        m.id.map(|id| id.0),
+        Some(original.clone()),
+        "known by its event id"
+    );
+    let edit = serde_json::json!({
+        "msgtype": "m.text", "body": "* psst!",
+        "m.new_content": {"msgtype": "m.text", "body": "psst!"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    });
+    scene.bob.send(&direct, "m.room.message", edit).await;
+    let m = with_payload(
+        &mut alice,
+        &bob_jid,
+        "replace",
+        "urn:xmpp:message-correct:0",
+    )
+    .await;
+    assert_eq!(body(&m), Some("psst!"));
+    let replace = payload(&m, "replace", "urn:xmpp:message-correct:0").unwrap();
+    assert_eq!(replace.attr("id"), Some(original.as_str()));
+    let reaction = serde_json::json!({
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": original, "key": "👍"}
+    });
+    scene.bob.send(&direct, "m.reaction", reaction).await;
+    let m = with_payload(&mut alice, &bob_jid, "reactions", "urn:xmpp:reactions:0").await;
+    let reactions = payload(&m, "reactions", "urn:xmpp:reactions:0").unwrap();
+    assert_eq!(reactions.attr("id"), Some(original.as_str()));
+    assert_eq!(
+        reactions.children().next().map(|r| r.text()),
+        Some("👍".to_owned())
+    );
+    scene.bob.redact(&direct, &original, "oops").await;
+    let m = with_payload(
+        &mut alice,
+        &bob_jid,
+        "retract",
+        "urn:xmpp:message-retract:1",
+    )
+    .await;
+    let retract = payload(&m, "retract", "urn:xmpp:message-retract:1").unwrap();
+    assert_eq!(retract.attr("id"), Some(original.as_str()));
+
+    // XMPP → Matrix: a message into the same room, as carol, and a reaction to bob's.
+    let later = scene.bob.send_text(&direct, "still there?").await;
+    chat_from(&mut alice, &bob_jid).await;
+    let mut reply = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
+    reply.bodies.insert(Default::default(), "yes".into());
+    alice.send(reply).await;
+    let sent = scene
+        .bob
+        .next_event(&direct, |e| is_text(e, &carol, "yes"), WAIT)
+        .await;
+    assert_eq!(sent["room_id"], direct.as_str(), "the same direct room");
+    let mut react = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
+    react.payloads.push(
+        Element::builder("reactions", "urn:xmpp:reactions:0")
+            .attr(nc("id"), later.as_str())
+            .append(
+                Element::builder("reaction", "urn:xmpp:reactions:0")
+                    .append("🎉")
+                    .build(),
+            )
+            .build(),
+    );
+    alice.send(react).await;
+    let reacted = scene
+        .bob
+        .next_event(
+            &direct,
+            |e| e["type"] == "m.reaction" && e["sender"] == carol.as_str(),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        reacted["content"]["m.relates_to"]["event_id"],
+        later.as_str()
+    );
+    assert_eq!(reacted["content"]["m.relates_to"]["key"], "🎉");
+    scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
+    let mut scene = Scene::matrix().await;
+    let phone = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
+    let carol = phone.user_id().to_owned();
+    let room = scene.public_room("outage", "").await;
+    phone.join(&room).await;
+    let mut alice = scene.xmpp_user("alice").await;
+    log_in(&scene, &mut alice, &carol, "carol-password").await;
+    let jid = room_jid("outage");
+    enter(&mut alice, &jid, "Carol").await;
+    scene.bob.catch_up().await;
+
+    // Sent while the homeserver is down: kept and delivered once it is back, in order.
+    scene.synapse.stop().await;
+    for n in 0..5 {
+        alice
+            .send(groupchat_to(&jid, &format!("while down {n}")))
+            .await;
+    }
+    let notice = |words: &'static str| {
+        move |s: &Stanza| match s {
+            Stanza::Message(m) if body(m).is_some_and(|b| b.contains(words)) => Some(sender(s)),
+            _ => None,
+        }
+    };
+    let from = alice
+        .expect(
+            "the notice of the outage",
+            notice("cannot reach the homeserver"),
+        )
+        .await;
+    assert!(from.ends_with(GW), "{from}");
+    scene.synapse.restart().await;
+    let mut received = Vec::new();
+    while received.len() < 5 {
+        let event = scene
+            .bob
+            .next_event(
+                &room,
+                |e| e["type"] == "m.room.message" && e["sender"] == carol.as_str(),
+                Duration::from_secs(90),
+            )
+            .await;
+        received.push(event["content"]["body"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("while down {n}")).collect();
+    assert_eq!(received, expected, "all five, in order, once");
+    alice
+        .expect(
+            "the notice of the return",
+            notice("connected to the homeserver again"),
+        )
+        .await;
+
+    // And the sync is back: bob's message reaches her.
+    scene.bob.send_text(&room, "welcome back").await;
+    alice
+        .expect("bob's message after the outage", |s| match s {
+            Stanza::Message(m) if body(m) == Some("welcome back") => Some(()),
+            _ => None,
+        })
+        .await;
     scene.stop().await;
 }

@@ -207,31 +207,12 @@ impl Incoming {
                 }
             });
         }
-        let parties = match self.directory.direct_room_parties(room_id).await {
-            Ok(parties) => parties,
-            Err(e) => {
-                warn!(room = %room_id, error = %e, "cannot look up the direct room");
-                return vec![];
-            }
-        };
-        let Some((puppet, remote)) = parties else {
-            debug!(room = %room_id, "message in a room no XMPP user is in");
-            return vec![];
-        };
-        if sender != remote {
-            return vec![];
-        }
-        let (Some(user), Some((local, server))) =
-            (self.puppets.owner(&puppet), ids::split_user_id(&remote))
-        else {
+        let Some((user, peer)) = self.direct_peer(room_id, sender).await else {
             return vec![];
         };
         vec![Event::Message {
             user,
-            peer: Peer::User {
-                server: server.to_owned(),
-                nick: local.to_owned(),
-            },
+            peer,
             from: String::new(),
             body,
             kind,
@@ -240,6 +221,32 @@ impl Incoming {
             remote_id: Some(event_id),
             refs,
         }]
+    }
+
+    /// The XMPP user and the Matrix user a direct room joins, when `sender` is that Matrix
+    /// user (what the XMPP user's own puppet or account sends there is theirs already).
+    async fn direct_peer(&self, room_id: &RoomId, sender: &str) -> Option<(UserRef, Peer)> {
+        let parties = match self.directory.direct_room_parties(room_id).await {
+            Ok(parties) => parties,
+            Err(e) => {
+                warn!(room = %room_id, error = %e, "cannot look up the direct room");
+                return None;
+            }
+        };
+        let Some((puppet, remote)) = parties else {
+            debug!(room = %room_id, "event in a room no XMPP user is in");
+            return None;
+        };
+        if sender != remote {
+            return None;
+        }
+        let user = self.puppets.owner(&puppet)?;
+        let (local, server) = ids::split_user_id(&remote)?;
+        let peer = Peer::User {
+            server: server.to_owned(),
+            nick: local.to_owned(),
+        };
+        Some((user, peer))
     }
 
     /// What a reply answers: the original's sender and text, fetched from the homeserver
@@ -296,6 +303,19 @@ impl Incoming {
                 return vec![];
             }
         };
+        let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
+        if !tracked {
+            let Some((user, peer)) = self.direct_peer(room_id, sender).await else {
+                return vec![];
+            };
+            return vec![Event::Reactions {
+                user,
+                peer,
+                from: String::new(),
+                id: target.to_owned(),
+                reactions,
+            }];
+        }
         self.rooms
             .lock()
             .expect("rooms lock")
@@ -336,6 +356,24 @@ impl Incoming {
                 warn!(error = %e, "cannot forget a reaction");
             }
             return self.reactions_of(room_id, &target, &link.sender).await;
+        }
+        let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
+        if !tracked {
+            // In a direct room, only the sender takes its own messages back.
+            let Some((user, peer)) = self.direct_peer(room_id, sender).await else {
+                return vec![];
+            };
+            if link.sender != sender {
+                return vec![];
+            }
+            return vec![Event::Retracted {
+                user,
+                peer,
+                id: link.event_id.clone(),
+                from: String::new(),
+                moderator: None,
+                reason,
+            }];
         }
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let from = rooms

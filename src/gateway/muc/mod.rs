@@ -339,9 +339,9 @@ impl Muc {
                 reactions,
                 ..
             } => self.reactions(&mut fx, &user, &room, &from, &id, &reactions),
-            // In direct chats the server's carbons show a user's own doings; what others do
-            // to messages there is not shown yet.
-            Event::Retracted { .. } | Event::Reactions { .. } => {}
+            event @ (Event::Retracted { .. } | Event::Reactions { .. }) => {
+                self.direct_rich(&mut fx, &user, event)
+            }
             Event::Invited {
                 room, by, reason, ..
             } => fx.stanzas.extend(self.invitation(&user, &room, by, reason)),

@@ -112,6 +112,8 @@ impl Muc {
             kind,
             time,
             own_id,
+            remote_id,
+            refs,
             ..
         } = event
         else {
@@ -127,16 +129,82 @@ impl Muc {
         else {
             return;
         };
+        // The network's id, where it has one, is the message's id: what corrections,
+        // replies, retractions and reactions name.
+        let text = with_kind(body, kind);
         let mut msg = message(
             MessageType::Chat,
             sender.clone().into(),
             user.clone().into(),
-            None,
-            &with_kind(body, kind),
+            remote_id,
+            &text,
         );
+        if let Some(corrected) = &refs.replaces {
+            msg.payloads.push(rich::replace(corrected));
+        }
+        if let Some(answered) = &refs.reply_to {
+            msg.payloads.push(rich::reply(&answered.id, None));
+            if let Some(quote) = &answered.quote {
+                let (quoted, fallback) = rich::with_quote(&text, answered.nick.as_deref(), quote);
+                msg.bodies.insert(Default::default(), quoted);
+                msg.payloads.push(fallback);
+            }
+        }
         if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
             msg.payloads.push(delay.into());
         }
+        fx.stanzas.push(msg.into());
+    }
+
+    /// A remote user took back a message of a direct chat, or changed their reactions to
+    /// one: a chat message from them (XEP-0424, XEP-0444).
+    pub(super) fn direct_rich(&self, fx: &mut Effects, user: &BareJid, event: Event) {
+        let (server, nick, payloads, text) = match event {
+            Event::Retracted {
+                peer: Peer::User { server, nick },
+                id,
+                reason,
+                ..
+            } => {
+                let payloads = rich::retracted(&id, None, reason.as_deref());
+                (
+                    server,
+                    nick,
+                    payloads,
+                    Some(rich::retracted_fallback(false)),
+                )
+            }
+            Event::Reactions {
+                peer: Peer::User { server, nick },
+                id,
+                reactions,
+                ..
+            } => (
+                server,
+                nick,
+                rich::reactions_payloads(&id, &reactions),
+                None,
+            ),
+            _ => return,
+        };
+        let Ok(sender) = self.addressing.user_jid(&server, &nick) else {
+            return;
+        };
+        let mut msg = match text {
+            Some(text) => message(
+                MessageType::Chat,
+                sender.into(),
+                user.clone().into(),
+                None,
+                text,
+            ),
+            None => {
+                let mut msg = Message::chat(Some(user.clone().into()));
+                msg.from = Some(sender.into());
+                msg
+            }
+        };
+        msg.payloads.extend(payloads);
         fx.stanzas.push(msg.into());
     }
 

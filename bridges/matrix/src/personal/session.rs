@@ -69,6 +69,20 @@ fn key_bytes(key: &str) -> Option<[u8; 32]> {
     Some(bytes)
 }
 
+/// Make `dir` (and the folders above it), readable by the gateway's user alone: the
+/// session's keys are in it.
+fn private_folder(dir: &Path) -> Result<(), BridgeError> {
+    let made = std::fs::create_dir_all(dir).and_then(|()| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    });
+    made.map_err(|e| BridgeError::Invalid(format!("cannot make {}: {e}", dir.display())))
+}
+
 /// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`.
 async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
     matrix_sdk::Client::builder()
@@ -137,6 +151,7 @@ pub(crate) async fn log_in(
         std::fs::remove_dir_all(dir)
             .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
     }
+    private_folder(dir)?;
     let key = new_store_key();
     let sdk = open(&server, dir, &key).await?;
     match &credentials.secret {
