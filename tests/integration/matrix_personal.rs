@@ -191,14 +191,70 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
         .await;
     assert!(m.ends_with("/Carol"), "shown under her nick: {m}");
 
+    // Invited to a private room with a mixed-case room version 12 id (in no directory), she
+    // joins it through its lower-cased JID: her own rooms know its case.
+    let private = scene
+        .bob
+        .create_room(serde_json::json!({"preset": "private_chat", "invite": [carol]}))
+        .await;
+    assert_ne!(
+        private,
+        private.to_lowercase(),
+        "the id has upper case: {private}"
+    );
+    let private_jid = format!("{}@{GW}", private.to_lowercase());
+    let invited_to = alice
+        .expect("the invitation", |s| match s {
+            Stanza::Message(m) => m
+                .payloads
+                .iter()
+                .find(|p| p.is("x", "jabber:x:conference"))
+                .and_then(|x| x.attr("jid"))
+                .map(str::to_lowercase),
+            _ => None,
+        })
+        .await;
+    assert_eq!(invited_to, private_jid);
+    enter(&mut alice, &private_jid, "Carol").await;
+    alice.send(groupchat_to(&private_jid, "found it")).await;
+    scene
+        .bob
+        .next_event(&private, |e| is_text(e, &carol, "found it"), WAIT)
+        .await;
+
     // The status command tells who and how.
     let (_, text) = note(&command(&mut alice, "matrix-status", &[]).await);
     assert!(text.contains(&carol), "{text}");
 
     // A restart of the gateway keeps the login: no new device, and the room still works.
+    // What bob says meanwhile comes in the join history, from the homeserver, once.
     scene.stop_gateway().await;
+    scene
+        .bob
+        .send_text(&room, "while the gateway was down")
+        .await;
     scene.start_gateway().await;
     enter(&mut alice, &room_jid("plaza"), "Carol").await;
+    let mut history = Vec::new();
+    let plaza = room_jid("plaza");
+    alice
+        .expect("the join history, up to the subject", |s| match s {
+            _ if !sender(s).starts_with(&plaza) => None,
+            Stanza::Message(m) if !m.subjects.is_empty() => Some(()),
+            Stanza::Message(m) => {
+                history.extend(body(m).map(str::to_owned));
+                None
+            }
+            _ => None,
+        })
+        .await;
+    let count = |text: &str| history.iter().filter(|b| *b == text).count();
+    assert_eq!(count("while the gateway was down"), 1, "{history:?}");
+    assert_eq!(
+        count("hi carol"),
+        1,
+        "once, though archived before: {history:?}"
+    );
     scene.bob.send_text(&room, "after the restart").await;
     let from = alice
         .expect("bob's message after the restart", |s| match s {
@@ -299,6 +355,20 @@ async fn in_band_registration_logs_in_and_out() {
         gateway_devices(&dave).await.is_empty(),
         "the device is signed out"
     );
+
+    // An access token from another client logs in too, its account found from the token.
+    let other = scene.synapse.login("dave", "dave-password").await;
+    let answer = command(
+        &mut alice,
+        "matrix-login",
+        &[("token", other.access_token()), ("homeserver", &url)],
+    )
+    .await;
+    let (kind, text) = note(&answer);
+    assert_eq!(kind, "info", "{text}");
+    assert!(text.contains(dave.user_id()), "{text}");
+    let (_, text) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(text.contains(dave.user_id()), "{text}");
     scene.stop().await;
 }
 

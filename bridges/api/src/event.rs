@@ -4,6 +4,22 @@ use std::time::SystemTime;
 
 use crate::{Departure, JoinFailure, Member, MessageKind, Peer, Privilege, Refs, RoomRef, UserRef};
 
+/// A message of a room's history ([`Event::History`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    /// The sender's nick.
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// How it is meant.
+    pub kind: MessageKind,
+    /// When it was sent.
+    pub time: SystemTime,
+    /// The network's id of the message (a Matrix event id): its stanza-id, by which the
+    /// archive keeps it once.
+    pub remote_id: String,
+}
+
 /// What a network reports back to the gateway core, always about one XMPP user's puppet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -132,6 +148,16 @@ pub enum Event {
         /// What it corrects or answers.
         refs: Refs,
     },
+    /// What was said in a room before the user joined, as the network keeps it, oldest
+    /// first; reported before [`Event::Joined`], for the join history and the archive.
+    History {
+        /// Whose puppet is joining.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The messages.
+        messages: Vec<Said>,
+    },
     /// A message was retracted by its sender, or removed by a moderator.
     Retracted {
         /// Whose puppet saw it.
@@ -247,6 +273,7 @@ impl Event {
             | Event::MemberAway { user, .. }
             | Event::PrivilegeChanged { user, .. }
             | Event::Message { user, .. }
+            | Event::History { user, .. }
             | Event::Subject { user, .. }
             | Event::ServerText { user, .. }
             | Event::Disconnected { user, .. }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 pub use account::{AccountReply, AccountRequest, AccountStatus, Credentials, Secret};
 pub use action::Action;
-pub use event::Event;
+pub use event::{Event, Said};
 
 /// Which remote network a bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,6 +19,7 @@ use ruma::api::{
     AppserviceUserIdentity, IncomingResponse, MatrixVersion, OutgoingRequestAppserviceExt,
     SupportedVersions,
 };
+use ruma::events::AnyTimelineEvent;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
 use tracing::{debug, warn};
@@ -206,6 +207,17 @@ impl Client {
         }
     }
 
+    /// After a personal account joined `room` through a request of ours: its matrix-sdk
+    /// client learns it at once (joining again is a no-op on the homeserver), not at its
+    /// next sync — it sends only into rooms it knows as joined.
+    pub async fn joined(&self, room: &RoomId) {
+        if let Reach::Personal(sdk) = &self.reach {
+            if let Err(e) = sdk.join_room_by_id(room).await {
+                debug!(%room, error = %e, "the session did not take the join");
+            }
+        }
+    }
+
     /// The room of the account's own whose id, lower-cased, is `folded` (a personal login
     /// knows its rooms; the appservice does not).
     pub fn own_room(&self, folded: &str) -> Option<OwnedRoomId> {
@@ -256,6 +268,33 @@ impl Client {
             (Some(one), None) => one.as_user_id().map(|id| id.to_string()),
             _ => None,
         }
+    }
+
+    /// The last `limit` events of `room` as `user` sees them, newest first: decrypted by
+    /// matrix-sdk for a personal login, as the homeserver keeps them for a puppet.
+    pub async fn recent_events(
+        &self,
+        room: &RoomId,
+        limit: u32,
+        user: &UserId,
+    ) -> Result<Vec<Raw<AnyTimelineEvent>>, CallError> {
+        let Reach::Personal(sdk) = &self.reach else {
+            let mut request = message::get_message_events::v3::Request::backward(room.to_owned());
+            request.limit = limit.into();
+            let page = self.call(request, Some(user), Retry::Once).await?;
+            return Ok(page.chunk);
+        };
+        let Some(joined) = sdk.get_room(room) else {
+            return Err(CallError::Invalid(format!("not in {room}")));
+        };
+        let mut options = matrix_sdk::room::MessagesOptions::backward();
+        options.limit = limit.into();
+        let page = joined.messages(options).await.map_err(|e| sdk_error(&e))?;
+        Ok(page
+            .chunk
+            .iter()
+            .filter_map(|event| crate::ids::with_room(event.raw(), room))
+            .collect())
     }
 
     /// Send `request` as `user` (a puppet), or as the appservice's own user. A personal

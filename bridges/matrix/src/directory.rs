@@ -182,6 +182,7 @@ impl Directory {
             warn!(room = %room_id, error = %e, "cannot join the direct room");
             return;
         }
+        self.client.joined(room_id).await;
         if let Err(e) = self
             .store
             .set_direct_room(puppet.as_str(), inviter, room_id.as_str())

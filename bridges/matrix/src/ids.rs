@@ -81,6 +81,19 @@ pub fn matrix_name(room: &RoomRef) -> String {
     }
 }
 
+/// A sync event as a room event (with its room id), as the incoming side takes them.
+pub(crate) fn with_room(
+    raw: &ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>,
+    room: &ruma::RoomId,
+) -> Option<ruma::serde::Raw<ruma::events::AnyTimelineEvent>> {
+    let mut event: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw.json().get()).ok()?;
+    event.insert("room_id".into(), room.as_str().into());
+    serde_json::value::to_raw_value(&event)
+        .ok()
+        .map(ruma::serde::Raw::from_json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +126,24 @@ mod tests {
         assert_eq!(room_ref_of_id("!x").server, "");
         assert_eq!(split_user_id("@a:b.c"), Some(("a", "b.c")));
         assert_eq!(split_user_id("a:b"), None);
+    }
+
+    #[test]
+    fn a_sync_event_gets_its_room() {
+        let json = serde_json::json!({
+            "type": "m.room.message", "sender": "@b:hs", "event_id": "$3",
+            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}
+        });
+        let event = ruma::serde::Raw::from_json(serde_json::value::to_raw_value(&json).unwrap());
+        let room = <&ruma::RoomId>::try_from("!r:hs").unwrap();
+        let with = with_room(&event, room).unwrap();
+        assert_eq!(
+            with.get_field::<String>("room_id").unwrap().as_deref(),
+            Some("!r:hs")
+        );
+        assert!(matches!(
+            with.deserialize(),
+            Ok(ruma::events::AnyTimelineEvent::MessageLike(_))
+        ));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod client;
 mod directory;
+mod history;
 pub mod ids;
 mod incoming;
 mod links;

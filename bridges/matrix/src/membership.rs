@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use crate::client::{Client, Retry};
 use crate::directory::Directory;
+use crate::history;
 use crate::puppets::Puppets;
 use crate::room_state::RoomState;
 use crate::SharedRooms;
@@ -114,6 +115,9 @@ impl Memberships {
                 }
             }
         }
+        if !member_before {
+            self.client.joined(&room_id).await;
+        }
         self.directory.remember(&room_id).await;
         let loaded = self.room_state.load(&room_id, &puppet).await;
         if loaded.is_err() || self.nick_taken(&room_id, &nick, &puppet) {
@@ -133,6 +137,7 @@ impl Memberships {
                 Ok(()) => conflict(),
             };
         }
+        let history = history::recent(&self.client, &self.rooms, &room_id, &puppet).await;
         let (members, subject) = self.rooms.lock().expect("rooms lock").enter(
             &room_id,
             user,
@@ -140,13 +145,22 @@ impl Memberships {
             puppet.to_string(),
             &nick,
         );
-        vec![Event::Joined {
+        let mut events = Vec::with_capacity(2);
+        if !history.is_empty() {
+            events.push(Event::History {
+                user: user.clone(),
+                room: room.clone(),
+                messages: history,
+            });
+        }
+        events.push(Event::Joined {
             user: user.clone(),
             room,
             nick,
             members,
             subject,
-        }]
+        });
+        events
     }
 
     fn nick_taken(&self, room_id: &RoomId, nick: &str, puppet: &UserId) -> bool {

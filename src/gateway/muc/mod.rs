@@ -321,6 +321,7 @@ impl Muc {
                 ..
             } => self.room_message(&mut fx, &user, event),
             event @ Event::Message { .. } => self.private_message(&mut fx, &user, event),
+            Event::History { room, messages, .. } => self.history(&mut fx, &user, &room, messages),
             Event::Subject {
                 room, subject, by, ..
             } => self.subject(&mut fx, &user, &room, subject, by),

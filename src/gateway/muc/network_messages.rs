@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use causeway_bridge::{Event, MessageKind, Peer, RoomRef};
+use causeway_bridge::{Event, MessageKind, Peer, RoomRef, Said};
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Message, MessageType};
@@ -101,6 +101,34 @@ impl Muc {
             }
             Some(msg.into())
         });
+    }
+
+    /// What was said in a room before the user joined: into the archive (once per message,
+    /// by its network id), where the join history that follows reads it.
+    pub(super) fn history(
+        &self,
+        fx: &mut Effects,
+        user: &BareJid,
+        room: &RoomRef,
+        messages: Vec<Said>,
+    ) {
+        let Some(state) = self.rooms.get(&Self::key(user, room)) else {
+            return;
+        };
+        let (true, Some(room_jid)) = (state.record, &state.jid) else {
+            return;
+        };
+        for said in messages {
+            fx.archive.push(ArchivedMessage {
+                stanza_id: said.remote_id,
+                user: user.to_string(),
+                room: room_jid.to_string(),
+                sender: said.from,
+                body: with_kind(said.body, said.kind),
+                origin_id: None,
+                at_ms: unix_ms(Some(said.time)),
+            });
+        }
     }
 
     /// A private message from a remote user.

@@ -10,7 +10,7 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::sync::SyncResponse;
 use ruma::api::error::ErrorKind;
 use ruma::events::room::member::MembershipState;
-use ruma::events::{AnyStrippedStateEvent, AnySyncTimelineEvent, AnyTimelineEvent};
+use ruma::events::{AnyStrippedStateEvent, AnySyncTimelineEvent};
 use ruma::serde::Raw;
 use ruma::RoomId;
 use tokio::sync::{mpsc, watch};
@@ -169,7 +169,7 @@ async fn deliver(
     raw: &Raw<AnySyncTimelineEvent>,
     elsewhere: bool,
 ) {
-    if let Some(raw) = with_room(raw, room_id) {
+    if let Some(raw) = crate::ids::with_room(raw, room_id) {
         syncing.parts.incoming.on_event_from(raw, elsewhere).await;
     }
 }
@@ -198,16 +198,6 @@ fn sent_elsewhere(raw: &Raw<AnySyncTimelineEvent>, own: &str) -> bool {
         .ok()
         .flatten();
     unsigned.is_none_or(|u| u.get("transaction_id").is_none())
-}
-
-/// A sync event as a room event (with its room id), as the incoming side takes them.
-fn with_room(raw: &Raw<AnySyncTimelineEvent>, room: &RoomId) -> Option<Raw<AnyTimelineEvent>> {
-    let mut event: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(raw.json().get()).ok()?;
-    event.insert("room_id".into(), room.as_str().into());
-    serde_json::value::to_raw_value(&event)
-        .ok()
-        .map(Raw::from_json)
 }
 
 /// The user's own invitation into a room, from the room's invite state.
@@ -288,23 +278,5 @@ mod tests {
         assert!(!joins_anew(&member("@a:hs", "join", Some("join")), "@a:hs"));
         assert!(!joins_anew(&member("@b:hs", "join", None), "@a:hs"));
         assert!(!joins_anew(&member("@a:hs", "invite", None), "@a:hs"));
-    }
-
-    #[test]
-    fn a_sync_event_gets_its_room() {
-        let event = raw(serde_json::json!({
-            "type": "m.room.message", "sender": "@b:hs", "event_id": "$3",
-            "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "hi"}
-        }));
-        let room = <&RoomId>::try_from("!r:hs").unwrap();
-        let with = with_room(&event, room).unwrap();
-        assert_eq!(
-            with.get_field::<String>("room_id").unwrap().as_deref(),
-            Some("!r:hs")
-        );
-        assert!(matches!(
-            with.deserialize(),
-            Ok(AnyTimelineEvent::MessageLike(_))
-        ));
     }
 }
