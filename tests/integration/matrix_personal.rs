@@ -13,7 +13,7 @@ use xmpp_client::{IqResponse, Stanza};
 
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::muc::{
-    body, chat_from, enter, groupchat_from, groupchat_to, payload, sender, with_payload,
+    body, chat_from, enter, groupchat_from, groupchat_to, invitation, payload, sender, with_payload,
 };
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
@@ -203,17 +203,7 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
         "the id has upper case: {private}"
     );
     let private_jid = format!("{}@{GW}", private.to_lowercase());
-    let invited_to = alice
-        .expect("the invitation", |s| match s {
-            Stanza::Message(m) => m
-                .payloads
-                .iter()
-                .find(|p| p.is("x", "jabber:x:conference"))
-                .and_then(|x| x.attr("jid"))
-                .map(str::to_lowercase),
-            _ => None,
-        })
-        .await;
+    let invited_to = invitation(&mut alice).await.to_lowercase();
     assert_eq!(invited_to, private_jid);
     enter(&mut alice, &private_jid, "Carol").await;
     alice.send(groupchat_to(&private_jid, "found it")).await;
