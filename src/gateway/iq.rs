@@ -230,7 +230,8 @@ impl Gateway {
         })
     }
 
-    /// disco#items on an IRC server JID from an allowed user: the channel list.
+    /// disco#items on an IRC server JID from an allowed user: the channel list; on the
+    /// Matrix service's own JID, the user's rooms.
     fn room_list(
         &mut self,
         from: &Jid,
@@ -244,6 +245,12 @@ impl Gateway {
         }
         let muc = self.muc.as_mut()?;
         let requester = from.clone().try_into_full().ok()?;
+        // The Matrix service itself lists the user's rooms (or its homeserver's public ones).
+        let listed = payload.attr("node").is_none() && muc.addressing().is_matrix();
+        if to.node().is_none() && to.resource().is_none() {
+            return listed
+                .then(|| muc.list_rooms(requester, String::new(), id.to_owned(), payload));
+        }
         let Ok(crate::address::IrcAddress::Server { server }) = muc.addressing().parse(to) else {
             return None;
         };

@@ -162,6 +162,19 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
         1,
         "one device for the gateway"
     );
+    assert!(text.contains("connected"), "the first sync is done: {text}");
+
+    // The service lists her rooms, at the addresses that join them.
+    let query = Element::builder("query", "http://jabber.org/protocol/disco#items").build();
+    let IqResponse::Result(Some(items)) = alice.get(GW, query).await else {
+        panic!("no room list")
+    };
+    let plaza = items
+        .children()
+        .find(|i| i.attr("jid") == Some(room_jid("plaza").as_str()))
+        .unwrap_or_else(|| panic!("her room is listed: {items:?}"));
+    let label = plaza.attr("name").unwrap_or_default();
+    assert!(label.contains("Personal logins"), "with its topic: {label}");
 
     // Alice joins the room as carol, not as a puppet.
     enter(&mut alice, &room_jid("plaza"), "Carol").await;

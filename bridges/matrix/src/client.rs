@@ -218,6 +218,33 @@ impl Client {
         }
     }
 
+    /// A personal account's joined rooms for a room list: each room's address as a MUC
+    /// localpart (`#alias%server`, `!opaque`, `!opaque%server`), its member count, and its
+    /// name and topic; spaces say so. `None` for the appservice.
+    pub fn own_rooms(&self) -> Option<Vec<(String, u32, String)>> {
+        let Reach::Personal(sdk) = &self.reach else {
+            return None;
+        };
+        let rooms = sdk.joined_rooms().into_iter().map(|room| {
+            let name =
+                crate::ids::room_localpart(room.canonical_alias().as_deref(), room.room_id());
+            let count = u32::try_from(room.joined_members_count()).unwrap_or(u32::MAX);
+            let mut about = room.name().unwrap_or_default();
+            if room.is_space() {
+                about = format!("space: {about}");
+            }
+            if let Some(topic) = room.topic().filter(|t| !t.is_empty()) {
+                about = if about.is_empty() {
+                    topic
+                } else {
+                    format!("{about}: {topic}")
+                };
+            }
+            (name, count, about)
+        });
+        Some(rooms.collect())
+    }
+
     /// The room of the account's own whose id, lower-cased, is `folded` (a personal login
     /// knows its rooms; the appservice does not).
     pub fn own_room(&self, folded: &str) -> Option<OwnedRoomId> {

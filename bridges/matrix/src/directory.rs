@@ -216,6 +216,14 @@ impl Directory {
 
     /// The public rooms of `server` (the homeserver's own when empty or its name).
     pub(crate) async fn list_rooms(&self, user: &UserRef, server: String) -> Vec<Event> {
+        // The service's own list: a personal account's rooms.
+        if let Some(rooms) = server.is_empty().then(|| self.client.own_rooms()).flatten() {
+            return vec![Event::RoomList {
+                user: user.clone(),
+                server,
+                rooms,
+            }];
+        }
         let mut request = get_public_rooms::v3::Request::new();
         request.limit = Some(ruma::UInt::from(500u32));
         if !server.is_empty() && server != self.server_name {
@@ -230,10 +238,14 @@ impl Directory {
                 .chunk
                 .into_iter()
                 .map(|r| {
-                    let name = r
-                        .canonical_alias
-                        .map(|a| a.to_string())
-                        .unwrap_or_else(|| r.room_id.to_string());
+                    // The service's own list names rooms by their whole address.
+                    let name = match server.is_empty() {
+                        true => ids::room_localpart(r.canonical_alias.as_deref(), &r.room_id),
+                        false => r
+                            .canonical_alias
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| r.room_id.to_string()),
+                    };
                     let members =
                         u32::try_from(u64::from(r.num_joined_members)).unwrap_or(u32::MAX);
                     (name, members, r.topic.or(r.name).unwrap_or_default())

@@ -81,6 +81,18 @@ pub fn matrix_name(room: &RoomRef) -> String {
     }
 }
 
+/// A room's address as a MUC localpart: `#alias%server` by its alias, else `!opaque%server`
+/// or (room version 12) `!opaque`.
+pub fn room_localpart(alias: Option<&ruma::RoomAliasId>, room_id: &ruma::RoomId) -> String {
+    match alias {
+        Some(alias) => format!("#{}%{}", alias.alias(), alias.server_name()),
+        None => match room_id.as_str().split_once(':') {
+            Some((opaque, server)) => format!("{opaque}%{server}"),
+            None => room_id.to_string(),
+        },
+    }
+}
+
 /// A sync event as a room event (with its room id), as the incoming side takes them.
 pub(crate) fn with_room(
     raw: &ruma::serde::Raw<ruma::events::AnySyncTimelineEvent>,
@@ -145,5 +157,15 @@ mod tests {
             with.deserialize(),
             Ok(ruma::events::AnyTimelineEvent::MessageLike(_))
         ));
+    }
+
+    #[test]
+    fn rooms_are_listed_at_the_addresses_that_join_them() {
+        let alias = <&ruma::RoomAliasId>::try_from("#lobby:hs.example").unwrap();
+        let v10 = <&ruma::RoomId>::try_from("!AbC:hs.example").unwrap();
+        let v12 = <&ruma::RoomId>::try_from("!AbCdEf").unwrap();
+        assert_eq!(room_localpart(Some(alias), v10), "#lobby%hs.example");
+        assert_eq!(room_localpart(None, v10), "!AbC%hs.example");
+        assert_eq!(room_localpart(None, v12), "!AbCdEf");
     }
 }

@@ -105,7 +105,7 @@ impl Muc {
         server: String,
         err: &BridgeError,
     ) -> Vec<Stanza> {
-        let from = self.addressing.server_jid(&server).map(Jid::from).ok();
+        let from = list_jid(&self.addressing, &server);
         self.lists
             .waiting
             .remove(&(user, server))
@@ -127,6 +127,14 @@ impl Muc {
                 .into()
             })
             .collect()
+    }
+}
+
+/// Where a list comes from: the server's JID, or the service's own for its list.
+fn list_jid(addressing: &IrcAddressing, server: &str) -> Option<Jid> {
+    match server.is_empty() {
+        true => addressing.gateway_jid().map(Jid::from).ok(),
+        false => addressing.server_jid(server).map(Jid::from).ok(),
     }
 }
 
@@ -196,7 +204,7 @@ fn answer_list(
         last: items.last().map(|i| i.jid.to_string()),
         count: Some(sorted.len()),
     });
-    let from = addressing.server_jid(server).map(Jid::from).ok();
+    let from = list_jid(addressing, server);
     let result = DiscoItemsResult {
         node: None,
         items,

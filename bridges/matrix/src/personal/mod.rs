@@ -26,6 +26,12 @@ use crate::puppets::Puppets;
 use crate::store::MatrixStore;
 use crate::{Allowed, NickRule, PersonalSettings};
 
+/// What a login's connection is before its first sync.
+const STARTING: &str = "starting";
+
+/// How long a login's answer waits for its first sync.
+const FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One logged-in user.
 #[derive(Debug)]
 pub(crate) struct Login {
@@ -235,6 +241,11 @@ impl Personal {
         }
         info!(%user, account = %saved.account, "logged in to Matrix");
         let login = self.start(user.clone(), sdk);
+        // The answer waits for the first sync (within reason): the rooms are known then, and
+        // the status says how the connection is.
+        let mut state = login.state.subscribe();
+        let first = state.wait_for(|now| now != STARTING);
+        let _ = tokio::time::timeout(FIRST_SYNC, first).await;
         Ok(AccountReply::LoggedIn(login.status().await))
     }
 
@@ -278,7 +289,7 @@ impl Personal {
         let login = Arc::new(Login {
             parts: Parts::new(reach, self.store.clone(), self.emit.clone()),
             sdk,
-            state: watch::Sender::new("starting".into()),
+            state: watch::Sender::new(STARTING.into()),
             stop: watch::Sender::new(false),
         });
         if let Some(old) = self
