@@ -14,6 +14,7 @@ mod history;
 mod irc;
 mod irc_connection;
 mod matrix;
+mod matrix_encrypted;
 mod matrix_personal;
 mod matrix_puppets;
 mod matrix_server;

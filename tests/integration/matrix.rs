@@ -14,8 +14,8 @@ use xmpp_client::Stanza;
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
 use crate::harness::muc::{
-    body, chat_from, enter, groupchat_from, groupchat_to, join, join_error, join_listing, muc_user,
-    payload, sender, with_payload,
+    body, chat_from, enter, groupchat_from, groupchat_to, invitation, join, join_error,
+    join_listing, muc_user, payload, sender, with_payload,
 };
 use crate::harness::scene::{MatrixSide, Scene, BULK_TOKEN, GW, HS};
 use crate::harness::{TestClient, ANSWER};
@@ -313,17 +313,7 @@ async fn mixed_case_room_ids_are_joined_through_lower_cased_jids_and_invites_arr
     let invited = Scene::puppet("carl");
     let mut carl = scene.xmpp_user("carl").await;
     scene.bob.invite(&private, &invited).await;
-    let invitation = carl
-        .expect("invitation", |s| match s {
-            Stanza::Message(m) => m
-                .payloads
-                .iter()
-                .find(|p| p.is("x", "jabber:x:conference"))
-                .and_then(|x| x.attr("jid"))
-                .map(str::to_owned),
-            _ => None,
-        })
-        .await;
+    let invitation = invitation(&mut carl).await;
     assert_eq!(invitation, private_jid);
     enter(&mut carl, &invitation, "Carl").await;
     // A puppet of someone the gateway does not serve stands for nobody: inviting it relays

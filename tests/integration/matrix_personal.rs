@@ -13,7 +13,7 @@ use xmpp_client::{IqResponse, Stanza};
 
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::muc::{
-    body, chat_from, enter, groupchat_from, groupchat_to, payload, sender, with_payload,
+    body, chat_from, enter, groupchat_from, groupchat_to, invitation, payload, sender, with_payload,
 };
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
@@ -44,7 +44,11 @@ fn form(kind: &str, fields: &[(&str, &str)]) -> Element {
 
 /// Run the ad-hoc command `node` on the Matrix service: execute, then submit `fields`
 /// when it answers with a form. The last answer.
-async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -> Element {
+pub(crate) async fn command(
+    client: &mut TestClient,
+    node: &str,
+    fields: &[(&str, &str)],
+) -> Element {
     let execute = Element::builder("command", COMMANDS)
         .attr(nc("node"), node)
         .attr(nc("action"), "execute")
@@ -69,7 +73,7 @@ async fn command(client: &mut TestClient, node: &str, fields: &[(&str, &str)]) -
 }
 
 /// The note of a completed command: its type and text.
-fn note(answer: &Element) -> (String, String) {
+pub(crate) fn note(answer: &Element) -> (String, String) {
     assert_eq!(answer.attr("status"), Some("completed"), "{answer:?}");
     let note = answer
         .get_child("note", COMMANDS)
@@ -78,7 +82,7 @@ fn note(answer: &Element) -> (String, String) {
 }
 
 /// Log `client` in to `account` with `password` by the ad-hoc command.
-async fn log_in(
+pub(crate) async fn log_in(
     scene: &Scene<MatrixSide>,
     client: &mut TestClient,
     account: &str,
@@ -99,7 +103,7 @@ async fn log_in(
 }
 
 /// The devices of a Matrix account that the gateway made.
-async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
+pub(crate) async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
     let devices = account.request(Method::GET, &["devices"], None).await;
     devices["devices"]
         .as_array()
@@ -212,17 +216,7 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
         "the id has upper case: {private}"
     );
     let private_jid = format!("{}@{GW}", private.to_lowercase());
-    let invited_to = alice
-        .expect("the invitation", |s| match s {
-            Stanza::Message(m) => m
-                .payloads
-                .iter()
-                .find(|p| p.is("x", "jabber:x:conference"))
-                .and_then(|x| x.attr("jid"))
-                .map(str::to_lowercase),
-            _ => None,
-        })
-        .await;
+    let invited_to = invitation(&mut alice).await.to_lowercase();
     assert_eq!(invited_to, private_jid);
     enter(&mut alice, &private_jid, "Carol").await;
     alice.send(groupchat_to(&private_jid, "found it")).await;

@@ -24,6 +24,9 @@ use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
 use tracing::{debug, warn};
 
+/// How long a personal login's send waits for its sync to bring a room just joined.
+const ROOM_ECHO: Duration = Duration::from_secs(30);
+
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -394,8 +397,13 @@ impl Client {
             );
             return Ok(self.call(request, Some(user), retry).await?.event_id);
         };
-        let Some(joined) = sdk.get_room(room) else {
-            return Err(CallError::Invalid(format!("not in {room}")));
+        // A room the gateway has just joined (by a plain request) is known to matrix-sdk
+        // only from the sync that brings it, a moment later.
+        let joined = match sdk.get_room(room) {
+            Some(joined) => joined,
+            None => tokio::time::timeout(ROOM_ECHO, sdk.await_room_remote_echo(room))
+                .await
+                .map_err(|_| CallError::Invalid(format!("not in {room}")))?,
         };
         let deadline = match retry {
             Retry::Once => None,

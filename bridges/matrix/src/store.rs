@@ -32,7 +32,8 @@ pub struct SavedLogin {
     pub account: String,
     /// The session as the bridge restores it (JSON: homeserver, device id, tokens). Secret.
     pub session: String,
-    /// The passphrase of the user's matrix-sdk stores (state and crypto). Secret.
+    /// The key of the user's matrix-sdk stores (state and crypto): 64 hex digits, or a
+    /// passphrase in logins saved before those. Secret.
     pub store_key: String,
 }
 

@@ -1,5 +1,6 @@
 //! Real servers on loopback and an XMPP test client, for the end-to-end tests.
 
+pub mod e2ee_client;
 pub mod irc_client;
 pub mod irc_server;
 pub mod matrix_client;

@@ -123,15 +123,40 @@ pub async fn join_error(client: &mut TestClient) -> StanzaError {
 
 /// The next groupchat message with a body from `from` (a JID suffix).
 pub async fn groupchat_from(client: &mut TestClient, from: &str) -> Message {
+    next_groupchat(client, from, true).await
+}
+
+/// [`groupchat_from`] skipping the room's history, which entering sends again (delayed).
+pub async fn live_groupchat_from(client: &mut TestClient, from: &str) -> Message {
+    next_groupchat(client, from, false).await
+}
+
+async fn next_groupchat(client: &mut TestClient, from: &str, history_too: bool) -> Message {
     client
         .expect(&format!("groupchat from {from}"), |s| match s {
             Stanza::Message(m)
                 if m.type_ == MessageType::Groupchat
                     && sender(s).ends_with(from)
-                    && body(m).is_some() =>
+                    && body(m).is_some()
+                    && (history_too || payload(m, "delay", "urn:xmpp:delay").is_none()) =>
             {
                 Some(m.clone())
             }
+            _ => None,
+        })
+        .await
+}
+
+/// The room JID of the next XEP-0249 invitation.
+pub async fn invitation(client: &mut TestClient) -> String {
+    client
+        .expect("an invitation", |s| match s {
+            Stanza::Message(m) => m
+                .payloads
+                .iter()
+                .find(|p| p.is("x", "jabber:x:conference"))
+                .and_then(|x| x.attr("jid"))
+                .map(str::to_owned),
             _ => None,
         })
         .await

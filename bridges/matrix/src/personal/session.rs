@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use causeway_bridge::{AccountStatus, BridgeError, Credentials, Secret, UserRef};
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::store::RoomLoadSettings;
-use rand::distr::{Alphanumeric, SampleString};
 use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +38,37 @@ pub(crate) fn folder(root: &Path, user: &UserRef) -> PathBuf {
     root.join(name)
 }
 
+/// A fresh key for a session's stores: 32 random bytes, written as 64 hex digits.
+fn new_store_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stores' configuration for `key`: 64 hex digits are the key itself, used as it is;
+/// anything else is a passphrase, which matrix-sdk stretches (200,000 rounds of PBKDF2 for
+/// each store, each time it opens: seconds in a debug build). A random key needs no
+/// stretching.
+fn store_config(dir: &Path, key: &str) -> matrix_sdk::SqliteStoreConfig {
+    let config = matrix_sdk::SqliteStoreConfig::new(dir);
+    match key_bytes(key) {
+        Some(bytes) => config.key(Some(&bytes)),
+        None => config.passphrase(Some(key)),
+    }
+}
+
+/// The 32 bytes 64 hex digits stand for.
+fn key_bytes(key: &str) -> Option<[u8; 32]> {
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(key.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
 /// Make `dir` (and the folders above it), readable by the gateway's user alone: the
 /// session's keys are in it.
 fn private_folder(dir: &Path) -> Result<(), BridgeError> {
@@ -57,7 +87,7 @@ fn private_folder(dir: &Path) -> Result<(), BridgeError> {
 async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
     matrix_sdk::Client::builder()
         .server_name_or_homeserver_url(server)
-        .sqlite_store(dir, Some(key))
+        .sqlite_store_with_config_and_cache_path(store_config(dir, key), None::<&Path>)
         .build()
         .await
         .map_err(|e| match e {
@@ -122,7 +152,7 @@ pub(crate) async fn log_in(
             .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
     }
     private_folder(dir)?;
-    let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
+    let key = new_store_key();
     let sdk = open(&server, dir, &key).await?;
     match &credentials.secret {
         Secret::Password(password) => {
@@ -252,6 +282,23 @@ pub(crate) async fn verify(sdk: &matrix_sdk::Client, recovery: &Secret) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_store_keys_are_keys_and_older_ones_passphrases() {
+        let key = new_store_key();
+        let bytes = key_bytes(&key).expect("64 hex digits");
+        let again: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(again, key);
+        assert_ne!(new_store_key(), key);
+        assert_eq!(key_bytes(&"ab".repeat(32)), Some([0xab; 32]));
+        // The 48 letters and digits of the first saved logins stay passphrases.
+        assert_eq!(
+            key_bytes("aZ3kP0qLm9sT2vX8yB4nC7dE1fG6hJ5wR0uI3oK8pQ2lM9nV"),
+            None
+        );
+        assert_eq!(key_bytes(&"g0".repeat(32)), None);
+        assert_eq!(key_bytes(&"+a".repeat(32)), None);
+    }
 
     #[test]
     fn users_get_folders_of_their_own() {

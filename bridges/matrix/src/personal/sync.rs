@@ -137,7 +137,14 @@ async fn handle(
     // Joins under way first, so that a room's first events find it known.
     syncing.parts.joins.settled().await;
     for (room_id, update) in response.rooms.joined {
-        for event in &update.timeline.events {
+        // A room the account has just joined comes with its recent history: not news (the
+        // appservice is never sent it either). News starts at the join.
+        let events = &update.timeline.events;
+        let start = own
+            .as_deref()
+            .and_then(|own| events.iter().rposition(|e| joins_anew(e.raw(), own)))
+            .unwrap_or(0);
+        for event in &events[start..] {
             let raw = match event.kind.is_utd() {
                 true => match undecrypted.keep(&room_id, event.raw()) {
                     Some(notice) => notice,
@@ -165,6 +172,18 @@ async fn deliver(
     if let Some(raw) = crate::ids::with_room(raw, room_id) {
         syncing.parts.incoming.on_event_from(raw, elsewhere).await;
     }
+}
+
+/// Whether the event is the account `own` joining a room it was not in.
+fn joins_anew(raw: &Raw<AnySyncTimelineEvent>, own: &str) -> bool {
+    let Ok(event) = raw.deserialize_as::<serde_json::Value>() else {
+        return false;
+    };
+    let before = event["unsigned"]["prev_content"]["membership"].as_str();
+    event["type"] == "m.room.member"
+        && event["state_key"] == own
+        && event["content"]["membership"] == "join"
+        && before != Some("join")
 }
 
 /// Whether the event is the account's own, sent from another of its devices: the
@@ -235,5 +254,29 @@ mod tests {
         assert!(!sent_elsewhere(&mine, "@a:hs"));
         assert!(sent_elsewhere(&phone, "@a:hs"));
         assert!(!sent_elsewhere(&other, "@a:hs"));
+    }
+
+    #[test]
+    fn only_a_join_into_a_room_is_joining_anew() {
+        let member = |key: &str, membership: &str, before: Option<&str>| {
+            let mut event = serde_json::json!({
+                "type": "m.room.member", "sender": key, "state_key": key, "event_id": "$1",
+                "origin_server_ts": 1, "content": {"membership": membership},
+            });
+            if let Some(before) = before {
+                event["unsigned"] = serde_json::json!({"prev_content": {"membership": before}});
+            }
+            raw(event)
+        };
+        assert!(joins_anew(&member("@a:hs", "join", None), "@a:hs"));
+        assert!(joins_anew(
+            &member("@a:hs", "join", Some("invite")),
+            "@a:hs"
+        ));
+        assert!(joins_anew(&member("@a:hs", "join", Some("leave")), "@a:hs"));
+        // A new display name is a join after a join.
+        assert!(!joins_anew(&member("@a:hs", "join", Some("join")), "@a:hs"));
+        assert!(!joins_anew(&member("@b:hs", "join", None), "@a:hs"));
+        assert!(!joins_anew(&member("@a:hs", "invite", None), "@a:hs"));
     }
 }

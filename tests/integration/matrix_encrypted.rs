@@ -1,0 +1,171 @@
+//! Personal logins in encrypted rooms, against a real Synapse and a real E2EE Matrix client
+//! on the other side: what the XMPP user sends is encrypted (a plain client sees only
+//! `m.room.encrypted`), what they receive was decrypted by the gateway's own device, both
+//! still after a gateway restart; and the recovery key cross-signs the gateway's session.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use xmpp_client::parsers::message::Message;
+
+use crate::harness::e2ee_client::E2eeClient;
+use crate::harness::matrix_client::MatrixClient;
+use crate::harness::muc::{body, chat_from, enter, groupchat_to, invitation, live_groupchat_from};
+use crate::harness::scene::{MatrixSide, Scene, GW, HS};
+use crate::harness::TestClient;
+use crate::matrix_personal::{command, gateway_devices, log_in, note};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An encrypted event `sender` sent to `room`, as a client without keys sees it.
+fn is_encrypted_from(event: &Value, sender: &str) -> bool {
+    event["type"] == "m.room.encrypted" && event["sender"] == sender
+}
+
+/// Carol (registered; her plain client), erin (an E2EE device) and alice on XMPP.
+async fn carol_erin_and_alice(scene: &Scene<MatrixSide>) -> (MatrixClient, E2eeClient, TestClient) {
+    let carol = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
+    scene.synapse.register("erin", "erin-password", false).await;
+    let erin = E2eeClient::login(&scene.synapse.url(), "erin", "erin-password").await;
+    let alice = scene.xmpp_user("alice").await;
+    (carol, erin, alice)
+}
+
+/// Alice logs in as carol; the gateway's device id.
+async fn alice_as_carol(
+    scene: &Scene<MatrixSide>,
+    alice: &mut TestClient,
+    carol: &MatrixClient,
+) -> String {
+    let (kind, text) = log_in(scene, alice, carol.user_id(), "carol-password").await;
+    assert_eq!(kind, "info", "{text}");
+    let devices = gateway_devices(carol).await;
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    devices[0].clone()
+}
+
+/// Erin and alice (as carol) exchange one message each in `room` (`jid` on XMPP): each
+/// arrives decrypted, and what the gateway sent is encrypted on the homeserver.
+async fn both_ways(
+    alice: &mut TestClient,
+    erin: &E2eeClient,
+    carol: &MatrixClient,
+    (room, jid): (&str, &str),
+    (to_alice, to_erin): (&str, &str),
+) {
+    erin.send_text(room, to_alice).await;
+    let m = live_groupchat_from(alice, "/erin").await;
+    assert_eq!(body(&m), Some(to_alice));
+    alice.send(groupchat_to(jid, to_erin)).await;
+    assert_eq!(erin.next_text(room, carol.user_id(), WAIT).await, to_erin);
+    carol
+        .next_event(room, |e| is_encrypted_from(e, carol.user_id()), WAIT)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_room_decrypts_both_ways_and_after_a_restart() {
+    let mut scene = Scene::matrix().await;
+    let (carol, erin, mut alice) = carol_erin_and_alice(&scene).await;
+    let room = erin.create_encrypted_room(&[carol.user_id()], false).await;
+    // Sent before the gateway's session existed: history, not news, when she enters.
+    erin.send_text(&room, "before carol came").await;
+
+    // The invitation reaches alice on her first sync; she accepts it by entering the room.
+    let device = alice_as_carol(&scene, &mut alice, &carol).await;
+    let jid = invitation(&mut alice).await;
+    assert_eq!(jid, format!("{}@{GW}", room.to_lowercase()));
+    enter(&mut alice, &jid, "Carol").await;
+    erin.wait_joined(&room, carol.user_id(), WAIT).await;
+    erin.wait_device(carol.user_id(), &device, WAIT).await;
+    both_ways(
+        &mut alice,
+        &erin,
+        &carol,
+        (&room, &jid),
+        ("a secret for carol", "a secret for erin"),
+    )
+    .await;
+
+    // After a restart the session and its keys are the same: no new device, and both
+    // ways still decrypt.
+    scene.stop_gateway().await;
+    scene.start_gateway().await;
+    enter(&mut alice, &jid, "Carol").await;
+    both_ways(
+        &mut alice,
+        &erin,
+        &carol,
+        (&room, &jid),
+        ("after the restart", "still secret"),
+    )
+    .await;
+    assert_eq!(gateway_devices(&carol).await, [device], "the same device");
+    scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_direct_chat_carries_messages_both_ways() {
+    let scene = Scene::matrix().await;
+    let (carol, erin, mut alice) = carol_erin_and_alice(&scene).await;
+    let room = erin.create_encrypted_room(&[carol.user_id()], true).await;
+
+    // A direct chat is joined at once, and is erin's JID on XMPP.
+    let device = alice_as_carol(&scene, &mut alice, &carol).await;
+    erin.wait_joined(&room, carol.user_id(), WAIT).await;
+    erin.wait_device(carol.user_id(), &device, WAIT).await;
+    let erin_jid = format!("erin%{HS}@{GW}");
+    erin.send_text(&room, "just between us").await;
+    assert_eq!(
+        body(&chat_from(&mut alice, &erin_jid).await),
+        Some("just between us")
+    );
+    let mut reply = Message::chat(Some(erin_jid.parse().unwrap()));
+    reply.bodies.insert(Default::default(), "agreed".into());
+    alice.send(reply).await;
+    assert_eq!(erin.next_text(&room, carol.user_id(), WAIT).await, "agreed");
+    carol
+        .next_event(&room, |e| is_encrypted_from(e, carol.user_id()), WAIT)
+        .await;
+    scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_with_the_recovery_key_makes_the_session_cross_signed() {
+    let scene = Scene::matrix().await;
+    let carol = scene
+        .synapse
+        .register("carol", "carol-password", false)
+        .await;
+    // Her phone sets up secure backup, as Element does, and shows her the recovery key.
+    let phone = E2eeClient::login(&scene.synapse.url(), "carol", "carol-password").await;
+    let key = phone.enable_recovery().await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let device = alice_as_carol(&scene, &mut alice, &carol).await;
+    phone.wait_device(carol.user_id(), &device, WAIT).await;
+    assert!(
+        !phone.is_device_verified(carol.user_id(), &device).await,
+        "a new session is not verified"
+    );
+
+    // A wrong key is refused, with what to give instead.
+    let wrong = command(&mut alice, "matrix-verify", &[("recovery", "not the key")]).await;
+    let (kind, text) = note(&wrong);
+    assert_eq!(kind, "error", "{text}");
+    assert!(text.contains("recovery key"), "{text}");
+
+    let answer = command(&mut alice, "matrix-verify", &[("recovery", &key)]).await;
+    let (kind, text) = note(&answer);
+    assert_eq!(kind, "info", "{text}");
+    assert!(text.contains("(verified)"), "{text}");
+    assert!(
+        phone.is_device_verified(carol.user_id(), &device).await,
+        "her phone trusts the gateway's session"
+    );
+    let (_, status) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(status.contains("(verified)"), "{status}");
+    scene.stop().await;
+}
