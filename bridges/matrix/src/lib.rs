@@ -45,7 +45,7 @@ use causeway_bridge::{
     UserRef,
 };
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::client::Client;
 use crate::listener::Listener;
@@ -334,14 +334,26 @@ impl Network for MatrixNetwork {
             }
             _ => {}
         }
-        let action = match &self.personal {
-            Some(personal) => match personal.act(user, action).await {
-                Some(action) => action,
-                None => return Ok(()),
-            },
-            None => action,
+        if let Some(personal) = &self.personal {
+            personal.ready().await;
+            if let Some(login) = personal.login(user) {
+                login.parts.workers.queue(user, action);
+                return Ok(());
+            }
+        }
+        let Some(appservice) = &self.appservice else {
+            return Err(BridgeError::Invalid(
+                "log in to Matrix first (the ad-hoc command \"Log in to Matrix\" on this service)"
+                    .into(),
+            ));
         };
-        by_appservice(self.appservice.as_deref(), user, action)
+        if appservice.puppets.try_id(user).is_none() {
+            return Err(BridgeError::Invalid(format!(
+                "{user} is too long to be written as a Matrix user id (255 bytes at most)"
+            )));
+        }
+        appservice.parts.workers.queue(user, action);
+        Ok(())
     }
 
     fn has_accounts(&self) -> bool {
@@ -366,28 +378,6 @@ impl Network for MatrixNetwork {
         }
         personal.account(user, request).await
     }
-}
-
-/// Carry out the action of a user without a personal login by their puppet, if there is
-/// an appservice.
-fn by_appservice(
-    appservice: Option<&Appservice>,
-    user: &UserRef,
-    action: Action,
-) -> Result<(), BridgeError> {
-    let Some(appservice) = appservice else {
-        return Err(BridgeError::Invalid(
-            "log in to Matrix first (the ad-hoc command \"Log in to Matrix\" on this service)"
-                .into(),
-        ));
-    };
-    if appservice.puppets.try_id(user).is_none() {
-        return Err(BridgeError::Invalid(format!(
-            "{user} is too long to be written as a Matrix user id (255 bytes at most)"
-        )));
-    }
-    appservice.parts.workers.queue(user, action);
-    Ok(())
 }
 
 /// A notice from the network to the user.

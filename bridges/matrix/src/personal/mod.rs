@@ -3,8 +3,7 @@
 //! parts the appservice uses ([`Parts`]), built over the user's own account.
 //!
 //! Logins are kept in the gateway's database and brought back at start: no new device, and
-//! encrypted rooms still decrypt. Until a user's login is back (opening its stores takes a
-//! while), what they ask for waits for it rather than going to the appservice's puppet.
+//! encrypted rooms still decrypt.
 
 mod session;
 mod sync;
@@ -14,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use causeway_bridge::{
-    AccountReply, AccountRequest, Action, BridgeError, Credentials, Event, UserRef,
-};
+use causeway_bridge::{AccountReply, AccountRequest, BridgeError, Credentials, Event, UserRef};
 use ruma::OwnedUserId;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn, Instrument};
 
 use crate::client::Client;
@@ -62,9 +59,6 @@ pub(crate) struct Personal {
     stopped: AtomicBool,
 }
 
-/// Where the actions of a user whose kept login could not be brought back go instead.
-pub(crate) type Fallback = Box<dyn Fn(&UserRef, Action) + Send + Sync>;
-
 /// The nick rule, shown as such in debug output.
 struct Nicks(NickRule);
 
@@ -95,96 +89,46 @@ impl Personal {
         }
     }
 
+    /// Until the kept logins are back (at once after `restore`).
+    pub(crate) async fn ready(&self) {
+        let mut restored = self.restored.subscribe();
+        // The sender lives as long as `self`.
+        let _ = restored.wait_for(|done| *done).await;
+    }
+
     /// The user's login, if they have one.
     pub(crate) fn login(&self, user: &UserRef) -> Option<Arc<Login>> {
         self.logins.lock().expect("logins lock").get(user).cloned()
     }
 
-    /// Bring back every kept login of a user `allowed` accepts, one after the other. The
-    /// actions of a user whose login cannot be brought back go to `fallback`.
-    pub(crate) async fn restore(self: &Arc<Self>, allowed: &Allowed, fallback: Fallback) {
+    /// Bring back every kept login of a user `allowed` accepts.
+    pub(crate) async fn restore(self: &Arc<Self>, allowed: &Allowed) {
+        self.restore_kept(allowed).await;
+        self.restored.send_replace(true);
+    }
+
+    async fn restore_kept(self: &Arc<Self>, allowed: &Allowed) {
         let saved = match self.store.logins().await {
             Ok(saved) => saved,
             Err(e) => {
                 warn!(error = %e, "cannot read the Matrix logins");
-                self.listed.send_replace(true);
                 return;
             }
         };
-        let saved: Vec<_> = saved
-            .into_iter()
-            .filter(|login| {
-                let user = UserRef(login.user.clone());
-                let allowed = allowed(&user);
-                if !allowed {
-                    info!(%user, "not restoring the Matrix login of a user no longer allowed");
-                }
-                allowed
-            })
-            .collect();
-        self.restoring
-            .lock()
-            .expect("restoring lock")
-            .extend(saved.iter().map(|l| (UserRef(l.user.clone()), Vec::new())));
-        self.listed.send_replace(true);
         for login in saved {
             let user = UserRef(login.user.clone());
+            if !allowed(&user) {
+                info!(%user, "not restoring the Matrix login of a user no longer allowed");
+                continue;
+            }
             let dir = session::folder(&self.settings.store_dir, &user);
-            let restored = session::restore(&login, &dir).await;
-            let mut restoring = self.restoring.lock().expect("restoring lock");
-            let waiting = restoring.remove(&user).unwrap_or_default();
-            match restored {
+            match session::restore(&login, &dir).await {
                 Ok(sdk) => {
                     info!(%user, account = %login.account, "Matrix login restored");
-                    let parts = &self.start(user.clone(), sdk).parts;
-                    waiting
-                        .into_iter()
-                        .for_each(|action| parts.workers.queue(&user, action));
+                    self.start(user, sdk);
                 }
-                Err(e) => {
-                    warn!(%user, error = %e, "cannot restore the Matrix login");
-                    waiting
-                        .into_iter()
-                        .for_each(|action| fallback(&user, action));
-                }
+                Err(e) => warn!(%user, error = %e, "cannot restore the Matrix login"),
             }
-            drop(restoring);
-            self.restored.notify_waiters();
-        }
-    }
-
-    /// Carry out the user's action with their login, or give it back when they have none.
-    /// While their kept login is being brought back, the action waits for it.
-    pub(crate) async fn act(&self, user: &UserRef, action: Action) -> Option<Action> {
-        // Reading the kept logins takes a moment at start, and only then.
-        let _ = self.listed.subscribe().wait_for(|listed| *listed).await;
-        let mut restoring = self.restoring.lock().expect("restoring lock");
-        if let Some(waiting) = restoring.get_mut(user) {
-            waiting.push(action);
-            return None;
-        }
-        let Some(login) = self.login(user) else {
-            return Some(action);
-        };
-        drop(restoring);
-        login.parts.workers.queue(user, action);
-        None
-    }
-
-    /// Wait until the user's kept login, if any, is back (or failed to come back).
-    async fn wait_restored(&self, user: &UserRef) {
-        let _ = self.listed.subscribe().wait_for(|listed| *listed).await;
-        loop {
-            let restored = self.restored.notified();
-            if !self
-                .restoring
-                .lock()
-                .expect("restoring lock")
-                .contains_key(user)
-            {
-                return;
-            }
-            restored.await;
         }
     }
 
@@ -194,7 +138,7 @@ impl Personal {
         user: &UserRef,
         request: AccountRequest,
     ) -> Result<AccountReply, BridgeError> {
-        self.wait_restored(user).await;
+        self.ready().await;
         match request {
             AccountRequest::LogIn(credentials) => self.log_in(user, credentials).await,
             AccountRequest::LogOut => {
