@@ -37,7 +37,7 @@ mod workers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use causeway_bridge::{
@@ -113,16 +113,37 @@ pub struct MatrixNetwork {
     appservice: Option<Arc<Appservice>>,
     /// Personal logins, when users may log in to their own accounts.
     personal: Option<Arc<Personal>>,
-    /// Who the gateway serves.
-    allowed: Arc<Mutex<Access>>,
+    /// Who the gateway serves (the same rule the appservice's puppets follow).
+    access: Arc<Access>,
     /// Events for the core; `run` forwards them to the network context.
     emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
     /// Set once `run` has returned: actions and account requests are refused from then on.
     ended: Arc<AtomicBool>,
 }
 
-/// The access rule, shown as such in debug output.
-struct Access(Allowed);
+/// The access rule in force, one for the whole network: a configuration reload replaces it
+/// for the personal logins and the appservice's puppets at once.
+pub(crate) struct Access(RwLock<Allowed>);
+
+impl Access {
+    fn new(rule: Allowed) -> Access {
+        Access(RwLock::new(rule))
+    }
+
+    fn set(&self, rule: Allowed) {
+        *self.0.write().expect("access lock") = rule;
+    }
+
+    /// The rule as it is now.
+    pub(crate) fn rule(&self) -> Allowed {
+        self.0.read().expect("access lock").clone()
+    }
+
+    /// Whether the gateway serves `user`.
+    pub(crate) fn allows(&self, user: &UserRef) -> bool {
+        (self.0.read().expect("access lock"))(user)
+    }
+}
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,12 +172,13 @@ impl MatrixNetwork {
         nicks: NickRule,
     ) -> MatrixNetwork {
         let (emit, emitted) = mpsc::channel(4096);
+        let access = Arc::new(Access::new(allowed));
         let appservice = settings.appservice.map(|appservice| {
             Arc::new(Appservice::new(
                 appservice,
                 settings.member_limit,
                 store.clone(),
-                allowed.clone(),
+                access.clone(),
                 nicks.clone(),
                 emit.clone(),
             ))
@@ -173,7 +195,7 @@ impl MatrixNetwork {
         MatrixNetwork {
             appservice,
             personal,
-            allowed: Arc::new(Mutex::new(Access(allowed))),
+            access,
             emitted: Arc::new(Mutex::new(Some(emitted))),
             ended: Arc::default(),
         }
@@ -181,15 +203,7 @@ impl MatrixNetwork {
 
     /// New access rules (a configuration reload).
     pub fn set_allowed(&self, allowed: Allowed) {
-        if let Some(appservice) = &self.appservice {
-            appservice.puppets.set_allowed(allowed.clone());
-        }
-        *self.allowed.lock().expect("allowed lock") = Access(allowed);
-    }
-
-    fn allows(&self, user: &UserRef) -> bool {
-        let rule = self.allowed.lock().expect("allowed lock").0.clone();
-        rule(user)
+        self.access.set(allowed);
     }
 
     /// Refused once `run` has returned: nothing serves the network any more.
@@ -210,7 +224,7 @@ impl MatrixNetwork {
             return Err(BridgeError::Invalid("the Matrix network runs once".into()));
         };
         if let Some(personal) = self.personal.clone() {
-            let rule = self.allowed.lock().expect("allowed lock").0.clone();
+            let rule = self.access.rule();
             tokio::spawn(async move { personal.restore(&rule).await });
         }
         let appservice = self.appservice.clone();
@@ -242,7 +256,7 @@ impl Appservice {
         settings: AppserviceSettings,
         member_limit: usize,
         store: Arc<dyn MatrixStore>,
-        allowed: Allowed,
+        access: Arc<Access>,
         nicks: NickRule,
         emit: mpsc::Sender<Event>,
     ) -> Appservice {
@@ -259,7 +273,7 @@ impl Appservice {
             client.clone(),
             server_name.clone(),
             user_prefix,
-            allowed,
+            access,
         ));
         let reach = Reach {
             client,
@@ -371,7 +385,7 @@ impl Network for MatrixNetwork {
                 "this gateway does not take personal Matrix logins".into(),
             ));
         };
-        if !self.allows(user) {
+        if !self.access.allows(user) {
             return Err(BridgeError::Invalid(format!(
                 "{user} may not use this gateway"
             )));

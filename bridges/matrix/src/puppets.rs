@@ -5,7 +5,7 @@
 //! A personal login has one "puppet": the user's own account, which needs no registering.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use causeway_bridge::UserRef;
 use ruma::api::client::account::register;
@@ -14,16 +14,7 @@ use ruma::OwnedUserId;
 use tracing::{info, warn};
 
 use crate::client::{CallError, Client, Retry};
-use crate::{ids, Allowed};
-
-/// The access rule in force.
-struct Access(Allowed);
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Access(..)")
-    }
-}
+use crate::{ids, Access};
 
 /// The puppets of the XMPP users, and who may have one.
 #[derive(Debug)]
@@ -41,7 +32,7 @@ enum Mode {
         /// Localpart prefix of the puppets.
         user_prefix: String,
         /// Who may be reached: a puppet of anyone else is nobody's.
-        allowed: RwLock<Access>,
+        allowed: Arc<Access>,
         /// Puppets known to exist on the homeserver.
         registered: Mutex<HashSet<String>>,
     },
@@ -55,19 +46,20 @@ enum Mode {
 }
 
 impl Puppets {
-    /// The puppets `@<user_prefix>…:<server_name>` of the users `allowed` accepts.
+    /// The puppets `@<user_prefix>…:<server_name>` of the users `allowed` accepts (the
+    /// network's rule, which a reload replaces).
     pub(crate) fn new(
         client: Client,
         server_name: String,
         user_prefix: String,
-        allowed: Allowed,
+        allowed: Arc<Access>,
     ) -> Puppets {
         Puppets {
             client,
             mode: Mode::Appservice {
                 server_name,
                 user_prefix,
-                allowed: RwLock::new(Access(allowed)),
+                allowed,
                 registered: Mutex::default(),
             },
         }
@@ -78,13 +70,6 @@ impl Puppets {
         Puppets {
             client,
             mode: Mode::Personal { user, account },
-        }
-    }
-
-    /// New access rules (a configuration reload).
-    pub(crate) fn set_allowed(&self, rule: Allowed) {
-        if let Mode::Appservice { allowed, .. } = &self.mode {
-            *allowed.write().expect("allowed lock") = Access(rule);
         }
     }
 
@@ -140,7 +125,7 @@ impl Puppets {
         }
         let owner = ids::puppet_owner(user_prefix, local)?;
         let canonical = ids::puppet_localpart(user_prefix, &owner) == local;
-        let allowed = (allowed.read().expect("allowed lock").0)(&owner);
+        let allowed = allowed.allows(&owner);
         (canonical && owner.0.contains('@') && allowed).then_some(owner)
     }
 
