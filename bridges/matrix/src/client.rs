@@ -24,9 +24,6 @@ use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
 use tracing::{debug, warn};
 
-/// How long a personal login's send waits for its sync to bring a room just joined.
-const ROOM_ECHO: Duration = Duration::from_secs(30);
-
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -193,25 +190,30 @@ impl Client {
 
     /// Whether calls act for one user's own account.
     pub fn is_personal(&self) -> bool {
-        matches!(self.reach, Reach::Personal(_))
+        self.sdk().is_some()
+    }
+
+    /// A personal login's matrix-sdk client.
+    fn sdk(&self) -> Option<&matrix_sdk::Client> {
+        match &self.reach {
+            Reach::Personal(sdk) => Some(sdk),
+            _ => None,
+        }
     }
 
     /// Whether the account is in `room` on Matrix already (a personal login's rooms; the
     /// appservice's puppets join on demand, so never).
     pub fn in_room(&self, room: &RoomId) -> bool {
-        match &self.reach {
-            Reach::Personal(sdk) => sdk
-                .get_room(room)
-                .is_some_and(|r| r.state() == matrix_sdk::RoomState::Joined),
-            _ => false,
-        }
+        self.sdk()
+            .and_then(|sdk| sdk.get_room(room))
+            .is_some_and(|r| r.state() == matrix_sdk::RoomState::Joined)
     }
 
     /// After a personal account joined `room` through a request of ours: its matrix-sdk
     /// client learns it at once (joining again is a no-op on the homeserver), not at its
     /// next sync — it sends only into rooms it knows as joined.
     pub async fn joined(&self, room: &RoomId) {
-        if let Reach::Personal(sdk) = &self.reach {
+        if let Some(sdk) = self.sdk() {
             if let Err(e) = sdk.join_room_by_id(room).await {
                 debug!(%room, error = %e, "the session did not take the join");
             }
@@ -222,9 +224,7 @@ impl Client {
     /// localpart (`#alias%server`, `!opaque`, `!opaque%server`), its member count, and its
     /// name and topic; spaces say so. `None` for the appservice.
     pub fn own_rooms(&self) -> Option<Vec<(String, u32, String)>> {
-        let Reach::Personal(sdk) = &self.reach else {
-            return None;
-        };
+        let sdk = self.sdk()?;
         let rooms = sdk.joined_rooms().into_iter().map(|room| {
             let name =
                 crate::ids::room_localpart(room.canonical_alias().as_deref(), room.room_id());
@@ -248,9 +248,7 @@ impl Client {
     /// The room of the account's own whose id, lower-cased, is `folded` (a personal login
     /// knows its rooms; the appservice does not).
     pub fn own_room(&self, folded: &str) -> Option<OwnedRoomId> {
-        let Reach::Personal(sdk) = &self.reach else {
-            return None;
-        };
+        let sdk = self.sdk()?;
         sdk.rooms()
             .into_iter()
             .map(|room| room.room_id().to_owned())
@@ -260,9 +258,7 @@ impl Client {
     /// A personal account's direct room with `remote`, as its Matrix clients know it
     /// (`m.direct`); `None` for the appservice.
     pub fn own_direct_room(&self, remote: &UserId) -> Option<OwnedRoomId> {
-        let Reach::Personal(sdk) = &self.reach else {
-            return None;
-        };
+        let sdk = self.sdk()?;
         sdk.get_dm_room(remote)
             .map(|room| room.room_id().to_owned())
     }
@@ -273,9 +269,7 @@ impl Client {
         &self,
         remote: &UserId,
     ) -> Option<Result<OwnedRoomId, CallError>> {
-        let Reach::Personal(sdk) = &self.reach else {
-            return None;
-        };
+        let sdk = self.sdk()?;
         Some(
             sdk.create_dm(remote)
                 .await
@@ -286,9 +280,7 @@ impl Client {
 
     /// The one other party of a personal account's direct room, as its `m.direct` says.
     pub fn direct_partner(&self, room: &RoomId) -> Option<String> {
-        let Reach::Personal(sdk) = &self.reach else {
-            return None;
-        };
+        let sdk = self.sdk()?;
         let targets = sdk.get_room(room)?.direct_targets();
         let mut targets = targets.iter();
         match (targets.next(), targets.next()) {
@@ -397,39 +389,19 @@ impl Client {
             );
             return Ok(self.call(request, Some(user), retry).await?.event_id);
         };
-        // A room the gateway has just joined (by a plain request) is known to matrix-sdk
-        // only from the sync that brings it, a moment later.
-        let joined = match sdk.get_room(room) {
-            Some(joined) => joined,
-            None => tokio::time::timeout(ROOM_ECHO, sdk.await_room_remote_echo(room))
-                .await
-                .map_err(|_| CallError::Invalid(format!("not in {room}")))?,
+        // Every join the gateway makes is told to the session at once (`joined`).
+        let Some(joined) = sdk.get_room(room) else {
+            return Err(CallError::Invalid(format!("not in {room}")));
         };
-        let deadline = match retry {
-            Retry::Once => None,
-            Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
-        };
-        let mut delays = backoff();
-        loop {
+        retrying(retry, room.as_str(), || async {
             let sent = joined
                 .send_raw(kind, content)
                 .with_transaction_id(&txn)
                 .await;
-            let err = match sent {
-                Ok(response) => return Ok(response.response.event_id),
-                Err(e) => sdk_error(&e),
-            };
-            let Some(deadline) = deadline.filter(|_| err.transient()) else {
-                return Err(err);
-            };
-            let delay = delays.next().unwrap_or(Duration::from_secs(10));
-            if tokio::time::Instant::now() + delay > deadline {
-                warn!(room = %room, error = %err, "giving up on the homeserver");
-                return Err(err);
-            }
-            debug!(room = %room, error = %err, ?delay, "retrying");
-            tokio::time::sleep(delay).await;
-        }
+            sent.map(|response| response.response.event_id)
+                .map_err(|e| (sdk_error(&e), None))
+        })
+        .await
     }
 
     async fn execute(
@@ -438,30 +410,7 @@ impl Client {
         retry: Retry,
     ) -> Result<http::Response<Vec<u8>>, CallError> {
         let (parts, body) = request.into_parts();
-        let mut delays = backoff();
-        let deadline = match retry {
-            Retry::Once => None,
-            Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
-        };
-        loop {
-            let attempt = self.attempt(&parts, &body).await;
-            let err = match attempt {
-                Ok(response) => return Ok(response),
-                Err(e) => e,
-            };
-            let Some(deadline) = deadline.filter(|_| err.0.transient()) else {
-                return Err(err.0);
-            };
-            let delay = err
-                .1
-                .unwrap_or_else(|| delays.next().unwrap_or(Duration::from_secs(10)));
-            if tokio::time::Instant::now() + delay > deadline {
-                warn!(path = %parts.uri.path(), error = %err.0, "giving up on the homeserver");
-                return Err(err.0);
-            }
-            debug!(path = %parts.uri.path(), error = %err.0, ?delay, "retrying");
-            tokio::time::sleep(delay).await;
-        }
+        retrying(retry, parts.uri.path(), || self.attempt(&parts, &body)).await
     }
 
     /// One attempt; on failure, the error and how long the homeserver asked us to wait.
@@ -504,6 +453,37 @@ impl Client {
             },
             wait,
         ))
+    }
+}
+
+/// Attempt until success, a failure that is not transient, or the end of `retry`'s
+/// patience: between attempts, the wait the homeserver asked for, else growing ones.
+/// `on` names what is tried, for the logs.
+async fn retrying<T, F, Fut>(retry: Retry, on: &str, mut attempt: F) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, (CallError, Option<Duration>)>>,
+{
+    let mut delays = backoff();
+    let deadline = match retry {
+        Retry::Once => None,
+        Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
+    };
+    loop {
+        let (err, asked) = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(failure) => failure,
+        };
+        let Some(deadline) = deadline.filter(|_| err.transient()) else {
+            return Err(err);
+        };
+        let delay = asked.unwrap_or_else(|| delays.next().unwrap_or(Duration::from_secs(10)));
+        if tokio::time::Instant::now() + delay > deadline {
+            warn!(on, error = %err, "giving up on the homeserver");
+            return Err(err);
+        }
+        debug!(on, error = %err, ?delay, "retrying");
+        tokio::time::sleep(delay).await;
     }
 }
 
