@@ -96,14 +96,14 @@ pub fn reactions(msg: &Message) -> Option<(String, Vec<String>)> {
 }
 
 /// `<replace id/>` for a correction.
-pub fn replace(id: &str) -> Element {
+fn replace(id: &str) -> Element {
     Element::builder("replace", CORRECT)
         .attr(nc("id"), id)
         .build()
 }
 
 /// `<reply id to/>` for an answer; `to` is the answered message's sender in the room.
-pub fn reply(id: &str, to: Option<&Jid>) -> Element {
+fn reply(id: &str, to: Option<&Jid>) -> Element {
     let mut reply = Element::builder("reply", REPLY).attr(nc("id"), id);
     if let Some(to) = to {
         reply = reply.attr(nc("to"), to.to_string());
@@ -111,9 +111,26 @@ pub fn reply(id: &str, to: Option<&Jid>) -> Element {
     reply.build()
 }
 
+/// Mark a message from the network (whose text is `text`) with what it corrects and what
+/// it answers, the answered message's quote in front of its body; `answered` is that
+/// message's sender as the reader addresses it, when known.
+pub fn mark_refs(msg: &mut Message, text: &str, refs: &Refs, answered: Option<&Jid>) {
+    if let Some(corrected) = &refs.replaces {
+        msg.payloads.push(replace(corrected));
+    }
+    if let Some(reply_to) = &refs.reply_to {
+        msg.payloads.push(reply(&reply_to.id, answered));
+        if let Some(quote) = &reply_to.quote {
+            let (quoted, fallback) = with_quote(text, reply_to.nick.as_deref(), quote);
+            msg.bodies.insert(Default::default(), quoted);
+            msg.payloads.push(fallback);
+        }
+    }
+}
+
 /// A reply's body with the quote of the answered message in front, for clients that know no
 /// XEP-0461, and the `<fallback/>` that marks the quote (XEP-0428, code points).
-pub fn with_quote(body: &str, nick: Option<&str>, quote: &str) -> (String, Element) {
+fn with_quote(body: &str, nick: Option<&str>, quote: &str) -> (String, Element) {
     let first = quote.lines().next().unwrap_or_default();
     let quoted = match nick {
         Some(nick) => format!("> {nick}: {first}\n"),

@@ -80,19 +80,9 @@ impl Muc {
             if let Some(origin) = &origin {
                 msg.payloads.push(origin.clone());
             }
-            if let Some(corrected) = &refs.replaces {
-                msg.payloads.push(rich::replace(corrected));
-            }
-            if let Some(answered) = &refs.reply_to {
-                let nick = answered.nick.as_deref();
-                let to = nick.and_then(|n| state.occupant(n));
-                msg.payloads.push(rich::reply(&answered.id, to.as_ref()));
-                if let Some(quote) = &answered.quote {
-                    let (quoted, fallback) = rich::with_quote(&text, nick, quote);
-                    msg.bodies.insert(Default::default(), quoted);
-                    msg.payloads.push(fallback);
-                }
-            }
+            let answered = refs.reply_to.as_ref().and_then(|r| r.nick.as_deref());
+            let answered = answered.and_then(|nick| state.occupant(nick));
+            rich::mark_refs(&mut msg, &text, &refs, answered.as_ref());
             if let (Some(room_jid), Some(stanza_id)) = (&room_jid, &stanza_id) {
                 msg.payloads.push(stanza_id_element(stanza_id, room_jid));
             }
@@ -165,17 +155,7 @@ impl Muc {
             remote_id,
             &text,
         );
-        if let Some(corrected) = &refs.replaces {
-            msg.payloads.push(rich::replace(corrected));
-        }
-        if let Some(answered) = &refs.reply_to {
-            msg.payloads.push(rich::reply(&answered.id, None));
-            if let Some(quote) = &answered.quote {
-                let (quoted, fallback) = rich::with_quote(&text, answered.nick.as_deref(), quote);
-                msg.bodies.insert(Default::default(), quoted);
-                msg.payloads.push(fallback);
-            }
-        }
+        rich::mark_refs(&mut msg, &text, &refs, None);
         if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
             msg.payloads.push(delay.into());
         }
