@@ -5,93 +5,29 @@
 //! in encrypted rooms.
 //!
 //! matrix-sdk 0.18 has no appservice mode, and its generic `send` has bounds it does not
-//! export (ARCHITECTURE.md says why this route was taken).
+//! export (ARCHITECTURE.md says why this route was taken). Why a call failed, and how long
+//! to wait before trying again, is `failure`'s.
+
+mod failure;
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use causeway_bridge::JoinFailure;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
 use ruma::api::client::message;
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{
-    AppserviceUserIdentity, IncomingResponse, MatrixVersion, OutgoingRequestAppserviceExt,
-    SupportedVersions,
+    AppserviceUserIdentity, EndpointError, IncomingResponse, MatrixVersion,
+    OutgoingRequestAppserviceExt, SupportedVersions,
 };
 use ruma::events::AnyTimelineEvent;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
-use tracing::{debug, warn};
+use tracing::debug;
 
-/// How hard to try.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// One attempt: the caller reports failure at once (joins, look-ups).
-    Once,
-    /// Retry transport failures, 5xx and rate limiting with backoff for up to this long
-    /// (message sends: a homeserver restart must not lose them).
-    For(Duration),
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// No HTTP answer (connection refused, reset, timeout).
-    #[error("homeserver unreachable: {0}")]
-    Unreachable(String),
-    /// The homeserver answered with an error.
-    #[error("{errcode} ({status}): {error}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Matrix error code (`M_FORBIDDEN`).
-        errcode: String,
-        /// The homeserver's words.
-        error: String,
-    },
-    /// The request could not be built or the answer not understood.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl CallError {
-    /// The Matrix error code, when the homeserver gave one.
-    pub fn errcode(&self) -> Option<&str> {
-        match self {
-            CallError::Refused { errcode, .. } => Some(errcode),
-            _ => None,
-        }
-    }
-
-    /// The XEP-0045 failure a join meets when the homeserver refuses this way, with the
-    /// text for the user.
-    pub fn join_failure(&self) -> (JoinFailure, String) {
-        let text = self.to_string();
-        let failure = match self {
-            CallError::Unreachable(_) => JoinFailure::Unreachable,
-            CallError::Refused { error, .. } if error.contains("banned") => JoinFailure::Banned,
-            CallError::Refused {
-                errcode, status, ..
-            } => match errcode.as_str() {
-                "M_NOT_FOUND" => JoinFailure::NoSuchRoom,
-                "M_FORBIDDEN" => JoinFailure::InviteOnly,
-                _ if *status == 404 => JoinFailure::NoSuchRoom,
-                _ => JoinFailure::Other,
-            },
-            CallError::Invalid(_) => JoinFailure::Other,
-        };
-        (failure, text)
-    }
-
-    fn transient(&self) -> bool {
-        match self {
-            CallError::Unreachable(_) => true,
-            CallError::Refused { status, .. } => *status == 429 || *status >= 500,
-            CallError::Invalid(_) => false,
-        }
-    }
-}
+pub(crate) use failure::sdk_failure;
+use failure::{error_chain, refusal, retrying};
+pub use failure::{sdk_error, CallError, Retry};
 
 /// The path-builder input of an endpoint, from the versions the gateway speaks.
 pub trait PathInput: PathBuilder {
@@ -399,7 +335,7 @@ impl Client {
                 .with_transaction_id(&txn)
                 .await;
             sent.map(|response| response.response.event_id)
-                .map_err(|e| (sdk_error(&e), None))
+                .map_err(|e| sdk_failure(&e))
         })
         .await
     }
@@ -433,101 +369,12 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| (CallError::Unreachable(error_chain(&e)), None))?;
+        let mut out = http::Response::new(bytes.to_vec());
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
         if status.is_success() {
-            let mut out = http::Response::new(bytes.to_vec());
-            *out.status_mut() = status;
-            *out.headers_mut() = headers;
             return Ok(out);
         }
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let text = |key: &str| json.get(key).and_then(|v| v.as_str()).unwrap_or_default();
-        let wait = json
-            .get("retry_after_ms")
-            .and_then(|v| v.as_u64())
-            .map(Duration::from_millis);
-        Err((
-            CallError::Refused {
-                status: status.as_u16(),
-                errcode: text("errcode").to_owned(),
-                error: text("error").to_owned(),
-            },
-            wait,
-        ))
+        Err(refusal(&ruma::api::error::Error::from_http_response(out)))
     }
-}
-
-/// Attempt until success, a failure that is not transient, or the end of `retry`'s
-/// patience: between attempts, the wait the homeserver asked for, else growing ones.
-/// `on` names what is tried, for the logs.
-async fn retrying<T, F, Fut>(retry: Retry, on: &str, mut attempt: F) -> Result<T, CallError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, (CallError, Option<Duration>)>>,
-{
-    let mut delays = backoff();
-    let deadline = match retry {
-        Retry::Once => None,
-        Retry::For(limit) => Some(tokio::time::Instant::now() + limit),
-    };
-    loop {
-        let (err, asked) = match attempt().await {
-            Ok(done) => return Ok(done),
-            Err(failure) => failure,
-        };
-        let Some(deadline) = deadline.filter(|_| err.transient()) else {
-            return Err(err);
-        };
-        let delay = asked.unwrap_or_else(|| delays.next().unwrap_or(Duration::from_secs(10)));
-        if tokio::time::Instant::now() + delay > deadline {
-            warn!(on, error = %err, "giving up on the homeserver");
-            return Err(err);
-        }
-        debug!(on, error = %err, ?delay, "retrying");
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// Growing waits between attempts, from 200 ms to 10 s.
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
-/// A matrix-sdk failure in the terms of the rest of the bridge.
-pub fn sdk_error(e: &matrix_sdk::Error) -> CallError {
-    if let Some(api) = e.as_client_api_error() {
-        let (errcode, error) = match &api.body {
-            ruma::api::error::ErrorBody::Standard(standard) => (
-                standard.kind.errcode().to_string(),
-                standard.message.clone(),
-            ),
-            other => (String::new(), format!("{other:?}")),
-        };
-        return CallError::Refused {
-            status: api.status_code.as_u16(),
-            errcode,
-            error,
-        };
-    }
-    match e {
-        matrix_sdk::Error::Http(http) if matches!(**http, matrix_sdk::HttpError::Reqwest(_)) => {
-            CallError::Unreachable(error_chain(e))
-        }
-        _ => CallError::Invalid(error_chain(e)),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
