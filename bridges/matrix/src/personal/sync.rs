@@ -21,8 +21,13 @@ use crate::personal::undecrypted::Undecrypted;
 
 /// How long one sync waits for news.
 const LONG_POLL: Duration = Duration::from_secs(30);
+/// The first wait between attempts while the homeserver is away, and the shortest.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between attempts while the homeserver is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest wait a rate-limiting homeserver is granted: past it, a wrong or hostile
+/// answer would keep the user's rooms silent.
+const MAX_ASKED_WAIT: Duration = Duration::from_secs(300);
 
 /// Why a sync loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +57,7 @@ pub(crate) struct Syncing<'a> {
 /// Sync until `stop` says so or the session is revoked.
 pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -> Ended {
     let Syncing { sdk, state, .. } = syncing;
-    let mut delay = Duration::from_secs(1);
+    let mut delay = FIRST_BACKOFF;
     let mut failing = false;
     let mut undecrypted = Undecrypted::default();
     loop {
@@ -71,7 +76,7 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
                     notice(&syncing, "connected to the homeserver again").await;
                 }
                 state.send_replace("connected".into());
-                delay = Duration::from_secs(1);
+                delay = FIRST_BACKOFF;
                 handle(&syncing, response, fresh, &mut undecrypted).await;
             }
             Err(e) => {
@@ -81,8 +86,10 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
                 ) {
                     return Ended::Revoked;
                 }
-                let text = crate::client::sdk_error(&e).to_string();
-                warn!(user = %syncing.user, error = %text, ?delay, "sync failed; retrying");
+                let (error, asked) = crate::client::sdk_failure(&e);
+                let text = error.to_string();
+                let wait = wait_after_failure(delay, asked);
+                warn!(user = %syncing.user, error = %text, ?wait, "sync failed; retrying");
                 state.send_replace(format!("retrying: {text}"));
                 if !failing {
                     failing = true;
@@ -90,12 +97,22 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
                     notice(&syncing, &words).await;
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
+                    () = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|stop| *stop) => return Ended::Stopped,
                 }
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// How long to wait after a failed sync: what the homeserver asked for when it
+/// rate-limits (`M_LIMIT_EXCEEDED`), kept between the first backoff and
+/// [`MAX_ASKED_WAIT`]; else the backoff's `delay`.
+fn wait_after_failure(delay: Duration, asked: Option<Duration>) -> Duration {
+    match asked {
+        Some(asked) => asked.clamp(FIRST_BACKOFF, MAX_ASKED_WAIT),
+        None => delay,
     }
 }
 
@@ -234,6 +251,25 @@ mod tests {
 
     fn raw(json: serde_json::Value) -> Raw<AnySyncTimelineEvent> {
         Raw::from_json(serde_json::value::to_raw_value(&json).unwrap())
+    }
+
+    #[test]
+    fn a_rate_limited_sync_waits_what_the_homeserver_asks_within_bounds() {
+        let secs = Duration::from_secs;
+        // Not rate-limited: the backoff.
+        assert_eq!(wait_after_failure(secs(8), None), secs(8));
+        // Asked: that long, shorter or longer than the backoff.
+        assert_eq!(wait_after_failure(secs(8), Some(secs(3))), secs(3));
+        assert_eq!(wait_after_failure(secs(1), Some(secs(45))), secs(45));
+        // Never a busy loop, never silent for long.
+        assert_eq!(
+            wait_after_failure(secs(4), Some(Duration::ZERO)),
+            FIRST_BACKOFF
+        );
+        assert_eq!(
+            wait_after_failure(secs(4), Some(secs(86_400))),
+            MAX_ASKED_WAIT
+        );
     }
 
     #[test]
