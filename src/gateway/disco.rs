@@ -51,6 +51,23 @@ pub fn gateway_items() -> DiscoItemsResult {
     }
 }
 
+/// disco#info at the node of a room holding rooms (a Matrix space), named as its list
+/// shows it: a directory of chatrooms whose items are its rooms. Gajim's service browser
+/// knows no such identity, so it browses the node with its full browser (Join for the
+/// rooms, Browse for the spaces among them) rather than the bare one `hierarchy/branch`
+/// gets.
+pub fn space_info(node: &str, name: String) -> DiscoInfoResult {
+    DiscoInfoResult {
+        node: Some(node.to_owned()),
+        identities: vec![Identity::new("directory", "chatroom", "en", name)],
+        features: [ns::DISCO_INFO, ns::DISCO_ITEMS]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        extensions: vec![],
+    }
+}
+
 /// XEP-0092: name and version only; the OS is nobody's business.
 pub fn version() -> VersionResult {
     VersionResult {

@@ -127,16 +127,7 @@ impl Gateway {
         if listing {
             let accounts = self.accounts.then_some(self.network);
             let items = adhoc::command_items(to, &target, self.is_admin(from), accounts);
-            let iq = Iq::Result {
-                from: Some(to.clone()),
-                to: Some(from.clone()),
-                id: id.to_owned(),
-                payload: Some(items),
-            };
-            return Some(Effects {
-                stanzas: vec![iq.into()],
-                ..Default::default()
-            });
+            return Some(iq_reply(from, to, id, Ok(items)));
         }
         let requester = from.clone().try_into_full().ok()?;
         let sessions = self.is_admin(from).then(|| muc.sessions());
@@ -230,8 +221,11 @@ impl Gateway {
         })
     }
 
-    /// disco#items on an IRC server JID from an allowed user: the channel list; on the
-    /// Matrix service's own JID, the user's rooms.
+    /// Service discovery on the JIDs that list rooms, from an allowed user. disco#items on
+    /// an IRC server JID: the channel list; on the Matrix service's own JID: the user's
+    /// rooms; at the node of a room holding rooms there (a Matrix space): that room's rooms
+    /// (any other node is `item-not-found`). disco#info at such a node, once its list has
+    /// shown it to the user, names it as a directory of chatrooms.
     fn room_list(
         &mut self,
         from: &Jid,
@@ -240,21 +234,29 @@ impl Gateway {
         payload: &Element,
         is_get: bool,
     ) -> Option<Effects> {
-        if !is_get || !payload.is("query", ns::DISCO_ITEMS) || self.check_access(from).is_err() {
+        let node = payload.attr("node");
+        let info = payload.is("query", ns::DISCO_INFO) && node.is_some();
+        let items = payload.is("query", ns::DISCO_ITEMS);
+        if !is_get || !(info || items) || self.check_access(from).is_err() {
             return None;
         }
         let muc = self.muc.as_mut()?;
-        let requester = from.clone().try_into_full().ok()?;
-        // The Matrix service itself lists the user's rooms (or its homeserver's public ones).
-        let listed = payload.attr("node").is_none() && muc.addressing().is_matrix();
-        if to.node().is_none() && to.resource().is_none() {
-            return listed
-                .then(|| muc.list_rooms(requester, String::new(), id.to_owned(), payload));
+        let server = list_server(muc, to)?;
+        if info {
+            let node = node?;
+            let label = muc.listed_space(&from.to_bare(), &server, node)?;
+            let info = disco::space_info(node, label).into();
+            return Some(iq_reply(from, to, id, Ok(info)));
         }
-        let Ok(crate::address::IrcAddress::Server { server }) = muc.addressing().parse(to) else {
-            return None;
+        let requester = from.clone().try_into_full().ok()?;
+        let within = match node {
+            None => None,
+            Some(node) => match muc.space_of(&server, node) {
+                Some(room) => Some((room, node.to_owned())),
+                None => return Some(iq_reply(from, to, id, Err(no_such_node(node)))),
+            },
         };
-        Some(muc.list_rooms(requester, server, id.to_owned(), payload))
+        Some(muc.list_rooms(requester, server, within, id.to_owned(), payload))
     }
 
     /// A MAM query on a room from an allowed user: answered once the archive is read, so
@@ -271,19 +273,7 @@ impl Gateway {
             return None;
         }
         let muc = self.muc.as_ref()?;
-        let reply_error = |error: StanzaError| {
-            let iq = Iq::Error {
-                from: Some(to.clone()),
-                to: Some(from.clone()),
-                id: id.to_owned(),
-                error,
-                payload: None,
-            };
-            Some(Effects {
-                stanzas: vec![iq.into()],
-                ..Default::default()
-            })
-        };
+        let reply_error = |error: StanzaError| Some(iq_reply(from, to, id, Err(error)));
         if let Err(error) = self.check_access(from) {
             return reply_error(error);
         }
@@ -318,12 +308,7 @@ impl Gateway {
         if payload.is("query", ns::DISCO_INFO) {
             let query = DiscoInfoQuery::try_from(payload).map_err(bad_request)?;
             if let Some(node) = query.node {
-                return Err(StanzaError::new(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "en",
-                    format!("no disco node {node:?} here"),
-                ));
+                return Err(no_such_node(&node));
             }
             Ok(Some(
                 disco::gateway_info(self.network, self.muc.is_some(), self.accounts).into(),
@@ -345,5 +330,51 @@ impl Gateway {
                 payload.ns()
             )))
         }
+    }
+}
+
+/// Whose list a disco#items or disco#info on `to` is about: a server JID's server, or the
+/// Matrix service's own list (no server); `None` for any other address.
+fn list_server(muc: &super::muc::Muc, to: &Jid) -> Option<String> {
+    if to.node().is_none() && to.resource().is_none() {
+        return muc.addressing().is_matrix().then(String::new);
+    }
+    match muc.addressing().parse(to) {
+        Ok(crate::address::IrcAddress::Server { server }) => Some(server),
+        _ => None,
+    }
+}
+
+/// The answer to a disco query at a node the address does not have.
+fn no_such_node(node: &str) -> StanzaError {
+    StanzaError::new(
+        ErrorType::Cancel,
+        DefinedCondition::ItemNotFound,
+        "en",
+        format!("no disco node {node:?} here"),
+    )
+}
+
+/// An iq result (with its payload) or error from `to` back to `from`, as the only effect.
+fn iq_reply(from: &Jid, to: &Jid, id: &str, reply: Result<Element, StanzaError>) -> Effects {
+    let (from, to, id) = (Some(to.clone()), Some(from.clone()), id.to_owned());
+    let iq = match reply {
+        Ok(payload) => Iq::Result {
+            from,
+            to,
+            id,
+            payload: Some(payload),
+        },
+        Err(error) => Iq::Error {
+            from,
+            to,
+            id,
+            error,
+            payload: None,
+        },
+    };
+    Effects {
+        stanzas: vec![iq.into()],
+        ..Default::default()
     }
 }

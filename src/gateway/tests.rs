@@ -1,4 +1,5 @@
 mod accounts;
+mod listing;
 mod registration;
 
 use super::*;

@@ -92,10 +92,13 @@ pub enum Action {
         /// The quit message.
         reason: Option<String>,
     },
-    /// List the server's public rooms; answered by [`Event::RoomList`].
+    /// List the server's public rooms, or the rooms inside one that holds rooms (a Matrix
+    /// space, listed with [`crate::ListedRoom::holds_rooms`]); answered by [`Event::RoomList`].
     ListRooms {
         /// The server.
         server: String,
+        /// The room whose rooms to list instead of the server's.
+        within: Option<RoomRef>,
     },
     /// A raw protocol line for the server (IRC only), typed by the user.
     Raw {

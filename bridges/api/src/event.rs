@@ -2,7 +2,10 @@
 
 use std::time::SystemTime;
 
-use crate::{Departure, JoinFailure, Member, MessageKind, Peer, Privilege, Refs, RoomRef, UserRef};
+use crate::{
+    BridgeError, Departure, JoinFailure, ListedRoom, Member, MessageKind, Peer, Privilege, Refs,
+    RoomRef, UserRef,
+};
 
 /// A message of a room's history ([`Event::History`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,14 +240,17 @@ pub enum Event {
         /// The server.
         server: String,
     },
-    /// The server's public rooms, after [`Action::ListRooms`].
+    /// The server's public rooms (or those within a room), after [`Action::ListRooms`].
     RoomList {
         /// Whose puppet asked.
         user: UserRef,
         /// The server.
         server: String,
-        /// The rooms: name, member count, topic.
-        rooms: Vec<(String, u32, String)>,
+        /// The room whose rooms these are, as the action named it.
+        within: Option<RoomRef>,
+        /// The rooms, or why they cannot be listed ([`BridgeError::NotFound`]: no such
+        /// room holding rooms, or none the user may see).
+        rooms: Result<Vec<ListedRoom>, BridgeError>,
     },
     /// A message could not be delivered.
     SendFailed {

@@ -132,6 +132,23 @@ impl Refs {
     }
 }
 
+/// One room of a room list ([`Event::RoomList`]): an IRC server's channels, a Matrix
+/// account's rooms, the rooms of a Matrix space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRoom {
+    /// The room's name as the list's server names it, so that the core makes its address
+    /// from it (`#rust`; on the Matrix service's own list, the whole address localpart).
+    pub name: String,
+    /// How many members it has.
+    pub members: u32,
+    /// What it is about, for people choosing a room: its topic (with its name where the
+    /// network has both).
+    pub about: String,
+    /// Whether it holds other rooms (a Matrix space), which [`Action::ListRooms`] with it
+    /// as `within` lists.
+    pub holds_rooms: bool,
+}
+
 /// A member's standing in a room, highest first where several apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Privilege {

@@ -393,7 +393,18 @@ fn command_for(action: Action) -> Result<(String, Command, Option<String>), Brid
                 privilege,
             },
         ),
-        Action::ListRooms { server } => (server, Command::List),
+        Action::ListRooms {
+            server,
+            within: None,
+        } => (server, Command::List),
+        Action::ListRooms {
+            within: Some(room), ..
+        } => {
+            return Err(BridgeError::NotFound(format!(
+                "{} holds no other channels",
+                room.name
+            )))
+        }
         Action::Raw { server, line } => (server, Command::Raw(line)),
         // Not one session's command: `act` quits each of the user's connections itself.
         Action::Disconnect { .. } => {

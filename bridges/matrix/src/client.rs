@@ -13,6 +13,7 @@ mod failure;
 use std::borrow::Cow;
 use std::time::Duration;
 
+use causeway_bridge::ListedRoom;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
 use ruma::api::client::message;
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
@@ -156,27 +157,16 @@ impl Client {
         }
     }
 
-    /// A personal account's joined rooms for a room list: each room's address as a MUC
-    /// localpart (`#alias%server`, `!opaque`, `!opaque%server`), its member count, and its
-    /// name and topic; spaces say so. `None` for the appservice.
-    pub fn own_rooms(&self) -> Option<Vec<(String, u32, String)>> {
+    /// A personal account's joined rooms for a room list, at their addresses as MUC
+    /// localparts (`#alias%server`, `!opaque`, `!opaque%server`); `None` for the
+    /// appservice.
+    pub fn own_rooms(&self) -> Option<Vec<ListedRoom>> {
         let sdk = self.sdk()?;
         let rooms = sdk.joined_rooms().into_iter().map(|room| {
             let name =
                 crate::ids::room_localpart(room.canonical_alias().as_deref(), room.room_id());
-            let count = u32::try_from(room.joined_members_count()).unwrap_or(u32::MAX);
-            let mut about = room.name().unwrap_or_default();
-            if room.is_space() {
-                about = format!("space: {about}");
-            }
-            if let Some(topic) = room.topic().filter(|t| !t.is_empty()) {
-                about = if about.is_empty() {
-                    topic
-                } else {
-                    format!("{about}: {topic}")
-                };
-            }
-            (name, count, about)
+            let members = room.joined_members_count();
+            crate::ids::listed_room(name, members, room.name(), room.topic(), room.is_space())
         });
         Some(rooms.collect())
     }

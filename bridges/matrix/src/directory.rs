@@ -1,21 +1,27 @@
 //! Which room a name means: room references resolved to room ids (aliases through the
 //! homeserver, lower-cased room version 12 ids through a personal account's own rooms, the
-//! ids remembered with their case or the public directory), the direct rooms between puppets and Matrix users (made on
-//! first use, or joined when a Matrix user opens one), and the public room list.
+//! ids remembered with their case or the public directory), the direct rooms between
+//! puppets and Matrix users (made on first use, or joined when a Matrix user opens one),
+//! and the room lists (a personal account's rooms, the public ones, a space's).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_bridge::{Event, JoinFailure, RoomRef, UserRef};
+use causeway_bridge::{BridgeError, Event, JoinFailure, ListedRoom, RoomRef, UserRef};
 use ruma::api::client::directory::get_public_rooms;
+use ruma::api::client::space::get_hierarchy;
 use ruma::api::client::{alias, membership, room};
+use ruma::room::RoomType;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId};
 use tracing::{debug, info, warn};
 
-use crate::client::{Client, Retry};
+use crate::client::{CallError, Client, Retry};
 use crate::ids;
 use crate::puppets::Puppets;
 use crate::store::{MatrixStore, StoreFailure};
+
+/// How many pages of a space's rooms (100 each) a list takes at most.
+const HIERARCHY_PAGES: usize = 10;
 
 /// The rooms the gateway knows by id, and the direct rooms.
 #[derive(Debug)]
@@ -216,52 +222,116 @@ impl Directory {
         Ok(vec![(own.to_string(), remote)])
     }
 
-    /// The public rooms of `server` (the homeserver's own when empty or its name).
-    pub(crate) async fn list_rooms(&self, user: &UserRef, server: String) -> Vec<Event> {
-        // The service's own list: a personal account's rooms.
-        if let Some(rooms) = server.is_empty().then(|| self.client.own_rooms()).flatten() {
-            return vec![Event::RoomList {
-                user: user.clone(),
-                server,
-                rooms,
-            }];
-        }
-        let mut request = get_public_rooms::v3::Request::new();
-        request.limit = Some(ruma::UInt::from(500u32));
-        if !server.is_empty() && server != self.server_name {
-            request.server = ruma::OwnedServerName::try_from(server.as_str()).ok();
-        }
-        let rooms = match self
-            .client
-            .call(request, Some(&self.puppets.id(user)), Retry::Once)
-            .await
-        {
-            Ok(found) => found
-                .chunk
-                .into_iter()
-                .map(|r| {
-                    // The service's own list names rooms by their whole address.
-                    let name = match server.is_empty() {
-                        true => ids::room_localpart(r.canonical_alias.as_deref(), &r.room_id),
-                        false => r
-                            .canonical_alias
-                            .map(|a| a.to_string())
-                            .unwrap_or_else(|| r.room_id.to_string()),
-                    };
-                    let members =
-                        u32::try_from(u64::from(r.num_joined_members)).unwrap_or(u32::MAX);
-                    (name, members, r.topic.or(r.name).unwrap_or_default())
-                })
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot list public rooms");
-                Vec::new()
-            }
+    /// The rooms of the room list `server` asks for: on the service's own list (`server`
+    /// empty) a personal account's rooms, else the public rooms of `server` (the
+    /// homeserver's own when empty or its name); `within` a space, that space's rooms.
+    pub(crate) async fn list_rooms(
+        &self,
+        user: &UserRef,
+        server: String,
+        within: Option<RoomRef>,
+    ) -> Vec<Event> {
+        let rooms = match &within {
+            Some(space) => self.space_rooms(user, space).await,
+            None => Ok(self.server_rooms(user, &server).await),
         };
         vec![Event::RoomList {
             user: user.clone(),
             server,
+            within,
             rooms,
         }]
+    }
+
+    /// A personal account's rooms (for the service's own list), else the public rooms of
+    /// `server`; none when the homeserver cannot say.
+    async fn server_rooms(&self, user: &UserRef, server: &str) -> Vec<ListedRoom> {
+        if let Some(rooms) = server.is_empty().then(|| self.client.own_rooms()).flatten() {
+            return rooms;
+        }
+        let mut request = get_public_rooms::v3::Request::new();
+        request.limit = Some(ruma::UInt::from(500u32));
+        if !server.is_empty() && server != self.server_name {
+            request.server = ruma::OwnedServerName::try_from(server).ok();
+        }
+        let found = match self
+            .client
+            .call(request, Some(&self.puppets.id(user)), Retry::Once)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(error = %e, "cannot list public rooms");
+                return Vec::new();
+            }
+        };
+        let own_list = server.is_empty();
+        let rooms = found.chunk.into_iter().map(|r| {
+            // The service's own list names rooms by their whole address, and only there
+            // can a space's rooms be asked for by that name.
+            let name = match own_list {
+                true => ids::room_localpart(r.canonical_alias.as_deref(), &r.room_id),
+                false => r
+                    .canonical_alias
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| r.room_id.to_string()),
+            };
+            let space = own_list && r.room_type == Some(RoomType::Space);
+            let members = u64::from(r.num_joined_members);
+            ids::listed_room(name, members, r.name, r.topic, space)
+        });
+        rooms.collect()
+    }
+
+    /// The rooms of a space one level down (sub-spaces among them), whether the account is
+    /// in them or not: the homeserver's `/hierarchy`, which shows the rooms the account may
+    /// see or join, each with its name, topic, alias and member count.
+    async fn space_rooms(
+        &self,
+        user: &UserRef,
+        space: &RoomRef,
+    ) -> Result<Vec<ListedRoom>, BridgeError> {
+        let refused = |e: CallError| match e {
+            CallError::Unreachable(text) => BridgeError::Unreachable(text),
+            other => BridgeError::NotFound(format!("{}: {other}", ids::matrix_name(space))),
+        };
+        let space_id = match self.resolve(space).await {
+            Ok(id) => id,
+            Err((JoinFailure::Unreachable, text)) => return Err(BridgeError::Unreachable(text)),
+            Err((_, text)) => return Err(BridgeError::NotFound(text)),
+        };
+        let mut rooms = Vec::new();
+        let mut from = None;
+        for _ in 0..HIERARCHY_PAGES {
+            let mut request = get_hierarchy::v1::Request::new(space_id.clone());
+            request.max_depth = Some(ruma::UInt::from(1u32));
+            request.limit = Some(ruma::UInt::from(100u32));
+            request.from = from.take();
+            let page = self
+                .client
+                .call(request, Some(&self.puppets.id(user)), Retry::Once)
+                .await
+                .map_err(refused)?;
+            for room in page.rooms.into_iter().map(|chunk| chunk.summary) {
+                let is_space = room.room_type == Some(RoomType::Space);
+                if room.room_id == space_id {
+                    if !is_space {
+                        let text = format!("{} is no space", ids::matrix_name(space));
+                        return Err(BridgeError::NotFound(text));
+                    }
+                    continue;
+                }
+                let name = ids::room_localpart(room.canonical_alias.as_deref(), &room.room_id);
+                let members = u64::from(room.num_joined_members);
+                rooms.push(ids::listed_room(
+                    name, members, room.name, room.topic, is_space,
+                ));
+            }
+            match page.next_batch {
+                Some(next) => from = Some(next),
+                None => break,
+            }
+        }
+        Ok(rooms)
     }
 }

@@ -1,7 +1,8 @@
-//! Matrix ids as causeway uses them: puppet user ids for XMPP users, and the split of
-//! Matrix room and user ids into the (server, name) pairs of the address scheme.
+//! Matrix ids as causeway uses them: puppet user ids for XMPP users, the split of Matrix
+//! room and user ids into the (server, name) pairs of the address scheme, and rooms as the
+//! room lists name them.
 
-use causeway_bridge::{RoomRef, UserRef};
+use causeway_bridge::{ListedRoom, RoomRef, UserRef};
 
 /// Characters a puppet localpart keeps as they are; everything else is written `=xx` per
 /// UTF-8 byte (`=` itself included), so the mapping is reversible and the localpart stays
@@ -90,6 +91,35 @@ pub fn room_localpart(alias: Option<&ruma::RoomAliasId>, room_id: &ruma::RoomId)
             Some((opaque, server)) => format!("{opaque}%{server}"),
             None => room_id.to_string(),
         },
+    }
+}
+
+/// A room as the room lists show it: at its address `name`, with its member count and
+/// its name and topic (`name: topic`, each where set); a space says so, and holds rooms.
+pub(crate) fn listed_room(
+    name: String,
+    members: u64,
+    title: Option<String>,
+    topic: Option<String>,
+    space: bool,
+) -> ListedRoom {
+    let about: Vec<String> = [title, topic]
+        .into_iter()
+        .flatten()
+        .filter(|text| !text.is_empty())
+        .collect();
+    let mut about = about.join(": ");
+    if space {
+        about = match about.is_empty() {
+            true => "space".to_owned(),
+            false => format!("space: {about}"),
+        };
+    }
+    ListedRoom {
+        name,
+        members: u32::try_from(members).unwrap_or(u32::MAX),
+        about,
+        holds_rooms: space,
     }
 }
 

@@ -99,7 +99,9 @@ impl Performer {
             Action::Disconnect { server, reason } => {
                 self.membership.disconnect(user, server, reason).await
             }
-            Action::ListRooms { server } => self.directory.list_rooms(user, server).await,
+            Action::ListRooms { server, within } => {
+                self.directory.list_rooms(user, server, within).await
+            }
             Action::SetPrivilege { room, .. } => vec![server_text(
                 user,
                 &room.server,

@@ -1,11 +1,17 @@
 //! Channel lists: disco#items on a server JID answered from the network's list (IRC's
 //! LIST), paged with XEP-0059. A list fetched in the last two minutes serves further pages;
 //! requests that arrive while one is being fetched wait for it.
+//!
+//! A room that holds rooms (a Matrix space) is listed as a node of the list's JID,
+//! `space/<its name>`, the XEP-0030 way: disco#items on that node lists its rooms (asked of
+//! the network with the room as `within`), and disco#info on it names it as a directory of
+//! chatrooms — an identity Gajim's service browser opens with a Join button for the rooms
+//! and Browse for the spaces among them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use causeway_bridge::{Action, BridgeError, UserRef};
+use causeway_bridge::{Action, BridgeError, ListedRoom, RoomRef, UserRef};
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
@@ -14,17 +20,17 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 use tokio_xmpp::Stanza;
 
 use super::{Effects, Muc, OnError, Request};
-use crate::address::IrcAddressing;
+use crate::address::{IrcAddress, IrcAddressing};
 use crate::gateway::stanzas::error;
 
 /// How long a channel list serves further pages before LIST is sent again.
 const LIST_FRESH: Duration = Duration::from_secs(120);
 
-/// One entry of a channel list: name, member count, topic.
-type ListedRoom = (String, u32, String);
+/// The disco node of a room that holds rooms, before the room's name.
+pub const SPACE_NODE: &str = "space/";
 
-/// Whose list on which server: (user, lower-cased server).
-type ListKey = (BareJid, String);
+/// Whose list of what: (user, lower-cased server, the room whose rooms it lists).
+pub type ListKey = (BareJid, String, Option<RoomRef>);
 
 /// A disco#items request on a server JID, waiting for the channel list.
 #[derive(Debug)]
@@ -32,6 +38,8 @@ struct PendingList {
     requester: FullJid,
     iq_id: String,
     rsm: Option<SetQuery>,
+    /// The node asked for (a room holding rooms), echoed in the answer.
+    node: Option<String>,
 }
 
 /// The channel lists of every user and server.
@@ -44,12 +52,45 @@ pub(super) struct RoomLists {
 }
 
 impl Muc {
-    /// disco#items on a server JID: the channel list, from the one fetched in the last two
-    /// minutes, else once the puppet has it.
+    /// The room a disco node of `server`'s list names (`space/<name>`), if it names one.
+    pub fn space_of(&self, server: &str, node: &str) -> Option<RoomRef> {
+        let name = node.strip_prefix(SPACE_NODE)?;
+        let jid = self.addressing.channel_jid(server, name).ok()?;
+        match self.addressing.parse(&jid.into()).ok()? {
+            IrcAddress::Channel {
+                server,
+                channel,
+                nick: None,
+            } => Some(RoomRef {
+                server,
+                name: channel,
+            }),
+            _ => None,
+        }
+    }
+
+    /// How a list of `server` the user has been given shows the room holding rooms at
+    /// disco `node`; `None` when no such room was listed to them.
+    pub fn listed_space(&self, user: &BareJid, server: &str, node: &str) -> Option<String> {
+        let name = node.strip_prefix(SPACE_NODE)?;
+        let server = server.to_ascii_lowercase();
+        self.lists
+            .fetched
+            .iter()
+            .filter(|(key, _)| key.0 == *user && key.1 == server)
+            .flat_map(|(_, (_, rooms))| rooms)
+            .find(|room| room.holds_rooms && room.name == name)
+            .map(label)
+    }
+
+    /// disco#items on a server JID: the channel list (with `within`, the rooms of that
+    /// room, asked at that disco node), from the one fetched in the last two minutes, else
+    /// once the puppet has it.
     pub fn list_rooms(
         &mut self,
         requester: FullJid,
         server: String,
+        within: Option<(RoomRef, String)>,
         iq_id: String,
         payload: &Element,
     ) -> Effects {
@@ -57,11 +98,13 @@ impl Muc {
         let rsm = tokio_xmpp::parsers::disco::DiscoItemsQuery::try_from(payload.clone())
             .ok()
             .and_then(|q| q.rsm);
-        let key = (requester.to_bare(), server.to_ascii_lowercase());
+        let (within, node) = within.unzip();
+        let key = (requester.to_bare(), server.to_ascii_lowercase(), within);
         let pending = PendingList {
             requester,
             iq_id,
             rsm,
+            node,
         };
         if let Some((at, rooms)) = self.lists.fetched.get(&key) {
             if at.elapsed() < LIST_FRESH {
@@ -75,22 +118,31 @@ impl Muc {
         if waiting.len() == 1 {
             fx.requests.push(Request {
                 user: UserRef(key.0.to_string()),
-                action: Action::ListRooms { server },
-                on_error: OnError::List(key.0, key.1),
+                action: Action::ListRooms {
+                    server,
+                    within: key.2.clone(),
+                },
+                on_error: OnError::List(key),
             });
         }
         fx
     }
 
     /// The network's list came: answer everyone waiting, and keep it for further pages.
+    /// A list the network could not make is an error for them.
     pub(super) fn room_list(
         &mut self,
         fx: &mut Effects,
         user: &BareJid,
         server: String,
-        rooms: Vec<ListedRoom>,
+        within: Option<RoomRef>,
+        rooms: Result<Vec<ListedRoom>, BridgeError>,
     ) {
-        let key = (user.clone(), server.to_ascii_lowercase());
+        let key = (user.clone(), server.to_ascii_lowercase(), within);
+        let rooms = match rooms {
+            Ok(rooms) => rooms,
+            Err(err) => return fx.stanzas.extend(self.list_failed(key, &err)),
+        };
         for pending in self.lists.waiting.remove(&key).unwrap_or_default() {
             fx.stanzas
                 .push(answer_list(&self.addressing, &server, &rooms, &pending));
@@ -98,25 +150,27 @@ impl Muc {
         self.lists.fetched.insert(key, (Instant::now(), rooms));
     }
 
-    /// The network could not list: every request waiting gets an error.
-    pub(super) fn list_failed(
-        &mut self,
-        user: BareJid,
-        server: String,
-        err: &BridgeError,
-    ) -> Vec<Stanza> {
-        let from = list_jid(&self.addressing, &server);
+    /// The network could not list: every request waiting gets an error (a room's rooms:
+    /// no such room holding rooms, as far as the user may see).
+    pub(super) fn list_failed(&mut self, key: ListKey, err: &BridgeError) -> Vec<Stanza> {
+        let from = list_jid(&self.addressing, &key.1);
+        let (condition, text) = match (&key.2, err) {
+            (Some(_), BridgeError::NotFound(_) | BridgeError::Invalid(_)) => {
+                (DefinedCondition::ItemNotFound, err.to_string())
+            }
+            (Some(_), _) => (DefinedCondition::RemoteServerNotFound, err.to_string()),
+            (None, _) => (
+                DefinedCondition::RemoteServerNotFound,
+                format!("{err}: join a channel on this server first"),
+            ),
+        };
         self.lists
             .waiting
-            .remove(&(user, server))
+            .remove(&key)
             .unwrap_or_default()
             .into_iter()
             .map(|p| {
-                let error = error(
-                    ErrorType::Cancel,
-                    DefinedCondition::RemoteServerNotFound,
-                    format!("{err}: join a channel on this server first"),
-                );
+                let error = error(ErrorType::Cancel, condition.clone(), text.clone());
                 Iq::Error {
                     from: from.clone(),
                     to: Some(p.requester.into()),
@@ -138,7 +192,23 @@ fn list_jid(addressing: &IrcAddressing, server: &str) -> Option<Jid> {
     }
 }
 
-/// One page of `rooms` for `pending`, as a disco#items result from the server JID.
+/// How a list shows a room: its name, member count and topic.
+fn label(room: &ListedRoom) -> String {
+    let ListedRoom {
+        name,
+        members,
+        about,
+        ..
+    } = room;
+    match about.is_empty() {
+        true => format!("{name} ({members})"),
+        false => format!("{name} ({members}) – {about}"),
+    }
+}
+
+/// One page of `rooms` for `pending`, as a disco#items result from the server JID. A room
+/// holding rooms is an item of that JID at its node; the others are their own JIDs. Each is
+/// paged by its room's JID.
 fn answer_list(
     addressing: &IrcAddressing,
     server: &str,
@@ -147,11 +217,12 @@ fn answer_list(
 ) -> Stanza {
     use tokio_xmpp::parsers::disco::{DiscoItemsResult, Item};
     use tokio_xmpp::parsers::rsm::{First, SetResult};
+    let from = list_jid(addressing, server);
     let mut sorted: Vec<&ListedRoom> = rooms.iter().collect();
-    sorted.sort_by_key(|room| room.0.to_lowercase());
+    sorted.sort_by_key(|room| room.name.to_lowercase());
     let ids: Vec<Option<BareJid>> = sorted
         .iter()
-        .map(|(name, _, _)| addressing.channel_jid(server, name).ok())
+        .map(|room| addressing.channel_jid(server, &room.name).ok())
         .collect();
     let position = |id: &str| {
         ids.iter()
@@ -180,33 +251,32 @@ fn answer_list(
         }
         (None, None) => (0, max.min(sorted.len())),
     };
-    let items: Vec<Item> = (start..end)
+    let (cursors, items): (Vec<String>, Vec<Item>) = (start..end)
         .filter_map(|i| {
-            let (name, count, topic) = sorted[i];
-            let jid = ids[i].clone()?;
-            let label = if topic.is_empty() {
-                format!("{name} ({count})")
-            } else {
-                format!("{name} ({count}) – {topic}")
+            let room = sorted[i];
+            let id = ids[i].clone()?;
+            let (jid, node) = match room.holds_rooms {
+                true => (from.clone()?, Some(format!("{SPACE_NODE}{}", room.name))),
+                false => (id.clone().into(), None),
             };
-            Some(Item {
-                jid: jid.into(),
-                node: None,
-                name: Some(label),
-            })
+            let item = Item {
+                jid,
+                node,
+                name: Some(label(room)),
+            };
+            Some((id.to_string(), item))
         })
-        .collect();
+        .unzip();
     let rsm = pending.rsm.as_ref().map(|_| SetResult {
-        first: items.first().map(|i| First {
+        first: cursors.first().map(|id| First {
             index: Some(start),
-            item: i.jid.to_string(),
+            item: id.clone(),
         }),
-        last: items.last().map(|i| i.jid.to_string()),
+        last: cursors.last().cloned(),
         count: Some(sorted.len()),
     });
-    let from = list_jid(addressing, server);
     let result = DiscoItemsResult {
-        node: None,
+        node: pending.node.clone(),
         items,
         rsm,
     };

@@ -11,7 +11,7 @@
 //! from XMPP is handled in `xmpp_presence` (joins and leaves), `xmpp_message` and `xmpp_iq`;
 //! what the network reports in `network_members` (who is in, under which nick),
 //! `network_messages` (what is said) and `network_connection` (connections lost and won,
-//! refused actions); channel lists in `listing`.
+//! refused actions); channel lists (and the rooms of a room holding rooms) in `listing`.
 
 mod listing;
 mod network_connection;
@@ -70,7 +70,7 @@ pub enum OnError {
     /// A join: every resource waiting on it gets a presence error.
     Join(RoomKey),
     /// A channel list: every request waiting on it gets an iq error.
-    List(BareJid, String),
+    List(listing::ListKey),
     /// A message: an error back to its sender.
     Message {
         /// The address the message went to.
@@ -346,7 +346,12 @@ impl Muc {
             Event::Invited {
                 room, by, reason, ..
             } => fx.stanzas.extend(self.invitation(&user, &room, by, reason)),
-            Event::RoomList { server, rooms, .. } => self.room_list(&mut fx, &user, server, rooms),
+            Event::RoomList {
+                server,
+                within,
+                rooms,
+                ..
+            } => self.room_list(&mut fx, &user, server, within, rooms),
             Event::ServerText { server, text, .. } => {
                 self.server_text(&mut fx, user, &server, &text)
             }

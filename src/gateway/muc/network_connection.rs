@@ -26,7 +26,7 @@ impl Muc {
                 };
                 self.join_failed(&key, failure, &err.to_string())
             }
-            OnError::List(user, server) => self.list_failed(user, server, err),
+            OnError::List(key) => self.list_failed(key, err),
             OnError::Message { to, sender, id } => {
                 let condition = match err {
                     BridgeError::NotFound(_) => DefinedCondition::ItemNotFound,

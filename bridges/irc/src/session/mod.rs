@@ -19,7 +19,7 @@ mod registration;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use causeway_bridge::{Event, MessageKind, Peer, Privilege, RoomRef, UserRef};
+use causeway_bridge::{Event, ListedRoom, MessageKind, Peer, Privilege, RoomRef, UserRef};
 use tokio::sync::watch;
 
 use crate::state::{Channel, ServerRules};
@@ -121,7 +121,7 @@ struct Session {
     /// Set by a quit command: the session ends with this QUIT message.
     quit_reason: Option<String>,
     /// A LIST under way: the channels so far.
-    listing: Option<Vec<(String, u32, String)>>,
+    listing: Option<Vec<ListedRoom>>,
     writer: Option<io::Writer>,
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use causeway_bridge::{Event, JoinFailure, RoomRef};
+use causeway_bridge::{Event, JoinFailure, ListedRoom, RoomRef};
 
 use crate::line::Line;
 use crate::session::Session;
@@ -43,7 +43,12 @@ impl Session {
             RPL_LIST if self.listing.is_some() => {
                 // me channel count :topic
                 let count = line.param(2).parse().unwrap_or(0);
-                let entry = (line.param(1).to_owned(), count, text);
+                let entry = ListedRoom {
+                    name: line.param(1).to_owned(),
+                    members: count,
+                    about: text,
+                    holds_rooms: false,
+                };
                 if let Some(listing) = &mut self.listing {
                     listing.push(entry);
                 }
@@ -54,7 +59,8 @@ impl Session {
                     self.emit(Event::RoomList {
                         user: self.user(),
                         server: self.spec.server.clone(),
-                        rooms,
+                        within: None,
+                        rooms: Ok(rooms),
                     })
                     .await;
                 }
