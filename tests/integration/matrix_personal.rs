@@ -1,7 +1,9 @@
 //! Personal Matrix logins end to end: an XMPP user on Prosody logs in to their own account
 //! on a real Synapse (by ad-hoc command and by XEP-0077), joins a room as themselves, and
 //! talks with Matrix users; the login survives a gateway restart, and a logout from another
-//! Matrix client is noticed.
+//! Matrix client is noticed. How a test logs in is in `login`.
+
+mod login;
 
 use std::time::Duration;
 
@@ -11,111 +13,18 @@ use xmpp_client::minidom::Element;
 use xmpp_client::parsers::message::MessageType;
 use xmpp_client::{IqResponse, Stanza};
 
-use crate::harness::matrix_client::MatrixClient;
 use crate::harness::muc::{
     body, chat_from, enter, groupchat_from, groupchat_to, invitation, payload, sender, with_payload,
 };
-use crate::harness::scene::{MatrixSide, Scene, GW, HS};
-use crate::harness::TestClient;
+use crate::harness::scene::{Scene, GW, HS};
+pub(crate) use login::{command, gateway_devices, log_in, note, register_carol};
+use login::{form, nc, COMMANDS, DATA};
 
 const WAIT: Duration = Duration::from_secs(20);
-const COMMANDS: &str = "http://jabber.org/protocol/commands";
-const DATA: &str = "jabber:x:data";
 const REGISTER: &str = "jabber:iq:register";
-
-fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
-    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
-}
 
 fn room_jid(alias: &str) -> String {
     format!("#{alias}%{HS}@{GW}")
-}
-
-/// A submitted data form with these fields.
-fn form(kind: &str, fields: &[(&str, &str)]) -> Element {
-    let mut form = Element::builder("x", DATA).attr(nc("type"), kind);
-    for (var, value) in fields {
-        let value = Element::builder("value", DATA).append(*value).build();
-        let field = Element::builder("field", DATA).attr(nc("var"), *var);
-        form = form.append(field.append(value).build());
-    }
-    form.build()
-}
-
-/// Run the ad-hoc command `node` on the Matrix service: execute, then submit `fields`
-/// when it answers with a form. The last answer.
-pub(crate) async fn command(
-    client: &mut TestClient,
-    node: &str,
-    fields: &[(&str, &str)],
-) -> Element {
-    let execute = Element::builder("command", COMMANDS)
-        .attr(nc("node"), node)
-        .attr(nc("action"), "execute")
-        .build();
-    let first = match client.set(GW, execute).await {
-        IqResponse::Result(Some(answer)) => answer,
-        other => panic!("{node} refused: {other:?}"),
-    };
-    if first.attr("status") != Some("executing") {
-        return first;
-    }
-    let session = first.attr("sessionid").expect("a session").to_owned();
-    let submit = Element::builder("command", COMMANDS)
-        .attr(nc("node"), node)
-        .attr(nc("sessionid"), session)
-        .append(form("submit", fields))
-        .build();
-    match client.set(GW, submit).await {
-        IqResponse::Result(Some(answer)) => answer,
-        other => panic!("{node} submit refused: {other:?}"),
-    }
-}
-
-/// The note of a completed command: its type and text.
-pub(crate) fn note(answer: &Element) -> (String, String) {
-    assert_eq!(answer.attr("status"), Some("completed"), "{answer:?}");
-    let note = answer
-        .get_child("note", COMMANDS)
-        .unwrap_or_else(|| panic!("no note: {answer:?}"));
-    (note.attr("type").unwrap_or("info").to_owned(), note.text())
-}
-
-/// Log `client` in to `account` with `password` by the ad-hoc command.
-pub(crate) async fn log_in(
-    scene: &Scene<MatrixSide>,
-    client: &mut TestClient,
-    account: &str,
-    password: &str,
-) -> (String, String) {
-    let url = scene.synapse.url();
-    let answer = command(
-        client,
-        "matrix-login",
-        &[
-            ("account", account),
-            ("password", password),
-            ("homeserver", &url),
-        ],
-    )
-    .await;
-    note(&answer)
-}
-
-/// The devices of a Matrix account that the gateway made.
-pub(crate) async fn gateway_devices(account: &MatrixClient) -> Vec<String> {
-    let devices = account.request(Method::GET, &["devices"], None).await;
-    devices["devices"]
-        .as_array()
-        .expect("a device list")
-        .iter()
-        .filter(|d| {
-            d["display_name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("causeway"))
-        })
-        .map(|d| d["device_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 fn is_text(event: &Value, sender: &str, text: &str) -> bool {
@@ -127,11 +36,7 @@ fn is_text(event: &Value, sender: &str, text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
     let mut scene = Scene::matrix().await;
-    let phone = scene
-        .synapse
-        .register("carol", "carol-password", false)
-        .await;
-    let carol = phone.user_id().to_owned();
+    let (phone, carol) = register_carol(&scene).await;
     let room = scene.public_room("plaza", "Personal logins").await;
     phone.join(&room).await;
     let mut alice = scene.xmpp_user("alice").await;
@@ -378,11 +283,7 @@ async fn in_band_registration_logs_in_and_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways() {
     let scene = Scene::matrix().await;
-    let phone = scene
-        .synapse
-        .register("carol", "carol-password", false)
-        .await;
-    let carol = phone.user_id().to_owned();
+    let (_, carol) = register_carol(&scene).await;
     let mut alice = scene.xmpp_user("alice").await;
     let (kind, text) = log_in(&scene, &mut alice, &carol, "carol-password").await;
     assert_eq!(kind, "info", "{text}");
@@ -491,11 +392,7 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synapse_restart_loses_nothing_and_the_user_is_told() {
     let mut scene = Scene::matrix().await;
-    let phone = scene
-        .synapse
-        .register("carol", "carol-password", false)
-        .await;
-    let carol = phone.user_id().to_owned();
+    let (phone, carol) = register_carol(&scene).await;
     let room = scene.public_room("outage", "").await;
     phone.join(&room).await;
     let mut alice = scene.xmpp_user("alice").await;
