@@ -1,9 +1,11 @@
 //! Personal Matrix logins end to end: an XMPP user on Prosody logs in to their own account
 //! on a real Synapse (by ad-hoc command and by XEP-0077), joins a room as themselves, and
 //! talks with Matrix users; the login survives a gateway restart, and a logout from another
-//! Matrix client is noticed. How a test logs in is in `login`.
+//! Matrix client is noticed. How a test logs in is in `login`; the rooms of spaces, as
+//! the Matrix service lists them, in `spaces`.
 
 mod login;
+mod spaces;
 
 use std::time::Duration;
 
