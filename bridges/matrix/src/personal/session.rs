@@ -48,9 +48,14 @@ fn new_store_key() -> String {
 /// The stores' configuration for `key`: 64 hex digits are the key itself, used as it is;
 /// anything else is a passphrase, which matrix-sdk stretches (200,000 rounds of PBKDF2 for
 /// each store, each time it opens: seconds in a debug build). A random key needs no
-/// stretching.
+/// stretching. At most two connections a store (one writes, one reads) with 500 kB page
+/// caches, matrix-sdk's low-memory values: a gateway has many logins, each quiet most of
+/// the time (its default, four connections per core and 2 MB, is a phone app's).
 fn store_config(dir: &Path, key: &str) -> matrix_sdk::SqliteStoreConfig {
-    let config = matrix_sdk::SqliteStoreConfig::new(dir);
+    let config = matrix_sdk::SqliteStoreConfig::new(dir)
+        .pool_max_size(2)
+        .cache_size(500_000)
+        .journal_size_limit(2_000_000);
     match key_bytes(key) {
         Some(bytes) => config.key(Some(&bytes)),
         None => config.passphrase(Some(key)),
@@ -83,10 +88,25 @@ fn private_folder(dir: &Path) -> Result<(), BridgeError> {
     made.map_err(|e| BridgeError::Invalid(format!("cannot make {}: {e}", dir.display())))
 }
 
+/// The HTTP client of every login: one connection pool and one set of TLS roots for them
+/// all, where matrix-sdk would build both for each (as it does, at TLS 1.2 and up).
+fn http() -> reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
+            .tls_version_min(reqwest::tls::Version::TLS_1_2)
+            .build()
+            .expect("an HTTP client with the default TLS set-up")
+    })
+    .clone()
+}
+
 /// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`.
 async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
     matrix_sdk::Client::builder()
         .server_name_or_homeserver_url(server)
+        .http_client(http())
         .sqlite_store_with_config_and_cache_path(store_config(dir, key), None::<&Path>)
         .build()
         .await
