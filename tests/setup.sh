@@ -4,7 +4,8 @@
 # default ~/.cache/causeway/synapse-venv), skipping what is already there. Safe to run again.
 #   tests/setup.sh           everything the test suite needs
 #   tests/setup.sh sandbox   only Prosody and ngircd (and the build's C tools)
-#   tests/setup.sh bench     everything, and biboumi and valgrind for `cargo bench --bench gateways`
+#   tests/setup.sh bench     everything, and biboumi, valgrind and matridge (a venv,
+#                            CAUSEWAY_MATRIDGE_VENV) for `cargo bench --bench gateways`
 set -euo pipefail
 
 # gcc and make build the C the binary bundles: SQLite (sqlx) and jemalloc (its allocator).
@@ -50,14 +51,26 @@ fi
 
 [ "${1:-}" != sandbox ] || exit 0
 
+# Install the PyPI distribution $2 at version $3 (a prefix: 1.163 is any 1.163.x) into the
+# venv $1, unless it is there already. Over a half-made venv too: pip finishes what an
+# interrupted run left.
+pypi_venv() {
+  local venv=$1 dist=$2 version=$3
+  local check="import importlib.metadata as m, sys; v = m.version('$dist'); sys.exit(not (v == '$version' or v.startswith('$version.')))"
+  if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
+    echo "setup: installing $dist $version into $venv" >&2
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$dist==$version.*"
+  fi
+}
+
 # Synapse for the Matrix tests (tests/integration/harness/matrix_server.rs looks in the same
 # place). Debian's package lags behind; the tests are written against this release.
-venv=${CAUSEWAY_SYNAPSE_VENV:-$HOME/.cache/causeway/synapse-venv}
-synapse=1.163
-if ! "$venv/bin/python" -c "import synapse, sys; sys.exit(not synapse.__version__.startswith('$synapse.'))" 2>/dev/null; then
-  echo "setup: installing Synapse $synapse into $venv" >&2
-  mkdir -p "$(dirname "$venv")"
-  # Over a half-made venv too: pip finishes what an interrupted run left.
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse==$synapse.*"
+pypi_venv "${CAUSEWAY_SYNAPSE_VENV:-$HOME/.cache/causeway/synapse-venv}" matrix-synapse 1.163
+
+# matridge (slidge's Matrix gateway), the personal-login peer of `cargo bench --bench
+# gateways` (benches/gateways/gateway.rs looks in the same place).
+if [ "${1:-}" = bench ]; then
+  pypi_venv "${CAUSEWAY_MATRIDGE_VENV:-$HOME/.cache/causeway/matridge-venv}" matridge 0.4.1
 fi

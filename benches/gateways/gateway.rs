@@ -1,5 +1,6 @@
-//! The gateway processes under test: causeway's release binary and Debian's biboumi, each
-//! attached to the run's Prosody as a component, and what /proc says of them.
+//! The gateway processes under test: causeway's release binary, Debian's biboumi and
+//! matridge (from PyPI), each attached to the run's Prosody as a component, and what /proc
+//! says of them.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +11,8 @@ use crate::harness::xmpp_server::XmppServer;
 /// biboumi's component domain: as long as causeway's `irc.localhost` (and the bare
 /// relay's), since Prosody's work per message grows with the length of the addresses.
 pub const BIBOUMI: &str = "bib.localhost";
+/// matridge's component domain: as long as causeway's `matrix.localhost`.
+pub const MATRIDGE: &str = "matrid.localhost";
 /// The domain of the load generator's own component (idle puppets, see `memory.rs`).
 pub const LOAD: &str = "load.localhost";
 
@@ -20,6 +23,8 @@ pub enum Kind {
     Biboumi,
     /// The bare relay (`bare.rs`): the throughput scenario's ceiling.
     Bare,
+    /// slidge's Matrix gateway: the personal-login scenario's peer (`personal.rs`).
+    Matridge,
 }
 
 impl Kind {
@@ -28,6 +33,15 @@ impl Kind {
             Kind::Causeway => "causeway",
             Kind::Biboumi => "biboumi",
             Kind::Bare => "bare",
+            Kind::Matridge => "matridge",
+        }
+    }
+
+    /// The domain of the gateway's Matrix service.
+    pub fn matrix_domain(self) -> &'static str {
+        match self {
+            Kind::Matridge => MATRIDGE,
+            _ => "matrix.localhost",
         }
     }
 
@@ -36,6 +50,7 @@ impl Kind {
             Kind::Causeway => "irc.localhost",
             Kind::Biboumi => BIBOUMI,
             Kind::Bare => BARE,
+            Kind::Matridge => MATRIDGE,
         }
     }
 
@@ -198,6 +213,37 @@ impl Gateway {
         }
     }
 
+    /// matridge 0.4 from its venv (`tests/setup.sh bench`, `CAUSEWAY_MATRIDGE_VENV`), its
+    /// state (slidge's SQLite database, matrix-nio's stores) in a directory of its own.
+    pub fn matridge(xmpp: &XmppServer) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = std::env::var("CAUSEWAY_MATRIDGE_VENV")
+            .unwrap_or_else(|_| format!("{}/.cache/causeway/matridge-venv", env!("HOME")));
+        let log = std::fs::File::create(dir.path().join("matridge.log")).unwrap();
+        let child = Command::new(format!("{venv}/bin/matridge"))
+            .args([
+                "--jid",
+                MATRIDGE,
+                "--secret",
+                &xmpp.secret,
+                "--server",
+                "127.0.0.1",
+            ])
+            .arg("--port")
+            .arg(xmpp.component_port.to_string())
+            .arg("--home-dir")
+            .arg(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("matridge starts (tests/setup.sh bench installs it)");
+        Gateway {
+            kind: Kind::Matridge,
+            child,
+            dir,
+        }
+    }
+
     /// The bare relay (`bare.rs`), in a process of its own.
     pub fn bare(xmpp: &XmppServer, irc_port: u16) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
@@ -224,6 +270,7 @@ impl Gateway {
             Kind::Causeway => "causeway.log",
             Kind::Biboumi => "biboumi.log",
             Kind::Bare => "bare.log",
+            Kind::Matridge => "matridge.log",
         };
         let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -251,6 +298,11 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `CAUSEWAY_BENCH_KEEP=1`: keep the gateway's directory (log, database, stores).
+        if std::env::var_os("CAUSEWAY_BENCH_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("{} kept in {}", self.kind.name(), dir.keep().display());
+        }
     }
 }
 
@@ -278,6 +330,25 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Of a process's resident memory, KiB in anonymous pages (its heap and stacks) and in
+/// file pages (its binary and libraries' code and data, as far as they were touched); and
+/// its threads.
+pub fn rss_split_kib(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("RssAnon:"),
+        field("RssFile:") + field("RssShmem:"),
+        field("Threads:"),
+    )
 }
 
 /// CPU seconds of every process in a run, for "what bounds this figure".

@@ -1,6 +1,7 @@
-//! causeway against biboumi, side by side on the same Prosody and ngircd, in one run:
-//! `cargo bench --bench gateways` (after `tests/setup.sh bench`). Prints a table of the
-//! figures and of the ratios causeway/biboumi; asserts nothing. docs/BENCHMARKS.md has a
+//! causeway against its peers, side by side on the same Prosody and ngircd (and Synapse),
+//! in one run: biboumi for IRC, matridge for personal Matrix logins.
+//! `cargo bench --bench gateways` (after `tests/setup.sh bench`). Prints tables of the
+//! figures and of the ratios causeway/peer; asserts nothing. docs/BENCHMARKS.md has a
 //! run and says what bounds each figure.
 //!
 //! Scenarios (issue 6), each against both gateways (throughput runs taking turns, the rest
@@ -21,9 +22,13 @@
 //! - fan-out: the 50 users in one channel, 20 messages each at once, each to the 49 others.
 //! - memory: RSS with 1, 200, 1,000 and 10,000 idle puppets (memory.rs).
 //! - Matrix: XMPP→Matrix and Matrix→XMPP latency through Synapse, causeway only (matrix.rs).
+//! - personal (issue 17): personal Matrix logins, causeway against matridge on the same
+//!   Prosody and Synapse: RSS with 0, 1 and 10 logged-in users, idle and while messages
+//!   flow, and one user's latency each way (personal.rs).
 //!
-//! Knobs, for profiling and partial runs: `CAUSEWAY_BENCH_ONLY=causeway|biboumi|bare`,
-//! `CAUSEWAY_BENCH_SCENARIOS=throughput,instructions,latency,fanout,memory,matrix` (a subset),
+//! Knobs, for profiling and partial runs: `CAUSEWAY_BENCH_ONLY=causeway|biboumi|bare|matridge`,
+//! `CAUSEWAY_BENCH_SCENARIOS=throughput,instructions,latency,fanout,memory,matrix,personal`
+//! (a subset),
 //! `CAUSEWAY_BENCH_HISTORY=on|off`, `CAUSEWAY_BENCH_MESSAGES=N` (throughput run length),
 //! `CAUSEWAY_BENCH_PUPPETS=N` (most idle puppets), `CAUSEWAY_BENCH_LOG=info` (causeway's
 //! `RUST_LOG`; `warn` by default).
@@ -38,12 +43,13 @@ mod gateway;
 mod irc;
 mod matrix;
 mod memory;
+mod personal;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bare::BARE;
-use gateway::{Gateway, Kind, Usage, BIBOUMI, LOAD};
+use gateway::{Gateway, Kind, Usage, BIBOUMI, LOAD, MATRIDGE};
 use harness::irc_server::IrcServer;
 use harness::muc::enter;
 use harness::xmpp_server::{Flavor, XmppServer};
@@ -59,7 +65,7 @@ const THROUGHPUT_ROUNDS: usize = 8;
 const INSTRUCTION_ROUNDS: usize = 2;
 const INSTRUCTION_MESSAGES: usize = 2_000;
 /// The external components on the run's Prosody besides causeway's own.
-const COMPONENTS: [&str; 3] = [BIBOUMI, LOAD, BARE];
+const COMPONENTS: [&str; 4] = [BIBOUMI, LOAD, BARE, MATRIDGE];
 
 /// Messages per throughput run: `CAUSEWAY_BENCH_MESSAGES` (longer runs for profiling).
 fn messages() -> usize {
@@ -237,6 +243,7 @@ impl Sitting {
                 Kind::Causeway => Gateway::causeway(xmpp, irc.port, record, ""),
                 Kind::Biboumi => Gateway::biboumi(xmpp, irc.port, record, users).await,
                 Kind::Bare => Gateway::bare(xmpp, irc.port),
+                Kind::Matridge => unreachable!("matridge has no IRC"),
             });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -520,6 +527,11 @@ async fn bench() {
             results.matrix = Some((to_matrix, to_xmpp));
         }
     }
+    let personal = if scenario("personal") {
+        personal::scenario(&xmpp, irc.port).await
+    } else {
+        Vec::new()
+    };
     if scenario("memory") {
         let max = env_number("CAUSEWAY_BENCH_PUPPETS").unwrap_or(10_000);
         for (kind, results) in all.iter_mut().filter(|(k, _)| *k != Kind::Bare) {
@@ -531,7 +543,9 @@ async fn bench() {
                 Kind::Biboumi => {
                     Gateway::biboumi(&xmpp, irc.port, true, &memory::owners(max)).await
                 }
-                Kind::Bare => unreachable!("the bare relay runs only the throughput scenario"),
+                Kind::Bare | Kind::Matridge => {
+                    unreachable!("only causeway and biboumi run the memory scenario")
+                }
             };
             tokio::time::sleep(Duration::from_secs(1)).await;
             let mut load = memory::LoadComponent::connect(&xmpp).await;
@@ -545,6 +559,7 @@ async fn bench() {
         }
     }
     print_table(&all);
+    personal::print_table(&personal);
 }
 
 fn ratio(a: f64, b: f64) -> String {

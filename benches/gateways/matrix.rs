@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::gateway::Gateway;
+use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
 use crate::harness::muc::{enter, groupchat_to};
 use crate::harness::process::free_port;
@@ -54,12 +55,29 @@ pub async fn latency(xmpp: &XmppServer, irc_port: u16) -> (Percentiles, Percenti
     enter(&mut alice, &room_jid, "alice").await;
     bob.catch_up().await;
 
-    let count = MATRIX_RATE * MATRIX_SECONDS;
-    let interval = Duration::from_secs_f64(1.0 / MATRIX_RATE as f64);
+    let pace = (MATRIX_RATE, MATRIX_SECONDS);
+    let (to_matrix, to_xmpp) = paced(&mut alice, &room_jid, &bob, &room, pace).await;
+    alice.logout().await;
+    gateway.stop();
+    (to_matrix, to_xmpp)
+}
+
+/// `rate` messages a second for `seconds` each way between `alice`, an XMPP user in the
+/// MUC `room_jid`, and `bob`, a Matrix user in `room` (the same room), one way after the
+/// other: latency XMPP → Matrix (until bob's sync brings each) and Matrix → XMPP.
+pub async fn paced(
+    alice: &mut TestClient,
+    room_jid: &str,
+    bob: &Arc<MatrixClient>,
+    room: &str,
+    (rate, seconds): (usize, usize),
+) -> (Percentiles, Percentiles) {
+    let count = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
 
     // XMPP → Matrix: bob notes each message as his sync brings it.
     let reader = {
-        let (bob, room) = (bob.clone(), room.clone());
+        let (bob, room) = (bob.clone(), room.to_owned());
         tokio::spawn(async move {
             let mut arrivals = Vec::new();
             let is_ours = |e: &Value| {
@@ -82,7 +100,7 @@ pub async fn latency(xmpp: &XmppServer, irc_port: u16) -> (Percentiles, Percenti
         ticks.tick().await;
         let text = format!("xm {i}");
         sent_at.insert(text.clone(), Instant::now());
-        alice.send(groupchat_to(&room_jid, &text)).await;
+        alice.send(groupchat_to(room_jid, &text)).await;
     }
     let arrivals = reader.await.expect("every message reaches Matrix");
     let to_matrix = percentiles(
@@ -96,7 +114,7 @@ pub async fn latency(xmpp: &XmppServer, irc_port: u16) -> (Percentiles, Percenti
     // Matrix → XMPP: bob sends, alice notes.
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let sender = {
-        let (bob, room, sent_at) = (bob.clone(), room.clone(), sent_at.clone());
+        let (bob, room, sent_at) = (bob.clone(), room.to_owned(), sent_at.clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             for i in 0..count {
@@ -120,7 +138,5 @@ pub async fn latency(xmpp: &XmppServer, irc_port: u16) -> (Percentiles, Percenti
     }
     sender.await.unwrap();
     let to_xmpp = percentiles(samples, count);
-    alice.logout().await;
-    gateway.stop();
     (to_matrix, to_xmpp)
 }

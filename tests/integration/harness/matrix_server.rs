@@ -49,6 +49,18 @@ impl Synapse {
         appservice_registration: Option<&Path>,
         extra: &str,
     ) -> Synapse {
+        Self::start_patched(server_name, appservice_registration, extra, "").await
+    }
+
+    /// [`start_with`](Self::start_with), running the Python `site` at every start-up of
+    /// Synapse's interpreter (as its `sitecustomize`), to change its behaviour where no
+    /// setting does (the benchmark's lower-case room ids).
+    pub async fn start_patched(
+        server_name: &str,
+        appservice_registration: Option<&Path>,
+        extra: &str,
+        site: &str,
+    ) -> Synapse {
         let python = venv().join("bin/python");
         assert!(
             python.exists(),
@@ -82,6 +94,10 @@ impl Synapse {
         .unwrap();
         // What `--generate-keys` would write, without its 1.3 s of Python start-up.
         std::fs::write(path("signing.key"), signing_key()).unwrap();
+        if !site.is_empty() {
+            std::fs::create_dir(path("site")).unwrap();
+            std::fs::write(path("site/sitecustomize.py"), site).unwrap();
+        }
         let mut synapse = Synapse {
             server_name: server_name.to_owned(),
             port,
@@ -126,6 +142,9 @@ impl Synapse {
             .args(["-m", "synapse.app.homeserver", "-c"])
             .arg(dir.join("homeserver.yaml"))
             .current_dir(dir);
+        if dir.join("site").exists() {
+            command.env("PYTHONPATH", dir.join("site"));
+        }
         let mut process =
             ServerProcess::spawn("synapse", command, dir, vec![dir.join("homeserver.log")]);
         let started = Instant::now();

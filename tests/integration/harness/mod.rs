@@ -267,6 +267,19 @@ impl TestClient {
             .await
     }
 
+    /// Like [`set`](Self::set) but waits up to `timeout` (a gateway's login can take longer
+    /// than [`ANSWER`]). For the benchmark (benches/gateways/personal.rs).
+    #[allow(dead_code)]
+    pub async fn try_set(
+        &mut self,
+        to: &str,
+        payload: impl Into<Element>,
+        timeout: Duration,
+    ) -> Option<IqResponse> {
+        self.request(to, IqRequest::Set(payload.into()), timeout)
+            .await
+    }
+
     async fn request(
         &mut self,
         to: &str,
