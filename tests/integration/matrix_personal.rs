@@ -24,6 +24,9 @@ use login::{form, nc, COMMANDS, DATA};
 
 const WAIT: Duration = Duration::from_secs(20);
 const REGISTER: &str = "jabber:iq:register";
+const CORRECT: &str = "urn:xmpp:message-correct:0";
+const REACTIONS: &str = "urn:xmpp:reactions:0";
+const RETRACT: &str = "urn:xmpp:message-retract:1";
 
 fn room_jid(alias: &str) -> String {
     format!("#{alias}%{HS}@{GW}")
@@ -95,21 +98,54 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
         .await;
 
     // Bob's message reaches her; so does what she sends from her phone, as her own.
-    scene.bob.send_text(&room, "hi carol").await;
+    let hi = scene.bob.send_text(&room, "hi carol").await;
     let m = groupchat_from(&mut alice, "/bob").await;
     assert_eq!(body(&m), Some("hi carol"));
-    phone.send_text(&room, "from my phone").await;
-    let m = alice
+    assert_eq!(
+        m.id.map(|id| id.0),
+        Some(hi.clone()),
+        "known by its event id"
+    );
+    let from_phone = phone.send_text(&room, "from my phone").await;
+    let (m, id) = alice
         .expect("her own message from her phone", |s| match s {
             Stanza::Message(m)
                 if m.type_ == MessageType::Groupchat && body(m) == Some("from my phone") =>
             {
-                Some(sender(s))
+                Some((sender(s), m.id.clone().map(|id| id.0)))
             }
             _ => None,
         })
         .await;
     assert!(m.ends_with("/Carol"), "shown under her nick: {m}");
+    assert_eq!(id, Some(from_phone.clone()), "known by its event id");
+
+    // And what she does to messages from her phone: an edit, a reaction, a redaction.
+    let edit = serde_json::json!({
+        "msgtype": "m.text", "body": "* from my phone!",
+        "m.new_content": {"msgtype": "m.text", "body": "from my phone!"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": from_phone},
+    });
+    phone.send(&room, "m.room.message", edit).await;
+    let m = with_payload(&mut alice, "/Carol", "replace", CORRECT).await;
+    assert_eq!(body(&m), Some("from my phone!"));
+    let replace = payload(&m, "replace", CORRECT).unwrap();
+    assert_eq!(replace.attr("id"), Some(from_phone.as_str()));
+    let reaction = serde_json::json!({
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": hi, "key": "👍"}
+    });
+    phone.send(&room, "m.reaction", reaction).await;
+    let m = with_payload(&mut alice, "/Carol", "reactions", REACTIONS).await;
+    let reactions = payload(&m, "reactions", REACTIONS).unwrap();
+    assert_eq!(reactions.attr("id"), Some(hi.as_str()));
+    assert_eq!(
+        reactions.children().next().map(|r| r.text()),
+        Some("👍".to_owned())
+    );
+    phone.redact(&room, &from_phone, "never mind").await;
+    let m = with_payload(&mut alice, "/Carol", "retract", RETRACT).await;
+    let retract = payload(&m, "retract", RETRACT).unwrap();
+    assert_eq!(retract.attr("id"), Some(from_phone.as_str()));
 
     // Invited to a private room with a mixed-case room version 12 id (in no directory), she
     // joins it through its lower-cased JID: her own rooms know its case.
@@ -320,36 +356,24 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
         "m.relates_to": {"rel_type": "m.replace", "event_id": original},
     });
     scene.bob.send(&direct, "m.room.message", edit).await;
-    let m = with_payload(
-        &mut alice,
-        &bob_jid,
-        "replace",
-        "urn:xmpp:message-correct:0",
-    )
-    .await;
+    let m = with_payload(&mut alice, &bob_jid, "replace", CORRECT).await;
     assert_eq!(body(&m), Some("psst!"));
-    let replace = payload(&m, "replace", "urn:xmpp:message-correct:0").unwrap();
+    let replace = payload(&m, "replace", CORRECT).unwrap();
     assert_eq!(replace.attr("id"), Some(original.as_str()));
     let reaction = serde_json::json!({
         "m.relates_to": {"rel_type": "m.annotation", "event_id": original, "key": "👍"}
     });
     scene.bob.send(&direct, "m.reaction", reaction).await;
-    let m = with_payload(&mut alice, &bob_jid, "reactions", "urn:xmpp:reactions:0").await;
-    let reactions = payload(&m, "reactions", "urn:xmpp:reactions:0").unwrap();
+    let m = with_payload(&mut alice, &bob_jid, "reactions", REACTIONS).await;
+    let reactions = payload(&m, "reactions", REACTIONS).unwrap();
     assert_eq!(reactions.attr("id"), Some(original.as_str()));
     assert_eq!(
         reactions.children().next().map(|r| r.text()),
         Some("👍".to_owned())
     );
     scene.bob.redact(&direct, &original, "oops").await;
-    let m = with_payload(
-        &mut alice,
-        &bob_jid,
-        "retract",
-        "urn:xmpp:message-retract:1",
-    )
-    .await;
-    let retract = payload(&m, "retract", "urn:xmpp:message-retract:1").unwrap();
+    let m = with_payload(&mut alice, &bob_jid, "retract", RETRACT).await;
+    let retract = payload(&m, "retract", RETRACT).unwrap();
     assert_eq!(retract.attr("id"), Some(original.as_str()));
 
     // XMPP → Matrix: a message into the same room, as carol, and a reaction to bob's.
@@ -365,13 +389,9 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
     assert_eq!(sent["room_id"], direct.as_str(), "the same direct room");
     let mut react = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
     react.payloads.push(
-        Element::builder("reactions", "urn:xmpp:reactions:0")
+        Element::builder("reactions", REACTIONS)
             .attr(nc("id"), later.as_str())
-            .append(
-                Element::builder("reaction", "urn:xmpp:reactions:0")
-                    .append("🎉")
-                    .build(),
-            )
+            .append(Element::builder("reaction", REACTIONS).append("🎉").build())
             .build(),
     );
     alice.send(react).await;

@@ -21,7 +21,7 @@ use crate::client::{Client, Retry};
 use crate::directory::Directory;
 use crate::links::{parse_reaction_link, reaction_link, MessageLinks};
 use crate::puppets::Puppets;
-use crate::rooms::{Change, Membership, Rooms};
+use crate::rooms::{Change, Membership};
 use crate::{ids, text, SharedRooms};
 
 /// How late an event may arrive and still count as live (no XEP-0203 delay).
@@ -137,7 +137,8 @@ impl Incoming {
                 self.links
                     .link(&room_id, &link, ev.event_id.as_str(), &sender)
                     .await;
-                self.reactions_of(&room_id, &target, &sender).await
+                self.reactions_of(&room_id, &target, &sender, elsewhere)
+                    .await
             }
             AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomRedaction(
                 RoomRedactionEvent::Original(ev),
@@ -145,7 +146,8 @@ impl Incoming {
                 let Some(redacted) = ev.content.redacts.or(ev.redacts) else {
                     return;
                 };
-                self.on_redaction(&room_id, &sender, redacted.as_str(), ev.content.reason)
+                let reason = ev.content.reason;
+                self.on_redaction(&room_id, &sender, redacted.as_str(), reason, elsewhere)
                     .await
             }
             other => {
@@ -181,8 +183,9 @@ impl Incoming {
         };
         let time = delayed(ev.origin_server_ts);
         let event_id = ev.event_id.to_string();
-        // Our puppets' messages are linked by the worker that sent them, under the XMPP id.
-        if refs.replaces.is_none() && self.puppets.owner(sender).is_none() {
+        // Our puppets' messages are linked by the worker that sent them, under the XMPP id;
+        // what the user sent from another device is known by its event id, like anyone's.
+        if refs.replaces.is_none() && (elsewhere || self.puppets.owner(sender).is_none()) {
             // Known by its event id on both sides, for the edits, retractions, reactions and
             // replies that may follow.
             self.links.link(room_id, &event_id, &event_id, sender).await;
@@ -190,12 +193,7 @@ impl Incoming {
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if tracked {
             let mut rooms = self.rooms.lock().expect("rooms lock");
-            let spoke = if elsewhere {
-                Rooms::spoke_elsewhere
-            } else {
-                Rooms::spoke
-            };
-            return spoke(&mut rooms, room_id, sender, &|user, room, nick| {
+            return rooms.spoke_as(elsewhere, room_id, sender, &|user, room, nick| {
                 Event::Message {
                     user: user.clone(),
                     peer: Peer::Room(room.clone()),
@@ -319,7 +317,14 @@ impl Incoming {
 
     /// `sender`'s reactions to `target` now, for every XMPP user in the room but the
     /// sender's own (reflected when it reacted).
-    async fn reactions_of(&self, room_id: &RoomId, target: &str, sender: &str) -> Vec<Event> {
+    /// `sender`'s reactions to `target`, as they stand; `elsewhere` as for messages.
+    async fn reactions_of(
+        &self,
+        room_id: &RoomId,
+        target: &str,
+        sender: &str,
+        elsewhere: bool,
+    ) -> Vec<Event> {
         let reactions = match self.links.reactions(room_id, target, sender).await {
             Ok(found) => found.into_iter().map(|(key, _)| key).collect::<Vec<_>>(),
             Err(e) => {
@@ -340,26 +345,27 @@ impl Incoming {
                 reactions,
             }];
         }
-        self.rooms
-            .lock()
-            .expect("rooms lock")
-            .spoke(room_id, sender, &|user, room, nick| Event::Reactions {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        rooms.spoke_as(elsewhere, room_id, sender, &|user, room, nick| {
+            Event::Reactions {
                 user: user.clone(),
                 peer: Peer::Room(room.clone()),
                 from: nick.to_owned(),
                 id: target.to_owned(),
                 reactions: reactions.clone(),
-            })
+            }
+        })
     }
 
     /// A redaction: a reaction taken back, a message retracted by its sender, or a message
-    /// removed by a moderator.
+    /// removed by a moderator; `elsewhere` as for messages.
     async fn on_redaction(
         &self,
         room_id: &RoomId,
         sender: &str,
         redacted: &str,
         reason: Option<String>,
+        elsewhere: bool,
     ) -> Vec<Event> {
         let link = match self.links.find(room_id, redacted).await {
             Ok(Some(link)) if link.event_id == redacted => link,
@@ -379,7 +385,9 @@ impl Incoming {
             if let Err(e) = self.links.unlink(room_id, redacted).await {
                 warn!(error = %e, "cannot forget a reaction");
             }
-            return self.reactions_of(room_id, &target, &link.sender).await;
+            return self
+                .reactions_of(room_id, &target, &link.sender, elsewhere)
+                .await;
         }
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if !tracked {
@@ -406,13 +414,15 @@ impl Incoming {
         let moderator = (sender != link.sender)
             .then(|| rooms.nick_of(room_id, sender))
             .map(|nick| nick.unwrap_or_else(|| sender.to_owned()));
-        rooms.spoke(room_id, sender, &|user, room, _| Event::Retracted {
-            user: user.clone(),
-            peer: Peer::Room(room.clone()),
-            id: link.event_id.clone(),
-            from: from.clone(),
-            moderator: moderator.clone(),
-            reason: reason.clone(),
+        rooms.spoke_as(elsewhere, room_id, sender, &|user, room, _| {
+            Event::Retracted {
+                user: user.clone(),
+                peer: Peer::Room(room.clone()),
+                id: link.event_id.clone(),
+                from: from.clone(),
+                moderator: moderator.clone(),
+                reason: reason.clone(),
+            }
         })
     }
 

@@ -340,6 +340,23 @@ impl Rooms {
         events
     }
 
+    /// [`spoke`](Self::spoke), or [`spoke_elsewhere`](Self::spoke_elsewhere) when a
+    /// personal login's own account did it from another of its devices: then it is the
+    /// user's own, and no echo of what they did through the gateway.
+    pub fn spoke_as(
+        &mut self,
+        elsewhere: bool,
+        room: &RoomId,
+        sender: &str,
+        make: &dyn Fn(&UserRef, &RoomRef, &str) -> Event,
+    ) -> Vec<Event> {
+        if elsewhere {
+            self.spoke_elsewhere(room, sender, make)
+        } else {
+            self.spoke(room, sender, make)
+        }
+    }
+
     /// A personal login's own account spoke from another of its devices: shown to that
     /// login's user alone, under their nick in the room.
     pub fn spoke_elsewhere(
