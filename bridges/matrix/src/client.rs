@@ -76,10 +76,17 @@ impl std::fmt::Debug for Reach {
     }
 }
 
-fn http_client() -> reqwest::Client {
+/// How long one plain request may take, answer included (a personal login's HTTP client,
+/// shared with matrix-sdk, has no overall timeout: its syncs wait on the server).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An HTTP client for the homeserver: connections given up after 10 s. The appservice's,
+/// and the one every personal login shares (matrix-sdk's included).
+pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
         .build()
         .expect("the HTTP client builds")
 }
@@ -107,16 +114,16 @@ impl Client {
     /// A personal login's client: calls carry the user's own token to their homeserver.
     pub fn personal(sdk: matrix_sdk::Client) -> Client {
         Client {
-            http: http_client(),
+            http: sdk.http_client().clone(),
             versions: versions(),
             reach: Reach::Personal(sdk),
         }
     }
 
     /// A client with a user's access token (to learn whose it is).
-    pub fn token(base: &str, token: &str) -> Client {
+    pub fn token(base: &str, token: &str, http: &reqwest::Client) -> Client {
         Client {
-            http: http_client(),
+            http: http.clone(),
             versions: versions(),
             reach: Reach::Token {
                 base: base.trim_end_matches('/').to_owned(),
@@ -350,6 +357,7 @@ impl Client {
             .request(parts.method.clone(), parts.uri.to_string())
             .headers(parts.headers.clone())
             .body(body.to_vec())
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| (CallError::Unreachable(error_chain(&e)), None))?;

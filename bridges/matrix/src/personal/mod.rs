@@ -57,6 +57,8 @@ pub(crate) struct Personal {
     /// Set at shutdown (under the logins' lock): a login restored or made after it syncs
     /// nothing.
     stopped: AtomicBool,
+    /// The HTTP client of every login (matrix-sdk's and the gateway's own requests).
+    http: reqwest::Client,
 }
 
 /// The nick rule, shown as such in debug output.
@@ -86,6 +88,7 @@ impl Personal {
             logins: Mutex::default(),
             restored: watch::Sender::new(false),
             stopped: AtomicBool::new(false),
+            http: crate::client::http_client(),
         }
     }
 
@@ -122,7 +125,7 @@ impl Personal {
                 continue;
             }
             let dir = session::folder(&self.settings.store_dir, &user);
-            match session::restore(&login, &dir).await {
+            match session::restore(&login, &dir, &self.http).await {
                 Ok(sdk) => {
                     info!(%user, account = %login.account, "Matrix login restored");
                     self.start(user, sdk);
@@ -176,7 +179,7 @@ impl Personal {
         // A new login replaces the old one, whose device is signed out.
         self.log_out(user, true).await;
         let dir = session::folder(&self.settings.store_dir, user);
-        let (sdk, saved) = session::log_in(user, &credentials, &dir).await?;
+        let (sdk, saved) = session::log_in(user, &credentials, &dir, &self.http).await?;
         if let Err(e) = self.store.save_login(&saved).await {
             let _ = sdk.matrix_auth().logout().await;
             return Err(BridgeError::Invalid(format!("cannot keep the login: {e}")));

@@ -88,25 +88,18 @@ fn private_folder(dir: &Path) -> Result<(), BridgeError> {
     made.map_err(|e| BridgeError::Invalid(format!("cannot make {}: {e}", dir.display())))
 }
 
-/// The HTTP client of every login: one connection pool and one set of TLS roots for them
-/// all, where matrix-sdk would build both for each (as it does, at TLS 1.2 and up).
-fn http() -> reqwest::Client {
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(|| {
-        reqwest::Client::builder()
-            .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .build()
-            .expect("an HTTP client with the default TLS set-up")
-    })
-    .clone()
-}
-
-/// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`.
-async fn open(server: &str, dir: &Path, key: &str) -> Result<matrix_sdk::Client, BridgeError> {
+/// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`,
+/// over `http`: every login shares one connection pool and one set of TLS roots, where
+/// matrix-sdk would build both for each.
+async fn open(
+    server: &str,
+    dir: &Path,
+    key: &str,
+    http: &reqwest::Client,
+) -> Result<matrix_sdk::Client, BridgeError> {
     matrix_sdk::Client::builder()
         .server_name_or_homeserver_url(server)
-        .http_client(http())
+        .http_client(http.clone())
         .sqlite_store_with_config_and_cache_path(store_config(dir, key), None::<&Path>)
         .build()
         .await
@@ -155,6 +148,7 @@ pub(crate) async fn log_in(
     user: &UserRef,
     credentials: &Credentials,
     dir: &Path,
+    http: &reqwest::Client,
 ) -> Result<(matrix_sdk::Client, SavedLogin), BridgeError> {
     let account = account_id(credentials)?;
     let server = match (&credentials.server, &account) {
@@ -173,7 +167,7 @@ pub(crate) async fn log_in(
     }
     private_folder(dir)?;
     let key = new_store_key();
-    let sdk = open(&server, dir, &key).await?;
+    let sdk = open(&server, dir, &key, http).await?;
     match &credentials.secret {
         Secret::Password(password) => {
             let account = account.expect("a password login names its account");
@@ -186,7 +180,7 @@ pub(crate) async fn log_in(
         }
         Secret::Token(token) => {
             let whoami = ruma::api::client::account::whoami::v3::Request::new();
-            let probe = crate::client::Client::token(sdk.homeserver().as_str(), token);
+            let probe = crate::client::Client::token(sdk.homeserver().as_str(), token, http);
             let me = probe.call(whoami, None, crate::client::Retry::Once).await;
             let me = me.map_err(refused)?;
             if account.as_ref().is_some_and(|a| *a != me.user_id) {
@@ -245,10 +239,11 @@ fn saved(user: &UserRef, sdk: &matrix_sdk::Client, key: String) -> Result<SavedL
 pub(crate) async fn restore(
     saved: &SavedLogin,
     dir: &Path,
+    http: &reqwest::Client,
 ) -> Result<matrix_sdk::Client, BridgeError> {
     let kept: Kept = serde_json::from_str(&saved.session)
         .map_err(|e| BridgeError::Invalid(format!("the kept session does not read: {e}")))?;
-    let sdk = open(&kept.homeserver, dir, &saved.store_key).await?;
+    let sdk = open(&kept.homeserver, dir, &saved.store_key, http).await?;
     sdk.matrix_auth()
         .restore_session(kept.session, RoomLoadSettings::default())
         .await
