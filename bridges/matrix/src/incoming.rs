@@ -316,8 +316,8 @@ impl Incoming {
     }
 
     /// `sender`'s reactions to `target` now, for every XMPP user in the room but the
-    /// sender's own (reflected when it reacted).
-    /// `sender`'s reactions to `target`, as they stand; `elsewhere` as for messages.
+    /// sender's own (reflected when it reacted); with `elsewhere` (the user's own, from
+    /// another device), for that user alone.
     async fn reactions_of(
         &self,
         room_id: &RoomId,
@@ -385,9 +385,10 @@ impl Incoming {
             if let Err(e) = self.links.unlink(room_id, redacted).await {
                 warn!(error = %e, "cannot forget a reaction");
             }
-            return self
-                .reactions_of(room_id, &target, &link.sender, elsewhere)
-                .await;
+            // Their own reaction taken back from another device is theirs to see go; a
+            // reaction of someone else's they removed as a moderator is that one's.
+            let own = elsewhere && sender == link.sender;
+            return self.reactions_of(room_id, &target, &link.sender, own).await;
         }
         let tracked = self.rooms.lock().expect("rooms lock").is_tracked(room_id);
         if !tracked {
