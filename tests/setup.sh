@@ -52,16 +52,17 @@ fi
 [ "${1:-}" != sandbox ] || exit 0
 
 # Install the PyPI distribution $2 at version $3 (a prefix: 1.163 is any 1.163.x) into the
-# venv $1, unless it is there already. Over a half-made venv too: pip finishes what an
-# interrupted run left.
+# venv $1, unless it is there already; further arguments pin its dependencies. Over a
+# half-made venv too: pip finishes what an interrupted run left.
 pypi_venv() {
   local venv=$1 dist=$2 version=$3
+  shift 3
   local check="import importlib.metadata as m, sys; v = m.version('$dist'); sys.exit(not (v == '$version' or v.startswith('$version.')))"
   if ! "$venv/bin/python" -c "$check" 2>/dev/null; then
     echo "setup: installing $dist $version into $venv" >&2
     mkdir -p "$(dirname "$venv")"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check "$dist==$version.*"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$dist==$version.*" "$@"
   fi
 }
 
@@ -72,5 +73,7 @@ pypi_venv "${CAUSEWAY_SYNAPSE_VENV:-$HOME/.cache/causeway/synapse-venv}" matrix-
 # matridge (slidge's Matrix gateway), the personal-login peer of `cargo bench --bench
 # gateways` (benches/gateways/gateway.rs looks in the same place).
 if [ "${1:-}" = bench ]; then
-  pypi_venv "${CAUSEWAY_MATRIDGE_VENV:-$HOME/.cache/causeway/matridge-venv}" matridge 0.4.1
+  # The versions the recorded run (docs/BENCHMARKS.md) had.
+  pypi_venv "${CAUSEWAY_MATRIDGE_VENV:-$HOME/.cache/causeway/matridge-venv}" matridge 0.4.1 \
+    slidge==0.4.2 matrix-nio==0.25.2 slixmpp==1.17.0
 fi

@@ -213,14 +213,22 @@ impl Gateway {
         }
     }
 
+    /// Whether matridge's venv is there.
+    pub fn matridge_installed() -> bool {
+        std::path::Path::new(&matridge_venv())
+            .join("bin/matridge")
+            .exists()
+    }
+
     /// matridge 0.4 from its venv (`tests/setup.sh bench`, `CAUSEWAY_MATRIDGE_VENV`), its
     /// state (slidge's SQLite database, matrix-nio's stores) in a directory of its own.
     pub fn matridge(xmpp: &XmppServer) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let venv = std::env::var("CAUSEWAY_MATRIDGE_VENV")
-            .unwrap_or_else(|_| format!("{}/.cache/causeway/matridge-venv", env!("HOME")));
+        let venv = matridge_venv();
         let log = std::fs::File::create(dir.path().join("matridge.log")).unwrap();
         let child = Command::new(format!("{venv}/bin/matridge"))
+            // Warnings only, as causeway runs in the bench (`CAUSEWAY_BENCH_LOG`).
+            .arg("--quiet")
             .args([
                 "--jid",
                 MATRIDGE,
@@ -292,6 +300,15 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Where `tests/setup.sh bench` puts matridge: `CAUSEWAY_MATRIDGE_VENV`, by default
+/// `~/.cache/causeway/matridge-venv`.
+fn matridge_venv() -> String {
+    std::env::var("CAUSEWAY_MATRIDGE_VENV").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/causeway/matridge-venv")
+    })
 }
 
 impl Drop for Gateway {
