@@ -23,7 +23,7 @@ use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
 use crate::harness::muc::{join, muc_user, sender};
 use crate::harness::xmpp_server::XmppServer;
-use crate::harness::TestClient;
+use crate::harness::{data_form, TestClient};
 use crate::matrix::paced;
 use crate::Percentiles;
 
@@ -52,7 +52,6 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// How long a login (the registration, then the room as a MUC) may take.
 const LOGIN_WITHIN: Duration = Duration::from_secs(90);
 const REGISTER: &str = "jabber:iq:register";
-const DATA: &str = "jabber:x:data";
 
 /// What one gateway did.
 #[derive(Debug, Clone, Copy)]
@@ -209,25 +208,21 @@ async fn until_answers(client: &mut TestClient, service: &str) {
 async fn register(client: &mut TestClient, kind: Kind, account: &MatrixClient, homeserver: &str) {
     let fields: Vec<(&str, &str)> = match kind {
         Kind::Causeway => vec![
+            ("FORM_TYPE", REGISTER),
             ("account", account.user_id()),
             ("password", "password"),
             ("homeserver", homeserver),
         ],
         _ => vec![
+            ("FORM_TYPE", REGISTER),
             ("homeserver", homeserver),
             ("username", account.user_id()),
             ("password", "password"),
             ("device", "bench"),
         ],
     };
-    let mut form = Element::builder("x", DATA).attr(name("type"), "submit");
-    for (var, value) in [("FORM_TYPE", REGISTER)].into_iter().chain(fields) {
-        let value = Element::builder("value", DATA).append(value).build();
-        let field = Element::builder("field", DATA).attr(name("var"), var);
-        form = form.append(field.append(value).build());
-    }
     let query = Element::builder("query", REGISTER)
-        .append(form.build())
+        .append(data_form("submit", &fields))
         .build();
     match client
         .try_set(kind.matrix_domain(), query, LOGIN_WITHIN)
@@ -273,10 +268,6 @@ async fn enter_any(client: &mut TestClient, room: &str, nick: &str) -> Result<()
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn name(name: &str) -> xmpp_client::minidom::rxml::NcName {
-    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
 }
 
 /// Sittings per gateway, taken in turns (causeway, matridge, matridge, causeway, …) so

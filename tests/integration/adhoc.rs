@@ -14,9 +14,7 @@ const DATA: &str = "jabber:x:data";
 const SERVER: &str = "127.0.0.1@irc.localhost";
 const ROOM: &str = "#adhoc%127.0.0.1@irc.localhost";
 
-fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
-    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
-}
+use crate::harness::nc;
 
 fn command(action: &str, session: Option<&str>, fields: &[(&str, &[&str])]) -> Element {
     command_on("configure", action, session, fields)

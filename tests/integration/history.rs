@@ -15,9 +15,7 @@ const ROOM: &str = "#history%127.0.0.1@irc.localhost";
 const MAM: &str = "urn:xmpp:mam:2";
 const RSM: &str = "http://jabber.org/protocol/rsm";
 
-fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
-    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
-}
+use crate::harness::nc;
 
 fn stanza_id(m: &Message) -> Option<(String, String)> {
     let sid = m

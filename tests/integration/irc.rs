@@ -516,7 +516,7 @@ fn admin_item(
     reason: Option<&str>,
 ) -> xmpp_client::minidom::Element {
     let ns = "http://jabber.org/protocol/muc#admin";
-    let nc = |name: &str| xmpp_client::minidom::rxml::NcName::try_from(name).unwrap();
+    use crate::harness::nc;
     let mut item = xmpp_client::minidom::Element::builder("item", ns)
         .attr(nc("nick"), nick)
         .attr(nc(attr), value);

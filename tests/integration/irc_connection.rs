@@ -395,7 +395,7 @@ async fn channel_encodings_both_ways() {
     // A name that is no encoding is refused.
     let refused = alice
         .set(room, {
-            let nc = |n: &str| xmpp_client::minidom::rxml::NcName::try_from(n).unwrap();
+            use crate::harness::nc;
             let data = "jabber:x:data";
             xmpp_client::minidom::Element::builder("command", "http://jabber.org/protocol/commands")
                 .attr(nc("node"), "configure")

@@ -187,6 +187,23 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// An XML name, for building stanzas by hand.
+pub fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
+    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
+}
+
+/// A data form (XEP-0004) of `kind` (`submit`) with these fields, one value each.
+pub fn data_form(kind: &str, fields: &[(&str, &str)]) -> Element {
+    const DATA: &str = "jabber:x:data";
+    let mut form = Element::builder("x", DATA).attr(nc("type"), kind);
+    for (var, value) in fields {
+        let value = Element::builder("value", DATA).append(*value).build();
+        let field = Element::builder("field", DATA).attr(nc("var"), *var);
+        form = form.append(field.append(value).build());
+    }
+    form.build()
+}
+
 /// Why [`TestClient::try_expect`] found nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missed {

@@ -210,8 +210,8 @@ pub async fn configure(
     to: &str,
     fields: &[(&str, &str)],
 ) -> xmpp_client::minidom::Element {
+    use super::nc;
     use xmpp_client::minidom::Element;
-    let nc = |n: &str| xmpp_client::minidom::rxml::NcName::try_from(n).unwrap();
     let (commands, data) = ("http://jabber.org/protocol/commands", "jabber:x:data");
     let mut form = Element::builder("x", data).attr(nc("type"), "submit");
     for (var, value) in fields {

@@ -12,20 +12,7 @@ use crate::harness::TestClient;
 pub(crate) const COMMANDS: &str = "http://jabber.org/protocol/commands";
 pub(crate) const DATA: &str = "jabber:x:data";
 
-pub(crate) fn nc(name: &str) -> xmpp_client::minidom::rxml::NcName {
-    xmpp_client::minidom::rxml::NcName::try_from(name).unwrap()
-}
-
-/// A submitted data form with these fields.
-pub(crate) fn form(kind: &str, fields: &[(&str, &str)]) -> Element {
-    let mut form = Element::builder("x", DATA).attr(nc("type"), kind);
-    for (var, value) in fields {
-        let value = Element::builder("value", DATA).append(*value).build();
-        let field = Element::builder("field", DATA).attr(nc("var"), *var);
-        form = form.append(field.append(value).build());
-    }
-    form.build()
-}
+pub(crate) use crate::harness::{data_form as form, nc};
 
 /// Run the ad-hoc command `node` on the Matrix service: execute, then submit `fields`
 /// when it answers with a form. The last answer.
