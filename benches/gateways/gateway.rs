@@ -341,31 +341,28 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// Resident set size of a process in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    status_fields(pid, &["VmRSS:"])[0]
 }
 
 /// Of a process's resident memory, KiB in anonymous pages (its heap and stacks) and in
 /// file pages (its binary and libraries' code and data, as far as they were touched); and
 /// its threads.
 pub fn rss_split_kib(pid: u32) -> (u64, u64, u64) {
+    let [anon, file, shmem, threads] =
+        status_fields(pid, &["RssAnon:", "RssFile:", "RssShmem:", "Threads:"]);
+    (anon, file + shmem, threads)
+}
+
+/// The numbers of some lines of /proc/PID/status (0 for one it lacks), read at once.
+fn status_fields<const N: usize>(pid: u32, names: &[&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
-    };
-    (
-        field("RssAnon:"),
-        field("RssFile:") + field("RssShmem:"),
-        field("Threads:"),
-    )
+    })
 }
 
 /// CPU seconds of every process in a run, for "what bounds this figure".
