@@ -9,6 +9,7 @@
 //! to wait before trying again, is `failure`'s.
 
 mod failure;
+mod once;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId, UserId};
 use tracing::debug;
 
 pub(crate) use failure::sdk_failure;
-use failure::{error_chain, refusal, retrying};
+use failure::{refusal, retrying, Failed};
 pub use failure::{sdk_error, CallError, Retry};
 
 /// The path-builder input of an endpoint, from the versions the gateway speaks.
@@ -262,8 +263,25 @@ impl Client {
         R::PathBuilder: PathInput,
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
     {
+        let http_request = self.build(request, user)?;
+        let response = self.execute(http_request, retry).await?;
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| CallError::Invalid(format!("cannot read the answer: {e}")))
+    }
+
+    /// `request` as HTTP, with the token and identity [`Client::call`] gives it.
+    fn build<R>(
+        &self,
+        request: R,
+        user: Option<&UserId>,
+    ) -> Result<http::Request<Vec<u8>>, CallError>
+    where
+        R: OutgoingRequestAppserviceExt,
+        R::PathBuilder: PathInput,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
+    {
         let path = R::PathBuilder::input(&self.versions);
-        let http_request = match &self.reach {
+        match &self.reach {
             Reach::Appservice { base, as_token } => {
                 // Always: endpoints where a token is optional (the room directory) may still
                 // need one on this homeserver, and the appservice is allowed everywhere.
@@ -293,15 +311,13 @@ impl Client {
                 request.try_into_http_request::<Vec<u8>>(base, SendAccessToken::Always(token), path)
             }
         }
-        .map_err(|e| CallError::Invalid(format!("cannot build the request: {e}")))?;
-        let response = self.execute(http_request, retry).await?;
-        R::IncomingResponse::try_from_http_response(response)
-            .map_err(|e| CallError::Invalid(format!("cannot read the answer: {e}")))
+        .map_err(|e| CallError::Invalid(format!("cannot build the request: {e}")))
     }
 
     /// Send a message-like event of `kind` to `room` as `user`: through matrix-sdk for a
-    /// personal login (encrypted where the room is), as a plain request for a puppet. The
-    /// transaction id stays the same through retries, so the homeserver keeps one copy.
+    /// personal login (encrypted where the room is), as a plain request for a puppet
+    /// (`once`). The transaction id stays the same through retries, so the homeserver keeps
+    /// one copy.
     pub async fn send_message(
         &self,
         room: &RoomId,
@@ -312,15 +328,7 @@ impl Client {
     ) -> Result<OwnedEventId, CallError> {
         let txn = TransactionId::new();
         let Reach::Personal(sdk) = &self.reach else {
-            let raw = serde_json::value::to_raw_value(content)
-                .map_err(|e| CallError::Invalid(e.to_string()))?;
-            let request = message::send_message_event::v3::Request::new_raw(
-                room.to_owned(),
-                txn,
-                kind.into(),
-                Raw::from_json(raw),
-            );
-            return Ok(self.call(request, Some(user), retry).await?.event_id);
+            return self.send_once(room, kind, content, user, &txn, retry).await;
         };
         // Every join the gateway makes is told to the session at once (`joined`).
         let Some(joined) = sdk.get_room(room) else {
@@ -343,15 +351,20 @@ impl Client {
         retry: Retry,
     ) -> Result<http::Response<Vec<u8>>, CallError> {
         let (parts, body) = request.into_parts();
-        retrying(retry, parts.uri.path(), || self.attempt(&parts, &body)).await
+        retrying(retry, parts.uri.path(), || async {
+            self.attempt(&parts, &body)
+                .await
+                .map_err(|failed| (failed.error, failed.wait))
+        })
+        .await
     }
 
-    /// One attempt; on failure, the error and how long the homeserver asked us to wait.
+    /// One attempt.
     async fn attempt(
         &self,
         parts: &http::request::Parts,
         body: &[u8],
-    ) -> Result<http::Response<Vec<u8>>, (CallError, Option<Duration>)> {
+    ) -> Result<http::Response<Vec<u8>>, Failed> {
         let response = self
             .http
             .request(parts.method.clone(), parts.uri.to_string())
@@ -360,19 +373,23 @@ impl Client {
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
-            .map_err(|e| (CallError::Unreachable(error_chain(&e)), None))?;
+            .map_err(|e| Failed::unanswered(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| (CallError::Unreachable(error_chain(&e)), None))?;
+        let bytes = response.bytes().await.map_err(|e| Failed::unanswered(&e))?;
         let mut out = http::Response::new(bytes.to_vec());
         *out.status_mut() = status;
         *out.headers_mut() = headers;
         if status.is_success() {
             return Ok(out);
         }
-        Err(refusal(&ruma::api::error::Error::from_http_response(out)))
+        let (error, wait) = refusal(&ruma::api::error::Error::from_http_response(out));
+        Err(Failed {
+            error,
+            wait,
+            // A gateway in front of the homeserver answers 502/504 when the homeserver
+            // took too long — it may still have done it.
+            maybe_done: status.is_server_error(),
+        })
     }
 }

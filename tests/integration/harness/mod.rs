@@ -3,6 +3,7 @@
 pub mod e2ee_client;
 pub mod irc_client;
 pub mod irc_server;
+pub mod lossy_proxy;
 pub mod matrix_client;
 pub mod matrix_server;
 pub mod muc;

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::irc_client::IrcClient;
 use super::irc_server::{IrcKind, IrcServer};
+use super::lossy_proxy::LossyProxy;
 use super::matrix_client::MatrixClient;
 use super::matrix_server::Synapse;
 use super::muc::enter;
@@ -272,6 +273,8 @@ pub struct MatrixSide {
     pub registration: PathBuf,
     /// The gateway's transaction listener port.
     pub listen: u16,
+    /// Between the gateway and Synapse, where the scene asked for it.
+    pub proxy: Option<LossyProxy>,
 }
 
 impl MatrixSide {
@@ -294,6 +297,7 @@ pub struct MatrixSetup {
     /// Extra `[matrix]` keys.
     keys: String,
     bulk: bool,
+    lossy: bool,
 }
 
 impl Scene<MatrixSide> {
@@ -319,6 +323,12 @@ impl MatrixSetup {
     /// test make and join many Matrix users quickly.
     pub fn bulk_appservice(mut self) -> Self {
         self.bulk = true;
+        self
+    }
+
+    /// The gateway reaches Synapse through a [`LossyProxy`] (`scene.proxy`).
+    pub fn lossy(mut self) -> Self {
+        self.lossy = true;
         self
     }
 
@@ -375,13 +385,18 @@ impl MatrixSetup {
         } else {
             Synapse::start(HS, Some(&registration)).await
         };
-        let toml = toml_for(&synapse.url());
+        let proxy = match self.lossy {
+            true => Some(LossyProxy::start(synapse.port()).await),
+            false => None,
+        };
+        let toml = toml_for(&proxy.as_ref().map_or(synapse.url(), LossyProxy::url));
         let bob = synapse.register("bob", "password", true).await;
         let far = MatrixSide {
             synapse,
             bob,
             registration,
             listen,
+            proxy,
         };
         Scene::open(xmpp, far, toml, dir).await
     }

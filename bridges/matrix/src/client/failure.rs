@@ -79,6 +79,26 @@ impl CallError {
     }
 }
 
+/// One plain request that failed: why, how long the homeserver asked us to wait, and
+/// whether it may have done what was asked all the same (its answer lost on the way).
+pub(super) struct Failed {
+    pub error: CallError,
+    pub wait: Option<Duration>,
+    pub maybe_done: bool,
+}
+
+impl Failed {
+    /// No answer came. Unless the connection was never made, the request may have been
+    /// carried out.
+    pub fn unanswered(e: &reqwest::Error) -> Failed {
+        Failed {
+            error: CallError::Unreachable(error_chain(e)),
+            wait: None,
+            maybe_done: !e.is_connect(),
+        }
+    }
+}
+
 /// Attempt until success, a failure that is not transient, or the end of `retry`'s
 /// patience: between attempts, the wait the homeserver asked for, else growing ones.
 /// `on` names what is tried, for the logs.
