@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::Value;
+use xmpp_client::minidom::Element;
 use xmpp_client::parsers::message::Message;
 
 use crate::harness::e2ee_client::E2eeClient;
@@ -13,7 +15,7 @@ use crate::harness::matrix_client::MatrixClient;
 use crate::harness::muc::{body, chat_from, enter, groupchat_to, invitation, live_groupchat_from};
 use crate::harness::scene::{MatrixSide, Scene, GW, HS};
 use crate::harness::TestClient;
-use crate::matrix_personal::{command, gateway_devices, log_in, note};
+use crate::matrix_personal::{command, gateway_devices, log_in, next_step, note, DATA};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -133,19 +135,28 @@ async fn an_encrypted_direct_chat_carries_messages_both_ways() {
     scene.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verifying_with_the_recovery_key_makes_the_session_cross_signed() {
-    let scene = Scene::matrix().await;
+/// Carol, whose phone set up secure backup as Element does (cross-signing keys, the
+/// recovery key it shows her), and alice logged in as carol, the phone knowing the gateway's
+/// device: (carol, her phone, the recovery key, alice, the gateway's device id).
+async fn carol_with_a_phone(
+    scene: &Scene<MatrixSide>,
+) -> (MatrixClient, E2eeClient, String, TestClient, String) {
     let carol = scene
         .synapse
         .register("carol", "carol-password", false)
         .await;
-    // Her phone sets up secure backup, as Element does, and shows her the recovery key.
     let phone = E2eeClient::login(&scene.synapse.url(), "carol", "carol-password").await;
     let key = phone.enable_recovery().await;
     let mut alice = scene.xmpp_user("alice").await;
-    let device = alice_as_carol(&scene, &mut alice, &carol).await;
+    let device = alice_as_carol(scene, &mut alice, &carol).await;
     phone.wait_device(carol.user_id(), &device, WAIT).await;
+    (carol, phone, key, alice, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_with_the_recovery_key_makes_the_session_cross_signed() {
+    let scene = Scene::matrix().await;
+    let (carol, phone, key, mut alice, device) = carol_with_a_phone(&scene).await;
     assert!(
         !phone.is_device_verified(carol.user_id(), &device).await,
         "a new session is not verified"
@@ -168,4 +179,73 @@ async fn verifying_with_the_recovery_key_makes_the_session_cross_signed() {
     let (_, status) = note(&command(&mut alice, "matrix-status", &[]).await);
     assert!(status.contains("(verified)"), "{status}");
     scene.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comparing_emoji_with_her_phone_makes_the_session_cross_signed() {
+    let scene = Scene::matrix().await;
+    let (carol, phone, _, mut alice, device) = carol_with_a_phone(&scene).await;
+    let mut requests = phone.verification_requests();
+    let mut compare_with_phone = async |alice: &mut TestClient| {
+        let requested = command(alice, "matrix-verify", &[("emoji", "1")]).await;
+        assert_eq!(requested.attr("status"), Some("executing"), "{requested:?}");
+        // She accepts on her phone while the gateway waits for it.
+        let ((sas, on_phone), compare) = tokio::join!(
+            phone.accept_comparison(&mut requests, WAIT),
+            next_step(alice, &requested, &[]),
+        );
+        let shown = form_value(&compare, "emoji");
+        assert_eq!(shown, on_phone.join(", "), "both show the same emoji");
+        assert_eq!(on_phone.len(), 7);
+        (sas, compare)
+    };
+
+    // Her answer that they differ calls the comparison off on the phone too.
+    let (sas, compare) = compare_with_phone(&mut alice).await;
+    let (kind, text) = note(&next_step(&mut alice, &compare, &[("match", "0")]).await);
+    assert_eq!(kind, "error", "{text}");
+    assert!(text.contains("did not match"), "{text}");
+    let mut changes = sas.changes();
+    while !sas.is_cancelled() {
+        let next = tokio::time::timeout(WAIT, changes.next()).await;
+        assert!(
+            next.is_ok(),
+            "the phone's comparison goes on: {:?}",
+            sas.state()
+        );
+    }
+    let (_, status) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(status.contains("(not verified)"), "{status}");
+
+    // They match: she says so on both.
+    let (sas, compare) = compare_with_phone(&mut alice).await;
+    let (confirmed, answer) = tokio::join!(
+        sas.confirm(),
+        next_step(&mut alice, &compare, &[("match", "1")])
+    );
+    confirmed.unwrap();
+    let (kind, text) = note(&answer);
+    assert_eq!(kind, "info", "{text}");
+    assert!(text.contains("(verified)"), "{text}");
+    assert!(sas.is_done());
+    assert!(
+        phone.is_device_verified(carol.user_id(), &device).await,
+        "her phone trusts the gateway's session"
+    );
+    scene.stop().await;
+}
+
+/// The value of field `var` in the form of a command's answer.
+fn form_value(answer: &Element, var: &str) -> String {
+    let form = answer
+        .get_child("x", DATA)
+        .unwrap_or_else(|| panic!("no form: {answer:?}"));
+    let field = form
+        .children()
+        .find(|f| f.attr("var") == Some(var))
+        .unwrap_or_else(|| panic!("no field {var}: {answer:?}"));
+    field
+        .get_child("value", DATA)
+        .map(|v| v.text())
+        .unwrap_or_default()
 }

@@ -19,8 +19,8 @@ use crate::harness::muc::{
     body, chat_from, enter, groupchat_from, groupchat_to, invitation, payload, sender, with_payload,
 };
 use crate::harness::scene::{Scene, GW, HS};
-pub(crate) use login::{command, gateway_devices, log_in, note, register_carol};
-use login::{form, nc, COMMANDS, DATA};
+pub(crate) use login::{command, gateway_devices, log_in, next_step, note, register_carol, DATA};
+use login::{form, nc, COMMANDS};
 
 const WAIT: Duration = Duration::from_secs(20);
 const REGISTER: &str = "jabber:iq:register";

@@ -22,6 +22,17 @@ pub enum AccountRequest {
         /// The recovery key or passphrase.
         recovery: Secret,
     },
+    /// Ask the user's other sessions to verify this one by comparing emoji; a comparison
+    /// under way is called off.
+    RequestComparison,
+    /// The emoji to compare, once one of the user's other sessions took the request
+    /// ([`AccountReply::NotYet`] while none has).
+    Compare,
+    /// The user compared the emoji: whether this session and the other show the same.
+    Confirm {
+        /// They show the same.
+        matching: bool,
+    },
 }
 
 impl fmt::Debug for AccountRequest {
@@ -33,6 +44,12 @@ impl fmt::Debug for AccountRequest {
             AccountRequest::LogOut => f.write_str("LogOut"),
             AccountRequest::Status => f.write_str("Status"),
             AccountRequest::Verify { .. } => f.write_str("Verify { .. }"),
+            AccountRequest::RequestComparison => f.write_str("RequestComparison"),
+            AccountRequest::Compare => f.write_str("Compare"),
+            AccountRequest::Confirm { matching } => f
+                .debug_struct("Confirm")
+                .field("matching", matching)
+                .finish(),
         }
     }
 }
@@ -87,6 +104,21 @@ pub enum AccountReply {
     Status(Option<AccountStatus>),
     /// The session is now trusted by the user's other sessions.
     Verified(AccountStatus),
+    /// A verification request went to the user's other sessions.
+    Requested,
+    /// What this session shows to compare with the other session: seven emoji.
+    Emoji(Vec<Emoji>),
+    /// No other session has taken the request yet.
+    NotYet,
+}
+
+/// One emoji of a verification's short authentication string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji {
+    /// The emoji itself (`🐶`).
+    pub symbol: String,
+    /// Its name as the other session shows it (`Dog`).
+    pub name: String,
 }
 
 /// A logged-in session as the user is shown it.

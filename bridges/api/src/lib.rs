@@ -20,7 +20,7 @@ use std::fmt;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-pub use account::{AccountReply, AccountRequest, AccountStatus, Credentials, Secret};
+pub use account::{AccountReply, AccountRequest, AccountStatus, Credentials, Emoji, Secret};
 pub use action::Action;
 pub use event::{Event, Said};
 

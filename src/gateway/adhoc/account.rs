@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use tokio_xmpp::minidom::Element;
 
 use causeway_bridge::{
-    AccountReply, AccountRequest, AccountStatus, BridgeError, Credentials, Network, NetworkKind,
-    Secret, UserRef,
+    AccountReply, AccountRequest, AccountStatus, BridgeError, Credentials, Emoji, Network,
+    NetworkKind, Secret, UserRef,
 };
 
 use super::{field, get_text, respond, session_id, values, AdhocRequest, DATA};
@@ -170,7 +170,9 @@ pub(super) async fn step(
             };
             let credentials = match credentials(&given) {
                 Ok(credentials) => credentials,
-                Err(problem) => return answer.form(login_fields(&given), Some(&problem)),
+                Err(problem) => {
+                    return answer.form(login_fields(&given), Some(("error", &problem)))
+                }
             };
             let reply = ask(AccountRequest::LogIn(credentials)).await;
             answer.done(reply, "Login failed", |reply| match reply {
@@ -215,34 +217,107 @@ pub(super) async fn step(
             })
         }
         AccountCommand::Verify => {
-            let recovery_field = || {
-                vec![field(
-                    "recovery",
-                    "text-private",
-                    "Recovery key or passphrase",
-                    &[],
-                )]
-            };
             let Some(given) = submitted else {
-                return answer.form(recovery_field(), None);
+                return answer.form(verify_fields(), None);
             };
-            let recovery = given
-                .get("recovery")
-                .and_then(|r| r.first())
-                .filter(|r| !r.trim().is_empty());
-            let Some(recovery) = recovery else {
-                let problem = "Give your recovery key or passphrase.";
-                return answer.form(recovery_field(), Some(problem));
-            };
-            let recovery = Secret::Password(recovery.clone());
-            let reply = ask(AccountRequest::Verify { recovery }).await;
-            answer.done(reply, "Verification failed", |reply| match reply {
-                AccountReply::Verified(status) => {
-                    Some((format!("This session is verified: {status}."), None))
+            let is_set = |var: &str| get_text(&given, var).is_some_and(|v| v == "1" || v == "true");
+            match get_text(&given, "stage").as_deref() {
+                Some(WAITING) => answer.comparison(ask(AccountRequest::Compare).await),
+                Some(COMPARING) => {
+                    let matching = is_set("match");
+                    let reply = ask(AccountRequest::Confirm { matching }).await;
+                    answer.done(reply, "Verification failed", verified)
                 }
-                _ => None,
-            })
+                _ if is_set("emoji") => match ask(AccountRequest::RequestComparison).await {
+                    Ok(AccountReply::Requested) => answer.form(waiting_fields(), None),
+                    other => answer.done(other, "Verification failed", |_| None),
+                },
+                _ => {
+                    let recovery = given
+                        .get("recovery")
+                        .and_then(|r| r.first())
+                        .filter(|r| !r.trim().is_empty());
+                    let Some(recovery) = recovery else {
+                        let problem = "Give your recovery key or passphrase, or choose to \
+                                       compare emoji with another of your sessions.";
+                        return answer.form(verify_fields(), Some(("error", problem)));
+                    };
+                    let recovery = Secret::Password(recovery.clone());
+                    let reply = ask(AccountRequest::Verify { recovery }).await;
+                    answer.done(reply, "Verification failed", verified)
+                }
+            }
         }
+    }
+}
+
+/// The verify command's stages after the first, in its forms' hidden `stage` field: the
+/// request went to the user's other sessions; the emoji are shown.
+const WAITING: &str = "waiting";
+const COMPARING: &str = "comparing";
+
+/// The verify command's first form: the recovery key, or emoji to compare.
+fn verify_fields() -> Vec<Element> {
+    vec![
+        field(
+            "recovery",
+            "text-private",
+            "Recovery key or passphrase",
+            &[],
+        ),
+        field(
+            "emoji",
+            "boolean",
+            "Or compare emoji with another of my sessions (Element…)",
+            &["0".into()],
+        ),
+    ]
+}
+
+/// While the user's other session is to take the request.
+fn waiting_fields() -> Vec<Element> {
+    vec![
+        field(
+            "instructions",
+            "fixed",
+            "",
+            &[
+                "A verification request went to your other Matrix sessions. Accept it in \
+               one of them (Element: the request that pops up), choose to compare emoji \
+               there, then go on here."
+                    .into(),
+            ],
+        ),
+        field("stage", "hidden", "", &[WAITING.into()]),
+    ]
+}
+
+/// The emoji to compare, and the user's answer.
+fn comparing_fields(emoji: &[Emoji]) -> Vec<Element> {
+    let shown: Vec<String> = emoji
+        .iter()
+        .map(|e| format!("{} {}", e.symbol, e.name))
+        .collect();
+    vec![
+        field(
+            "instructions",
+            "fixed",
+            "",
+            &["Does your other session show these emoji, in this order?".into()],
+        ),
+        field("emoji", "fixed", "Emoji", &[shown.join(", ")]),
+        field("match", "boolean", "They match", &["0".into()]),
+        field("stage", "hidden", "", &[COMPARING.into()]),
+    ]
+}
+
+/// What a verified session's reply shows.
+fn verified(reply: AccountReply) -> Option<(String, Option<Element>)> {
+    match reply {
+        AccountReply::Verified(status) => {
+            Some((format!("This session is verified: {status}."), None))
+        }
+        _ => None,
     }
 }
 
@@ -280,8 +355,8 @@ struct Answer<'a> {
 }
 
 impl Answer<'_> {
-    /// A form to fill, with a note saying what was wrong with the last one.
-    fn form(&self, fields: Vec<Element>, problem: Option<&str>) -> Element {
+    /// A form to fill, with a note (kind, text): what was wrong with the last one, say.
+    fn form(&self, fields: Vec<Element>, note: Option<(&str, &str)>) -> Element {
         let form = Element::builder("x", DATA)
             .attr(nc("type"), "form")
             .append(
@@ -291,8 +366,22 @@ impl Answer<'_> {
             )
             .append_all(fields)
             .build();
-        let note = problem.map(|text| ("error", text));
         respond(self.node, self.session, "executing", Some(form), note)
+    }
+
+    /// The emoji to compare, or the request still waiting for the user's other session.
+    fn comparison(&self, reply: Result<AccountReply, BridgeError>) -> Element {
+        match reply {
+            Ok(AccountReply::Emoji(emoji)) => self.form(comparing_fields(&emoji), None),
+            Ok(AccountReply::NotYet) => self.form(
+                waiting_fields(),
+                Some((
+                    "info",
+                    "None of your other sessions has accepted the request yet.",
+                )),
+            ),
+            other => self.done(other, "Verification failed", |_| None),
+        }
     }
 
     /// The command completed with a note.

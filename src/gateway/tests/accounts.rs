@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use causeway_bridge::fake::{FakeNetwork, RIGHT_SECRET};
+use causeway_bridge::fake::{FakeNetwork, FAKE_EMOJI, RIGHT_SECRET};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
 use tokio_xmpp::parsers::iq::Iq;
@@ -362,4 +362,71 @@ async fn status_verify_and_logout_commands() {
     assert_eq!(note(&out), ("info".into(), "Logged out of Matrix.".into()));
     let status = core.command("matrix-status", &[]).await;
     assert_eq!(note(&status).1, "You are not logged in to Matrix.");
+}
+
+#[tokio::test]
+async fn verifying_by_comparing_emoji_step_by_step() {
+    let mut core = Core::new(true).await;
+    core.command("matrix-login", &[("token", RIGHT_SECRET)])
+        .await;
+    let stage = |command: &Element| {
+        let form = fields(command.get_child("x", DATA).expect("a form"));
+        let stage = form
+            .iter()
+            .find(|(var, kind, _)| var == "stage" && kind == "hidden");
+        stage.map(|(_, _, values)| values.join(","))
+    };
+    let neither = core.command("matrix-verify", &[("emoji", "0")]).await;
+    assert_eq!(neither.attr("status"), Some("executing"));
+    assert!(
+        note(&neither).1.contains("compare emoji"),
+        "{:?}",
+        note(&neither)
+    );
+
+    let requested = core.command("matrix-verify", &[("emoji", "1")]).await;
+    assert_eq!(requested.attr("status"), Some("executing"));
+    assert_eq!(stage(&requested).as_deref(), Some("waiting"));
+    assert!(requested.get_child("note", COMMANDS).is_none());
+    // The other session has not taken the request yet: the same step again, saying so.
+    let not_yet = core.command("matrix-verify", &[("stage", "waiting")]).await;
+    assert_eq!(stage(&not_yet).as_deref(), Some("waiting"));
+    assert_eq!(
+        note(&not_yet),
+        (
+            "info".into(),
+            "None of your other sessions has accepted the request yet.".into()
+        )
+    );
+    let shown = core.command("matrix-verify", &[("stage", "waiting")]).await;
+    assert_eq!(stage(&shown).as_deref(), Some("comparing"));
+    let form = fields(shown.get_child("x", DATA).unwrap());
+    let emoji = form.iter().find(|(var, _, _)| var == "emoji").unwrap();
+    let expected: Vec<String> = FAKE_EMOJI.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    assert_eq!(emoji.2, [expected.join(", ")]);
+    assert!(form
+        .iter()
+        .any(|(var, kind, _)| var == "match" && kind == "boolean"));
+
+    // A mismatch calls it off; nothing is left to confirm.
+    let mismatch = [("stage", "comparing"), ("match", "0")];
+    let no = core.command("matrix-verify", &mismatch).await;
+    assert_eq!(
+        note(&no),
+        (
+            "error".into(),
+            "Verification failed: refused by the remote server: the emoji did not match.".into()
+        )
+    );
+    let matching = [("stage", "comparing"), ("match", "1")];
+    let late = core.command("matrix-verify", &matching).await;
+    assert_eq!(note(&late).0, "error");
+
+    core.command("matrix-verify", &[("emoji", "1")]).await;
+    core.command("matrix-verify", &[("stage", "waiting")]).await;
+    core.command("matrix-verify", &[("stage", "waiting")]).await;
+    let yes = core.command("matrix-verify", &matching).await;
+    let (kind, text) = note(&yes);
+    assert_eq!(kind, "info");
+    assert!(text.starts_with("This session is verified: ") && text.contains("(verified)"));
 }

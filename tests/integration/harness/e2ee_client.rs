@@ -12,10 +12,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::deserialized_responses::TimelineEvent;
+use matrix_sdk::encryption::verification::{
+    SasVerification, Verification, VerificationRequestState,
+};
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::api::client::uiaa;
+use matrix_sdk::ruma::events::key::verification::request::ToDeviceKeyVerificationRequestEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::member::MembershipState;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
@@ -23,7 +28,7 @@ use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use matrix_sdk::sync::JoinedRoomUpdate;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How long one background sync waits for news: short, so a stopped test ends quickly.
@@ -237,6 +242,64 @@ impl E2eeClient {
         })
         .await
         .unwrap_or_else(|| panic!("{}: no device {device} of {user}", self.user_id()));
+    }
+
+    /// From now on, the verification requests this device receives: (sender, flow id).
+    pub fn verification_requests(&self) -> mpsc::UnboundedReceiver<(OwnedUserId, String)> {
+        let (sender, requests) = mpsc::unbounded_channel();
+        self.sdk
+            .add_event_handler(move |event: ToDeviceKeyVerificationRequestEvent| {
+                let flow = event.content.transaction_id.to_string();
+                let _ = sender.send((event.sender, flow));
+                async {}
+            });
+        requests
+    }
+
+    /// As a user does in Element: accept the next verification request of `requests`, then
+    /// the emoji comparison the other session starts. The comparison, and the emoji this
+    /// device shows (`🐶 Dog`).
+    pub async fn accept_comparison(
+        &self,
+        requests: &mut mpsc::UnboundedReceiver<(OwnedUserId, String)>,
+        timeout: Duration,
+    ) -> (SasVerification, Vec<String>) {
+        let me = self.user_id();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (sender, flow) = tokio::time::timeout_at(deadline, requests.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{me}: no verification request within {timeout:?}"))
+            .expect("the handler lives as long as the client");
+        let encryption = self.sdk.encryption();
+        let request = encryption
+            .get_verification_request(&sender, &flow)
+            .await
+            .unwrap_or_else(|| panic!("{me}: request {flow} unknown"));
+        request.accept().await.unwrap();
+        let mut changes = request.changes();
+        let sas = loop {
+            if let VerificationRequestState::Transitioned {
+                verification: Verification::SasV1(sas),
+                ..
+            } = request.state()
+            {
+                break sas;
+            }
+            let next = tokio::time::timeout_at(deadline, changes.next()).await;
+            assert!(next.is_ok(), "{me}: no emoji comparison started");
+        };
+        sas.accept().await.unwrap();
+        let mut changes = sas.changes();
+        while sas.emoji().is_none() {
+            assert!(!sas.is_cancelled(), "{me}: {:?}", sas.cancel_info());
+            let next = tokio::time::timeout_at(deadline, changes.next()).await;
+            assert!(next.is_ok(), "{me}: no keys exchanged: {:?}", sas.state());
+        }
+        let emoji = sas.emoji().unwrap();
+        let shown = emoji
+            .iter()
+            .map(|e| format!("{} {}", e.symbol, e.description));
+        (sas, shown.collect())
     }
 
     /// Try `probe` after each sync until it answers or `timeout` passes.

@@ -285,9 +285,8 @@ impl TestClient {
             .await
     }
 
-    /// Like [`set`](Self::set) but waits up to `timeout` (a gateway's login can take longer
-    /// than [`ANSWER`]). For the benchmark (benches/gateways/personal.rs).
-    #[allow(dead_code)]
+    /// Like [`set`](Self::set) but waits up to `timeout` (a gateway's login, or a step that
+    /// waits for another Matrix session, can take longer than [`ANSWER`]).
     pub async fn try_set(
         &mut self,
         to: &str,

@@ -1,6 +1,8 @@
 //! How a test's XMPP user logs in to their own Matrix account: the ad-hoc commands of the
 //! Matrix service (execute, then submit the form), and the devices the gateway made.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use xmpp_client::minidom::Element;
 use xmpp_client::IqResponse;
@@ -32,14 +34,45 @@ pub(crate) async fn command(
     if first.attr("status") != Some("executing") {
         return first;
     }
-    let session = first.attr("sessionid").expect("a session").to_owned();
+    next_step(client, &first, fields).await
+}
+
+/// Submit `fields` as the next step of the command session `answer` came from, with the
+/// hidden fields of its form. The answer, which may wait for the network (up to 40 s).
+pub(crate) async fn next_step(
+    client: &mut TestClient,
+    answer: &Element,
+    fields: &[(&str, &str)],
+) -> Element {
+    let node = answer.attr("node").expect("a node");
+    let hidden: Vec<(String, String)> = answer
+        .get_child("x", DATA)
+        .into_iter()
+        .flat_map(|x| x.children())
+        .filter(|f| f.attr("type") == Some("hidden"))
+        .map(|f| {
+            let value = f.get_child("value", DATA).map(|v| v.text());
+            (
+                f.attr("var").unwrap_or_default().to_owned(),
+                value.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut given: Vec<(&str, &str)> = hidden
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    given.extend_from_slice(fields);
     let submit = Element::builder("command", COMMANDS)
         .attr(nc("node"), node)
-        .attr(nc("sessionid"), session)
-        .append(form("submit", fields))
+        .attr(
+            nc("sessionid"),
+            answer.attr("sessionid").expect("a session"),
+        )
+        .append(form("submit", &given))
         .build();
-    match client.set(GW, submit).await {
-        IqResponse::Result(Some(answer)) => answer,
+    match client.try_set(GW, submit, Duration::from_secs(40)).await {
+        Some(IqResponse::Result(Some(answer))) => answer,
         other => panic!("{node} submit refused: {other:?}"),
     }
 }

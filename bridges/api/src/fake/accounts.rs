@@ -4,16 +4,44 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{AccountReply, AccountRequest, AccountStatus, BridgeError, Secret, UserRef};
+use crate::{AccountReply, AccountRequest, AccountStatus, BridgeError, Emoji, Secret, UserRef};
 
 /// The one password (or token, or recovery key) the fake network's accounts accept.
 pub const RIGHT_SECRET: &str = "right";
 /// The server the fake network's accounts cannot reach.
 pub const UNREACHABLE_SERVER: &str = "https://unreachable.example";
 
+/// The emoji the fake network's comparisons show.
+pub const FAKE_EMOJI: [(&str, &str); 7] = [
+    ("🐶", "Dog"),
+    ("🐱", "Cat"),
+    ("🦁", "Lion"),
+    ("🐎", "Horse"),
+    ("🦄", "Unicorn"),
+    ("🐷", "Pig"),
+    ("🐘", "Elephant"),
+];
+
 /// Each logged-in user's session.
 #[derive(Debug, Default)]
-pub(super) struct Accounts(Mutex<BTreeMap<UserRef, AccountStatus>>);
+pub(super) struct Accounts(Mutex<BTreeMap<UserRef, Session>>);
+
+#[derive(Debug)]
+struct Session {
+    status: AccountStatus,
+    comparison: Comparison,
+}
+
+/// How far an emoji comparison went: the other session takes the request at the first
+/// [`AccountRequest::Compare`] (answered [`AccountReply::NotYet`]), and shows the emoji
+/// at the next.
+#[derive(Debug, PartialEq)]
+enum Comparison {
+    None,
+    Requested,
+    Taken,
+    Shown,
+}
 
 impl Accounts {
     /// The answer to `user`'s request: any Matrix ID logs in with [`RIGHT_SECRET`] (a token
@@ -59,24 +87,71 @@ impl Accounts {
                     verified: Some(false),
                     connection: "connected".into(),
                 };
-                accounts.insert(user.clone(), status.clone());
+                let session = Session {
+                    status: status.clone(),
+                    comparison: Comparison::None,
+                };
+                accounts.insert(user.clone(), session);
                 Ok(AccountReply::LoggedIn(status))
             }
             AccountRequest::LogOut => {
                 accounts.remove(user);
                 Ok(AccountReply::LoggedOut)
             }
-            AccountRequest::Status => Ok(AccountReply::Status(accounts.get(user).cloned())),
-            AccountRequest::Verify { recovery } => {
-                let status = accounts
+            AccountRequest::Status => Ok(AccountReply::Status(
+                accounts.get(user).map(|session| session.status.clone()),
+            )),
+            request => {
+                let session = accounts
                     .get_mut(user)
                     .ok_or_else(|| BridgeError::Invalid("not logged in".into()))?;
-                if recovery.expose() != RIGHT_SECRET {
-                    return Err(BridgeError::Refused("the recovery key is wrong".into()));
-                }
-                status.verified = Some(true);
-                Ok(AccountReply::Verified(status.clone()))
+                session.verify(request)
             }
+        }
+    }
+}
+
+impl Session {
+    /// The answer to a verification request.
+    fn verify(&mut self, request: AccountRequest) -> Result<AccountReply, BridgeError> {
+        match request {
+            AccountRequest::Verify { recovery } if recovery.expose() == RIGHT_SECRET => {
+                self.status.verified = Some(true);
+                Ok(AccountReply::Verified(self.status.clone()))
+            }
+            AccountRequest::Verify { .. } => {
+                Err(BridgeError::Refused("the recovery key is wrong".into()))
+            }
+            AccountRequest::RequestComparison => {
+                self.comparison = Comparison::Requested;
+                Ok(AccountReply::Requested)
+            }
+            AccountRequest::Compare => match self.comparison {
+                Comparison::None => Err(BridgeError::Invalid("no verification requested".into())),
+                Comparison::Requested => {
+                    self.comparison = Comparison::Taken;
+                    Ok(AccountReply::NotYet)
+                }
+                Comparison::Taken | Comparison::Shown => {
+                    self.comparison = Comparison::Shown;
+                    let emoji = FAKE_EMOJI.iter().map(|(symbol, name)| Emoji {
+                        symbol: (*symbol).into(),
+                        name: (*name).into(),
+                    });
+                    Ok(AccountReply::Emoji(emoji.collect()))
+                }
+            },
+            AccountRequest::Confirm { matching } => {
+                if std::mem::replace(&mut self.comparison, Comparison::None) != Comparison::Shown {
+                    return Err(BridgeError::Invalid("no emoji were shown".into()));
+                }
+                if !matching {
+                    return Err(BridgeError::Refused("the emoji did not match".into()));
+                }
+                self.status.verified = Some(true);
+                Ok(AccountReply::Verified(self.status.clone()))
+            }
+            other => unreachable!("{other:?} is no verification request"),
         }
     }
 }

@@ -8,6 +8,7 @@
 mod session;
 mod sync;
 mod undecrypted;
+mod verification;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,8 @@ pub(crate) struct Login {
     state: watch::Sender<String>,
     /// Tells the sync loop to end.
     stop: watch::Sender<bool>,
+    /// An emoji verification under way.
+    comparison: verification::Comparison,
 }
 
 /// Everyone's personal logins.
@@ -152,14 +155,13 @@ impl Personal {
                 Some(login) => Some(login.status().await),
                 None => None,
             })),
-            AccountRequest::Verify { recovery } => {
+            request => {
                 let Some(login) = self.login(user) else {
                     return Err(BridgeError::Invalid(
                         "you are not logged in to Matrix".into(),
                     ));
                 };
-                session::verify(&login.sdk, &recovery).await?;
-                Ok(AccountReply::Verified(login.status().await))
+                login.verify(request).await
             }
         }
     }
@@ -236,6 +238,7 @@ impl Personal {
             sdk,
             state: watch::Sender::new(STARTING.into()),
             stop: watch::Sender::new(false),
+            comparison: verification::Comparison::default(),
         });
         {
             let mut logins = self.logins.lock().expect("logins lock");
@@ -299,5 +302,30 @@ impl Login {
     async fn status(&self) -> causeway_bridge::AccountStatus {
         let connection = self.state.borrow().clone();
         session::status(&self.sdk, connection).await
+    }
+
+    /// Have the user's other sessions trust this one: with the recovery key, or by
+    /// comparing emoji with one of them, step by step.
+    async fn verify(&self, request: AccountRequest) -> Result<AccountReply, BridgeError> {
+        match request {
+            AccountRequest::Verify { recovery } => {
+                session::verify(&self.sdk, &recovery).await?;
+            }
+            AccountRequest::RequestComparison => {
+                self.comparison.request(&self.sdk).await?;
+                return Ok(AccountReply::Requested);
+            }
+            AccountRequest::Compare => {
+                return Ok(match self.comparison.emoji().await? {
+                    Some(emoji) => AccountReply::Emoji(emoji),
+                    None => AccountReply::NotYet,
+                });
+            }
+            AccountRequest::Confirm { matching } => {
+                self.comparison.confirm(&self.sdk, matching).await?;
+            }
+            other => unreachable!("{other:?} is no verification"),
+        }
+        Ok(AccountReply::Verified(self.status().await))
     }
 }
