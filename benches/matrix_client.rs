@@ -48,9 +48,14 @@ async fn client(dir: &std::path::Path, n: usize, http: &reqwest::Client) -> matr
             refresh_token: None,
         },
     };
-    sdk.restore_session(session).await.expect("the session restores");
+    sdk.restore_session(session)
+        .await
+        .expect("the session restores");
     // The Olm machine and its account are loaded.
-    sdk.encryption().ed25519_key().await.expect("an identity key");
+    sdk.encryption()
+        .ed25519_key()
+        .await
+        .expect("an identity key");
     sdk
 }
 

@@ -83,6 +83,7 @@ pub fn network(
     let personal = config.personal.then(|| PersonalSettings {
         store_dir: config.store_dir.clone(),
         max_logins: config.max_logins,
+        home: format!("https://{}/", config.domain),
     });
     let settings = MatrixSettings {
         appservice,

@@ -74,6 +74,29 @@ async fn a_user_logs_in_to_their_own_account_and_talks_as_themselves() {
     );
     assert!(text.contains("connected"), "the first sync is done: {text}");
 
+    // No password: a login on the homeserver's web page, which Synapse (no authorization
+    // server) does not offer: the form again, saying so, and her session untouched.
+    let url = scene.synapse.url();
+    let browser = [("account", carol.as_str()), ("homeserver", url.as_str())];
+    let again = command(&mut alice, "matrix-login", &browser).await;
+    assert_eq!(again.attr("status"), Some("executing"), "{again:?}");
+    let problem = again.get_child("note", COMMANDS).map(|n| n.text());
+    let problem = problem.unwrap_or_default();
+    assert!(
+        problem.contains("takes passwords, not browser logins"),
+        "{problem}"
+    );
+    let (_, status) = note(&command(&mut alice, "matrix-status", &[]).await);
+    assert!(
+        status.contains(&carol) && status.contains("connected"),
+        "{status}"
+    );
+    assert_eq!(
+        gateway_devices(&phone).await.len(),
+        1,
+        "still the one device"
+    );
+
     // The service lists her rooms, at the addresses that join them.
     let query = Element::builder("query", "http://jabber.org/protocol/disco#items").build();
     let IqResponse::Result(Some(items)) = alice.get(GW, query).await else {

@@ -12,6 +12,21 @@ use std::fmt;
 pub enum AccountRequest {
     /// Sign in, replacing any session the user had.
     LogIn(Credentials),
+    /// Sign in through the server's own web page (OAuth 2.0, for servers that take no
+    /// password): the reply is the link to open ([`AccountReply::OpenInBrowser`]). A
+    /// session the user had is replaced.
+    StartBrowserLogin {
+        /// The account (`@alice:example.org`); may be empty with `server`.
+        account: String,
+        /// The server's address, for servers the account's name does not lead to.
+        server: Option<String>,
+    },
+    /// Finish the browser sign-in with the address the browser ended up on (or its query),
+    /// which carries the authorization code.
+    FinishBrowserLogin {
+        /// That address.
+        redirect: Secret,
+    },
     /// Sign out and forget the session and its keys.
     LogOut,
     /// How the session is doing.
@@ -41,6 +56,12 @@ impl fmt::Debug for AccountRequest {
             AccountRequest::LogIn(credentials) => {
                 f.debug_tuple("LogIn").field(credentials).finish()
             }
+            AccountRequest::StartBrowserLogin { account, server } => f
+                .debug_struct("StartBrowserLogin")
+                .field("account", account)
+                .field("server", server)
+                .finish(),
+            AccountRequest::FinishBrowserLogin { .. } => f.write_str("FinishBrowserLogin { .. }"),
             AccountRequest::LogOut => f.write_str("LogOut"),
             AccountRequest::Status => f.write_str("Status"),
             AccountRequest::Verify { .. } => f.write_str("Verify { .. }"),
@@ -98,6 +119,11 @@ impl fmt::Debug for Secret {
 pub enum AccountReply {
     /// Signed in.
     LoggedIn(AccountStatus),
+    /// Open this link, sign in there, then give back the address the browser ends up on.
+    OpenInBrowser {
+        /// The server's sign-in page for this gateway.
+        url: String,
+    },
     /// Signed out (or there was no session).
     LoggedOut,
     /// The session, or `None` when the user is not logged in.

@@ -19,7 +19,7 @@ use crate::{
 mod accounts;
 
 use self::accounts::Accounts;
-pub use self::accounts::{FAKE_EMOJI, RIGHT_SECRET, UNREACHABLE_SERVER};
+pub use self::accounts::{BROWSER_SERVER, FAKE_EMOJI, RIGHT_SECRET, UNREACHABLE_SERVER};
 
 /// The fake network's state: who is in which room under which nick.
 #[derive(Debug)]

@@ -263,9 +263,15 @@ impl Client {
         R::PathBuilder: PathInput,
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
     {
-        let http_request = self.build(request, user)?;
-        let response = self.execute(http_request, retry).await?;
-        R::IncomingResponse::try_from_http_response(response)
+        let (mut parts, body) = self.build(request, user)?.into_parts();
+        let mut response = self.execute(&parts, &body, retry).await;
+        if let Some(token) = self.renewed_token(&response).await {
+            let bearer = http::HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|e| CallError::Invalid(format!("the renewed token: {e}")))?;
+            parts.headers.insert(http::header::AUTHORIZATION, bearer);
+            response = self.execute(&parts, &body, retry).await;
+        }
+        R::IncomingResponse::try_from_http_response(response?)
             .map_err(|e| CallError::Invalid(format!("cannot read the answer: {e}")))
     }
 
@@ -347,16 +353,32 @@ impl Client {
 
     async fn execute(
         &self,
-        request: http::Request<Vec<u8>>,
+        parts: &http::request::Parts,
+        body: &[u8],
         retry: Retry,
     ) -> Result<http::Response<Vec<u8>>, CallError> {
-        let (parts, body) = request.into_parts();
         retrying(retry, parts.uri.path(), || async {
-            self.attempt(&parts, &body)
+            self.attempt(parts, body)
                 .await
                 .map_err(|failed| (failed.error, failed.wait))
         })
         .await
+    }
+
+    /// After a refusal for an expired access token (`M_UNKNOWN_TOKEN`) of a personal login
+    /// that has a refresh token (a browser login's): the renewed token. matrix-sdk renews
+    /// its own requests' tokens; these are the gateway's.
+    async fn renewed_token<T>(&self, result: &Result<T, CallError>) -> Option<String> {
+        let Err(CallError::Refused { errcode, .. }) = result else {
+            return None;
+        };
+        let sdk = self.sdk().filter(|_| errcode == "M_UNKNOWN_TOKEN")?;
+        sdk.session_tokens()?.refresh_token?;
+        if let Err(e) = sdk.refresh_access_token().await {
+            debug!(error = %e, "the access token could not be renewed");
+            return None;
+        }
+        sdk.access_token()
     }
 
     /// One attempt.

@@ -93,6 +93,9 @@ pub struct PersonalSettings {
     pub store_dir: std::path::PathBuf,
     /// How many users may be logged in at once.
     pub max_logins: usize,
+    /// The gateway's address (`https://matrix.example.org/`): a homeserver's login page
+    /// shows it as the home of the client a browser login signs in to.
+    pub home: String,
 }
 
 /// Which XMPP users may be reached through puppets (the gateway's `[access]`).

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use tokio_xmpp::minidom::Element;
 
 use causeway_bridge::{
-    AccountReply, AccountRequest, AccountStatus, BridgeError, Credentials, Emoji, Network,
-    NetworkKind, Secret, UserRef,
+    AccountReply, AccountRequest, AccountStatus, BridgeError, Credentials, Network, NetworkKind,
+    Secret, UserRef,
 };
 
 use super::{field, get_text, respond, session_id, values, AdhocRequest, DATA};
@@ -125,7 +125,14 @@ pub(crate) fn credentials(given: &HashMap<String, Vec<String>>) -> Result<Creden
     let account = get_text(given, "account").unwrap_or_default();
     let secret = match (secret_of("password"), secret_of("token")) {
         (Some(_), Some(_)) => return Err("Give a password or an access token, not both.".into()),
-        (None, None) => return Err("Give your password, or an access token instead.".into()),
+        (None, None) => {
+            return Err(
+                "Give your password, or an access token instead (a homeserver that \
+                        logs in on its own web page: the command \"Log in to Matrix\" \
+                        without a password)."
+                    .into(),
+            )
+        }
         (Some(_), None) if account.is_empty() => {
             return Err("Give your Matrix ID (e.g. @alice:matrix.org) with the password.".into())
         }
@@ -168,6 +175,19 @@ pub(super) async fn step(
             let Some(given) = submitted else {
                 return answer.form(login_fields(&HashMap::new()), None);
             };
+            if get_text(&given, "stage").as_deref() == Some(BROWSER) {
+                return finish_browser_login(&answer, &given, ask).await;
+            }
+            if let Some((account, server)) = browser_login(&given) {
+                let request = AccountRequest::StartBrowserLogin { account, server };
+                return match ask(request).await {
+                    Ok(AccountReply::OpenInBrowser { url }) => {
+                        answer.form(browser_fields(&url), None)
+                    }
+                    Ok(other) => answer.done(Ok(other), "Login failed", |_| None),
+                    Err(e) => answer.form(login_fields(&given), Some(("error", &e.to_string()))),
+                };
+            }
             let credentials = match credentials(&given) {
                 Ok(credentials) => credentials,
                 Err(problem) => {
@@ -175,10 +195,7 @@ pub(super) async fn step(
                 }
             };
             let reply = ask(AccountRequest::LogIn(credentials)).await;
-            answer.done(reply, "Login failed", |reply| match reply {
-                AccountReply::LoggedIn(status) => Some((format!("Logged in: {status}."), None)),
-                _ => None,
-            })
+            answer.done(reply, "Login failed", logged_in)
         }
         AccountCommand::LogOut => match submitted {
             None => match ask(AccountRequest::Status).await {
@@ -216,107 +233,85 @@ pub(super) async fn step(
                 _ => None,
             })
         }
-        AccountCommand::Verify => {
-            let Some(given) = submitted else {
-                return answer.form(verify_fields(), None);
-            };
-            let is_set = |var: &str| get_text(&given, var).is_some_and(|v| v == "1" || v == "true");
-            match get_text(&given, "stage").as_deref() {
-                Some(WAITING) => answer.comparison(ask(AccountRequest::Compare).await),
-                Some(COMPARING) => {
-                    let matching = is_set("match");
-                    let reply = ask(AccountRequest::Confirm { matching }).await;
-                    answer.done(reply, "Verification failed", verified)
-                }
-                _ if is_set("emoji") => match ask(AccountRequest::RequestComparison).await {
-                    Ok(AccountReply::Requested) => answer.form(waiting_fields(), None),
-                    other => answer.done(other, "Verification failed", |_| None),
-                },
-                _ => {
-                    let recovery = given
-                        .get("recovery")
-                        .and_then(|r| r.first())
-                        .filter(|r| !r.trim().is_empty());
-                    let Some(recovery) = recovery else {
-                        let problem = "Give your recovery key or passphrase, or choose to \
-                                       compare emoji with another of your sessions.";
-                        return answer.form(verify_fields(), Some(("error", problem)));
-                    };
-                    let recovery = Secret::Password(recovery.clone());
-                    let reply = ask(AccountRequest::Verify { recovery }).await;
-                    answer.done(reply, "Verification failed", verified)
-                }
-            }
-        }
+        AccountCommand::Verify => super::verify::step(&answer, submitted, ask).await,
     }
 }
 
-/// The verify command's stages after the first, in its forms' hidden `stage` field: the
-/// request went to the user's other sessions; the emoji are shown.
-const WAITING: &str = "waiting";
-const COMPARING: &str = "comparing";
+/// The login command's stage after the link to a browser login was given, in its form's
+/// hidden `stage` field.
+const BROWSER: &str = "browser";
 
-/// The verify command's first form: the recovery key, or emoji to compare.
-fn verify_fields() -> Vec<Element> {
-    vec![
-        field(
-            "recovery",
-            "text-private",
-            "Recovery key or passphrase",
-            &[],
-        ),
-        field(
-            "emoji",
-            "boolean",
-            "Or compare emoji with another of my sessions (Element…)",
-            &["0".into()],
-        ),
-    ]
+/// A login form that names the account (or its server) but gives no password and no
+/// token: a login through the server's web page. (account, server)
+fn browser_login(given: &HashMap<String, Vec<String>>) -> Option<(String, Option<String>)> {
+    let given_secret = |var: &str| {
+        given
+            .get(var)
+            .and_then(|v| v.first())
+            .is_some_and(|v| !v.is_empty())
+    };
+    if given_secret("password") || given_secret("token") {
+        return None;
+    }
+    let account = get_text(given, "account").unwrap_or_default();
+    let server = get_text(given, "homeserver");
+    (!account.is_empty() || server.is_some()).then_some((account, server))
 }
 
-/// While the user's other session is to take the request.
-fn waiting_fields() -> Vec<Element> {
+/// The browser login's second form: the link, and where the browser ended up.
+fn browser_fields(url: &str) -> Vec<Element> {
     vec![
         field(
             "instructions",
             "fixed",
             "",
             &[
-                "A verification request went to your other Matrix sessions. Accept it in \
-               one of them (Element: the request that pops up), choose to compare emoji \
-               there, then go on here."
+                "Your homeserver logs in on its own web page. Open the link below in a \
+               browser and log in there. The browser then goes to an address starting \
+               with http://127.0.0.1/ that does not load: copy that whole address from the \
+               address bar into the field below."
                     .into(),
             ],
         ),
-        field("stage", "hidden", "", &[WAITING.into()]),
-    ]
-}
-
-/// The emoji to compare, and the user's answer.
-fn comparing_fields(emoji: &[Emoji]) -> Vec<Element> {
-    let shown: Vec<String> = emoji
-        .iter()
-        .map(|e| format!("{} {}", e.symbol, e.name))
-        .collect();
-    vec![
+        field("url", "text-single", "Link to open", &[url.to_owned()]),
         field(
-            "instructions",
-            "fixed",
-            "",
-            &["Does your other session show these emoji, in this order?".into()],
+            "redirect",
+            "text-private",
+            "The address your browser ended up on",
+            &[],
         ),
-        field("emoji", "fixed", "Emoji", &[shown.join(", ")]),
-        field("match", "boolean", "They match", &["0".into()]),
-        field("stage", "hidden", "", &[COMPARING.into()]),
+        field("stage", "hidden", "", &[BROWSER.into()]),
     ]
 }
 
-/// What a verified session's reply shows.
-fn verified(reply: AccountReply) -> Option<(String, Option<Element>)> {
+/// The browser login's end: the address the browser ended up on.
+async fn finish_browser_login<F>(
+    answer: &Answer<'_>,
+    given: &HashMap<String, Vec<String>>,
+    ask: impl FnOnce(AccountRequest) -> F,
+) -> Element
+where
+    F: std::future::Future<Output = Result<AccountReply, BridgeError>>,
+{
+    let redirect = given
+        .get("redirect")
+        .and_then(|v| v.first())
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty());
+    let Some(redirect) = redirect else {
+        let url = get_text(given, "url").unwrap_or_default();
+        let problem = "Paste the address your browser ended up on after logging in.";
+        return answer.form(browser_fields(&url), Some(("error", problem)));
+    };
+    let redirect = Secret::Token(redirect.to_owned());
+    let reply = ask(AccountRequest::FinishBrowserLogin { redirect }).await;
+    answer.done(reply, "Login failed", logged_in)
+}
+
+/// What a login's reply shows.
+fn logged_in(reply: AccountReply) -> Option<(String, Option<Element>)> {
     match reply {
-        AccountReply::Verified(status) => {
-            Some((format!("This session is verified: {status}."), None))
-        }
+        AccountReply::LoggedIn(status) => Some((format!("Logged in: {status}."), None)),
         _ => None,
     }
 }
@@ -347,7 +342,7 @@ fn status_form(status: &AccountStatus) -> Element {
 }
 
 /// How one command session answers.
-struct Answer<'a> {
+pub(super) struct Answer<'a> {
     node: &'a str,
     session: &'a str,
     /// The forms' title: the command's name.
@@ -356,7 +351,7 @@ struct Answer<'a> {
 
 impl Answer<'_> {
     /// A form to fill, with a note (kind, text): what was wrong with the last one, say.
-    fn form(&self, fields: Vec<Element>, note: Option<(&str, &str)>) -> Element {
+    pub(super) fn form(&self, fields: Vec<Element>, note: Option<(&str, &str)>) -> Element {
         let form = Element::builder("x", DATA)
             .attr(nc("type"), "form")
             .append(
@@ -367,21 +362,6 @@ impl Answer<'_> {
             .append_all(fields)
             .build();
         respond(self.node, self.session, "executing", Some(form), note)
-    }
-
-    /// The emoji to compare, or the request still waiting for the user's other session.
-    fn comparison(&self, reply: Result<AccountReply, BridgeError>) -> Element {
-        match reply {
-            Ok(AccountReply::Emoji(emoji)) => self.form(comparing_fields(&emoji), None),
-            Ok(AccountReply::NotYet) => self.form(
-                waiting_fields(),
-                Some((
-                    "info",
-                    "None of your other sessions has accepted the request yet.",
-                )),
-            ),
-            other => self.done(other, "Verification failed", |_| None),
-        }
     }
 
     /// The command completed with a note.
@@ -397,7 +377,7 @@ impl Answer<'_> {
 
     /// The command completed with the network's reply: `shown` says what an expected reply
     /// shows (a note, and a form); a refusal is an error note after `failed`.
-    fn done(
+    pub(super) fn done(
         &self,
         reply: Result<AccountReply, BridgeError>,
         failed: &str,

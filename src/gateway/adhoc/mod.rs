@@ -18,6 +18,7 @@
 pub(crate) mod account;
 mod admin;
 mod settings;
+mod verify;
 
 use self::admin::{admin, disconnect, info};
 use self::settings::{apply, current_form, owner, Applied};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use causeway_bridge::fake::{FakeNetwork, FAKE_EMOJI, RIGHT_SECRET};
+use causeway_bridge::fake::{FakeNetwork, BROWSER_SERVER, FAKE_EMOJI, RIGHT_SECRET};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
 use tokio_xmpp::parsers::iq::Iq;
@@ -264,11 +264,12 @@ async fn logging_in_with_the_command() {
     let given = fields(again.get_child("x", DATA).unwrap());
     assert_eq!(given[0].2, ["@alice:example.org"]);
     assert!(given[1].2.is_empty() && given[3].2.is_empty(), "{given:?}");
+    // Neither: a login through the browser, which this homeserver does not offer.
     let neither = core.command("matrix-login", &[account]).await;
-    assert_eq!(
-        note(&neither).1,
-        "Give your password, or an access token instead."
-    );
+    assert_eq!(neither.attr("status"), Some("executing"));
+    let (kind, text) = note(&neither);
+    assert_eq!(kind, "error");
+    assert!(text.contains("takes passwords"), "{text}");
 
     let wrong = core
         .command("matrix-login", &[account, ("password", "wrong")])
@@ -429,4 +430,76 @@ async fn verifying_by_comparing_emoji_step_by_step() {
     let (kind, text) = note(&yes);
     assert_eq!(kind, "info");
     assert!(text.starts_with("This session is verified: ") && text.contains("(verified)"));
+}
+
+#[tokio::test]
+async fn logging_in_through_the_browser() {
+    let mut core = Core::new(true).await;
+    let account = ("account", "@alice:oauth.example");
+    let link = core.command("matrix-login", &[account]).await;
+    assert_eq!(link.attr("status"), Some("executing"));
+    assert!(link.get_child("note", COMMANDS).is_none());
+    let form = fields(link.get_child("x", DATA).unwrap());
+    let value = |form: &[(String, String, Vec<String>)], var: &str| {
+        let field = form.iter().find(|(v, _, _)| v == var);
+        field.map(|(_, kind, values)| (kind.clone(), values.join(",")))
+    };
+    let url = format!("{BROWSER_SERVER}/authorize?state=fake");
+    assert_eq!(
+        value(&form, "url"),
+        Some(("text-single".into(), url.clone()))
+    );
+    assert_eq!(
+        value(&form, "redirect"),
+        Some(("text-private".into(), String::new()))
+    );
+    assert_eq!(
+        value(&form, "stage"),
+        Some(("hidden".into(), "browser".into()))
+    );
+
+    // Nothing pasted: asked again, the link still there.
+    let empty = core
+        .command("matrix-login", &[("stage", "browser"), ("url", &url)])
+        .await;
+    assert_eq!(empty.attr("status"), Some("executing"));
+    assert_eq!(note(&empty).0, "error");
+    let form = fields(empty.get_child("x", DATA).unwrap());
+    assert_eq!(
+        value(&form, "url"),
+        Some(("text-single".into(), url.clone()))
+    );
+
+    // The browser came back with a refusal.
+    let denied = "http://127.0.0.1/causeway-login?error=access_denied&state=fake";
+    let denied = core
+        .command(
+            "matrix-login",
+            &[("stage", "browser"), ("redirect", denied)],
+        )
+        .await;
+    assert_eq!(
+        note(&denied),
+        (
+            "error".into(),
+            "Login failed: refused by the remote server: the browser login did not finish: \
+             access_denied."
+                .into()
+        )
+    );
+
+    core.command("matrix-login", &[account]).await;
+    let back = "http://127.0.0.1/causeway-login?code=right&state=fake";
+    let done = core
+        .command("matrix-login", &[("stage", "browser"), ("redirect", back)])
+        .await;
+    assert_eq!(
+        note(&done),
+        (
+            "info".into(),
+            "Logged in: @alice:oauth.example on https://oauth.example, device FAKEDEVICE (not \
+             verified), connected."
+                .into()
+        )
+    );
 }

@@ -22,9 +22,15 @@ pub const FAKE_EMOJI: [(&str, &str); 7] = [
     ("🐘", "Elephant"),
 ];
 
-/// Each logged-in user's session.
+/// The one server of the fake network that logs in through the browser (only).
+pub const BROWSER_SERVER: &str = "https://oauth.example";
+
+/// Each logged-in user's session, and the account of each browser login under way.
 #[derive(Debug, Default)]
-pub(super) struct Accounts(Mutex<BTreeMap<UserRef, Session>>);
+pub(super) struct Accounts(
+    Mutex<BTreeMap<UserRef, Session>>,
+    Mutex<BTreeMap<UserRef, String>>,
+);
 
 #[derive(Debug)]
 struct Session {
@@ -47,7 +53,8 @@ impl Accounts {
     /// The answer to `user`'s request: any Matrix ID logs in with [`RIGHT_SECRET`] (a token
     /// without an account names `@owner-of-the-token:example.org`), anything else is refused
     /// like a homeserver refuses it; an account that is no Matrix ID is invalid, and
-    /// [`UNREACHABLE_SERVER`] cannot be reached.
+    /// [`UNREACHABLE_SERVER`] cannot be reached. Browser logins are [`BROWSER_SERVER`]'s,
+    /// finished by an address with `code=right` in it.
     pub(super) fn answer(
         &self,
         user: &UserRef,
@@ -87,11 +94,48 @@ impl Accounts {
                     verified: Some(false),
                     connection: "connected".into(),
                 };
-                let session = Session {
-                    status: status.clone(),
-                    comparison: Comparison::None,
+                accounts.insert(user.clone(), Session::new(status.clone()));
+                Ok(AccountReply::LoggedIn(status))
+            }
+            AccountRequest::StartBrowserLogin { account, server } => {
+                let server = match (server, account.split_once(':')) {
+                    (Some(server), _) => server,
+                    (None, Some((_, domain))) => format!("https://{domain}"),
+                    (None, None) => {
+                        return Err(BridgeError::Invalid(format!(
+                            "{account:?} is not a Matrix ID"
+                        )))
+                    }
                 };
-                accounts.insert(user.clone(), session);
+                if server != BROWSER_SERVER {
+                    return Err(BridgeError::Invalid(format!(
+                        "{server} takes passwords, not browser logins: give your password"
+                    )));
+                }
+                accounts.remove(user);
+                let mut browser = self.1.lock().expect("fake network logins poisoned");
+                browser.insert(user.clone(), account);
+                let url = format!("{BROWSER_SERVER}/authorize?state=fake");
+                Ok(AccountReply::OpenInBrowser { url })
+            }
+            AccountRequest::FinishBrowserLogin { redirect } => {
+                let mut browser = self.1.lock().expect("fake network logins poisoned");
+                let Some(account) = browser.remove(user) else {
+                    return Err(BridgeError::Invalid("no browser login was started".into()));
+                };
+                if !redirect.expose().contains("code=right") {
+                    return Err(BridgeError::Refused(
+                        "the browser login did not finish: access_denied".into(),
+                    ));
+                }
+                let status = AccountStatus {
+                    account,
+                    server: BROWSER_SERVER.into(),
+                    device: "FAKEDEVICE".into(),
+                    verified: Some(false),
+                    connection: "connected".into(),
+                };
+                accounts.insert(user.clone(), Session::new(status.clone()));
                 Ok(AccountReply::LoggedIn(status))
             }
             AccountRequest::LogOut => {
@@ -112,6 +156,13 @@ impl Accounts {
 }
 
 impl Session {
+    fn new(status: AccountStatus) -> Session {
+        Session {
+            status,
+            comparison: Comparison::None,
+        }
+    }
+
     /// The answer to a verification request.
     fn verify(&mut self, request: AccountRequest) -> Result<AccountReply, BridgeError> {
         match request {

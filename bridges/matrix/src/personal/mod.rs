@@ -5,6 +5,7 @@
 //! Logins are kept in the gateway's database and brought back at start: no new device, and
 //! encrypted rooms still decrypt.
 
+mod browser;
 mod session;
 mod sync;
 mod undecrypted;
@@ -17,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use causeway_bridge::{AccountReply, AccountRequest, BridgeError, Credentials, Event, UserRef};
 use ruma::OwnedUserId;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::client::Client;
 use crate::parts::{Parts, Reach};
 use crate::puppets::Puppets;
-use crate::store::MatrixStore;
+use crate::store::{MatrixStore, SavedLogin};
 use crate::{Allowed, NickRule, PersonalSettings};
 
 /// What a login's connection is before its first sync.
@@ -54,6 +55,8 @@ pub(crate) struct Personal {
     nicks: Nicks,
     emit: mpsc::Sender<Event>,
     logins: Mutex<HashMap<UserRef, Arc<Login>>>,
+    /// Browser logins waiting for the address the user's browser ended up on.
+    browser: tokio::sync::Mutex<HashMap<UserRef, browser::Pending>>,
     /// Whether the kept logins are back: actions and requests wait for it, so that none
     /// goes to the appservice (or is refused) for want of a login still being restored.
     restored: watch::Sender<bool>,
@@ -89,6 +92,7 @@ impl Personal {
             nicks: Nicks(nicks),
             emit,
             logins: Mutex::default(),
+            browser: tokio::sync::Mutex::default(),
             restored: watch::Sender::new(false),
             stopped: AtomicBool::new(false),
             http: crate::client::http_client(),
@@ -131,7 +135,7 @@ impl Personal {
             match session::restore(&login, &dir, &self.http).await {
                 Ok(sdk) => {
                     info!(%user, account = %login.account, "Matrix login restored");
-                    self.start(user, sdk);
+                    self.start(user, sdk, login.store_key);
                 }
                 Err(e) => warn!(%user, error = %e, "cannot restore the Matrix login"),
             }
@@ -147,6 +151,13 @@ impl Personal {
         self.ready().await;
         match request {
             AccountRequest::LogIn(credentials) => self.log_in(user, credentials).await,
+            AccountRequest::StartBrowserLogin { account, server } => {
+                self.start_browser_login(user, &account, server.as_deref())
+                    .await
+            }
+            AccountRequest::FinishBrowserLogin { redirect } => {
+                self.finish_browser_login(user, &redirect).await
+            }
             AccountRequest::LogOut => {
                 self.log_out(user, true).await;
                 Ok(AccountReply::LoggedOut)
@@ -171,6 +182,62 @@ impl Personal {
         user: &UserRef,
         credentials: Credentials,
     ) -> Result<AccountReply, BridgeError> {
+        self.room_for(user)?;
+        // A new login replaces the old one, whose device is signed out.
+        self.log_out(user, true).await;
+        let dir = session::folder(&self.settings.store_dir, user);
+        let (sdk, saved) = session::log_in(user, &credentials, &dir, &self.http).await?;
+        self.logged_in(user, sdk, saved).await
+    }
+
+    /// Start a login on the homeserver's web page: the link the user is to open.
+    async fn start_browser_login(
+        self: &Arc<Self>,
+        user: &UserRef,
+        account: &str,
+        server: Option<&str>,
+    ) -> Result<AccountReply, BridgeError> {
+        self.room_for(user)?;
+        browser::offered(account, server, &self.http).await?;
+        let mut waiting = self.browser.lock().await;
+        waiting.retain(|_, pending| pending.started.elapsed() < browser::PATIENCE);
+        waiting.remove(user);
+        // As with a password: the new login replaces the old one (its folder is the one).
+        self.log_out(user, true).await;
+        let dir = session::folder(&self.settings.store_dir, user);
+        let home = &self.settings.home;
+        let (pending, url) = browser::start(account, server, &dir, &self.http, home).await?;
+        waiting.insert(user.clone(), pending);
+        Ok(AccountReply::OpenInBrowser { url })
+    }
+
+    /// Finish the user's browser login with where their browser ended up.
+    async fn finish_browser_login(
+        self: &Arc<Self>,
+        user: &UserRef,
+        redirect: &causeway_bridge::Secret,
+    ) -> Result<AccountReply, BridgeError> {
+        let mut waiting = self.browser.lock().await;
+        if !browser::is_answer(redirect) {
+            return Err(BridgeError::Invalid(
+                "that is not where your browser ended up: the address has code= in it".into(),
+            ));
+        }
+        let pending = waiting.remove(user);
+        drop(waiting);
+        let pending = pending
+            .filter(|pending| pending.started.elapsed() < browser::PATIENCE)
+            .ok_or_else(|| {
+                BridgeError::Invalid("no browser login is waiting: run the command again".into())
+            })?;
+        browser::finish(&pending, redirect).await?;
+        let saved = session::saved(user, &pending.sdk, pending.key)?;
+        self.logged_in(user, pending.sdk, saved).await
+    }
+
+    /// Refused when the gateway has all the logins it takes (a user who has one may log in
+    /// again).
+    fn room_for(&self, user: &UserRef) -> Result<(), BridgeError> {
         let logged_in = self.logins.lock().expect("logins lock").len();
         if self.login(user).is_none() && logged_in >= self.settings.max_logins {
             return Err(BridgeError::Invalid(format!(
@@ -178,18 +245,23 @@ impl Personal {
                 self.settings.max_logins
             )));
         }
-        // A new login replaces the old one, whose device is signed out.
-        self.log_out(user, true).await;
-        let dir = session::folder(&self.settings.store_dir, user);
-        let (sdk, saved) = session::log_in(user, &credentials, &dir, &self.http).await?;
+        Ok(())
+    }
+
+    /// Keep a new login and serve it. The answer waits for the first sync (within reason):
+    /// the rooms are known then, and the status says how the connection is.
+    async fn logged_in(
+        self: &Arc<Self>,
+        user: &UserRef,
+        sdk: matrix_sdk::Client,
+        saved: SavedLogin,
+    ) -> Result<AccountReply, BridgeError> {
         if let Err(e) = self.store.save_login(&saved).await {
-            let _ = sdk.matrix_auth().logout().await;
+            let _ = sdk.logout().await;
             return Err(BridgeError::Invalid(format!("cannot keep the login: {e}")));
         }
         info!(%user, account = %saved.account, "logged in to Matrix");
-        let login = self.start(user.clone(), sdk);
-        // The answer waits for the first sync (within reason): the rooms are known then, and
-        // the status says how the connection is.
+        let login = self.start(user.clone(), sdk, saved.store_key);
         let mut state = login.state.subscribe();
         let first = state.wait_for(|now| now != STARTING);
         let _ = tokio::time::timeout(FIRST_SYNC, first).await;
@@ -203,7 +275,7 @@ impl Personal {
         if let Some(login) = &login {
             login.stop.send_replace(true);
             if sign_out {
-                if let Err(e) = login.sdk.matrix_auth().logout().await {
+                if let Err(e) = login.sdk.logout().await {
                     warn!(%user, error = %e, "the homeserver did not take the logout");
                 }
             }
@@ -222,8 +294,9 @@ impl Personal {
         }
     }
 
-    /// Serve the user's session: its parts, and its sync loop.
-    fn start(self: &Arc<Self>, user: UserRef, sdk: matrix_sdk::Client) -> Arc<Login> {
+    /// Serve the user's session: its parts, its sync loop, and the keeping of its renewed
+    /// tokens (its stores' key is `key`).
+    fn start(self: &Arc<Self>, user: UserRef, sdk: matrix_sdk::Client, key: String) -> Arc<Login> {
         let account: OwnedUserId = sdk.user_id().expect("a logged-in client").to_owned();
         let client = Client::personal(sdk.clone());
         let reach = Reach {
@@ -249,9 +322,13 @@ impl Personal {
                 old.stop.send_replace(true);
             }
         }
+        let span = tracing::info_span!("matrix_login", %user);
+        tokio::spawn(
+            keep_renewed_tokens(self.store.clone(), user.clone(), login.clone(), key)
+                .instrument(span.clone()),
+        );
         let personal = self.clone();
         let running = login.clone();
-        let span = tracing::info_span!("matrix_login", %user);
         tokio::spawn(
             async move {
                 let server = account.server_name().to_string();
@@ -294,6 +371,39 @@ impl Personal {
         self.stopped.store(true, Ordering::Release);
         for login in logins.values() {
             login.stop.send_replace(true);
+        }
+    }
+}
+
+/// Keep the login's session again each time matrix-sdk renews its tokens (a browser
+/// login's expire within minutes, and the old refresh token is then spent), until the
+/// login stops.
+async fn keep_renewed_tokens(
+    store: Arc<dyn MatrixStore>,
+    user: UserRef,
+    login: Arc<Login>,
+    key: String,
+) {
+    let mut changes = login.sdk.subscribe_to_session_changes();
+    let mut stop = login.stop.subscribe();
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match change {
+            Ok(matrix_sdk::SessionChange::TokensRefreshed) => {}
+            Ok(matrix_sdk::SessionChange::UnknownToken(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        let kept = match session::saved(&user, &login.sdk, key.clone()) {
+            Ok(saved) => store.save_login(&saved).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match kept {
+            Ok(()) => debug!("renewed Matrix tokens kept"),
+            Err(e) => warn!(error = %e, "cannot keep the renewed Matrix tokens"),
         }
     }
 }

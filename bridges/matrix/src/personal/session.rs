@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use causeway_bridge::{AccountStatus, BridgeError, Credentials, Secret, UserRef};
 use matrix_sdk::authentication::matrix::MatrixSession;
+use matrix_sdk::authentication::oauth::{ClientId, OAuthSession, UserSession};
 use matrix_sdk::store::RoomLoadSettings;
 use ruma::OwnedUserId;
 use serde::{Deserialize, Serialize};
@@ -14,15 +15,27 @@ use crate::client::{sdk_error, CallError};
 use crate::store::SavedLogin;
 
 /// The device name other sessions show for the gateway's.
-const DEVICE_NAME: &str = "causeway (XMPP gateway)";
+pub(super) const DEVICE_NAME: &str = "causeway (XMPP gateway)";
 
-/// What is kept of a session between runs (the `session` of a [`SavedLogin`]).
+/// What is kept of a session between runs (the `session` of a [`SavedLogin`]): one of
+/// `session` (a password or token login) and `oauth` (a browser login).
 #[derive(Serialize, Deserialize)]
 struct Kept {
     /// The homeserver's URL, as discovery found it.
     homeserver: String,
     /// User id, device id and tokens.
-    session: MatrixSession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<MatrixSession>,
+    /// The OAuth 2.0 client id the gateway registered as, with the user's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oauth: Option<KeptOAuth>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeptOAuth {
+    client_id: String,
+    #[serde(flatten)]
+    user: UserSession,
 }
 
 /// The folder of `user`'s stores under `root`: the bare JID with every byte outside
@@ -39,7 +52,7 @@ pub(crate) fn folder(root: &Path, user: &UserRef) -> PathBuf {
 }
 
 /// A fresh key for a session's stores: 32 random bytes, written as 64 hex digits.
-fn new_store_key() -> String {
+pub(super) fn new_store_key() -> String {
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -91,7 +104,7 @@ fn private_folder(dir: &Path) -> Result<(), BridgeError> {
 /// A matrix-sdk client for `server` (a server name or URL) with its stores in `dir`,
 /// over `http`: every login shares one connection pool and one set of TLS roots, where
 /// matrix-sdk would build both for each.
-async fn open(
+pub(super) async fn open(
     server: &str,
     dir: &Path,
     key: &str,
@@ -100,16 +113,38 @@ async fn open(
     matrix_sdk::Client::builder()
         .server_name_or_homeserver_url(server)
         .http_client(http.clone())
+        // A browser login's access token expires (in minutes): matrix-sdk renews it with
+        // the refresh token when the homeserver says so, and `Personal` keeps the new pair.
+        .handle_refresh_tokens()
         .sqlite_store_with_config_and_cache_path(store_config(dir, key), None::<&Path>)
         .build()
         .await
-        .map_err(|e| match e {
-            matrix_sdk::ClientBuildError::AutoDiscovery(_)
-            | matrix_sdk::ClientBuildError::Http(_) => BridgeError::Unreachable(format!(
+        .map_err(|e| built(server, e))
+}
+
+/// A client for `server` with no session and no stores, to ask how it logs in.
+pub(super) async fn probe(
+    server: &str,
+    http: &reqwest::Client,
+) -> Result<matrix_sdk::Client, BridgeError> {
+    matrix_sdk::Client::builder()
+        .server_name_or_homeserver_url(server)
+        .http_client(http.clone())
+        .build()
+        .await
+        .map_err(|e| built(server, e))
+}
+
+/// A client that could not be built, in the user's terms.
+fn built(server: &str, e: matrix_sdk::ClientBuildError) -> BridgeError {
+    match e {
+        matrix_sdk::ClientBuildError::AutoDiscovery(_) | matrix_sdk::ClientBuildError::Http(_) => {
+            BridgeError::Unreachable(format!(
                 "cannot find the homeserver of {server} ({e}): give its URL in the homeserver field"
-            )),
-            other => BridgeError::Invalid(format!("cannot open the Matrix session: {other}")),
-        })
+            ))
+        }
+        other => BridgeError::Invalid(format!("cannot open the Matrix session: {other}")),
+    }
 }
 
 /// The account the credentials name, checked.
@@ -130,8 +165,32 @@ fn account_id(credentials: &Credentials) -> Result<Option<OwnedUserId>, BridgeEr
     })
 }
 
+/// The server to log in to: the one given, else the account's.
+pub(super) fn server_of(
+    account: Option<&ruma::UserId>,
+    server: Option<&str>,
+) -> Result<String, BridgeError> {
+    match (server.map(str::trim), account) {
+        (Some(server), _) if !server.is_empty() => Ok(server.to_owned()),
+        (_, Some(account)) => Ok(account.server_name().to_string()),
+        (_, None) => Err(BridgeError::Invalid(
+            "give your Matrix ID or your homeserver's URL".into(),
+        )),
+    }
+}
+
+/// Empty `dir` for a new login, made private: a new login is a new device, and what an
+/// earlier one kept cannot serve it.
+pub(super) fn fresh_folder(dir: &Path) -> Result<(), BridgeError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    private_folder(dir)
+}
+
 /// The homeserver refused, in the user's terms.
-fn refused(e: CallError) -> BridgeError {
+pub(super) fn refused(e: CallError) -> BridgeError {
     match e {
         CallError::Refused { error, errcode, .. } => {
             let text = if error.is_empty() { errcode } else { error };
@@ -151,21 +210,8 @@ pub(crate) async fn log_in(
     http: &reqwest::Client,
 ) -> Result<(matrix_sdk::Client, SavedLogin), BridgeError> {
     let account = account_id(credentials)?;
-    let server = match (&credentials.server, &account) {
-        (Some(server), _) if !server.trim().is_empty() => server.trim().to_owned(),
-        (_, Some(account)) => account.server_name().to_string(),
-        (_, None) => {
-            return Err(BridgeError::Invalid(
-                "give your Matrix ID or your homeserver's URL".into(),
-            ))
-        }
-    };
-    // A new login is a new device: what an earlier one kept cannot serve it.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| BridgeError::Invalid(format!("cannot clear {}: {e}", dir.display())))?;
-    }
-    private_folder(dir)?;
+    let server = server_of(account.as_deref(), credentials.server.as_deref())?;
+    fresh_folder(dir)?;
     let key = new_store_key();
     let sdk = open(&server, dir, &key, http).await?;
     match &credentials.secret {
@@ -215,15 +261,34 @@ pub(crate) async fn log_in(
     Ok((sdk, saved))
 }
 
-/// What to keep of a logged-in client.
-fn saved(user: &UserRef, sdk: &matrix_sdk::Client, key: String) -> Result<SavedLogin, BridgeError> {
-    let Some(session) = sdk.matrix_auth().session() else {
-        return Err(BridgeError::Invalid("the login left no session".into()));
-    };
-    let account = session.meta.user_id.to_string();
-    let kept = Kept {
-        homeserver: sdk.homeserver().to_string(),
-        session,
+/// What to keep of a logged-in client (again whenever its tokens are renewed).
+pub(crate) fn saved(
+    user: &UserRef,
+    sdk: &matrix_sdk::Client,
+    key: String,
+) -> Result<SavedLogin, BridgeError> {
+    let homeserver = sdk.homeserver().to_string();
+    let (account, kept) = match (sdk.oauth().full_session(), sdk.matrix_auth().session()) {
+        (Some(oauth), _) => (
+            oauth.user.meta.user_id.to_string(),
+            Kept {
+                homeserver,
+                session: None,
+                oauth: Some(KeptOAuth {
+                    client_id: oauth.client_id.as_str().to_owned(),
+                    user: oauth.user,
+                }),
+            },
+        ),
+        (None, Some(session)) => (
+            session.meta.user_id.to_string(),
+            Kept {
+                homeserver,
+                session: Some(session),
+                oauth: None,
+            },
+        ),
+        (None, None) => return Err(BridgeError::Invalid("the login left no session".into())),
     };
     let session = serde_json::to_string(&kept)
         .map_err(|e| BridgeError::Invalid(format!("cannot keep the session: {e}")))?;
@@ -244,10 +309,24 @@ pub(crate) async fn restore(
     let kept: Kept = serde_json::from_str(&saved.session)
         .map_err(|e| BridgeError::Invalid(format!("the kept session does not read: {e}")))?;
     let sdk = open(&kept.homeserver, dir, &saved.store_key, http).await?;
-    sdk.matrix_auth()
-        .restore_session(kept.session, RoomLoadSettings::default())
-        .await
-        .map_err(|e| refused(sdk_error(&e)))?;
+    let restored = match (kept.session, kept.oauth) {
+        (Some(session), _) => {
+            sdk.matrix_auth()
+                .restore_session(session, RoomLoadSettings::default())
+                .await
+        }
+        (None, Some(oauth)) => {
+            let session = OAuthSession {
+                client_id: ClientId::new(oauth.client_id),
+                user: oauth.user,
+            };
+            sdk.oauth()
+                .restore_session(session, RoomLoadSettings::default())
+                .await
+        }
+        (None, None) => return Err(BridgeError::Invalid("the kept session is empty".into())),
+    };
+    restored.map_err(|e| refused(sdk_error(&e)))?;
     Ok(sdk)
 }
 

@@ -38,6 +38,27 @@ pub(crate) enum Ended {
     Revoked,
 }
 
+/// Whether the failure `e` means the session was ended elsewhere: the homeserver no longer
+/// knows the token (`M_UNKNOWN_TOKEN`), or — a browser login's — matrix-sdk could not renew
+/// it because the authorization server refused the refresh token, which it tells through
+/// the session's `changes` (network trouble while renewing does not count).
+pub(super) fn ended_elsewhere(
+    e: &matrix_sdk::Error,
+    changes: &mut tokio::sync::broadcast::Receiver<matrix_sdk::SessionChange>,
+) -> bool {
+    let told = std::iter::from_fn(|| match changes.try_recv() {
+        Ok(change) => Some(Some(change)),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => Some(None),
+        Err(_) => None,
+    })
+    .flatten()
+    .any(|change| matches!(change, matrix_sdk::SessionChange::UnknownToken(_)));
+    told || matches!(
+        e.client_api_error_kind(),
+        Some(ErrorKind::UnknownToken { .. })
+    )
+}
+
 /// What the loop needs.
 pub(crate) struct Syncing<'a> {
     /// Whose session.
@@ -60,6 +81,7 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
     let mut delay = FIRST_BACKOFF;
     let mut failing = false;
     let mut undecrypted = Undecrypted::default();
+    let mut changes = sdk.subscribe_to_session_changes();
     loop {
         // The first sync of a new login brings recent history of every room: not news.
         let fresh = !synced_before(sdk).await;
@@ -80,10 +102,7 @@ pub(crate) async fn run(syncing: Syncing<'_>, mut stop: watch::Receiver<bool>) -
                 handle(&syncing, response, fresh, &mut undecrypted).await;
             }
             Err(e) => {
-                if matches!(
-                    e.client_api_error_kind(),
-                    Some(ErrorKind::UnknownToken { .. })
-                ) {
+                if ended_elsewhere(&e, &mut changes) {
                     return Ended::Revoked;
                 }
                 let (error, asked) = crate::client::sdk_failure(&e);
