@@ -125,6 +125,22 @@ fn failure(e: StoreError) -> StoreFailure {
     StoreFailure(e.to_string())
 }
 
+/// A login as the store keeps it.
+fn kept(login: &SavedLogin) -> MatrixLogin {
+    let SavedLogin {
+        user,
+        account,
+        session,
+        store_key,
+    } = login.clone();
+    MatrixLogin {
+        user,
+        account,
+        session,
+        store_key,
+    }
+}
+
 /// The Matrix bridge's state, kept in the gateway's database.
 #[async_trait]
 impl MatrixStore for Store {
@@ -215,20 +231,11 @@ impl MatrixStore for Store {
     }
 
     async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure> {
-        let SavedLogin {
-            user,
-            account,
-            session,
-            store_key,
-        } = login.clone();
-        self.save_matrix_login(&MatrixLogin {
-            user,
-            account,
-            session,
-            store_key,
-        })
-        .await
-        .map_err(failure)
+        self.save_matrix_login(&kept(login)).await.map_err(failure)
+    }
+
+    async fn renew_login(&self, login: &SavedLogin) -> Result<bool, StoreFailure> {
+        self.renew_matrix_login(&kept(login)).await.map_err(failure)
     }
 
     async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure> {

@@ -1,3 +1,4 @@
+mod account_steps;
 mod accounts;
 mod listing;
 mod registration;

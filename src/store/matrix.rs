@@ -236,6 +236,22 @@ impl Store {
         Ok(())
     }
 
+    /// Keep a login's session again (its tokens renewed), only while it is still the user's
+    /// login (the same stores' key): a login since forgotten or replaced stays so. Whether
+    /// it was.
+    pub async fn renew_matrix_login(&self, login: &MatrixLogin) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE matrix_logins SET session = $1, saved_at = $2 WHERE user_jid = $3 AND store_key = $4",
+        )
+        .bind(&login.session)
+        .bind(unix_now())
+        .bind(&login.user)
+        .bind(&login.store_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Every saved Matrix login, oldest first.
     pub async fn matrix_logins(&self) -> Result<Vec<MatrixLogin>, StoreError> {
         let rows = sqlx::query(

@@ -219,6 +219,33 @@ async fn suite(store: &Store) {
             .unwrap(),
         Some(user)
     );
+
+    // A Matrix login's renewed session is kept only while it is still the user's login.
+    let login = MatrixLogin {
+        user: "carol@example.org".into(),
+        account: "@carol:matrix.test".into(),
+        session: "first".into(),
+        store_key: "key1".into(),
+    };
+    store.save_matrix_login(&login).await.unwrap();
+    let renewed = MatrixLogin {
+        session: "renewed".into(),
+        ..login.clone()
+    };
+    assert!(store.renew_matrix_login(&renewed).await.unwrap());
+    assert_eq!(
+        store.matrix_logins().await.unwrap(),
+        std::slice::from_ref(&renewed)
+    );
+    let replaced = MatrixLogin {
+        session: "of the login before".into(),
+        store_key: "key0".into(),
+        ..login.clone()
+    };
+    assert!(!store.renew_matrix_login(&replaced).await.unwrap());
+    store.forget_matrix_login(&login.user).await.unwrap();
+    assert!(!store.renew_matrix_login(&renewed).await.unwrap());
+    assert!(store.matrix_logins().await.unwrap().is_empty());
 }
 
 async fn archive_suite(store: &Store) {

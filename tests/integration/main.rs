@@ -17,5 +17,6 @@ mod matrix;
 mod matrix_encrypted;
 mod matrix_personal;
 mod matrix_puppets;
+mod matrix_restart;
 mod matrix_server;
 mod servers;

@@ -86,6 +86,9 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
     async fn direct_room_parties(&self, room: &str) -> Result<Vec<(String, String)>, StoreFailure>;
     /// Keep the user's login, replacing the one they had.
     async fn save_login(&self, login: &SavedLogin) -> Result<(), StoreFailure>;
+    /// Keep a login's session again (renewed tokens) if it is still the user's login (the
+    /// same `store_key`); whether it was.
+    async fn renew_login(&self, login: &SavedLogin) -> Result<bool, StoreFailure>;
     /// Every saved login, for the sessions to restore at start.
     async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure>;
     /// Forget the user's login (logged out).

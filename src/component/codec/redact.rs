@@ -1,7 +1,8 @@
 //! The stream as the `causeway::xml` trace shows it, with secrets left out: the text of
 //! `<password/>` elements (XEP-0077 registration, MUC room passwords) and the values of form
 //! fields that are private (`text-private`) or named like a secret (`password`, `token`,
-//! `recovery`, `secret`, as in the account and server forms). A client submitting a form
+//! `recovery`, `secret`, as in the account and server forms; `redirect`, the address a
+//! browser login ended on, which carries its authorization code). A client submitting a form
 //! need not repeat the field's type, so the names count too.
 
 use std::borrow::Cow;
@@ -14,7 +15,7 @@ use quick_xml::writer::Writer;
 const HIDDEN: &str = "***";
 
 /// Parts of names that make a form field secret.
-const SECRET_NAMES: &[&str] = &["password", "token", "recovery", "secret"];
+const SECRET_NAMES: &[&str] = &["password", "token", "recovery", "secret", "redirect"];
 
 /// `xml` for the trace, secrets replaced by `***`. What cannot be parsed is not shown, as it
 /// may hold a secret.
@@ -106,6 +107,9 @@ mod tests {
             shown.contains("<field var='password'><value>***</value></field>"),
             "{shown}"
         );
+        let browser = br#"<x xmlns='jabber:x:data' type='submit'><field var='redirect'><value>http://127.0.0.1/causeway-login?code=abc123&amp;state=x</value></field></x>"#;
+        let shown = redacted(browser);
+        assert!(!shown.contains("abc123"), "{shown}");
         let legacy = br#"<iq type='set'><query xmlns='jabber:iq:register'><username>@a:hs</username><password>hunter2</password></query></iq>"#;
         let shown = redacted(legacy);
         assert!(

@@ -10,19 +10,21 @@
 //! matrix-sdk's other flow, the device authorization grant (a code to type in on the
 //! server's page), is reserved in 0.18 to logging in with a QR code.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_bridge::{BridgeError, Secret};
+use causeway_bridge::{AccountReply, BridgeError, Secret, UserRef};
 use matrix_sdk::authentication::oauth::registration::{
     ApplicationType, ClientMetadata, Localized, OAuthGrantType,
 };
 use matrix_sdk::utils::UrlOrQuery;
 use ruma::serde::Raw;
 use ruma::OwnedUserId;
+use tracing::debug;
 use url::Url;
 
-use super::session;
+use super::{session, Personal};
 
 /// Where the homeserver sends the browser at the end: loopback, as RFC 8252 has native
 /// clients do; the user copies the address from their browser.
@@ -32,17 +34,117 @@ pub(crate) const REDIRECT: &str = "http://127.0.0.1/causeway-login";
 pub(crate) const PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// A login waiting for the address the user's browser ended up on.
-#[derive(Debug)]
 pub(crate) struct Pending {
-    /// The client that started it, with its stores in the user's folder.
+    /// The client that started it.
     pub sdk: matrix_sdk::Client,
-    /// Its stores' key.
+    /// Its stores' key (secret).
     pub key: String,
+    /// Its stores' folder beside the user's usual one, and that folder's name under the
+    /// store directory: the session it is to replace stays as it is until it is done.
+    pub dir: PathBuf,
+    pub name: String,
     pub started: Instant,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("name", &self.name)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Personal {
+    /// Start a login on the homeserver's web page: the link the user is to open. The
+    /// user's session, if they have one, goes on until this login is done.
+    pub(super) async fn start_browser_login(
+        self: &Arc<Self>,
+        user: &UserRef,
+        account: &str,
+        server: Option<&str>,
+    ) -> Result<AccountReply, BridgeError> {
+        self.room_for(user)?;
+        offered(account, server, &self.http).await?;
+        // A browser login the user started before is called off.
+        let before = self.browser.lock().await.remove(user);
+        if let Some(before) = before {
+            discard(before).await;
+        }
+        let root = &self.settings.store_dir;
+        let home = &self.settings.home;
+        let (pending, url) = start(account, server, root, user, &self.http, home).await?;
+        let started = pending.started;
+        let raced = self.browser.lock().await.insert(user.clone(), pending);
+        if let Some(raced) = raced {
+            discard(raced).await;
+        }
+        // Called off if the user does not come back in time.
+        let (personal, user) = (self.clone(), user.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(PATIENCE).await;
+            let mut waiting = personal.browser.lock().await;
+            if waiting.get(&user).is_some_and(|p| p.started == started) {
+                let late = waiting.remove(&user);
+                drop(waiting);
+                if let Some(late) = late {
+                    discard(late).await;
+                }
+            }
+        });
+        Ok(AccountReply::OpenInBrowser { url })
+    }
+
+    /// Finish the user's browser login with where their browser ended up: the new session
+    /// replaces the one they had, whose device is signed out.
+    pub(super) async fn finish_browser_login(
+        self: &Arc<Self>,
+        user: &UserRef,
+        redirect: &Secret,
+    ) -> Result<AccountReply, BridgeError> {
+        if !is_answer(redirect) {
+            return Err(BridgeError::Invalid(
+                "that is not where your browser ended up: the address has code= in it".into(),
+            ));
+        }
+        let pending = self.browser.lock().await.remove(user);
+        let pending = pending.ok_or_else(|| {
+            BridgeError::Invalid("no browser login is waiting: run the command again".into())
+        })?;
+        let finished = match self.room_for(user) {
+            Ok(()) => finish(&pending, redirect).await,
+            Err(e) => Err(e),
+        };
+        let saved = finished.and_then(|()| {
+            session::saved(user, &pending.sdk, pending.key.clone(), Some(&pending.name))
+        });
+        let saved = match saved {
+            Ok(saved) => saved,
+            Err(e) => {
+                discard(pending).await;
+                return Err(e);
+            }
+        };
+        self.log_out(user, true).await;
+        let Pending { sdk, name, .. } = pending;
+        self.logged_in(user, sdk, saved, Some(name)).await
+    }
+}
+
+/// Call a login off: its device signed out if it got one, its folder removed.
+pub(crate) async fn discard(pending: Pending) {
+    if pending.sdk.session_tokens().is_some() {
+        let _ = pending.sdk.logout().await;
+    }
+    let Pending { sdk, dir, .. } = pending;
+    drop(sdk);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        debug!(error = %e, dir = %dir.display(), "cannot remove a browser login's folder");
+    }
+}
+
 /// Whether the server of `account` (or `server`) logs in on its web page; asked before
-/// anything of the user's is touched (a login under way is replaced by a new one).
+/// anything of the user's is touched.
 pub(crate) async fn offered(
     account: &str,
     server: Option<&str>,
@@ -80,27 +182,55 @@ fn account_id(account: &str) -> Result<Option<OwnedUserId>, BridgeError> {
     }
 }
 
-/// Start a login of `account` (or on `server`) in the fresh folder `dir`: the login, and
-/// the link the user is to open. `home` is the gateway's address, shown by the server as
-/// the client's home page.
-pub(crate) async fn start(
+/// Start a login of `account` (or on `server`) for `user`, its stores in a new folder
+/// under `root` beside the user's usual one: the login, and the link the user is to open.
+/// `home` is the gateway's address, shown by the server as the client's home page.
+async fn start(
     account: &str,
     server: Option<&str>,
-    dir: &Path,
+    root: &Path,
+    user: &UserRef,
     http: &reqwest::Client,
     home: &str,
 ) -> Result<(Pending, String), BridgeError> {
     let account = account_id(account)?;
     let server = session::server_of(account.as_deref(), server)?;
-    session::fresh_folder(dir)?;
+    let (name, dir) = session::side_folder(root, user);
+    session::fresh_folder(&dir)?;
+    let (sdk, key, url) = match begin(account.as_deref(), &server, &dir, http, home).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let pending = Pending {
+        sdk,
+        key,
+        dir,
+        name,
+        started: Instant::now(),
+    };
+    Ok((pending, url))
+}
+
+/// The client of a new login in `dir`, its stores' key, and the link to open.
+async fn begin(
+    account: Option<&ruma::UserId>,
+    server: &str,
+    dir: &Path,
+    http: &reqwest::Client,
+    home: &str,
+) -> Result<(matrix_sdk::Client, String, String), BridgeError> {
     let key = session::new_store_key();
-    let sdk = session::open(&server, dir, &key, http).await?;
+    let sdk = session::open(server, dir, &key, http).await?;
     offered_by(&sdk).await?;
-    let oauth = sdk.oauth();
     let redirect = Url::parse(REDIRECT).expect("the redirect is a URL");
     let metadata = client_metadata(home, &redirect)?;
-    let mut login = oauth.login(redirect, None, Some(metadata.into()), None);
-    if let Some(account) = &account {
+    let mut login = sdk
+        .oauth()
+        .login(redirect, None, Some(metadata.into()), None);
+    if let Some(account) = account {
         login = login.user_id_hint(account);
     }
     let authorization = login.build().await.map_err(|e| {
@@ -108,12 +238,7 @@ pub(crate) async fn start(
             "the homeserver did not take the gateway as a client: {e}"
         ))
     })?;
-    let pending = Pending {
-        sdk,
-        key,
-        started: Instant::now(),
-    };
-    Ok((pending, authorization.url.to_string()))
+    Ok((sdk, key, authorization.url.to_string()))
 }
 
 /// Finish `pending` with the address the user's browser ended up on (or its query).
@@ -164,13 +289,16 @@ mod fake;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use causeway_bridge::UserRef;
     use fake::{FakeOAuth, ACCOUNT, CLIENT_ID};
 
     const HOME: &str = "https://matrix.example.org/";
 
-    async fn started(fake: &FakeOAuth, dir: &Path, http: &reqwest::Client) -> (Pending, String) {
-        start(ACCOUNT, Some(&fake.url()), dir, http, HOME)
+    fn alice() -> UserRef {
+        UserRef("alice@example.org".into())
+    }
+
+    async fn started(fake: &FakeOAuth, root: &Path, http: &reqwest::Client) -> (Pending, String) {
+        start(ACCOUNT, Some(&fake.url()), root, &alice(), http, HOME)
             .await
             .expect("the login starts")
     }
@@ -204,15 +332,21 @@ mod tests {
         assert_eq!(pending.sdk.user_id().unwrap(), ACCOUNT);
         let device = pending.sdk.device_id().unwrap().to_owned();
 
-        // Kept, and brought back as it was: same device, same client.
-        let user = UserRef("alice@example.org".into());
-        let saved = session::saved(&user, &pending.sdk, pending.key.clone()).unwrap();
+        // Kept, and brought back as it was from its own folder: same device, same client.
+        let user = alice();
+        assert!(pending.dir.starts_with(dir.path()) && pending.dir.exists());
+        assert_ne!(pending.dir, session::folder(dir.path(), &user));
+        let name = pending.name.clone();
+        let saved = session::saved(&user, &pending.sdk, pending.key.clone(), Some(&name));
+        let saved = saved.unwrap();
         assert_eq!(saved.account, ACCOUNT);
         let kept: serde_json::Value = serde_json::from_str(&saved.session).unwrap();
         assert_eq!(kept["oauth"]["client_id"], CLIENT_ID);
         assert!(kept.get("session").is_none(), "{kept}");
         drop(pending);
-        let sdk = session::restore(&saved, dir.path(), &http).await.unwrap();
+        let restored = session::restore(&saved, dir.path(), &user, &http).await;
+        let (sdk, folder) = restored.unwrap();
+        assert_eq!(folder.as_deref(), Some(name.as_str()));
         assert_eq!(sdk.device_id().unwrap(), device);
         assert_eq!(sdk.oauth().client_id().unwrap().as_str(), CLIENT_ID);
 
@@ -230,7 +364,7 @@ mod tests {
         assert_ne!(after.access_token, before.access_token);
         assert_ne!(after.refresh_token, before.refresh_token);
         // What is kept now has the new pair (the old refresh token is spent).
-        let again = session::saved(&user, &sdk, saved.store_key.clone()).unwrap();
+        let again = session::saved(&user, &sdk, saved.store_key.clone(), Some(&name)).unwrap();
         assert!(again
             .session
             .contains(after.refresh_token.as_deref().unwrap()));
@@ -267,11 +401,21 @@ mod tests {
         let gone = offered(ACCOUNT, Some("http://127.0.0.1:9"), &http).await;
         assert!(matches!(gone, Err(BridgeError::Unreachable(_))), "{gone:?}");
         // Nor does the login start.
-        let started = start(ACCOUNT, Some(&plain.url()), dir.path(), &http, HOME).await;
+        let started = start(
+            ACCOUNT,
+            Some(&plain.url()),
+            dir.path(),
+            &alice(),
+            &http,
+            HOME,
+        )
+        .await;
         assert!(
             matches!(started, Err(BridgeError::Invalid(_))),
             "{started:?}"
         );
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 0, "a login that did not start leaves no folder");
         offered(ACCOUNT, Some(&FakeOAuth::start().await.url()), &http)
             .await
             .expect("a server with an authorization server offers it");

@@ -44,6 +44,10 @@ pub(crate) struct Login {
     stop: watch::Sender<bool>,
     /// An emoji verification under way.
     comparison: verification::Comparison,
+    /// Its stores' key, and their folder under the store directory when it is not the
+    /// user's usual one (a browser login's): what is kept again when its tokens are renewed.
+    key: String,
+    folder: Option<String>,
 }
 
 /// Everyone's personal logins.
@@ -131,11 +135,11 @@ impl Personal {
                 info!(%user, "not restoring the Matrix login of a user no longer allowed");
                 continue;
             }
-            let dir = session::folder(&self.settings.store_dir, &user);
-            match session::restore(&login, &dir, &self.http).await {
-                Ok(sdk) => {
+            let root = &self.settings.store_dir;
+            match session::restore(&login, root, &user, &self.http).await {
+                Ok((sdk, folder)) => {
                     info!(%user, account = %login.account, "Matrix login restored");
-                    self.start(user, sdk, login.store_key);
+                    self.start(user, sdk, login.store_key, folder);
                 }
                 Err(e) => warn!(%user, error = %e, "cannot restore the Matrix login"),
             }
@@ -187,57 +191,12 @@ impl Personal {
         self.log_out(user, true).await;
         let dir = session::folder(&self.settings.store_dir, user);
         let (sdk, saved) = session::log_in(user, &credentials, &dir, &self.http).await?;
-        self.logged_in(user, sdk, saved).await
-    }
-
-    /// Start a login on the homeserver's web page: the link the user is to open.
-    async fn start_browser_login(
-        self: &Arc<Self>,
-        user: &UserRef,
-        account: &str,
-        server: Option<&str>,
-    ) -> Result<AccountReply, BridgeError> {
-        self.room_for(user)?;
-        browser::offered(account, server, &self.http).await?;
-        let mut waiting = self.browser.lock().await;
-        waiting.retain(|_, pending| pending.started.elapsed() < browser::PATIENCE);
-        waiting.remove(user);
-        // As with a password: the new login replaces the old one (its folder is the one).
-        self.log_out(user, true).await;
-        let dir = session::folder(&self.settings.store_dir, user);
-        let home = &self.settings.home;
-        let (pending, url) = browser::start(account, server, &dir, &self.http, home).await?;
-        waiting.insert(user.clone(), pending);
-        Ok(AccountReply::OpenInBrowser { url })
-    }
-
-    /// Finish the user's browser login with where their browser ended up.
-    async fn finish_browser_login(
-        self: &Arc<Self>,
-        user: &UserRef,
-        redirect: &causeway_bridge::Secret,
-    ) -> Result<AccountReply, BridgeError> {
-        let mut waiting = self.browser.lock().await;
-        if !browser::is_answer(redirect) {
-            return Err(BridgeError::Invalid(
-                "that is not where your browser ended up: the address has code= in it".into(),
-            ));
-        }
-        let pending = waiting.remove(user);
-        drop(waiting);
-        let pending = pending
-            .filter(|pending| pending.started.elapsed() < browser::PATIENCE)
-            .ok_or_else(|| {
-                BridgeError::Invalid("no browser login is waiting: run the command again".into())
-            })?;
-        browser::finish(&pending, redirect).await?;
-        let saved = session::saved(user, &pending.sdk, pending.key)?;
-        self.logged_in(user, pending.sdk, saved).await
+        self.logged_in(user, sdk, saved, None).await
     }
 
     /// Refused when the gateway has all the logins it takes (a user who has one may log in
     /// again).
-    fn room_for(&self, user: &UserRef) -> Result<(), BridgeError> {
+    pub(super) fn room_for(&self, user: &UserRef) -> Result<(), BridgeError> {
         let logged_in = self.logins.lock().expect("logins lock").len();
         if self.login(user).is_none() && logged_in >= self.settings.max_logins {
             return Err(BridgeError::Invalid(format!(
@@ -248,20 +207,22 @@ impl Personal {
         Ok(())
     }
 
-    /// Keep a new login and serve it. The answer waits for the first sync (within reason):
-    /// the rooms are known then, and the status says how the connection is.
-    async fn logged_in(
+    /// Keep a new login (its stores in `folder` when not the usual one) and serve it. The
+    /// answer waits for the first sync (within reason): the rooms are known then, and the
+    /// status says how the connection is.
+    pub(super) async fn logged_in(
         self: &Arc<Self>,
         user: &UserRef,
         sdk: matrix_sdk::Client,
         saved: SavedLogin,
+        folder: Option<String>,
     ) -> Result<AccountReply, BridgeError> {
         if let Err(e) = self.store.save_login(&saved).await {
             let _ = sdk.logout().await;
             return Err(BridgeError::Invalid(format!("cannot keep the login: {e}")));
         }
         info!(%user, account = %saved.account, "logged in to Matrix");
-        let login = self.start(user.clone(), sdk, saved.store_key);
+        let login = self.start(user.clone(), sdk, saved.store_key, folder);
         let mut state = login.state.subscribe();
         let first = state.wait_for(|now| now != STARTING);
         let _ = tokio::time::timeout(FIRST_SYNC, first).await;
@@ -269,8 +230,12 @@ impl Personal {
     }
 
     /// End the user's session: signed out on the homeserver when `sign_out` (not when the
-    /// homeserver already dropped it), forgotten here, its folder removed.
-    async fn log_out(&self, user: &UserRef, sign_out: bool) {
+    /// homeserver already dropped it), forgotten here, its folder removed; a browser login
+    /// the user had started is called off.
+    pub(super) async fn log_out(&self, user: &UserRef, sign_out: bool) {
+        if let Some(pending) = self.browser.lock().await.remove(user) {
+            browser::discard(pending).await;
+        }
         let login = self.logins.lock().expect("logins lock").remove(user);
         if let Some(login) = &login {
             login.stop.send_replace(true);
@@ -283,10 +248,19 @@ impl Personal {
         if let Err(e) = self.store.forget_login(&user.0).await {
             warn!(%user, error = %e, "cannot forget the Matrix login");
         }
-        let dir = session::folder(&self.settings.store_dir, user);
-        if dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(%user, error = %e, "cannot remove the session's folder");
+        let root = &self.settings.store_dir;
+        let own = login
+            .as_ref()
+            .and_then(|l| l.folder.as_ref())
+            .map(|f| root.join(f));
+        for dir in [Some(session::folder(root, user)), own]
+            .into_iter()
+            .flatten()
+        {
+            if dir.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    warn!(%user, error = %e, "cannot remove the session's folder");
+                }
             }
         }
         if login.is_some() {
@@ -295,8 +269,14 @@ impl Personal {
     }
 
     /// Serve the user's session: its parts, its sync loop, and the keeping of its renewed
-    /// tokens (its stores' key is `key`).
-    fn start(self: &Arc<Self>, user: UserRef, sdk: matrix_sdk::Client, key: String) -> Arc<Login> {
+    /// tokens (its stores' key is `key`, their folder `folder` when not the usual one).
+    fn start(
+        self: &Arc<Self>,
+        user: UserRef,
+        sdk: matrix_sdk::Client,
+        key: String,
+        folder: Option<String>,
+    ) -> Arc<Login> {
         let account: OwnedUserId = sdk.user_id().expect("a logged-in client").to_owned();
         let client = Client::personal(sdk.clone());
         let reach = Reach {
@@ -312,6 +292,8 @@ impl Personal {
             state: watch::Sender::new(STARTING.into()),
             stop: watch::Sender::new(false),
             comparison: verification::Comparison::default(),
+            key,
+            folder,
         });
         {
             let mut logins = self.logins.lock().expect("logins lock");
@@ -323,8 +305,10 @@ impl Personal {
             }
         }
         let span = tracing::info_span!("matrix_login", %user);
+        // Subscribed before the sync loop starts: no renewal goes unkept.
+        let renewals = login.sdk.subscribe_to_session_changes();
         tokio::spawn(
-            keep_renewed_tokens(self.store.clone(), user.clone(), login.clone(), key)
+            keep_renewed_tokens(self.store.clone(), user.clone(), login.clone(), renewals)
                 .instrument(span.clone()),
         );
         let personal = self.clone();
@@ -382,14 +366,14 @@ async fn keep_renewed_tokens(
     store: Arc<dyn MatrixStore>,
     user: UserRef,
     login: Arc<Login>,
-    key: String,
+    mut changes: tokio::sync::broadcast::Receiver<matrix_sdk::SessionChange>,
 ) {
-    let mut changes = login.sdk.subscribe_to_session_changes();
     let mut stop = login.stop.subscribe();
     loop {
         let change = tokio::select! {
-            change = changes.recv() => change,
+            biased;
             _ = stop.wait_for(|stop| *stop) => return,
+            change = changes.recv() => change,
         };
         match change {
             Ok(matrix_sdk::SessionChange::TokensRefreshed) => {}
@@ -397,12 +381,16 @@ async fn keep_renewed_tokens(
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
-        let kept = match session::saved(&user, &login.sdk, key.clone()) {
-            Ok(saved) => store.save_login(&saved).await.map_err(|e| e.to_string()),
+        // Only while it is still the user's login (same stores' key): a login since
+        // logged out or replaced is not brought back.
+        let folder = login.folder.as_deref();
+        let kept = match session::saved(&user, &login.sdk, login.key.clone(), folder) {
+            Ok(saved) => store.renew_login(&saved).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match kept {
-            Ok(()) => debug!("renewed Matrix tokens kept"),
+            Ok(true) => debug!("renewed Matrix tokens kept"),
+            Ok(false) => return,
             Err(e) => warn!(error = %e, "cannot keep the renewed Matrix tokens"),
         }
     }
@@ -434,7 +422,11 @@ impl Login {
             AccountRequest::Confirm { matching } => {
                 self.comparison.confirm(&self.sdk, matching).await?;
             }
-            other => unreachable!("{other:?} is no verification"),
+            other => {
+                return Err(BridgeError::Invalid(format!(
+                    "{other:?} is no request about verification"
+                )))
+            }
         }
         Ok(AccountReply::Verified(self.status().await))
     }

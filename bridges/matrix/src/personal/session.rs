@@ -29,6 +29,10 @@ struct Kept {
     /// The OAuth 2.0 client id the gateway registered as, with the user's session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     oauth: Option<KeptOAuth>,
+    /// The stores' folder under the store directory, when it is not the user's usual one
+    /// ([`folder`]): a browser login's, made beside the session it is to replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    folder: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +53,18 @@ pub(crate) fn folder(root: &Path, user: &UserRef) -> PathBuf {
         }
     }
     root.join(name)
+}
+
+/// A folder for a browser login's stores beside the user's usual one (which the session
+/// it is to replace may be using): the usual name and a random suffix. Its name (under
+/// `root`) and the folder.
+pub(crate) fn side_folder(root: &Path, user: &UserRef) -> (String, PathBuf) {
+    let usual = folder(root, user);
+    let usual = usual.file_name().expect("a folder name").to_string_lossy();
+    let suffix: String = new_store_key().chars().take(8).collect();
+    let name = format!("{usual}-{suffix}");
+    let dir = root.join(&name);
+    (name, dir)
 }
 
 /// A fresh key for a session's stores: 32 random bytes, written as 64 hex digits.
@@ -257,16 +273,19 @@ pub(crate) async fn log_in(
                 .map_err(|e| refused(sdk_error(&e)))?;
         }
     }
-    let saved = saved(user, &sdk, key)?;
+    let saved = saved(user, &sdk, key, None)?;
     Ok((sdk, saved))
 }
 
-/// What to keep of a logged-in client (again whenever its tokens are renewed).
+/// What to keep of a logged-in client (again whenever its tokens are renewed), whose
+/// stores are in the folder `folder` under the store directory (`None`: the usual one).
 pub(crate) fn saved(
     user: &UserRef,
     sdk: &matrix_sdk::Client,
     key: String,
+    folder: Option<&str>,
 ) -> Result<SavedLogin, BridgeError> {
+    let folder = folder.map(str::to_owned);
     let homeserver = sdk.homeserver().to_string();
     let (account, kept) = match (sdk.oauth().full_session(), sdk.matrix_auth().session()) {
         (Some(oauth), _) => (
@@ -278,6 +297,7 @@ pub(crate) fn saved(
                     client_id: oauth.client_id.as_str().to_owned(),
                     user: oauth.user,
                 }),
+                folder,
             },
         ),
         (None, Some(session)) => (
@@ -286,6 +306,7 @@ pub(crate) fn saved(
                 homeserver,
                 session: Some(session),
                 oauth: None,
+                folder,
             },
         ),
         (None, None) => return Err(BridgeError::Invalid("the login left no session".into())),
@@ -300,15 +321,21 @@ pub(crate) fn saved(
     })
 }
 
-/// Bring a kept session back, in its folder `dir`.
+/// Bring a kept session of `user` back, its stores in its folder under `root`: the
+/// client, and that folder's name when it is not the usual one.
 pub(crate) async fn restore(
     saved: &SavedLogin,
-    dir: &Path,
+    root: &Path,
+    user: &UserRef,
     http: &reqwest::Client,
-) -> Result<matrix_sdk::Client, BridgeError> {
+) -> Result<(matrix_sdk::Client, Option<String>), BridgeError> {
     let kept: Kept = serde_json::from_str(&saved.session)
         .map_err(|e| BridgeError::Invalid(format!("the kept session does not read: {e}")))?;
-    let sdk = open(&kept.homeserver, dir, &saved.store_key, http).await?;
+    let dir = match &kept.folder {
+        Some(name) => root.join(name),
+        None => folder(root, user),
+    };
+    let sdk = open(&kept.homeserver, &dir, &saved.store_key, http).await?;
     let restored = match (kept.session, kept.oauth) {
         (Some(session), _) => {
             sdk.matrix_auth()
@@ -327,7 +354,7 @@ pub(crate) async fn restore(
         (None, None) => return Err(BridgeError::Invalid("the kept session is empty".into())),
     };
     restored.map_err(|e| refused(sdk_error(&e)))?;
-    Ok(sdk)
+    Ok((sdk, kept.folder))
 }
 
 /// The session as the user is shown it; `connection` says what its sync is doing.

@@ -22,11 +22,13 @@ use tokio::sync::Mutex;
 use tokio::time::{timeout_at, Instant};
 
 /// How long a step waits for the other session before answering that it has not gone on
-/// yet.
-const STEP: Duration = Duration::from_secs(30);
+/// yet: within what XMPP clients wait for an answer.
+const STEP: Duration = Duration::from_secs(25);
 
-/// How long the last step waits for this session to be signed, once the comparison is done.
-const SIGNED: Duration = Duration::from_secs(20);
+/// How long the last step waits for the other session's confirmation, then for this
+/// session to be signed.
+const CONFIRMED: Duration = Duration::from_secs(15);
+const SIGNED: Duration = Duration::from_secs(15);
 
 /// A login's comparison under way, if any.
 #[derive(Debug, Default)]
@@ -69,7 +71,8 @@ impl Comparison {
         let request = identity.request_verification().await.map_err(|e| {
             BridgeError::Unreachable(format!("cannot send the verification request: {e}"))
         })?;
-        if let Some(old) = self.0.lock().await.replace(Flow::Requested(request)) {
+        let old = self.0.lock().await.replace(Flow::Requested(request));
+        if let Some(old) = old {
             old.cancel().await;
         }
         Ok(())
@@ -78,21 +81,29 @@ impl Comparison {
     /// The emoji to compare, once another session took the request and the keys are
     /// exchanged; `None` while that has not happened (within [`STEP`]).
     pub(crate) async fn emoji(&self) -> Result<Option<Vec<Emoji>>, BridgeError> {
+        let deadline = Instant::now() + STEP;
         let mut flow = self.0.lock().await;
         let sas = match flow.take() {
             None => return Err(no_flow()),
             Some(Flow::Comparing(sas)) => sas,
-            Some(Flow::Requested(request)) => match taken(&request).await? {
-                Some(sas) => sas,
-                None => {
+            Some(Flow::Requested(request)) => match taken(&request, deadline).await {
+                Ok(Some(sas)) => sas,
+                Ok(None) => {
                     *flow = Some(Flow::Requested(request));
                     return Ok(None);
                 }
+                Err(e) => {
+                    let _ = request.cancel().await;
+                    return Err(e);
+                }
             },
         };
-        let shown = keys_exchanged(&sas).await;
-        if shown.is_ok() {
-            *flow = Some(Flow::Comparing(sas));
+        let shown = keys_exchanged(&sas, deadline).await;
+        match &shown {
+            Ok(_) => *flow = Some(Flow::Comparing(sas)),
+            Err(_) => {
+                let _ = sas.cancel().await;
+            }
         }
         shown
     }
@@ -104,8 +115,18 @@ impl Comparison {
         sdk: &matrix_sdk::Client,
         matching: bool,
     ) -> Result<(), BridgeError> {
-        let Some(Flow::Comparing(sas)) = self.0.lock().await.take() else {
-            return Err(no_flow());
+        let sas = {
+            let mut flow = self.0.lock().await;
+            match flow.take() {
+                Some(Flow::Comparing(sas)) => sas,
+                // The emoji are not shown yet: the request stays as it is.
+                other => {
+                    *flow = other;
+                    return Err(BridgeError::Invalid(
+                        "no emoji were shown to compare yet: go back a step".into(),
+                    ));
+                }
+            }
         };
         if !matching {
             let _ = sas.mismatch().await;
@@ -136,10 +157,12 @@ fn cancelled(info: &CancelInfo) -> BridgeError {
 
 /// The comparison, once the other session took `request`: started here when that session
 /// is merely ready, accepted when it started one. `None` while it has not taken it.
-async fn taken(request: &VerificationRequest) -> Result<Option<SasVerification>, BridgeError> {
+async fn taken(
+    request: &VerificationRequest,
+    deadline: Instant,
+) -> Result<Option<SasVerification>, BridgeError> {
     let mut changes = request.changes();
     let mut state = request.state();
-    let deadline = Instant::now() + STEP;
     loop {
         match state {
             VerificationRequestState::Created { .. }
@@ -181,10 +204,12 @@ async fn taken(request: &VerificationRequest) -> Result<Option<SasVerification>,
 }
 
 /// The emoji, once both sides have each other's keys; `None` while they have not.
-async fn keys_exchanged(sas: &SasVerification) -> Result<Option<Vec<Emoji>>, BridgeError> {
+async fn keys_exchanged(
+    sas: &SasVerification,
+    deadline: Instant,
+) -> Result<Option<Vec<Emoji>>, BridgeError> {
     let mut changes = sas.changes();
     let mut state = sas.state();
-    let deadline = Instant::now() + STEP;
     loop {
         match &state {
             SasState::Cancelled(info) => return Err(cancelled(info)),
@@ -213,7 +238,7 @@ async fn keys_exchanged(sas: &SasVerification) -> Result<Option<Vec<Emoji>>, Bri
 async fn done(sas: &SasVerification) -> Result<(), BridgeError> {
     let mut changes = sas.changes();
     let mut state = sas.state();
-    let deadline = Instant::now() + STEP;
+    let deadline = Instant::now() + CONFIRMED;
     loop {
         match &state {
             SasState::Done { .. } => return Ok(()),
@@ -225,7 +250,7 @@ async fn done(sas: &SasVerification) -> Result<(), BridgeError> {
             Ok(None) | Err(_) => {
                 let _ = sas.cancel().await;
                 return Err(BridgeError::Refused(
-                    "your other session did not confirm the emoji within 30 s: start again".into(),
+                    "your other session did not confirm the emoji within 15 s: start again".into(),
                 ));
             }
         }
