@@ -285,6 +285,8 @@ fn client_metadata(home: &str, redirect: &Url) -> Result<Raw<ClientMetadata>, Br
 
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod replacing;
 
 #[cfg(test)]
 mod tests {
