@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use causeway::archive::Archiver;
+use causeway::archive::{Archiver, Limits};
 use causeway::store::{ArchivedMessage, Store};
 
 const MESSAGES: usize = 50_000;
@@ -27,10 +27,11 @@ fn message(i: usize) -> ArchivedMessage {
 
 async fn measure(label: &str, url: &str) {
     let store = Store::open(url, 4).await.expect("database opens");
-    let (archiver, task) = Archiver::start(store.clone());
+    let spill = tempfile::tempdir().expect("a spill directory");
+    let (archiver, task) = Archiver::start(store.clone(), Limits::new(spill.path().into()));
     let start = Instant::now();
     for i in 0..MESSAGES {
-        archiver.record(message(i));
+        archiver.record(message(i)).await;
     }
     archiver.flush().await;
     let elapsed = start.elapsed();

@@ -1,6 +1,19 @@
-//! The archiver: messages to archive go into a channel, and one task writes them in batches,
-//! one transaction per batch — never an fsync per message.
+//! The archiver: messages to archive go into a bounded channel, and one task writes them in
+//! batches, one transaction per batch — never an fsync per message.
+//!
+//! Nothing handed to it is dropped. While the database takes no writes (locked, read-only,
+//! full, unreachable) the task keeps the messages and tries again with growing waits; past
+//! [`Limits::held`] it spills them to files in the spill directory, archived in order once
+//! the database is back (or at the next start). When even the spill cannot be written, the
+//! task takes no more, the channel fills and [`Archiver::record`] waits: the gateway slows
+//! down rather than forget. See `writer.rs` for the task, `spill.rs` for the files.
 
+mod spill;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -12,92 +25,65 @@ use crate::store::{ArchivedMessage, Store};
 /// Messages taken into one transaction at most.
 const BATCH: usize = 2000;
 
-enum Command {
-    Write(ArchivedMessage),
-    Flush(oneshot::Sender<()>),
+/// How much the archiver holds, and where it spills.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Messages waiting in the channel before [`Archiver::record`] waits.
+    pub queue: usize,
+    /// Messages held in memory while the database fails, before they are spilled.
+    pub held: usize,
+    /// How long the database gets at shutdown before what is left is spilled.
+    pub grace: Duration,
+    /// The spill directory (`[history] spill_dir`).
+    pub spill_dir: PathBuf,
+}
+
+impl Limits {
+    /// The limits a gateway runs with.
+    pub fn new(spill_dir: PathBuf) -> Limits {
+        Limits {
+            queue: 20_000,
+            held: 20_000,
+            grace: Duration::from_secs(10),
+            spill_dir,
+        }
+    }
 }
 
 /// A handle to the archiver task; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Archiver {
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::Write(m) => write!(f, "Write({})", m.stanza_id),
-            Command::Flush(_) => f.write_str("Flush"),
-        }
-    }
+    tx: mpsc::Sender<ArchivedMessage>,
+    flushes: mpsc::UnboundedSender<oneshot::Sender<bool>>,
 }
 
 impl Archiver {
-    /// Start the task; it ends once every handle is dropped and all is written.
-    pub fn start(store: Store) -> (Archiver, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Archiver { tx }, tokio::spawn(run(store, rx)))
+    /// Start the task: it first archives what an earlier run spilled, and ends once every
+    /// handle is dropped and all is written (or, after the grace, spilled).
+    pub fn start(store: Store, limits: Limits) -> (Archiver, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(limits.queue.max(1));
+        let (flushes, flush_rx) = mpsc::unbounded_channel();
+        let task = writer::Writer::new(store, limits, rx, flush_rx);
+        (Archiver { tx, flushes }, tokio::spawn(task.run()))
     }
 
-    /// Queue a message for the archive.
-    pub fn record(&self, message: ArchivedMessage) {
-        if self.tx.send(Command::Write(message)).is_err() {
+    /// Queue a message for the archive; waits while the archiver is full.
+    pub async fn record(&self, message: ArchivedMessage) {
+        if self.tx.send(message).await.is_err() {
             error!("archiver is gone: a message was not archived");
         }
     }
 
-    /// Wait until everything queued so far is written (before reading the archive).
-    pub async fn flush(&self) {
+    /// Wait until everything recorded so far is in the database (before reading the
+    /// archive): `true` once it is, `false` as soon as the database fails a write (the
+    /// reader then reads what is there rather than wait for it to come back).
+    pub async fn flush(&self) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Flush(done)).is_ok() {
-            let _ = wait.await;
+        if self.flushes.send(done).is_err() {
+            return false;
         }
+        wait.await.unwrap_or(false)
     }
-}
-
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut waiting = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        // Take what has queued up meanwhile: under load batches grow by themselves.
-        while let Some(command) = next.take() {
-            match command {
-                Command::Write(message) => batch.push(message),
-                Command::Flush(done) => waiting.push(done),
-            }
-            if batch.len() < BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        write(&store, &mut batch).await;
-        for done in waiting.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Write a batch, retrying a failing database a few times before giving up on the batch.
-async fn write(store: &Store, batch: &mut Vec<ArchivedMessage>) {
-    if batch.is_empty() {
-        return;
-    }
-    for attempt in 1..=5u32 {
-        match store.archive(batch).await {
-            Ok(()) => {
-                batch.clear();
-                return;
-            }
-            Err(e) if attempt < 5 => {
-                warn!(error = %e, messages = batch.len(), attempt, "archive write failed, retrying");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            Err(e) => {
-                error!(error = %e, messages = batch.len(), "archive write failed: these messages are not archived")
-            }
-        }
-    }
-    batch.clear();
 }
 
 /// Apply the archive retention limits now and then every hour, until shutdown.

@@ -105,6 +105,9 @@ pub struct HistoryConfig {
     pub retention_days: u64,
     /// Keep at most this many messages per user and room (0: no limit).
     pub retention_rows: u64,
+    /// Where messages wait on disk while the database takes no writes (relative to the
+    /// working directory unless absolute); archived from there once it does.
+    pub spill_dir: PathBuf,
 }
 
 impl Default for HistoryConfig {
@@ -114,6 +117,7 @@ impl Default for HistoryConfig {
             join_lines: 20,
             retention_days: 0,
             retention_rows: 0,
+            spill_dir: PathBuf::from("archive-spill"),
         }
     }
 }

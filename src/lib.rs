@@ -110,7 +110,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         connected.push((component.network, domain, settings, stream));
     }
 
-    let (archiver, archiver_task) = archive::Archiver::start(store.clone());
+    let (archiver, archiver_task) = archive::Archiver::start(
+        store.clone(),
+        archive::Limits::new(config.history.spill_dir.clone()),
+    );
     let (reloader, config_rx) = reload::Reloader::new(config.clone());
     let reload: Reload = {
         let reloader = reloader.clone();

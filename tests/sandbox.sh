@@ -56,6 +56,8 @@ host = "127.0.0.1"
 port = $component_port
 [database]
 url = "sqlite://$dir/causeway.db"
+[history]
+spill_dir = "$dir/archive-spill"
 [access]
 allow = ["localhost"]
 [irc]

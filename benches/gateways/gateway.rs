@@ -75,11 +75,12 @@ impl Gateway {
         let config = format!(
             "[xmpp]\nhost = \"127.0.0.1\"\nport = {}\n[database]\nurl = \"sqlite://{}\"\n\
              [access]\nallow = [\"localhost\", \"{LOAD}\"]\n[history]\nrecord = {record}\n\
-             [irc]\ndomain = \"irc.localhost\"\nsecret = \"{}\"\n\
+             spill_dir = \"{}\"\n[irc]\ndomain = \"irc.localhost\"\nsecret = \"{}\"\n\
              [irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n\
              {extra}",
             xmpp.component_port,
             dir.path().join("causeway.db").display(),
+            dir.path().join("archive-spill").display(),
             xmpp.secret,
         );
         let file = dir.path().join("causeway.toml");

@@ -31,6 +31,12 @@ impl Config {
         if self.database.max_connections == 0 {
             p.add("database.max_connections", "must be at least 1");
         }
+        if self.history.spill_dir.as_os_str().is_empty() {
+            p.add(
+                "history.spill_dir",
+                "must name the folder where messages wait while the database takes no writes",
+            );
+        }
         if self.access.allow.is_empty() {
             p.add(
                 "access.allow",

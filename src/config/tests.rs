@@ -55,6 +55,7 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.xmpp.host, "127.0.0.1");
     assert_eq!(config.xmpp.queue_size, 10_000);
     assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
+    assert_eq!(config.history.spill_dir, Path::new("archive-spill"));
     assert!(config.matrix.is_none());
     assert!(config.irc.unwrap().fixed_server.is_none());
 }
@@ -68,6 +69,8 @@ port = 0
 url = "mysql://localhost/x"
 [access]
 allow = []
+[history]
+spill_dir = ""
 [irc]
 domain = "irc example"
 secret = ""
@@ -90,6 +93,7 @@ token = "x"
         "xmpp.port",
         "database.url",
         "access.allow",
+        "history.spill_dir",
         "irc.domain",
         "irc.secret",
         "irc.servers.irc.libera.chat.tsl",

@@ -165,7 +165,7 @@ fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
 
 async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
     for message in effects.archive {
-        core.archiver.record(message);
+        core.archiver.record(message).await;
     }
     let mut stanzas = effects.stanzas;
     if !effects.history.is_empty() {

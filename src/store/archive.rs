@@ -5,7 +5,7 @@ use sqlx::{Any, Row};
 use super::{Store, StoreError};
 
 /// One archived message, as one user's view of one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArchivedMessage {
     /// The XEP-0359 stanza-id it was delivered with.
     pub stanza_id: String,
@@ -85,18 +85,27 @@ impl Store {
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
             for m in chunk {
                 insert = insert
-                    .bind(m.stanza_id.clone())
-                    .bind(m.user.clone())
-                    .bind(m.room.clone())
-                    .bind(m.sender.clone())
-                    .bind(m.body.clone())
-                    .bind(m.origin_id.clone())
+                    .bind(self.text(&m.stanza_id))
+                    .bind(self.text(&m.user))
+                    .bind(self.text(&m.room))
+                    .bind(self.text(&m.sender))
+                    .bind(self.text(&m.body))
+                    .bind(m.origin_id.as_deref().map(|id| self.text(id)))
                     .bind(m.at_ms);
             }
             insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Text as this database can hold it: PostgreSQL refuses NUL in text (a Matrix body may
+    /// carry one), so it becomes U+FFFD there rather than fail the whole batch.
+    fn text(&self, text: &str) -> String {
+        match self.backend {
+            super::Backend::Postgres if text.contains('\0') => text.replace('\0', "\u{fffd}"),
+            _ => text.to_owned(),
+        }
     }
 
     /// A page of a user's archive of a room.

@@ -35,6 +35,39 @@ pub enum StoreError {
     Settings(#[from] serde_json::Error),
 }
 
+impl StoreError {
+    /// Whether the database refused these rows themselves (a constraint, a value it cannot
+    /// hold), so that writing them again fails again; every other error (locked, read-only,
+    /// full, unreachable) may pass, and the same write is worth trying again later.
+    pub fn rejects_data(&self) -> bool {
+        let StoreError::Sql(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        if e.kind() != sqlx::error::ErrorKind::Other {
+            return true;
+        }
+        match e.code().as_deref() {
+            // PostgreSQL: class 22, data exception (a NUL in text, a value out of range).
+            Some(code) if code.len() == 5 && code.starts_with("22") => true,
+            // SQLite: a string or blob too big, a constraint, a datatype mismatch.
+            Some("18" | "19" | "20") => true,
+            _ => false,
+        }
+    }
+}
+
+/// The database's write lock, held until dropped ([`Store::hold_write_lock`]).
+#[doc(hidden)]
+pub struct WriteLock {
+    _tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl std::fmt::Debug for WriteLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteLock")
+    }
+}
+
 /// Which SQL dialect a store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -169,12 +202,26 @@ impl EntityKind {
     }
 }
 
+/// How long an SQLite write waits for another writer's lock before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
     /// Connect (creating a missing SQLite file) and bring the schema up to date.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::open_waiting(url, max_connections, BUSY_TIMEOUT).await
+    }
+
+    /// [`Store::open`], with how long an SQLite write waits for another writer's lock
+    /// before it fails (tests of a locked database make it short).
+    #[doc(hidden)]
+    pub async fn open_waiting(
+        url: &str,
+        max_connections: u32,
+        busy: std::time::Duration,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let scheme = url.split(':').next().unwrap_or_default();
         let (backend, url) = match scheme {
@@ -184,14 +231,16 @@ impl Store {
         };
         let mut options = AnyPoolOptions::new().max_connections(max_connections);
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _meta| {
+            let busy_timeout = format!("PRAGMA busy_timeout = {}", busy.as_millis());
+            options = options.after_connect(move |conn, _meta| {
+                let busy_timeout = busy_timeout.clone();
                 Box::pin(async move {
                     // WAL: readers never block the writer, and commits need no fsync of the
                     // whole database; NORMAL is durable across crashes of the process in WAL.
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute(sqlx::AssertSqlSafe(busy_timeout)).await?;
                     Ok(())
                 })
             });
@@ -207,6 +256,20 @@ impl Store {
     /// Which dialect this store speaks.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Take an SQLite database's write lock and hold it until the lock is dropped: every
+    /// other writer waits (`busy_timeout`), then fails. For the tests of what the gateway
+    /// does with a locked database; nothing in the gateway calls it.
+    #[doc(hidden)]
+    pub async fn hold_write_lock(&self) -> Result<WriteLock, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A write takes the lock; it is rolled back with the transaction.
+        sqlx::query("INSERT INTO users (jid, created_at) VALUES ($1, 0)")
+            .bind("write-lock@causeway.invalid")
+            .execute(&mut *tx)
+            .await?;
+        Ok(WriteLock { _tx: tx })
     }
 
     /// Close every connection, waiting for queries under way.

@@ -382,6 +382,24 @@ async fn archive_suite(store: &Store) {
         (kept.count, kept.messages.last().unwrap().body.as_str()),
         (100, "message 249")
     );
+
+    // A NUL (a Matrix body may hold one) is archived, not a failed batch: PostgreSQL text
+    // cannot hold it, so it is U+FFFD there.
+    let mut nul = message(1, "dave@example.org", room);
+    nul.body = "before\0after".into();
+    store.archive(&[nul]).await.unwrap();
+    let page = store
+        .archive_page(&ArchiveQuery {
+            user: "dave@example.org".into(),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    let expected = match store.backend() {
+        Backend::Sqlite => "before\0after",
+        Backend::Postgres => "before\u{fffd}after",
+    };
+    assert_eq!(page.messages[0].body, expected);
 }
 
 #[tokio::test]

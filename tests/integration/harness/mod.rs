@@ -39,6 +39,8 @@ reconnect_initial_ms = 100
 reconnect_max_ms = 2000
 [database]
 url = "sqlite://{db}"
+[history]
+spill_dir = "{spill}"
 [access]
 allow = ["localhost"]
 admins = ["admin@localhost"]
@@ -48,6 +50,7 @@ secret = "{secret}"
 "#,
         port = server.component_port,
         db = db_dir.join("causeway.db").display(),
+        spill = db_dir.join("archive-spill").display(),
     )
 }
 
