@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use causeway_matrix::registration;
@@ -144,12 +145,21 @@ fn kept(login: &SavedLogin) -> MatrixLogin {
 /// The Matrix bridge's state, kept in the gateway's database.
 #[async_trait]
 impl MatrixStore for Store {
-    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure> {
-        self.matrix_transaction_seen(txn_id).await.map_err(failure)
+    async fn transaction_seen(&self, txn_id: &str) -> Result<Option<String>, StoreFailure> {
+        self.matrix_transaction(txn_id).await.map_err(failure)
     }
 
-    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure> {
-        self.matrix_transaction_done(txn_id).await.map_err(failure)
+    async fn transaction_done(&self, txn_id: &str, fingerprint: &str) -> Result<(), StoreFailure> {
+        self.matrix_transaction_done(txn_id, fingerprint)
+            .await
+            .map_err(failure)
+    }
+
+    async fn prune_transactions(&self, older_than: Duration) -> Result<u64, StoreFailure> {
+        let seconds = i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+        self.prune_matrix_transactions(seconds)
+            .await
+            .map_err(failure)
     }
 
     async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure> {

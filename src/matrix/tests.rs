@@ -6,10 +6,38 @@ use crate::store::Store;
 /// store: run by the store's tests on SQLite and on PostgreSQL.
 pub(crate) async fn matrix_suite(store: &Store) {
     use causeway_matrix::store::{MatrixStore, MessageLink, SavedLogin};
-    assert!(!store.transaction_seen("t1").await.unwrap());
-    store.transaction_done("t1").await.unwrap();
-    store.transaction_done("t1").await.unwrap();
-    assert!(store.transaction_seen("t1").await.unwrap());
+    use std::time::Duration;
+    assert_eq!(store.transaction_seen("t1").await.unwrap(), None);
+    store.transaction_done("t1", "aaa").await.unwrap();
+    store.transaction_done("t1", "aaa").await.unwrap();
+    assert_eq!(
+        store.transaction_seen("t1").await.unwrap().as_deref(),
+        Some("aaa")
+    );
+    // The same id holding other events (a homeserver that started its ids again).
+    store.transaction_done("t1", "bbb").await.unwrap();
+    assert_eq!(
+        store.transaction_seen("t1").await.unwrap().as_deref(),
+        Some("bbb")
+    );
+    // Pruned once older than the retention; recent ones stay.
+    assert_eq!(
+        store
+            .prune_transactions(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.transaction_seen("t1").await.unwrap().is_some());
+    store.backdate_matrix_transaction("t1", 7200).await.unwrap();
+    assert_eq!(
+        store
+            .prune_transactions(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.transaction_seen("t1").await.unwrap(), None);
 
     store.remember_room("!AbCdEf").await.unwrap();
     store.remember_room("!XyZ:Example.org").await.unwrap();

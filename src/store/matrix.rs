@@ -44,25 +44,59 @@ impl std::fmt::Debug for MatrixLogin {
 }
 
 impl Store {
-    /// Whether the homeserver's transaction `txn_id` was processed already.
-    pub async fn matrix_transaction_seen(&self, txn_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM matrix_transactions WHERE txn_id = $1")
+    /// The fingerprint of the homeserver's transaction `txn_id` when it was processed
+    /// already (empty for one processed before fingerprints were kept).
+    pub async fn matrix_transaction(&self, txn_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT fingerprint FROM matrix_transactions WHERE txn_id = $1")
             .bind(txn_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.is_some())
+        row.map(|row| Ok(row.try_get::<Option<String>, _>(0)?.unwrap_or_default()))
+            .transpose()
     }
 
-    /// Mark the homeserver's transaction `txn_id` processed.
-    pub async fn matrix_transaction_done(&self, txn_id: &str) -> Result<(), StoreError> {
+    /// Mark the homeserver's transaction `txn_id` processed, holding what `fingerprint`
+    /// sums up (replacing what an earlier transaction of that id held).
+    pub async fn matrix_transaction_done(
+        &self,
+        txn_id: &str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO matrix_transactions (txn_id, done_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO matrix_transactions (txn_id, done_at, fingerprint) VALUES ($1, $2, $3) \
+             ON CONFLICT (txn_id) DO UPDATE SET done_at = $2, fingerprint = $3",
         )
         .bind(txn_id)
         .bind(unix_now())
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Make a processed transaction `seconds` older (the tests of pruning).
+    #[doc(hidden)]
+    pub async fn backdate_matrix_transaction(
+        &self,
+        txn_id: &str,
+        seconds: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE matrix_transactions SET done_at = done_at - $1 WHERE txn_id = $2")
+            .bind(seconds)
+            .bind(txn_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forget the transactions processed more than `older_than_s` seconds ago (a homeserver
+    /// retries a transaction within minutes); how many.
+    pub async fn prune_matrix_transactions(&self, older_than_s: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM matrix_transactions WHERE done_at < $1")
+            .bind(unix_now() - older_than_s)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Remember a Matrix room id with its case, under its lower-cased form.

@@ -491,6 +491,19 @@ async fn the_listener_checks_the_token_and_processes_each_transaction_once_acros
     .await;
     assert_eq!(status, 200);
     assert!(crafted_arrives(&mut alice, "a new transaction").await);
+
+    // A homeserver whose transaction ids start again (its database new or reset) sends a
+    // known id with other events: processed, not taken for a replay; and that once.
+    let again = crafted(&room, "$crafted-3", "ids started again");
+    for (attempt, expected) in [(1, true), (2, false)] {
+        let (status, _) = http(scene.listen, "PUT", path, Some(&token), &again).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            crafted_arrives(&mut alice, "ids started again").await,
+            expected,
+            "attempt {attempt}"
+        );
+    }
 }
 
 #[tokio::test]

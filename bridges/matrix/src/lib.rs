@@ -292,7 +292,7 @@ impl Appservice {
             incoming: parts.incoming.clone(),
             puppets: puppets.clone(),
             joins: parts.joins.clone(),
-            transactions: tokio::sync::Mutex::new(()),
+            transactions: tokio::sync::Mutex::new(None),
         };
         Appservice {
             listen,
@@ -354,7 +354,7 @@ impl Network for MatrixNetwork {
         if let Some(personal) = &self.personal {
             personal.ready().await;
             if let Some(login) = personal.login(user) {
-                login.parts.workers.queue(user, action);
+                login.parts.workers.queue(user, action).await;
                 return Ok(());
             }
         }
@@ -369,7 +369,7 @@ impl Network for MatrixNetwork {
                 "{user} is too long to be written as a Matrix user id (255 bytes at most)"
             )));
         }
-        appservice.parts.workers.queue(user, action);
+        appservice.parts.workers.queue(user, action).await;
         Ok(())
     }
 

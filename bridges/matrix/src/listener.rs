@@ -1,10 +1,16 @@
 //! The appservice transaction listener: the homeserver pushes events here. Every request
 //! must carry the hs_token (compared in constant time); each transaction is processed once,
-//! also across restarts (the ids are kept in the database); answers are small JSON bodies
-//! with a Content-Length, which Synapse needs to count the appservice as up.
+//! also across restarts (the ids are kept in the database, with a fingerprint of the event
+//! ids they held, for [`RETENTION`]); answers are small JSON bodies with a Content-Length,
+//! which Synapse needs to count the appservice as up.
+//!
+//! A known id is a replay only when it holds the same events: a homeserver whose ids start
+//! again (its database new or reset) sends known ids with new events, and those are
+//! processed, with a warning, rather than dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,6 +21,7 @@ use axum::{Json, Router};
 use ruma::api::appservice::event::push_events;
 use ruma::api::IncomingRequest;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -37,9 +44,15 @@ pub(crate) struct Listener {
     pub puppets: Arc<Puppets>,
     /// Waited for before a transaction.
     pub joins: Arc<JoinsInProgress>,
-    /// Serialises transactions from the homeserver.
-    pub transactions: tokio::sync::Mutex<()>,
+    /// Serialises transactions from the homeserver; when processed ids were last pruned.
+    pub transactions: tokio::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a processed transaction id is kept: a homeserver retries an unanswered
+/// transaction within minutes, so a week is far beyond any replay.
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the old ids are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 type Shared = State<Arc<Listener>>;
 
@@ -117,7 +130,7 @@ async fn transaction(
     if let Err(refusal) = authorize(&api, &headers, &query) {
         return refusal;
     }
-    let mut http = http::Request::new(body);
+    let mut http = http::Request::new(body.clone());
     *http.method_mut() = http::Method::PUT;
     let request = match push_events::v1::Request::try_from_http_request(http, &[txn_id.as_str()]) {
         Ok(request) => request,
@@ -126,7 +139,19 @@ async fn transaction(
             return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
         }
     };
-    let _one_at_a_time = api.transactions.lock().await;
+    let mut last_pruned = api.transactions.lock().await;
+    if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+        *last_pruned = Some(Instant::now());
+        let store = api.store.clone();
+        tokio::spawn(async move {
+            match store.prune_transactions(RETENTION).await {
+                Ok(0) => {}
+                Ok(pruned) => debug!(pruned, "old transaction ids forgotten"),
+                Err(e) => warn!(error = %e, "cannot prune old transaction ids"),
+            }
+        });
+    }
+    let fingerprint = fingerprint(&request, &body);
     // Let joins in progress finish first (bounded: a join never holds transactions up long).
     let settled = api.joins.settled();
     if tokio::time::timeout(std::time::Duration::from_secs(30), settled)
@@ -136,11 +161,13 @@ async fn transaction(
         warn!(txn = %txn_id, "joins still in progress after 30 s; taking the transaction");
     }
     match api.store.transaction_seen(&txn_id).await {
-        Ok(true) => {
+        Ok(Some(seen)) if seen.is_empty() || seen == fingerprint => {
             debug!(txn = %txn_id, "transaction seen before");
             return ok();
         }
-        Ok(false) => {}
+        Ok(Some(_)) => warn!(txn = %txn_id,
+            "a known transaction id with other events: the homeserver's transaction ids started again (a new or reset database); processing it"),
+        Ok(None) => {}
         Err(e) => {
             warn!(txn = %txn_id, error = %e, "cannot check the transaction");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "database");
@@ -150,10 +177,31 @@ async fn transaction(
     for raw in request.events {
         api.incoming.on_event(raw).await;
     }
-    if let Err(e) = api.store.transaction_done(&txn_id).await {
+    if let Err(e) = api.store.transaction_done(&txn_id, &fingerprint).await {
         warn!(txn = %txn_id, error = %e, "cannot record the transaction as done");
     }
     ok()
+}
+
+/// What a transaction holds, summed up: the SHA-256 of its event ids (a retry serialises
+/// the same events anew, so their bytes may differ), or of the whole body when it holds no
+/// event with an id (ephemeral events only).
+fn fingerprint(request: &push_events::v1::Request, body: &[u8]) -> String {
+    let ids: Vec<String> = request
+        .events
+        .iter()
+        .filter_map(|raw| raw.get_field::<String>("event_id").ok().flatten())
+        .collect();
+    let mut hash = Sha256::new();
+    if ids.is_empty() {
+        hash.update(body);
+    } else {
+        for id in ids {
+            hash.update(id.as_bytes());
+            hash.update(b"\n");
+        }
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn query_user(

@@ -49,10 +49,16 @@ impl std::fmt::Debug for SavedLogin {
 /// Persistent state of the Matrix bridge.
 #[async_trait]
 pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Whether the homeserver's transaction `txn_id` was processed already.
-    async fn transaction_seen(&self, txn_id: &str) -> Result<bool, StoreFailure>;
-    /// Mark the transaction processed.
-    async fn transaction_done(&self, txn_id: &str) -> Result<(), StoreFailure>;
+    /// The fingerprint of the homeserver's transaction `txn_id` when it was processed
+    /// already (empty when it was processed before fingerprints were kept).
+    async fn transaction_seen(&self, txn_id: &str) -> Result<Option<String>, StoreFailure>;
+    /// Mark the transaction processed, with the fingerprint of what it held.
+    async fn transaction_done(&self, txn_id: &str, fingerprint: &str) -> Result<(), StoreFailure>;
+    /// Forget the transactions processed longer ago than `older_than`; how many.
+    async fn prune_transactions(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, StoreFailure>;
     /// Remember a room id with its case, so that a lower-cased JID finds it again.
     async fn remember_room(&self, room_id: &str) -> Result<(), StoreFailure>;
     /// The room id, with its case, whose lower-cased form is `folded`.

@@ -1,9 +1,13 @@
 //! Each XMPP user's actions, carried out in order by that user's worker task, so the core
 //! never waits on the homeserver and a user's messages keep their order through retries.
+//! A worker's queue is bounded: past [`QUEUE`] actions the core waits (back-pressure, no
+//! action lost); a worker idle for [`IDLE`] ends, and the next action starts a new one.
 //! The joins in progress are counted: transactions wait for them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use causeway_bridge::{Action, Event, UserRef};
 use tokio::sync::{mpsc, watch};
@@ -59,8 +63,44 @@ pub(crate) struct Performer {
     pub emit: mpsc::Sender<Event>,
 }
 
+/// Actions one user may have waiting before the core waits for their worker.
+const QUEUE: usize = 256;
+/// How long a worker waits for an action before it ends.
+const IDLE: Duration = Duration::from_secs(300);
+
+/// What a worker does with an action (the [`Performer`]; a fake in the tests).
+pub(crate) trait Perform: Send + Sync + 'static {
+    /// An action is queued (before it is carried out).
+    fn queued(&self, _action: &Action) {}
+
+    /// Carry it out; `false` once nobody listens any more (the worker then ends).
+    fn perform(&self, user: &UserRef, action: Action) -> impl Future<Output = bool> + Send;
+}
+
+impl Perform for Performer {
+    fn queued(&self, action: &Action) {
+        if let Action::Join { .. } = action {
+            self.joins.started();
+        }
+    }
+
+    async fn perform(&self, user: &UserRef, action: Action) -> bool {
+        let join = matches!(action, Action::Join { .. });
+        let events = self.carry_out(user, action).await;
+        if join {
+            self.joins.finished();
+        }
+        for event in events {
+            if self.emit.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 impl Performer {
-    async fn perform(&self, user: &UserRef, action: Action) -> Vec<Event> {
+    async fn carry_out(&self, user: &UserRef, action: Action) -> Vec<Event> {
         match action {
             Action::Join {
                 room,
@@ -112,56 +152,125 @@ impl Performer {
     }
 }
 
-/// One worker per XMPP user who acted.
+/// One worker per XMPP user who acted recently.
 #[derive(Debug)]
-pub(crate) struct Workers {
-    queues: Mutex<HashMap<UserRef, mpsc::UnboundedSender<Action>>>,
-    performer: Arc<Performer>,
+pub(crate) struct Workers<P = Performer> {
+    queues: Arc<Mutex<HashMap<UserRef, mpsc::Sender<Action>>>>,
+    performer: Arc<P>,
+    idle: Duration,
 }
 
-impl Workers {
+impl<P: Perform> Workers<P> {
     /// No workers yet; they will carry actions out with `performer`.
-    pub(crate) fn new(performer: Performer) -> Workers {
+    pub(crate) fn new(performer: P) -> Workers<P> {
+        Workers::with_idle(performer, IDLE)
+    }
+
+    fn with_idle(performer: P, idle: Duration) -> Workers<P> {
         Workers {
-            queues: Mutex::default(),
+            queues: Arc::default(),
             performer: Arc::new(performer),
+            idle,
         }
     }
 
-    /// Queue the action for the user's worker, starting one if none runs.
-    pub(crate) fn queue(&self, user: &UserRef, action: Action) {
-        if let Action::Join { .. } = action {
-            self.performer.joins.started();
-        }
-        let mut queues = self.queues.lock().expect("workers lock");
-        if let Some(queue) = queues.get(user) {
-            if queue.send(action.clone()).is_ok() {
-                return;
+    /// Queue the action for the user's worker, starting one if none runs; waits while the
+    /// user's queue is full.
+    pub(crate) async fn queue(&self, user: &UserRef, action: Action) {
+        self.performer.queued(&action);
+        let mut action = action;
+        loop {
+            let queue = {
+                let mut queues = self.queues.lock().expect("workers lock");
+                let Some(queue) = queues.get(user) else {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    tx.try_send(action)
+                        .expect("a fresh channel takes an action");
+                    queues.insert(user.clone(), tx);
+                    tokio::spawn(worker(
+                        self.performer.clone(),
+                        self.queues.clone(),
+                        user.clone(),
+                        rx,
+                        self.idle,
+                    ));
+                    return;
+                };
+                match queue.try_send(action) {
+                    Ok(()) => return,
+                    Err(mpsc::error::TrySendError::Full(back)) => {
+                        action = back;
+                        queue.clone()
+                    }
+                    // A worker that ended (its user's network stopped): start another.
+                    Err(mpsc::error::TrySendError::Closed(back)) => {
+                        queues.remove(user);
+                        action = back;
+                        continue;
+                    }
+                }
+            };
+            // Full: wait for room, outside the lock. A worker with actions waiting is not
+            // idle, so it is still there when room comes; if it ended all the same, the
+            // action comes back and goes to a new worker, after everything the old one did.
+            match queue.send(action).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => action = back,
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tx.send(action).expect("a fresh channel takes a message");
-        queues.insert(user.clone(), tx);
-        tokio::spawn(worker(self.performer.clone(), user.clone(), rx));
+    }
+
+    /// How many users have a worker (for the tests of reaping).
+    #[cfg(test)]
+    fn running(&self) -> usize {
+        self.queues.lock().expect("workers lock").len()
     }
 }
 
-/// Carries out one user's actions in order.
-async fn worker(
-    performer: Arc<Performer>,
+/// Carries out one user's actions in order; ends after `idle` without one.
+async fn worker<P: Perform>(
+    performer: Arc<P>,
+    queues: Arc<Mutex<HashMap<UserRef, mpsc::Sender<Action>>>>,
     user: UserRef,
-    mut actions: mpsc::UnboundedReceiver<Action>,
+    mut actions: mpsc::Receiver<Action>,
+    idle: Duration,
 ) {
-    while let Some(action) = actions.recv().await {
-        let join = matches!(action, Action::Join { .. });
-        let events = performer.perform(&user, action).await;
-        if join {
-            performer.joins.finished();
-        }
-        for event in events {
-            if performer.emit.send(event).await.is_err() {
-                return;
+    loop {
+        let action = match tokio::time::timeout(idle, actions.recv()).await {
+            Ok(Some(action)) => action,
+            Ok(None) => return,
+            Err(_) => {
+                // Idle: leave the map under its lock, unless an action came meanwhile (it
+                // was sent under the same lock, so none can slip in after this look).
+                let next = {
+                    let mut queues = queues.lock().expect("workers lock");
+                    let next = actions.try_recv().ok();
+                    if next.is_none() {
+                        queues.remove(&user);
+                    }
+                    next
+                };
+                match next {
+                    Some(action) => action,
+                    None => {
+                        // A sender that waited for room since before the look may still
+                        // hold a place: what it sends is carried out, not dropped.
+                        actions.close();
+                        while let Some(action) = actions.recv().await {
+                            if !performer.perform(&user, action).await {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
             }
+        };
+        if !performer.perform(&user, action).await {
+            return;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,11 +21,14 @@ struct Logins(Mutex<HashMap<String, SavedLogin>>);
 
 #[async_trait]
 impl MatrixStore for Logins {
-    async fn transaction_seen(&self, _: &str) -> Result<bool, StoreFailure> {
-        Ok(false)
+    async fn transaction_seen(&self, _: &str) -> Result<Option<String>, StoreFailure> {
+        Ok(None)
     }
-    async fn transaction_done(&self, _: &str) -> Result<(), StoreFailure> {
+    async fn transaction_done(&self, _: &str, _: &str) -> Result<(), StoreFailure> {
         Ok(())
+    }
+    async fn prune_transactions(&self, _: std::time::Duration) -> Result<u64, StoreFailure> {
+        Ok(0)
     }
     async fn remember_room(&self, _: &str) -> Result<(), StoreFailure> {
         Ok(())
