@@ -77,6 +77,7 @@ impl Gateway {
              [access]\nallow = [\"localhost\", \"{LOAD}\"]\n[history]\nrecord = {record}\n\
              spill_dir = \"{}\"\n[irc]\ndomain = \"irc.localhost\"\nsecret = \"{}\"\n\
              [irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n\
+             reconnect_interval_ms = 0\n\
              {extra}",
             xmpp.component_port,
             dir.path().join("causeway.db").display(),

@@ -13,6 +13,7 @@ mod harness;
 mod history;
 mod irc;
 mod irc_connection;
+mod irc_pacing;
 mod matrix;
 mod matrix_encrypted;
 mod matrix_personal;

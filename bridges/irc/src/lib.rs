@@ -9,6 +9,7 @@
 
 mod line;
 mod outgoing;
+mod pacing;
 mod session;
 mod settings;
 mod state;
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     /// Set once `run` has installed the event channel: actions wait for it.
     started: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// The pace of the connections to each server.
+    pacing: pacing::Pacing,
 }
 
 impl IrcNetwork {
@@ -79,6 +82,7 @@ impl IrcNetwork {
                 next_id: AtomicU64::new(1),
                 started: watch::channel(false).0,
                 tasks: tokio::sync::Mutex::default(),
+                pacing: pacing::Pacing::default(),
             }),
         }
     }

@@ -34,6 +34,12 @@ pub struct ServerSettings {
     pub ping_timeout_secs: u64,
     /// Reconnection attempts after a lost connection before giving up (0: none).
     pub reconnect_attempts: u32,
+    /// Connections to this server (all puppets together) opened at least this many
+    /// milliseconds apart, plus up to half again at random, so that a thousand puppets
+    /// dropped at once do not come back at once (0: no pacing).
+    pub reconnect_interval_ms: u64,
+    /// Connections to this server registering at once, at most.
+    pub reconnect_concurrency: u32,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +55,8 @@ impl Default for ServerSettings {
             ping_interval_secs: 60,
             ping_timeout_secs: 90,
             reconnect_attempts: 16,
+            reconnect_interval_ms: 3000,
+            reconnect_concurrency: 2,
         }
     }
 }
@@ -66,6 +74,8 @@ impl std::fmt::Debug for ServerSettings {
             .field("ping_interval_secs", &self.ping_interval_secs)
             .field("ping_timeout_secs", &self.ping_timeout_secs)
             .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("reconnect_interval_ms", &self.reconnect_interval_ms)
+            .field("reconnect_concurrency", &self.reconnect_concurrency)
             .finish()
     }
 }
@@ -99,6 +109,9 @@ impl ServerSettings {
         }
         if self.port == 0 {
             problems.push(("port", "must be a port number from 1 to 65535"));
+        }
+        if self.reconnect_concurrency == 0 {
+            problems.push(("reconnect_concurrency", "must be at least 1"));
         }
         problems
     }

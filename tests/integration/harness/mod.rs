@@ -69,6 +69,8 @@ pub fn config_toml_with_irc(
         format!("port = {irc_port}"),
         "tls = false".into(),
         "flood_control = false".into(),
+        // Tests open connections back to back; tests/integration/irc_pacing.rs paces them.
+        "reconnect_interval_ms = 0".into(),
     ]
     .into_iter()
     .filter(|line| !overridden.contains(&key_of(line)))

@@ -1,6 +1,8 @@
-//! The life of a session: connect and register, serve, reconnect with backoff when the
-//! connection breaks while in channels, give up after the configured attempts, and quit.
+//! The life of a session: connect and register (in its turn: see `pacing.rs`), serve,
+//! reconnect with backoff when the connection breaks while in channels, give up after the
+//! configured attempts, and quit.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,12 +46,34 @@ pub async fn run(
     let mut attempts = 0u32;
     let quit_reason = loop {
         let reconnecting = attempts > 0;
+        // The connection waits for its turn among all connections to the server.
+        let settings = session.spec.settings.clone();
+        let turn = inner.pacing.turn(&server, &settings);
+        let turn = if reconnecting {
+            match session.offline(turn, &mut commands, &mut shutdown).await {
+                Ok(turn) => turn,
+                Err(ending) => break ending,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => {
+                    session
+                        .fail_waiting_joins(&mut commands, JoinFailure::Unreachable, "causeway is shutting down")
+                        .await;
+                    inner.forget(&user, &server, id);
+                    return;
+                }
+                turn = turn => turn,
+            }
+        };
         let (lines_tx, mut lines) = flume::bounded(256);
         let registered = tokio::time::timeout(
             REGISTRATION_TIMEOUT,
             session.register(lines_tx, &mut lines, reconnecting),
         )
         .await;
+        drop(turn);
         let failure = match registered {
             Ok(Ok(())) => None,
             Ok(Err((failure, text))) => Some((failure, text)),
@@ -256,15 +280,28 @@ impl Session {
         commands: &mut mpsc::Receiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Option<String>> {
-        let until = tokio::time::Instant::now() + delay;
+        self.offline(tokio::time::sleep(delay), commands, shutdown)
+            .await
+            .err()
+    }
+
+    /// Between connections: wait for `ready`, taking commands as well as can be done
+    /// offline. `Err` with the QUIT reason when the session should end instead.
+    async fn offline<T>(
+        &mut self,
+        ready: impl Future<Output = T>,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<T, Option<String>> {
+        tokio::pin!(ready);
         loop {
             tokio::select! {
                 biased;
                 _ = stopped(shutdown) => {
                     self.connection_lost("causeway is shutting down").await;
-                    return Some(None);
+                    return Err(None);
                 }
-                _ = tokio::time::sleep_until(until) => return None,
+                done = &mut ready => return Ok(done),
                 command = commands.recv() => match command {
                     Some(Command::Join { channel, .. }) => {
                         let folded = self.rules.fold(&channel);
@@ -276,7 +313,7 @@ impl Session {
                             self.emit(Event::Left { user: self.user(), room, departure: Departure::Part, reason }).await;
                         }
                         if self.channels.is_empty() {
-                            return Some(None);
+                            return Err(None);
                         }
                     }
                     Some(Command::Send { target, id, .. }) => {
@@ -285,7 +322,7 @@ impl Session {
                         self.emit(Event::SendFailed { user: self.user(), peer, id: Some(id), text }).await;
                     }
                     Some(_) => {}
-                    None => return Some(Some(String::new())),
+                    None => return Err(Some(String::new())),
                 },
             }
         }
