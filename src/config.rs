@@ -84,13 +84,29 @@ impl Default for DatabaseConfig {
 }
 
 /// `[access]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct AccessConfig {
     /// Domains (`example.org`) or bare JIDs (`alice@example.org`) allowed to use the gateway.
     pub allow: Vec<String>,
     /// Bare JIDs of the gateway's administrators: they get the admin ad-hoc commands.
     pub admins: Vec<String>,
+    /// Messages a user may send a minute, to every network and room together, after the
+    /// burst (0: no limit).
+    pub messages_per_minute: u32,
+    /// Messages a user may send at once before `messages_per_minute` applies.
+    pub message_burst: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            allow: Vec::new(),
+            admins: Vec::new(),
+            messages_per_minute: 120,
+            message_burst: 30,
+        }
+    }
 }
 
 /// `[history]`.
@@ -145,6 +161,20 @@ pub struct IrcConfig {
     /// stays while no resource is joined, and is back in after a restart.
     #[serde(default)]
     pub persistent: bool,
+    /// Channels one user may be in at once, on every server together.
+    #[serde(default = "default_max_channels_per_user")]
+    pub max_channels_per_user: usize,
+    /// IRC servers one user may be connected to at once.
+    #[serde(default = "default_max_servers_per_user")]
+    pub max_servers_per_user: usize,
+}
+
+fn default_max_channels_per_user() -> usize {
+    100
+}
+
+fn default_max_servers_per_user() -> usize {
+    10
 }
 
 /// `[irc.servers."host"]`: the IRC bridge's own settings type, read straight from the file
@@ -195,6 +225,14 @@ pub struct MatrixConfig {
     /// How many users may be logged in at once; each login is a syncing client.
     #[serde(default = "default_max_logins")]
     pub max_logins: usize,
+    /// Rooms one user may be in at once (each user has one Matrix login at most: a new one
+    /// replaces the old).
+    #[serde(default = "default_max_rooms_per_user")]
+    pub max_rooms_per_user: usize,
+}
+
+fn default_max_rooms_per_user() -> usize {
+    200
 }
 
 /// The application service's homeserver, as `[matrix]` gives it.

@@ -30,6 +30,7 @@ use tracing::{info, warn, Instrument};
 use crate::component::{Link, LinkError, LinkSettings, Outbox};
 use crate::config::Config;
 use crate::gateway::access::AccessList;
+use crate::gateway::limits::{RoomLimits, SendRate};
 use crate::gateway::muc::Muc;
 use crate::gateway::persistent;
 use crate::gateway::serve::{serve_domain, Core, Reconfigure, Reload};
@@ -115,6 +116,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         archive::Limits::new(config.history.spill_dir.clone()),
     );
     let (reloader, config_rx) = reload::Reloader::new(config.clone());
+    // One rate per user across every domain.
+    let send_rate = SendRate::new(
+        config.access.messages_per_minute,
+        config.access.message_burst,
+    );
     let reload: Reload = {
         let reloader = reloader.clone();
         Arc::new(move || reloader.reload())
@@ -140,6 +146,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 config.history.record,
                 config.history.join_lines,
             )
+            .with_limits(RoomLimits::of(kind, &config))
         });
         tasks.spawn(component::run_link(
             settings,
@@ -171,7 +178,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let accounts = network.as_ref().is_some_and(|n| n.has_accounts());
         let mut gateway = Gateway::new(kind, domain, access.clone(), muc)
             .with_admins(admins)
-            .with_accounts(accounts);
+            .with_accounts(accounts)
+            .with_send_rate(send_rate.clone());
         let initial =
             persistent::rejoin_persistent(&mut gateway, &store, persistent_default).await?;
         let core = Core {

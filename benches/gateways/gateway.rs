@@ -74,7 +74,7 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "[xmpp]\nhost = \"127.0.0.1\"\nport = {}\n[database]\nurl = \"sqlite://{}\"\n\
-             [access]\nallow = [\"localhost\", \"{LOAD}\"]\n[history]\nrecord = {record}\n\
+             [access]\nallow = [\"localhost\", \"{LOAD}\"]\nmessages_per_minute = 0\n[history]\nrecord = {record}\n\
              spill_dir = \"{}\"\n[irc]\ndomain = \"irc.localhost\"\nsecret = \"{}\"\n\
              [irc.servers.\"127.0.0.1\"]\nport = {irc_port}\ntls = false\nflood_control = false\n\
              reconnect_interval_ms = 0\n\

@@ -59,6 +59,12 @@ impl Config {
                 );
             }
         }
+        if self.access.messages_per_minute > 0 && self.access.message_burst == 0 {
+            p.add(
+                "access.message_burst",
+                "must be at least 1 while access.messages_per_minute limits the rate",
+            );
+        }
         if self.irc.is_none() && self.matrix.is_none() {
             p.add(
                 "irc",
@@ -73,6 +79,12 @@ impl Config {
                 );
             }
             check_component("irc", &irc.domain, &irc.secret, &mut p);
+            if irc.max_channels_per_user == 0 {
+                p.add("irc.max_channels_per_user", "must be at least 1");
+            }
+            if irc.max_servers_per_user == 0 {
+                p.add("irc.max_servers_per_user", "must be at least 1");
+            }
             if let Some(server) = &irc.fixed_server {
                 if !is_host_name(server) {
                     p.add("irc.fixed_server", format!("{server:?} is not a host name"));
@@ -98,6 +110,9 @@ impl Config {
                 );
             }
             check_component("matrix", &matrix.domain, &matrix.secret, &mut p);
+            if matrix.max_rooms_per_user == 0 {
+                p.add("matrix.max_rooms_per_user", "must be at least 1");
+            }
             check_matrix_modes(matrix, &mut p);
             if matrix.listen.parse::<SocketAddr>().is_err() {
                 p.add(

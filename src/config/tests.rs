@@ -56,6 +56,10 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.xmpp.queue_size, 10_000);
     assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
     assert_eq!(config.history.spill_dir, Path::new("archive-spill"));
+    assert_eq!(
+        (config.access.messages_per_minute, config.access.message_burst),
+        (120, 30)
+    );
     assert!(config.matrix.is_none());
     assert!(config.irc.unwrap().fixed_server.is_none());
 }
@@ -69,11 +73,13 @@ port = 0
 url = "mysql://localhost/x"
 [access]
 allow = []
+message_burst = 0
 [history]
 spill_dir = ""
 [irc]
 domain = "irc example"
 secret = ""
+max_channels_per_user = 0
 [irc.servers."irc.libera.chat"]
 tsl = true
 [matrix]
@@ -94,6 +100,8 @@ token = "x"
         "database.url",
         "access.allow",
         "history.spill_dir",
+        "access.message_burst",
+        "irc.max_channels_per_user",
         "irc.domain",
         "irc.secret",
         "irc.servers.irc.libera.chat.tsl",

@@ -11,6 +11,7 @@ pub mod access;
 pub mod adhoc;
 pub mod disco;
 mod iq;
+pub mod limits;
 pub mod mam;
 pub mod muc;
 pub(crate) mod persistent;
@@ -43,6 +44,8 @@ pub struct Gateway {
     /// Users log in to their own accounts on the network (`Network::has_accounts`): the
     /// domain offers registration and the account commands.
     accounts: bool,
+    /// Messages a minute per user, shared with the other domains.
+    send_rate: Option<limits::SendRate>,
 }
 
 impl Gateway {
@@ -61,7 +64,14 @@ impl Gateway {
             admins: Vec::new(),
             muc,
             accounts: false,
+            send_rate: None,
         }
+    }
+
+    /// With a limit on the messages a user sends (shared with the other domains).
+    pub fn with_send_rate(mut self, rate: limits::SendRate) -> Gateway {
+        self.send_rate = Some(rate);
+        self
     }
 
     /// Whether users log in to their own accounts on the network (`Network::has_accounts`).
@@ -79,6 +89,18 @@ impl Gateway {
     /// New access rules (a configuration reload).
     pub fn set_access(&mut self, access: AccessList) {
         self.access = access;
+    }
+
+    /// The network this domain serves.
+    pub fn network(&self) -> NetworkKind {
+        self.network
+    }
+
+    /// A new message rate (a configuration reload), for every domain sharing it.
+    pub fn set_send_rate(&self, per_minute: u32, burst: u32) {
+        if let Some(rate) = &self.send_rate {
+            rate.set(per_minute, burst);
+        }
     }
 
     /// New administrators (a configuration reload).
@@ -168,6 +190,15 @@ impl Gateway {
             Err(error) => error,
             Ok(()) => match (&mut self.muc, from.try_as_full()) {
                 (Some(muc), Ok(full)) => match muc.addressing().parse(&to) {
+                    Ok(_)
+                        if !message.bodies.is_empty()
+                            && self
+                                .send_rate
+                                .as_ref()
+                                .is_some_and(|rate| !rate.allows(&full.to_bare())) =>
+                    {
+                        too_fast()
+                    }
                     Ok(address) => return muc.handle_message(message, full.clone(), to, address),
                     Err(e) => no_such_address(e),
                 },
@@ -253,6 +284,16 @@ fn no_such_address(e: crate::address::AddressError) -> StanzaError {
         DefinedCondition::ItemNotFound,
         "en",
         e.to_string(),
+    )
+}
+
+/// A user past their message rate ([`limits::SendRate`]).
+fn too_fast() -> StanzaError {
+    StanzaError::new(
+        ErrorType::Wait,
+        DefinedCondition::ResourceConstraint,
+        "en",
+        "you are sending faster than this gateway allows one user: this message was not sent; wait a moment and send it again",
     )
 }
 

@@ -153,9 +153,15 @@ fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
             .filter_map(|a| a.parse().ok())
             .collect(),
     );
+    let limits = super::limits::RoomLimits::of(gateway.network(), config);
     if let Some(muc) = gateway.muc_mut() {
         muc.set_defaults(config.history.record, config.history.join_lines);
+        muc.set_limits(limits);
     }
+    gateway.set_send_rate(
+        config.access.messages_per_minute,
+        config.access.message_burst,
+    );
     core.persistent_default = config.irc.as_ref().is_some_and(|irc| irc.persistent);
     core.record_default = config.history.record;
     if let Some(reconfigure) = &core.reconfigure {

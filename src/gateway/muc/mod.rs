@@ -29,6 +29,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::Stanza;
 
+use super::limits::RoomLimits;
 use super::mam::{HistoryLimits, HistoryRequest, MamRequest};
 use super::stanzas::occupant_presence;
 use crate::address::{IrcAddressing, JidCache};
@@ -197,6 +198,8 @@ pub struct Muc {
     rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
     /// The bridge's user references already parsed as JIDs: every event names its user.
     users: JidCache<BareJid>,
+    /// Rooms and servers one user may be in at once.
+    limits: RoomLimits,
 }
 
 fn fold(name: &str) -> String {
@@ -214,7 +217,19 @@ impl Muc {
             lists: listing::RoomLists::default(),
             parted: HashSet::default(),
             users: JidCache::default(),
+            limits: RoomLimits::NONE,
         }
+    }
+
+    /// With these limits on what one user may join.
+    pub fn with_limits(mut self, limits: RoomLimits) -> Muc {
+        self.limits = limits;
+        self
+    }
+
+    /// New limits (a configuration reload): for joins from now on.
+    pub fn set_limits(&mut self, limits: RoomLimits) {
+        self.limits = limits;
     }
 
     /// New defaults (a configuration reload): for rooms joined from now on.

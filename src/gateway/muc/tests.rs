@@ -457,4 +457,5 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
     assert_eq!(fx.stanzas.len(), 1);
 }
 
+mod limits;
 mod with_fake_network;

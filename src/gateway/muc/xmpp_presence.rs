@@ -65,6 +65,12 @@ impl Muc {
                     .find(|p| p.is("x", ns::MUC))
                     .and_then(|p| MucJoin::try_from(p.clone()).ok())
                     .and_then(|m| m.password);
+                if let Some(text) = self.over_limits(&key) {
+                    let err = error(ErrorType::Cancel, DefinedCondition::PolicyViolation, text);
+                    fx.stanzas
+                        .push(presence_error(to, from.into(), presence.id, err));
+                    return fx;
+                }
                 let x = presence.payloads.iter().find(|p| p.is("x", ns::MUC));
                 let history = HistoryLimits::from_join(x);
                 self.join(
@@ -140,6 +146,34 @@ impl Muc {
             },
             on_error: OnError::Join(key),
         });
+    }
+
+    /// Why a join of a room the user is not in would take more than one user may have
+    /// ([`RoomLimits`](crate::gateway::limits::RoomLimits)); `None` when it may go ahead.
+    fn over_limits(&self, key: &RoomKey) -> Option<String> {
+        if self.rooms.contains_key(key) {
+            return None;
+        }
+        let mut rooms = 0;
+        let mut servers = std::collections::HashSet::new();
+        for (user, server, _) in self.rooms.keys() {
+            if *user == key.0 {
+                rooms += 1;
+                servers.insert(server.as_str());
+            }
+        }
+        if rooms >= self.limits.rooms {
+            return Some(format!(
+                "you are in {rooms} rooms through this gateway already, the most it allows one user: leave one first"
+            ));
+        }
+        if !servers.contains(key.1.as_str()) && servers.len() >= self.limits.servers {
+            return Some(format!(
+                "you are on {} servers through this gateway already, the most it allows one user: leave the rooms of one first",
+                servers.len()
+            ));
+        }
+        None
     }
 
     /// The join sequence into `fx`, with the join history (if any is wanted) read in just

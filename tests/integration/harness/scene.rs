@@ -132,11 +132,18 @@ struct IrcConfig {
     server_keys: String,
     /// `[xmpp] queue_size`, if not the default.
     queue_size: Option<usize>,
+    /// Extra keys in `[access]`.
+    access_keys: String,
 }
 
 impl IrcConfig {
     fn toml(&self, xmpp: &XmppServer, db: &std::path::Path) -> String {
-        let toml = config_toml_with_irc(xmpp, db, self.port, &self.irc_keys, &self.server_keys);
+        let toml = config_toml_with_irc(xmpp, db, self.port, &self.irc_keys, &self.server_keys)
+            .replacen(
+                "[access]\n",
+                &format!("[access]\n{}\n", self.access_keys),
+                1,
+            );
         match self.queue_size {
             Some(size) => toml.replacen("[xmpp]\n", &format!("[xmpp]\nqueue_size = {size}\n"), 1),
             None => toml,
@@ -164,6 +171,7 @@ impl Scene<IrcSide> {
             irc_keys: String::new(),
             server_keys: String::new(),
             queue_size: None,
+            access_keys: String::new(),
         };
         IrcSetup { irc, config }
     }
@@ -222,6 +230,12 @@ impl IrcSetup {
     /// Extra keys in the server's table (overriding the harness's `tls` and `flood_control`).
     pub fn server_keys(mut self, keys: &str) -> Self {
         self.config.server_keys = keys.to_owned();
+        self
+    }
+
+    /// Extra `[access]` keys.
+    pub fn access_keys(mut self, keys: &str) -> Self {
+        self.config.access_keys = keys.to_owned();
         self
     }
 
