@@ -115,11 +115,7 @@ impl IrcAddressing {
                 "expected #alias%server, !room, !room%server or user%server",
             ));
         };
-        let host = match server.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => host,
-            _ => server,
-        };
-        if !is_server_name(host) {
+        if !is_matrix_server_name(server) {
             return Err(AddressError::Malformed(
                 local.clone(),
                 "no Matrix server after %",
@@ -205,9 +201,24 @@ impl IrcAddressing {
         }
     }
 
-    /// The MUC JID of a channel.
+    /// The MUC JID of a channel. A name that is no channel's (no prefix) makes none: its
+    /// JID would read back as a user's (found by the fuzzer, addresses).
     pub fn channel_jid(&self, server: &str, channel: &str) -> Result<BareJid, AddressError> {
-        self.bare(&self.qualify(channel, server))
+        let prefixes: &[char] = if self.matrix {
+            &['#', '!']
+        } else {
+            CHANNEL_PREFIXES
+        };
+        if channel.chars().count() < 2 || !channel.starts_with(prefixes) {
+            return Err(AddressError::Unrepresentable(channel.to_owned()));
+        }
+        let jid = self.bare(&self.qualify(channel, server)?)?;
+        // Made only if it reads back as a channel (a Matrix name without a server must
+        // carry it: `#alias%server`).
+        match self.parse(&jid.clone().into()) {
+            Ok(IrcAddress::Channel { .. }) => Ok(jid),
+            _ => Err(AddressError::Unrepresentable(channel.to_owned())),
+        }
     }
 
     /// The in-room JID of an occupant.
@@ -224,7 +235,13 @@ impl IrcAddressing {
 
     /// The JID of an IRC user, for private messages.
     pub fn user_jid(&self, server: &str, nick: &str) -> Result<BareJid, AddressError> {
-        self.bare(&self.qualify(nick, server))
+        let jid = self.bare(&self.qualify(nick, server)?)?;
+        // Made only if it reads back as a user (found by the fuzzer: an empty nick, a
+        // Matrix user without a server).
+        match self.parse(&jid.clone().into()) {
+            Ok(IrcAddress::User { .. }) => Ok(jid),
+            _ => Err(AddressError::Unrepresentable(nick.to_owned())),
+        }
     }
 
     /// The JID of an IRC server (in fixed-server mode, the gateway domain).
@@ -235,11 +252,19 @@ impl IrcAddressing {
         self.bare(server)
     }
 
-    fn qualify(&self, name: &str, server: &str) -> String {
+    /// `name%server`, as the mode writes it; a server name that would not read back (a
+    /// `%` or `@` in it, say) makes no address at all.
+    fn qualify(&self, name: &str, server: &str) -> Result<String, AddressError> {
         match self.fixed_server {
-            Some(_) => name.to_owned(),
-            None if self.matrix && server.is_empty() => name.to_owned(),
-            None => format!("{name}%{server}"),
+            Some(_) => Ok(name.to_owned()),
+            None if self.matrix && server.is_empty() => Ok(name.to_owned()),
+            None if self.matrix && !is_matrix_server_name(server) => {
+                Err(AddressError::Unrepresentable(server.to_owned()))
+            }
+            None if !self.matrix && !is_server_name(server) => {
+                Err(AddressError::Unrepresentable(server.to_owned()))
+            }
+            None => Ok(format!("{name}%{server}")),
         }
     }
 
@@ -287,6 +312,15 @@ fn is_server_name(s: &str) -> bool {
             !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
         || s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// A Matrix server name: a host name or IP address, with a port or not.
+fn is_matrix_server_name(server: &str) -> bool {
+    let host = match server.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => server,
+    };
+    is_server_name(host)
 }
 
 /// The characters XEP-0106 escapes, with their escape codes.

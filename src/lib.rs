@@ -8,6 +8,8 @@ pub mod address;
 pub mod archive;
 pub mod component;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 #[cfg(feature = "irc")]
 mod irc;

@@ -271,3 +271,36 @@ fn matrix_addresses_follow_the_design() {
         "alice%example.org@matrix.gw"
     );
 }
+
+/// Found by the fuzzer's seeds (addresses): a server name that holds `%` or `@` made a JID
+/// that read back as something else. No JID is made for it now.
+#[test]
+fn a_server_name_that_would_not_read_back_makes_no_address() {
+    let irc = IrcAddressing::new("irc.gw", None);
+    for server in ["a%b", "irc.example.net@irc.gw", "", "bad host"] {
+        assert!(irc.channel_jid(server, "#rust").is_err(), "{server:?}");
+        assert!(irc.user_jid(server, "alice").is_err(), "{server:?}");
+    }
+    let matrix = IrcAddressing::matrix("matrix.gw");
+    assert!(matrix.channel_jid("hs.example:8448", "#room").is_ok());
+    assert!(matrix.channel_jid("hs%example", "#room").is_err());
+    // Nor for a channel name without a prefix, whose JID would read as a user's.
+    let fixed = IrcAddressing::new("irc.gw", Some("irc.example.net".into()));
+    for name in ["@bob:matrix.org", "bob", "#", ""] {
+        assert!(
+            fixed.channel_jid("irc.example.net", name).is_err(),
+            "{name:?}"
+        );
+        assert!(matrix.channel_jid("hs.example", name).is_err(), "{name:?}");
+    }
+    // Nor for an empty nick, nor a Matrix user or alias without a server (found by the
+    // fuzzer).
+    assert!(irc.user_jid("irc.example.net", "").is_err());
+    assert!(matrix.user_jid("", "@bob:hs.example").is_err());
+    assert!(matrix.channel_jid("", "#alias").is_err());
+    assert!(matrix.channel_jid("", "#alias%hs.example").is_ok());
+    assert!(matrix.channel_jid("", "!room").is_ok());
+    assert!(irc
+        .user_jid("irc.example.net", "#looks-like-a-channel")
+        .is_err());
+}

@@ -13,6 +13,8 @@
 //! a link up with it: serving, keepalive, reconnection, and closing at shutdown.
 
 mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 mod outbox;
 mod stream;
 

@@ -57,7 +57,10 @@ fn defaults_fill_what_is_left_out() {
     assert_eq!(config.database.url.expose(), "sqlite://causeway.db");
     assert_eq!(config.history.spill_dir, Path::new("archive-spill"));
     assert_eq!(
-        (config.access.messages_per_minute, config.access.message_burst),
+        (
+            config.access.messages_per_minute,
+            config.access.message_burst
+        ),
         (120, 30)
     );
     assert!(config.matrix.is_none());

@@ -7,6 +7,8 @@
 //! sends `CAP END` before anything can be negotiated; we need latin-1 fallback, CAP 302 with
 //! SASL, our own flood control and dead-connection detection.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod line;
 mod outgoing;
 mod pacing;

@@ -86,7 +86,10 @@ impl Line {
 }
 
 /// Write a command with parameters; the last one is sent as trailing (`:`) when it is empty,
-/// holds a space or starts with `:`. CR, LF and NUL are removed from every parameter.
+/// holds a space or starts with `:`. CR, LF and NUL are removed from every parameter. A
+/// middle parameter can hold no space and cannot start with `:` (either would shift the
+/// parameters after it): they are removed, and one left empty is written `*`, so that the
+/// next parameter never takes its place.
 pub fn format(command: &str, params: &[&str]) -> String {
     let mut out =
         String::with_capacity(command.len() + params.iter().map(|p| p.len() + 2).sum::<usize>());
@@ -98,11 +101,14 @@ pub fn format(command: &str, params: &[&str]) -> String {
         if last && (clean.is_empty() || clean.contains(' ') || clean.starts_with(':')) {
             out.push(':');
         }
-        // A middle parameter cannot hold a space: it would split into two.
         if last {
             out.push_str(&clean);
         } else {
-            out.extend(clean.chars().filter(|&c| c != ' '));
+            let middle: String = clean.chars().filter(|&c| c != ' ').collect();
+            match middle.trim_start_matches(':') {
+                "" => out.push('*'),
+                middle => out.push_str(middle),
+            }
         }
     }
     out
@@ -172,5 +178,19 @@ mod tests {
             format("PRIVMSG", &["#chan", "a\r\nQUIT"]),
             "PRIVMSG #chan aQUIT"
         );
+    }
+
+    /// Found by the fuzzer (irc_line): a middle parameter starting with `:` turned the rest
+    /// of the line into one trailing parameter, and an empty one let the next parameter
+    /// take its place (`KICK #chan  :bob` kicks bob).
+    #[test]
+    fn middle_parameters_never_shift_the_others() {
+        assert_eq!(
+            format("KICK", &["#chan", ":nick", "a reason"]),
+            "KICK #chan nick :a reason"
+        );
+        assert_eq!(format("KICK", &["#chan", " ", "bob"]), "KICK #chan * bob");
+        let read = Line::parse(&format("KICK", &["#chan", "", "bob"])).unwrap();
+        assert_eq!(read.params, ["#chan", "*", "bob"]);
     }
 }

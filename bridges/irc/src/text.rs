@@ -68,7 +68,11 @@ fn split_pieces(
             rest.truncate(cut);
             out.push((std::mem::replace(&mut rest, tail), space));
         }
-        out.push((rest, false));
+        // A cut at the line's last space leaves nothing after it: no empty message (found
+        // by the fuzzer, irc_line).
+        if !rest.is_empty() {
+            out.push((rest, false));
+        }
     }
     out
 }
@@ -126,6 +130,14 @@ mod tests {
             assert!(!part.starts_with(' ') && !part.ends_with(' '), "{part:?}");
         }
         assert_eq!(parts.join(" "), body);
+    }
+
+    #[test]
+    fn a_cut_at_the_last_space_makes_no_empty_piece() {
+        let room = MAX_LINE - (1 + 10 + 1 + "PRIVMSG".len() + 1 + "#c".len() + 2 + 2);
+        let body = format!("{} ", "x".repeat(room));
+        let pieces = split_body(&body, 10, "PRIVMSG", "#c", 0);
+        assert_eq!(pieces, ["x".repeat(room)]);
     }
 
     proptest! {

@@ -18,6 +18,8 @@
 
 pub mod client;
 mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 mod history;
 pub mod ids;
 mod incoming;

@@ -186,7 +186,7 @@ async fn transaction(
 /// What a transaction holds, summed up: the SHA-256 of its event ids (a retry serialises
 /// the same events anew, so their bytes may differ), or of the whole body when it holds no
 /// event with an id (ephemeral events only).
-fn fingerprint(request: &push_events::v1::Request, body: &[u8]) -> String {
+pub(crate) fn fingerprint(request: &push_events::v1::Request, body: &[u8]) -> String {
     let ids: Vec<String> = request
         .events
         .iter()

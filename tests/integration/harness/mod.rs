@@ -44,6 +44,8 @@ spill_dir = "{spill}"
 [access]
 allow = ["localhost"]
 admins = ["admin@localhost"]
+# Tests send bursts; tests/integration/limits.rs sets a rate.
+messages_per_minute = 0
 [irc]
 domain = "irc.localhost"
 secret = "{secret}"

@@ -148,7 +148,15 @@ pub fn parse_server_time(text: &str) -> Option<SystemTime> {
     let mut t = hms.split(':').map(|p| p.parse::<i64>());
     let (h, m, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
     let millis: u32 = format!("{millis:0<3}").get(..3)?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+    // Four-digit years only: past them the arithmetic below would overflow (found by the
+    // fuzzer, irc_line), and no server stamps a message in the year 20,000.
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0..=60).contains(&s)
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -180,5 +188,8 @@ mod tests {
         );
         assert_eq!(parse_server_time("garbage"), None);
         assert_eq!(parse_server_time("2024-13-01T00:00:00Z"), None);
+        // Found by the fuzzer (irc_line): a year that overflowed the day count.
+        assert_eq!(parse_server_time("20277777777777-01-01T00:00:0Z"), None);
+        assert_eq!(parse_server_time("2024-01-01T-1:00:00Z"), None);
     }
 }
