@@ -138,8 +138,7 @@ struct IrcConfig {
 
 impl IrcConfig {
     fn toml(&self, xmpp: &XmppServer, db: &std::path::Path) -> String {
-        let mut toml =
-            config_toml_with_irc(xmpp, db, self.port, &self.irc_keys, &self.server_keys);
+        let mut toml = config_toml_with_irc(xmpp, db, self.port, &self.irc_keys, &self.server_keys);
         if !self.access_keys.is_empty() {
             // In place of the harness's "no message rate".
             toml = toml.replacen("messages_per_minute = 0\n", &self.access_keys, 1);
