@@ -167,6 +167,10 @@ pub struct IrcConfig {
     /// IRC servers one user may be connected to at once.
     #[serde(default = "default_max_servers_per_user")]
     pub max_servers_per_user: usize,
+    /// The connection keeper's Unix socket: IRC connections go through the keeper there
+    /// (`causeway keeper`), which holds them while the gateway restarts.
+    #[serde(default)]
+    pub keeper: Option<PathBuf>,
 }
 
 fn default_max_channels_per_user() -> usize {

@@ -57,6 +57,7 @@ fn settings(config: &IrcConfig) -> IrcSettings {
     IrcSettings {
         servers,
         default_server: ServerSettings::default(),
+        keeper: config.keeper.clone(),
     }
 }
 

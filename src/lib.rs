@@ -75,6 +75,22 @@ pub struct Running {
 }
 
 /// Run the gateway until `shutdown` is cancelled.
+/// Run the IRC connection keeper on `[irc] keeper` until `shutdown` (`causeway keeper`).
+#[cfg(feature = "irc")]
+pub async fn run_keeper(config: &Config, shutdown: CancellationToken) -> Result<(), String> {
+    let Some(path) = config.irc.as_ref().and_then(|irc| irc.keeper.clone()) else {
+        return Err("no keeper socket: set [irc] keeper = \"PATH\" in the configuration".into());
+    };
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        let _ = stop.send(true);
+    });
+    causeway_irc::keeper::serve(&path, stopped)
+        .await
+        .map_err(|e| format!("the keeper cannot listen on {}: {e}", path.display()))
+}
+
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     start(config, shutdown).await?.finished().await;
     Ok(())

@@ -33,6 +33,10 @@ enum Command {
     /// tokens; never over an existing file). List it in the homeserver's
     /// `app_service_config_files`.
     GenerateRegistration,
+    /// Run the IRC connection keeper on the Unix socket `[irc] keeper` until SIGTERM or
+    /// SIGINT: it holds the puppets' IRC connections, so that the gateway can restart
+    /// without dropping them.
+    Keeper,
 }
 
 /// jemalloc rather than glibc's malloc: a relayed message allocates some fifty times, and
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         }
         Command::Run => run(config),
         Command::GenerateRegistration => generate_registration(&config),
+        Command::Keeper => keeper(&config),
     }
 }
 
@@ -88,6 +93,39 @@ fn generate_registration(config: &Config) -> ExitCode {
 #[cfg(not(feature = "matrix"))]
 fn generate_registration(_: &Config) -> ExitCode {
     eprintln!("causeway: this build has no Matrix support (cargo feature `matrix`)");
+    ExitCode::FAILURE
+}
+
+#[cfg(feature = "irc")]
+fn keeper(config: &Config) -> ExitCode {
+    causeway::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("causeway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match causeway::run_keeper(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("causeway: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[cfg(not(feature = "irc"))]
+fn keeper(_: &Config) -> ExitCode {
+    eprintln!("causeway: this build has no IRC support (cargo feature `irc`)");
     ExitCode::FAILURE
 }
 

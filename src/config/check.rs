@@ -79,6 +79,12 @@ impl Config {
                 );
             }
             check_component("irc", &irc.domain, &irc.secret, &mut p);
+            if irc.keeper.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                p.add(
+                    "irc.keeper",
+                    "must name the keeper's Unix socket (or be left out)",
+                );
+            }
             if irc.max_channels_per_user == 0 {
                 p.add("irc.max_channels_per_user", "must be at least 1");
             }

@@ -53,11 +53,13 @@ impl Harness for IrcHarness {
             port: self.server.port,
             tls: false,
             flood_control: false,
+            reconnect_interval_ms: 0,
             ..ServerSettings::default()
         };
         let settings = IrcSettings {
             servers: HashMap::from([(IRC_HOST.to_owned(), server)]),
             default_server: ServerSettings::default(),
+            keeper: None,
         };
         Arc::new(IrcNetwork::new(settings, Arc::new(NickIdentity)))
     }

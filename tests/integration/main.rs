@@ -14,6 +14,7 @@ mod history;
 mod irc;
 mod irc_connection;
 mod irc_pacing;
+mod keeper;
 mod limits;
 mod matrix;
 mod matrix_encrypted;

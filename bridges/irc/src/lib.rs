@@ -9,6 +9,7 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod keeper;
 mod line;
 mod outgoing;
 mod pacing;
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
     /// The pace of the connections to each server.
     pacing: pacing::Pacing,
+    /// The link to the connection keeper, when `[irc] keeper` names one.
+    keeper: Mutex<Option<Arc<keeper::client::KeeperLink>>>,
 }
 
 impl IrcNetwork {
@@ -85,6 +88,7 @@ impl IrcNetwork {
                 started: watch::channel(false).0,
                 tasks: tokio::sync::Mutex::default(),
                 pacing: pacing::Pacing::default(),
+                keeper: Mutex::default(),
             }),
         }
     }
@@ -101,6 +105,11 @@ impl IrcNetwork {
 }
 
 impl Inner {
+    /// The keeper's link, when connections go through one.
+    pub(crate) fn keeper(&self) -> Option<Arc<keeper::client::KeeperLink>> {
+        self.keeper.lock().expect("keeper lock").clone()
+    }
+
     pub(crate) async fn emit(&self, event: Event) {
         let events = self.events.lock().expect("events lock").clone();
         if let Some(events) = events {
@@ -272,6 +281,26 @@ impl Network for IrcNetwork {
         ctx: NetworkContext,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), BridgeError> {
+        let keeper_path = self
+            .inner
+            .settings
+            .lock()
+            .expect("settings lock")
+            .keeper
+            .clone();
+        if let Some(path) = keeper_path {
+            let link = keeper::client::KeeperLink::attach(&path)
+                .await
+                .map_err(|e| BridgeError::Unreachable(e.to_string()))?;
+            if !link.held().is_empty() {
+                // Taking connections over after a restart comes next (docs/KEEPER.md).
+                tracing::warn!(
+                    held = link.held().len(),
+                    "the keeper holds connections this gateway does not take over yet"
+                );
+            }
+            *self.inner.keeper.lock().expect("keeper lock") = Some(link);
+        }
         *self.inner.events.lock().expect("events lock") = Some(ctx.events);
         *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
         self.inner.started.send_replace(true);

@@ -265,6 +265,8 @@ pub struct IrcSettings {
     pub servers: HashMap<String, ServerSettings>,
     /// For servers not listed.
     pub default_server: ServerSettings,
+    /// The connection keeper's socket: connections go through it (`[irc] keeper`).
+    pub keeper: Option<std::path::PathBuf>,
 }
 
 impl IrcSettings {

@@ -16,8 +16,10 @@ use crate::ServerSettings;
 pub(super) const MAX_INBOUND: usize = 8191 + 512;
 
 /// What the reader hands on.
-pub(super) enum Inbound {
+pub(crate) enum Inbound {
     Line(Vec<u8>),
+    /// A line through the keeper, with its number there (acknowledged once handled).
+    Numbered(u64, Vec<u8>),
     Closed(String),
 }
 
@@ -120,7 +122,7 @@ async fn write_lines(
 const QUIET_READ: usize = 512;
 const BURST_READ: usize = 16 * 1024;
 
-pub(super) async fn read_lines(mut io: ReadHalf<Box<dyn IrcIo>>, tx: flume::Sender<Inbound>) {
+pub(crate) async fn read_lines(mut io: ReadHalf<Box<dyn IrcIo>>, tx: flume::Sender<Inbound>) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = QUIET_READ;
     // Inside an overlong line, whose rest is skipped up to its end.
@@ -205,7 +207,9 @@ mod tests {
         inbound
             .iter()
             .map(|i| match i {
-                Inbound::Line(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Inbound::Line(bytes) | Inbound::Numbered(_, bytes) => {
+                    String::from_utf8_lossy(bytes).into_owned()
+                }
                 Inbound::Closed(reason) => format!("closed: {reason}"),
             })
             .collect()

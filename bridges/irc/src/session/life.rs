@@ -222,14 +222,26 @@ impl Session {
                 biased;
                 _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
                 inbound = lines.recv_async() => match inbound {
-                    Ok(Inbound::Line(bytes)) => {
+                    Ok(inbound @ (Inbound::Line(_) | Inbound::Numbered(..))) => {
                         last_read = Instant::now();
                         pinged = false;
-                        match self.read(&bytes) {
-                            Some(line) => if let Some(reason) = self.handle_line(line).await {
-                                return Ending::Lost(reason);
-                            },
-                            None => warn!(line = %String::from_utf8_lossy(&bytes), "unparseable line from the IRC server"),
+                        let (seq, bytes) = match inbound {
+                            Inbound::Numbered(seq, bytes) => (Some(seq), bytes),
+                            Inbound::Line(bytes) => (None, bytes),
+                            Inbound::Closed(_) => unreachable!("taken by the arm above"),
+                        };
+                        let lost = match self.read(&bytes) {
+                            Some(line) => self.handle_line(line).await,
+                            None => {
+                                warn!(line = %String::from_utf8_lossy(&bytes), "unparseable line from the IRC server");
+                                None
+                            }
+                        };
+                        if let Some(seq) = seq {
+                            self.ack(seq);
+                        }
+                        if let Some(reason) = lost {
+                            return Ending::Lost(reason);
                         }
                     }
                     Ok(Inbound::Closed(reason)) => return Ending::Lost(reason),

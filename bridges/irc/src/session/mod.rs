@@ -11,7 +11,7 @@
 
 mod codec;
 mod inbound;
-mod io;
+pub(crate) mod io;
 mod life;
 mod outbound;
 mod registration;
@@ -123,6 +123,8 @@ struct Session {
     /// A LIST under way: the channels so far.
     listing: Option<Vec<ListedRoom>>,
     writer: Option<io::Writer>,
+    /// The keeper's number for this connection, when it holds it.
+    kept: Option<crate::keeper::protocol::ConnId>,
 }
 
 /// Resolves once shutdown is signalled.
@@ -153,6 +155,7 @@ impl Session {
             encoding_in,
             encoding_out,
             writer: None,
+            kept: None,
             spec,
         }
     }
@@ -193,6 +196,13 @@ impl Session {
 
     fn user(&self) -> UserRef {
         self.spec.user.clone()
+    }
+
+    /// A line through the keeper is handled: it need not keep it any longer.
+    fn ack(&self, seq: u64) {
+        if let (Some(conn), Some(keeper)) = (self.kept, self.inner.keeper()) {
+            keeper.ack(conn, seq);
+        }
     }
 
     fn peer(&self, target: &str) -> Peer {

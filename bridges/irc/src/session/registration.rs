@@ -70,19 +70,32 @@ impl Session {
         self.echoes.clear();
         let settings = &self.spec.settings;
         let server = &self.spec.server;
-        let io = transport::connect(server, settings.port, settings.tls, settings.verify_tls)
-            .await
-            .map_err(|e| {
-                (
-                    JoinFailure::Unreachable,
-                    format!("cannot connect to {server}:{}: {e}", settings.port),
-                )
-            })?;
-        let (read, write) = tokio::io::split(io);
-        tokio::spawn(tracing::Instrument::in_current_span(read_lines(
-            read, lines_tx,
-        )));
-        self.writer = Some(Writer::start(write, settings));
+        let (port, tls, verify) = (settings.port, settings.tls, settings.verify_tls);
+        let unreachable = |e: String| (JoinFailure::Unreachable, e);
+        let mut kept = None;
+        let write = match self.inner.keeper() {
+            // Through the keeper: it holds the socket, its lines come numbered.
+            Some(keeper) => {
+                let io = keeper
+                    .open(server, port, tls, verify, lines_tx)
+                    .await
+                    .map_err(unreachable)?;
+                kept = Some(io.conn());
+                tokio::io::split(Box::new(io) as Box<dyn transport::IrcIo>).1
+            }
+            None => {
+                let io = transport::connect(server, port, tls, verify)
+                    .await
+                    .map_err(|e| unreachable(format!("cannot connect to {server}:{port}: {e}")))?;
+                let (read, write) = tokio::io::split(io);
+                tokio::spawn(tracing::Instrument::in_current_span(read_lines(
+                    read, lines_tx,
+                )));
+                write
+            }
+        };
+        self.writer = Some(Writer::start(write, &self.spec.settings));
+        self.kept = kept;
 
         self.send_urgent(Out::CapLs);
         if let Some(password) = &self.spec.settings.password {
@@ -103,6 +116,10 @@ impl Session {
         loop {
             let line = match lines.recv_async().await {
                 Ok(Inbound::Line(bytes)) => self.read(&bytes),
+                Ok(Inbound::Numbered(seq, bytes)) => {
+                    self.ack(seq);
+                    self.read(&bytes)
+                }
                 Ok(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
                 Err(_) => return Err((JoinFailure::Unreachable, "connection ended".into())),
             };

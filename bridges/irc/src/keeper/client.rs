@@ -1,0 +1,286 @@
+//! The gateway's side of the keeper link: one Unix socket to the keeper for every IRC
+//! connection, each opened through it and read and written as if it were a socket of the
+//! gateway's own. Lines come numbered; the session acknowledges each once handled.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::protocol::{frame_len, ConnId, FromKeeper, Held, ToKeeper, VERSION};
+use crate::session::io::Inbound;
+
+/// Where a connection's lines go, and who waits for it to open.
+struct Route {
+    lines: flume::Sender<Inbound>,
+    opened: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+type Routes = Arc<Mutex<HashMap<ConnId, Route>>>;
+
+/// The gateway's link to its keeper; cheap to share.
+#[derive(Debug)]
+pub(crate) struct KeeperLink {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    routes: Routes,
+    /// The connections the keeper held when the gateway attached.
+    held: Vec<Held>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Route")
+    }
+}
+
+impl KeeperLink {
+    /// Attach to the keeper listening on `path`.
+    pub(crate) async fn attach(path: &Path) -> io::Result<Arc<KeeperLink>> {
+        let stream = UnixStream::connect(path).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot reach the keeper at {}: {e} (is `causeway keeper` running?)",
+                    path.display()
+                ),
+            )
+        })?;
+        let (mut read, mut write) = stream.into_split();
+        write
+            .write_all(&ToKeeper::Hello { version: VERSION }.encode())
+            .await?;
+        let mut buf = Vec::with_capacity(4096);
+        let held = match next_frame(&mut read, &mut buf).await? {
+            FromKeeper::Welcome { version, held } => {
+                info!(version, held = held.len(), "attached to the keeper");
+                held
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the keeper answered {other:?} to Hello"),
+                ))
+            }
+        };
+        let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                if write.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let routes: Routes = Arc::default();
+        let link = Arc::new(KeeperLink {
+            frames,
+            routes: routes.clone(),
+            held,
+        });
+        tokio::spawn(async move {
+            let why = loop {
+                match next_frame(&mut read, &mut buf).await {
+                    Ok(frame) => route(&routes, frame).await,
+                    Err(e) => break e.to_string(),
+                }
+            };
+            warn!(%why, "the keeper link ended: its connections are lost to this gateway");
+            let routes: Vec<Route> = routes
+                .lock()
+                .expect("routes")
+                .drain()
+                .map(|(_, r)| r)
+                .collect();
+            for route in routes {
+                let reason = format!("the link to the keeper ended: {why}");
+                match route.opened {
+                    Some(opened) => {
+                        let _ = opened.send(Err(reason));
+                    }
+                    None => {
+                        let _ = route.lines.send_async(Inbound::Closed(reason)).await;
+                    }
+                }
+            }
+        });
+        Ok(link)
+    }
+
+    /// The connections the keeper held when this gateway attached.
+    pub(crate) fn held(&self) -> &[Held] {
+        &self.held
+    }
+
+    /// Open a connection through the keeper; its lines go to `lines`.
+    pub(crate) async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        tls: bool,
+        verify_tls: bool,
+        lines: flume::Sender<Inbound>,
+    ) -> Result<KeptIo, String> {
+        let conn = fastrand::u64(1..);
+        let (opened, wait) = oneshot::channel();
+        self.routes.lock().expect("routes").insert(
+            conn,
+            Route {
+                lines,
+                opened: Some(opened),
+            },
+        );
+        let open = ToKeeper::Open {
+            conn,
+            host: host.to_owned(),
+            port,
+            tls,
+            verify_tls,
+        };
+        if self.frames.send(open.encode()).is_err() {
+            self.routes.lock().expect("routes").remove(&conn);
+            return Err("the link to the keeper is down".into());
+        }
+        match wait.await {
+            Ok(Ok(())) => Ok(KeptIo {
+                conn,
+                frames: self.frames.clone(),
+            }),
+            Ok(Err(reason)) => Err(reason),
+            Err(_) => Err("the link to the keeper is down".into()),
+        }
+    }
+
+    /// Every line of `conn` up to `seq` is handled.
+    pub(crate) fn ack(&self, conn: ConnId, seq: u64) {
+        let _ = self.frames.send(ToKeeper::Ack { conn, seq }.encode());
+    }
+}
+
+async fn route(routes: &Routes, frame: FromKeeper) {
+    match frame {
+        FromKeeper::Line { conn, seq, bytes } => {
+            let lines = routes
+                .lock()
+                .expect("routes")
+                .get(&conn)
+                .map(|r| r.lines.clone());
+            if let Some(lines) = lines {
+                let _ = lines.send_async(Inbound::Numbered(seq, bytes)).await;
+            }
+        }
+        FromKeeper::Opened { conn } => {
+            let opened = routes
+                .lock()
+                .expect("routes")
+                .get_mut(&conn)
+                .and_then(|r| r.opened.take());
+            if let Some(opened) = opened {
+                let _ = opened.send(Ok(()));
+            }
+        }
+        FromKeeper::Closed { conn, reason } => {
+            let route = routes.lock().expect("routes").remove(&conn);
+            match route {
+                Some(Route {
+                    opened: Some(opened),
+                    ..
+                }) => {
+                    let _ = opened.send(Err(reason));
+                }
+                Some(route) => {
+                    let _ = route.lines.send_async(Inbound::Closed(reason)).await;
+                }
+                None => {}
+            }
+        }
+        FromKeeper::Welcome { .. } => warn!("a second Welcome from the keeper, ignored"),
+    }
+}
+
+/// Read one frame from the keeper.
+async fn next_frame(
+    read: &mut tokio::net::unix::OwnedReadHalf,
+    buf: &mut Vec<u8>,
+) -> io::Result<FromKeeper> {
+    loop {
+        match frame_len(buf) {
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(Some(len)) => {
+                let frame = FromKeeper::decode(&buf[4..4 + len]);
+                buf.drain(..4 + len);
+                return frame.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            Ok(None) => {}
+        }
+        if read.read_buf(buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the keeper closed the link",
+            ));
+        }
+    }
+}
+
+/// A connection held by the keeper, written as a socket: what the session writes goes to
+/// the keeper to send; shutting it down closes the connection. Its lines come through the
+/// link (nothing is read here).
+#[derive(Debug)]
+pub(crate) struct KeptIo {
+    conn: ConnId,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl KeptIo {
+    /// The keeper's number for it.
+    pub(crate) fn conn(&self) -> ConnId {
+        self.conn
+    }
+}
+
+impl AsyncWrite for KeptIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let send = ToKeeper::Send {
+            conn: self.conn,
+            bytes: buf.to_vec(),
+        };
+        Poll::Ready(match self.frames.send(send.encode()) {
+            Ok(()) => Ok(buf.len()),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the keeper link is down",
+            )),
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = self
+            .frames
+            .send(ToKeeper::Close { conn: self.conn }.encode());
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for KeptIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // The lines come through the link; nothing reads this side.
+        Poll::Pending
+    }
+}
