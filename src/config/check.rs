@@ -79,7 +79,11 @@ impl Config {
                 );
             }
             check_component("irc", &irc.domain, &irc.secret, &mut p);
-            if irc.keeper.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            if irc
+                .keeper
+                .as_ref()
+                .is_some_and(|p| p.as_os_str().is_empty())
+            {
                 p.add(
                     "irc.keeper",
                     "must name the keeper's Unix socket (or be left out)",

@@ -11,6 +11,7 @@ mod component;
 mod conformance;
 mod harness;
 mod history;
+mod hostile;
 mod irc;
 mod irc_connection;
 mod irc_pacing;

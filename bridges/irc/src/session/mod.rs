@@ -125,6 +125,8 @@ struct Session {
     writer: Option<io::Writer>,
     /// The keeper's number for this connection, when it holds it.
     kept: Option<crate::keeper::protocol::ConnId>,
+    /// How fast CTCP requests are answered (made at the first one: an idle puppet has none).
+    ctcp_replies: Option<Box<governor::DefaultDirectRateLimiter>>,
 }
 
 /// Resolves once shutdown is signalled.
@@ -156,6 +158,7 @@ impl Session {
             encoding_out,
             writer: None,
             kept: None,
+            ctcp_replies: None,
             spec,
         }
     }

@@ -66,6 +66,9 @@ impl Session {
                     body = rest.to_owned();
                 }
                 (_, true) => return, // CTCP replies to nothing we asked
+                // A flood of requests (to us, or to a channel of many puppets) is answered
+                // a few at a time: the answers would queue before the user's own lines.
+                (Ctcp::Version | Ctcp::Ping, false) if !self.may_answer_ctcp() => return,
                 (Ctcp::Version, false) => {
                     let text = format!("\u{1}VERSION causeway {}\u{1}", env!("CARGO_PKG_VERSION"));
                     self.send(Out::Notice {
@@ -135,6 +138,23 @@ impl Session {
             refs: causeway_bridge::Refs::none(),
         };
         self.emit(event).await;
+    }
+}
+
+/// CTCP requests answered: three at once, then one every two seconds.
+const CTCP_BURST: u32 = 3;
+const CTCP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Session {
+    /// Whether a CTCP request may be answered now (and it is counted).
+    fn may_answer_ctcp(&mut self) -> bool {
+        let limiter = self.ctcp_replies.get_or_insert_with(|| {
+            let quota = governor::Quota::with_period(CTCP_EVERY)
+                .expect("a period")
+                .allow_burst(std::num::NonZeroU32::new(CTCP_BURST).expect("not zero"));
+            Box::new(governor::RateLimiter::direct(quota))
+        });
+        limiter.check().is_ok()
     }
 }
 
