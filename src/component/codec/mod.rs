@@ -24,6 +24,8 @@ mod writing;
 
 pub(super) use framing::{Frame, Framer};
 pub(super) use reading::{header_id, parse, Incoming, Malformed, ParseCache};
+#[cfg(test)]
+use reading::MAX_NESTING;
 pub(super) use redact::redacted;
 pub(super) use writing::{write_attr, write_stanza};
 

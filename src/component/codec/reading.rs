@@ -81,7 +81,20 @@ fn parse_inner(xml: &[u8], cache: &mut ParseCache) -> Result<Result<Incoming, Ma
         let attrs = RootAttrs::read(&reader, &root)?;
         let children = match empty {
             true => Vec::new(),
-            false => read_children(&mut reader)?,
+            false => match read_children(&mut reader) {
+                Ok(children) => children,
+                Err(Unreadable::Syntax(e)) => return Err(e),
+                Err(Unreadable::TooDeep) => {
+                    return Ok(Err(Malformed {
+                        name: if is_message { "message" } else { "presence" }.into(),
+                        from: attrs.from.map(Cow::into_owned),
+                        to: attrs.to.map(Cow::into_owned),
+                        id: attrs.id.map(Cow::into_owned),
+                        type_: attrs.type_.map(Cow::into_owned),
+                        error: format!("elements nested deeper than {MAX_NESTING} levels"),
+                    }))
+                }
+            },
         };
         let stanza = match is_message {
             true => message(&attrs, children, jids).map(Stanza::Message),
@@ -98,8 +111,23 @@ fn parse_inner(xml: &[u8], cache: &mut ParseCache) -> Result<Result<Incoming, Ma
     }
     let mut element = new_element(&reader, &root)?;
     if !empty {
-        for node in read_children(&mut reader)? {
-            element.append_node(node);
+        match read_children(&mut reader) {
+            Ok(children) => {
+                for node in children {
+                    element.append_node(node);
+                }
+            }
+            Err(Unreadable::Syntax(e)) => return Err(e),
+            Err(Unreadable::TooDeep) => {
+                return Ok(Err(Malformed {
+                    name: element.name().to_owned(),
+                    from: element.attr("from").map(str::to_owned),
+                    to: element.attr("to").map(str::to_owned),
+                    id: element.attr("id").map(str::to_owned),
+                    type_: element.attr("type").map(str::to_owned),
+                    error: format!("elements nested deeper than {MAX_NESTING} levels"),
+                }))
+            }
         }
     }
     if !(in_stream_ns && element.name() == "iq") {
@@ -180,7 +208,27 @@ fn attribute_value<'a>(
 
 /// The content of the element whose start tag was just read, up to its end tag: a minidom
 /// node per child element and per run of text.
-fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
+/// How deep elements may nest inside a stanza. Real stanzas nest a few levels (XHTML-IM a
+/// few more); a stanza nested thousands deep made a tree whose recursive drop overflowed the
+/// stack and aborted the whole gateway (any XMPP user could send one). Past this it is a
+/// malformed stanza, answered `bad-request`.
+pub(in crate::component) const MAX_NESTING: usize = 64;
+
+/// Why a stanza's children were not read.
+enum Unreadable {
+    /// Not well-formed: the stream cannot go on.
+    Syntax(String),
+    /// Nested deeper than [`MAX_NESTING`]: this stanza is refused, the stream goes on.
+    TooDeep,
+}
+
+impl From<String> for Unreadable {
+    fn from(e: String) -> Unreadable {
+        Unreadable::Syntax(e)
+    }
+}
+
+fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, Unreadable> {
     let mut nodes = Vec::new();
     let mut open: Vec<Element> = Vec::new();
     let mut text = String::new();
@@ -203,6 +251,9 @@ fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
     loop {
         match reader.read_event().map_err(|e| e.to_string())? {
             Event::Start(start) => {
+                if open.len() + 1 >= MAX_NESTING {
+                    return Err(Unreadable::TooDeep);
+                }
                 flush(&mut open, &mut nodes, &mut text);
                 let element = new_element(reader, &start)?;
                 open.push(element);
@@ -233,7 +284,8 @@ fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
                     return Err(format!(
                         "a reference to U+{:04X}, which XML does not allow",
                         c as u32
-                    ))
+                    )
+                    .into())
                 }
                 None => text.push(match &*r {
                     b"amp" => '&',
@@ -245,15 +297,16 @@ fn read_children(reader: &mut StanzaReader) -> Result<Vec<Node>, String> {
                         return Err(format!(
                             "an undefined entity &{};",
                             String::from_utf8_lossy(other)
-                        ))
+                        )
+                        .into())
                     }
                 }),
             },
             // The framer lets none of these through.
             Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {
-                return Err("a comment, processing instruction or declaration".into())
+                return Err(String::from("a comment, processing instruction or declaration").into())
             }
-            Event::Eof => return Err("the element ends early".into()),
+            Event::Eof => return Err(String::from("the element ends early").into()),
         }
     }
 }

@@ -356,3 +356,40 @@ fn a_stanzas_namespace_declarations_end_with_it() {
         );
     }
 }
+
+/// Found while writing the hostile-input tests: a stanza nested 40,000 deep (a quarter
+/// MiB, which an XMPP server forwards) overflowed the stack of a tokio worker when its tree
+/// was dropped, aborting the gateway. Past `MAX_NESTING` it is a malformed stanza now, on
+/// a stack as small as a worker's.
+#[test]
+fn a_stanza_nested_thousands_deep_is_refused_not_a_crash() {
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            for root in ["message", "presence", "iq"] {
+                let mut xml = format!(
+                    "<{root} xmlns='jabber:component:accept' from='a@b/c' to='x@irc.gw' id='deep' type='get'>"
+                );
+                xml.push_str(&"<a>".repeat(40_000));
+                xml.push_str(&"</a>".repeat(40_000));
+                xml.push_str(&format!("</{root}>"));
+                match fresh(xml.as_bytes()) {
+                    Ok(Incoming::Malformed(m)) => {
+                        assert_eq!((m.name.as_str(), m.id.as_deref()), (root, Some("deep")));
+                        assert!(m.error.contains("nested deeper"), "{}", m.error);
+                    }
+                    other => panic!("{root}: {other:?}"),
+                }
+            }
+            // Nesting within the limit is read as before.
+            let mut xml = String::from(
+                "<message xmlns='jabber:component:accept' from='a@b/c' to='x@irc.gw'><body>hi</body>",
+            );
+            xml.push_str(&"<a xmlns='urn:x'>".repeat(MAX_NESTING - 3));
+            xml.push_str(&"</a>".repeat(MAX_NESTING - 3));
+            xml.push_str("</message>");
+            assert!(matches!(fresh(xml.as_bytes()), Ok(Incoming::Stanza(_))));
+        })
+        .unwrap();
+    handle.join().expect("no stack overflow");
+}
