@@ -97,3 +97,41 @@ async fn nicks_irc_cannot_carry_are_refused_clearly() {
     carol.logout().await;
     s.stop().await;
 }
+
+/// A Matrix message near the largest a homeserver takes (an event is 64 KiB at most, JSON
+/// escapes included; 46,000 bytes of this text are 51 KiB of JSON, and 60,000 were refused
+/// as too large), full of what makes text odd — right-to-left overrides, zero-width
+/// characters, combining marks, characters XML cannot carry — reaches the XMPP user
+/// readable, and the room goes on.
+#[tokio::test]
+async fn a_64_kib_matrix_message_of_odd_unicode_arrives_and_the_room_goes_on() {
+    use crate::matrix::room_jid;
+
+    let scene = Scene::matrix().await;
+    let room = scene.public_room("odd", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    enter(&mut alice, &room_jid("odd"), "alice").await;
+    let unit = "RTL:\u{202e}olleh\u{202c} zw:a\u{200b}b\u{200d}c\u{feff} comb:e\u{301}\u{302}\u{303} ctl:\u{7}\u{1b} emoji:👩\u{200d}👩\u{200d}👧 ";
+    let mut text = String::new();
+    while text.len() + unit.len() < 46_000 {
+        text.push_str(unit);
+    }
+    scene.bob.send_text(&room, &text).await;
+    let got = alice
+        .expect("the odd message", |s| match s {
+            Stanza::Message(m) => body(m).filter(|b| b.starts_with("RTL:")).map(str::to_owned),
+            _ => None,
+        })
+        .await;
+    // What XML cannot carry (the C0 controls) is replaced; everything else arrives as sent.
+    let expected = text.replace(['\u{7}', '\u{1b}'], "\u{fffd}");
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "the text arrives whole");
+    scene.bob.send_text(&room, "and after").await;
+    alice
+        .expect("the next message", |s| match s {
+            Stanza::Message(m) => (body(m) == Some("and after")).then_some(()),
+            _ => None,
+        })
+        .await;
+}

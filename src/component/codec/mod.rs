@@ -23,9 +23,9 @@ mod stanza_fields;
 mod writing;
 
 pub(super) use framing::{Frame, Framer};
-pub(super) use reading::{header_id, parse, Incoming, Malformed, ParseCache};
 #[cfg(test)]
 use reading::MAX_NESTING;
+pub(super) use reading::{header_id, parse, Incoming, Malformed, ParseCache};
 pub(super) use redact::redacted;
 pub(super) use writing::{write_attr, write_stanza};
 
