@@ -1,15 +1,15 @@
 //! The spill directory: where messages wait, on disk, while the database takes none.
 //!
 //! A spill is one file of JSON lines, written whole under a temporary name, synced and then
-//! renamed, so a file with the final name is complete even after a crash. Names sort in the
-//! order the files were written (`archive-<ms>-<n>.jsonl`), so replaying them in name order
-//! archives messages in the order they arrived. Rows the database refuses for what they hold
-//! go to `rejected-<ms>-<n>.jsonl` instead, which nothing replays: they are kept for an
-//! administrator, not retried forever.
+//! renamed, so a file with the final name is complete even after a crash. Names carry a
+//! number one past the highest in the directory (`archive-<n>.jsonl`, twelve digits), not
+//! the time, so replaying them in name order archives messages in the order they arrived
+//! whatever the clock does. Rows the database refuses for what they hold go to
+//! `rejected-<n>.jsonl` instead, which nothing replays: they are kept for an administrator,
+//! not retried forever.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
 
@@ -19,8 +19,8 @@ use crate::store::ArchivedMessage;
 #[derive(Debug)]
 pub(super) struct Spill {
     dir: PathBuf,
-    /// Files written by this process, so two in one millisecond get different names.
-    written: u64,
+    /// The number of the last file written, once the directory has been looked at.
+    last: Option<u64>,
 }
 
 /// What a spill file held.
@@ -31,7 +31,7 @@ pub(super) struct Spilled {
 
 impl Spill {
     pub(super) fn new(dir: PathBuf) -> Spill {
-        Spill { dir, written: 0 }
+        Spill { dir, last: None }
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -54,12 +54,12 @@ impl Spill {
         messages: &[ArchivedMessage],
     ) -> io::Result<PathBuf> {
         tokio::fs::create_dir_all(&self.dir).await?;
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        self.written += 1;
-        let name = format!("{kind}-{ms:015}-{:06}.jsonl", self.written);
+        let last = match self.last {
+            Some(last) => last,
+            None => self.highest().await?,
+        };
+        let number = last + 1;
+        let name = format!("{kind}-{number:012}.jsonl");
         let path = self.dir.join(&name);
         let partial = self.dir.join(format!(".{name}.partial"));
         let mut text = Vec::with_capacity(messages.len() * 256);
@@ -67,14 +67,39 @@ impl Spill {
             serde_json::to_writer(&mut text, message)?;
             text.push(b'\n');
         }
-        let mut file = tokio::fs::File::create(&partial).await?;
-        file.write_all(&text).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&partial, &path).await?;
+        let written = async {
+            let mut file = tokio::fs::File::create(&partial).await?;
+            file.write_all(&text).await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&partial, &path).await
+        };
+        if let Err(e) = written.await {
+            // A full disk: what was written of it only takes room.
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        self.last = Some(number);
         // The rename itself is durable once the directory is synced.
         tokio::fs::File::open(&self.dir).await?.sync_all().await?;
         Ok(path)
+    }
+
+    /// The highest number of the files in the directory (0 when none).
+    async fn highest(&self) -> io::Result<u64> {
+        let mut highest = 0;
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let number = name
+                .strip_prefix("archive-")
+                .or_else(|| name.strip_prefix("rejected-"))
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            highest = highest.max(number.unwrap_or(0));
+        }
+        Ok(highest)
     }
 
     /// Whether any spill waits to be archived.

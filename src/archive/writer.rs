@@ -79,6 +79,11 @@ impl Writer {
     /// handle is gone.
     async fn take(&mut self) -> bool {
         loop {
+            if self.failing.is_some() && self.pending.is_empty() && !self.spilled {
+                // Nothing left to write (a replay found only unreadable files): nothing to
+                // try again either, until the next message.
+                self.failing = None;
+            }
             if self.failing.is_none() && (!self.pending.is_empty() || self.spilled) {
                 // Under load batches grow by themselves: take what has queued up meanwhile.
                 while self.pending.len() < BATCH {

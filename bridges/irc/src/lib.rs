@@ -293,11 +293,16 @@ impl Network for IrcNetwork {
                 .await
                 .map_err(|e| BridgeError::Unreachable(e.to_string()))?;
             if !link.held().is_empty() {
-                // Taking connections over after a restart comes next (docs/KEEPER.md).
+                // Taking connections over after a restart comes next (docs/KEEPER.md); until
+                // then they are quit, as a gateway of its own would have lost them, rather
+                // than left to collide with the new ones' nicks.
                 tracing::warn!(
                     held = link.held().len(),
-                    "the keeper holds connections this gateway does not take over yet"
+                    "the keeper holds connections of an earlier gateway: quitting them (taking them over is not done yet)"
                 );
+                for held in link.held() {
+                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                }
             }
             *self.inner.keeper.lock().expect("keeper lock") = Some(link);
         }

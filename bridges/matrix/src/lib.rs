@@ -356,8 +356,7 @@ impl Network for MatrixNetwork {
         if let Some(personal) = &self.personal {
             personal.ready().await;
             if let Some(login) = personal.login(user) {
-                login.parts.workers.queue(user, action).await;
-                return Ok(());
+                return login.parts.workers.queue(user, action);
             }
         }
         let Some(appservice) = &self.appservice else {
@@ -371,8 +370,7 @@ impl Network for MatrixNetwork {
                 "{user} is too long to be written as a Matrix user id (255 bytes at most)"
             )));
         }
-        appservice.parts.workers.queue(user, action).await;
-        Ok(())
+        appservice.parts.workers.queue(user, action)
     }
 
     fn has_accounts(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Each XMPP user's actions, carried out in order by that user's worker task, so the core
 //! never waits on the homeserver and a user's messages keep their order through retries.
-//! A worker's queue is bounded: past [`QUEUE`] actions the core waits (back-pressure, no
-//! action lost); a worker idle for [`IDLE`] ends, and the next action starts a new one.
+//! A worker's queue is bounded: past [`QUEUE`] actions waiting, the next is refused with an
+//! error the user sees (never dropped unsaid); a worker idle for [`IDLE`] ends, and the
+//! next action starts a new one.
 //! The joins in progress are counted: transactions wait for them.
 
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_bridge::{Action, Event, UserRef};
+use causeway_bridge::{Action, BridgeError, Event, UserRef};
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::Directory;
@@ -73,6 +74,9 @@ pub(crate) trait Perform: Send + Sync + 'static {
     /// An action is queued (before it is carried out).
     fn queued(&self, _action: &Action) {}
 
+    /// An action counted by [`Perform::queued`] was refused after all.
+    fn refused(&self, _action: &Action) {}
+
     /// Carry it out; `false` once nobody listens any more (the worker then ends).
     fn perform(&self, user: &UserRef, action: Action) -> impl Future<Output = bool> + Send;
 }
@@ -81,6 +85,12 @@ impl Perform for Performer {
     fn queued(&self, action: &Action) {
         if let Action::Join { .. } = action {
             self.joins.started();
+        }
+    }
+
+    fn refused(&self, action: &Action) {
+        if let Action::Join { .. } = action {
+            self.joins.finished();
         }
     }
 
@@ -174,48 +184,42 @@ impl<P: Perform> Workers<P> {
         }
     }
 
-    /// Queue the action for the user's worker, starting one if none runs; waits while the
-    /// user's queue is full.
-    pub(crate) async fn queue(&self, user: &UserRef, action: Action) {
+    /// Queue the action for the user's worker, starting one if none runs. A user with
+    /// [`QUEUE`] actions waiting already is refused with an error that says so: waiting
+    /// here would hold up every user's traffic through the core, and could wait for ever on
+    /// a worker that itself waits for the core to take its events.
+    pub(crate) fn queue(&self, user: &UserRef, action: Action) -> Result<(), BridgeError> {
         self.performer.queued(&action);
         let mut action = action;
+        let mut queues = self.queues.lock().expect("workers lock");
         loop {
-            let queue = {
-                let mut queues = self.queues.lock().expect("workers lock");
-                let Some(queue) = queues.get(user) else {
-                    let (tx, rx) = mpsc::channel(QUEUE);
-                    tx.try_send(action)
-                        .expect("a fresh channel takes an action");
-                    queues.insert(user.clone(), tx);
-                    tokio::spawn(worker(
-                        self.performer.clone(),
-                        self.queues.clone(),
-                        user.clone(),
-                        rx,
-                        self.idle,
-                    ));
-                    return;
-                };
-                match queue.try_send(action) {
-                    Ok(()) => return,
-                    Err(mpsc::error::TrySendError::Full(back)) => {
-                        action = back;
-                        queue.clone()
-                    }
-                    // A worker that ended (its user's network stopped): start another.
-                    Err(mpsc::error::TrySendError::Closed(back)) => {
-                        queues.remove(user);
-                        action = back;
-                        continue;
-                    }
-                }
+            let Some(queue) = queues.get(user) else {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tx.try_send(action)
+                    .expect("a fresh channel takes an action");
+                queues.insert(user.clone(), tx);
+                tokio::spawn(worker(
+                    self.performer.clone(),
+                    self.queues.clone(),
+                    user.clone(),
+                    rx,
+                    self.idle,
+                ));
+                return Ok(());
             };
-            // Full: wait for room, outside the lock. A worker with actions waiting is not
-            // idle, so it is still there when room comes; if it ended all the same, the
-            // action comes back and goes to a new worker, after everything the old one did.
-            match queue.send(action).await {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => action = back,
+            match queue.try_send(action) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    self.performer.refused(&back);
+                    return Err(BridgeError::Unreachable(format!(
+                        "{QUEUE} of your actions are still waiting for the homeserver: this one was not taken; try again in a moment"
+                    )));
+                }
+                // A worker that ended (its user's network stopped): start another.
+                Err(mpsc::error::TrySendError::Closed(back)) => {
+                    queues.remove(user);
+                    action = back;
+                }
             }
         }
     }

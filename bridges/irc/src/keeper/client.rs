@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -32,6 +33,8 @@ pub(crate) struct KeeperLink {
     routes: Routes,
     /// The connections the keeper held when the gateway attached.
     held: Vec<Held>,
+    /// Whether the link is up (it is not attached again once it ended).
+    alive: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Route {
@@ -78,18 +81,21 @@ impl KeeperLink {
             }
         });
         let routes: Routes = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
         let link = Arc::new(KeeperLink {
-            frames,
+            frames: frames.clone(),
             routes: routes.clone(),
             held,
+            alive: alive.clone(),
         });
         tokio::spawn(async move {
             let why = loop {
                 match next_frame(&mut read, &mut buf).await {
-                    Ok(frame) => route(&routes, frame).await,
+                    Ok(frame) => route(&routes, &frames, frame).await,
                     Err(e) => break e.to_string(),
                 }
             };
+            alive.store(false, Ordering::Release);
             warn!(%why, "the keeper link ended: its connections are lost to this gateway");
             let routes: Vec<Route> = routes
                 .lock()
@@ -117,6 +123,19 @@ impl KeeperLink {
         &self.held
     }
 
+    /// Write raw bytes to a connection, and close it (a held connection this gateway does
+    /// not take over).
+    pub(crate) fn quit(&self, conn: ConnId, line: &[u8]) {
+        let _ = self.frames.send(
+            ToKeeper::Send {
+                conn,
+                bytes: line.to_vec(),
+            }
+            .encode(),
+        );
+        let _ = self.frames.send(ToKeeper::Close { conn }.encode());
+    }
+
     /// Open a connection through the keeper; its lines go to `lines`.
     pub(crate) async fn open(
         &self,
@@ -126,6 +145,9 @@ impl KeeperLink {
         verify_tls: bool,
         lines: flume::Sender<Inbound>,
     ) -> Result<KeptIo, String> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err("the link to the keeper is down (restart causeway to attach again)".into());
+        }
         let conn = fastrand::u64(1..);
         let (opened, wait) = oneshot::channel();
         self.routes.lock().expect("routes").insert(
@@ -142,18 +164,27 @@ impl KeeperLink {
             tls,
             verify_tls,
         };
+        // Given up (the caller's timeout, or a failure): the route goes, and a connection
+        // the keeper makes after all is closed.
+        let mut pending = Pending {
+            link: self,
+            conn,
+            done: false,
+        };
         if self.frames.send(open.encode()).is_err() {
-            self.routes.lock().expect("routes").remove(&conn);
             return Err("the link to the keeper is down".into());
         }
-        match wait.await {
+        let result = match wait.await {
             Ok(Ok(())) => Ok(KeptIo {
                 conn,
                 frames: self.frames.clone(),
+                routes: self.routes.clone(),
             }),
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err("the link to the keeper is down".into()),
-        }
+        };
+        pending.done = result.is_ok();
+        result
     }
 
     /// Every line of `conn` up to `seq` is handled.
@@ -162,7 +193,26 @@ impl KeeperLink {
     }
 }
 
-async fn route(routes: &Routes, frame: FromKeeper) {
+/// A connection asked of the keeper, not handed to its session yet.
+struct Pending<'a> {
+    link: &'a KeeperLink,
+    conn: ConnId,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.link.routes.lock().expect("routes").remove(&self.conn);
+            let _ = self
+                .link
+                .frames
+                .send(ToKeeper::Close { conn: self.conn }.encode());
+        }
+    }
+}
+
+async fn route(routes: &Routes, frames: &mpsc::UnboundedSender<Vec<u8>>, frame: FromKeeper) {
     match frame {
         FromKeeper::Line { conn, seq, bytes } => {
             let lines = routes
@@ -180,8 +230,17 @@ async fn route(routes: &Routes, frame: FromKeeper) {
                 .expect("routes")
                 .get_mut(&conn)
                 .and_then(|r| r.opened.take());
-            if let Some(opened) = opened {
-                let _ = opened.send(Ok(()));
+            match opened {
+                Some(opened) => {
+                    if opened.send(Ok(())).is_err() {
+                        // Its session gave up waiting meanwhile.
+                        let _ = frames.send(ToKeeper::Close { conn }.encode());
+                    }
+                }
+                // Made after its session gave up: nobody wants it.
+                None => {
+                    let _ = frames.send(ToKeeper::Close { conn }.encode());
+                }
             }
         }
         FromKeeper::Closed { conn, reason } => {
@@ -234,6 +293,7 @@ async fn next_frame(
 pub(crate) struct KeptIo {
     conn: ConnId,
     frames: mpsc::UnboundedSender<Vec<u8>>,
+    routes: Routes,
 }
 
 impl KeptIo {
@@ -267,6 +327,7 @@ impl AsyncWrite for KeptIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.routes.lock().expect("routes").remove(&self.conn);
         let _ = self
             .frames
             .send(ToKeeper::Close { conn: self.conn }.encode());

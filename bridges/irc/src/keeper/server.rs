@@ -47,8 +47,10 @@ enum Work {
     Line(ConnId, Vec<u8>),
     Ended(ConnId, String),
     Opened(ConnId, Result<Box<dyn IrcIo>, String>),
-    Frame(ToKeeper),
-    Detached(String),
+    /// A frame from the gateway link of this number.
+    Frame(u64, ToKeeper),
+    /// The gateway link of this number ended.
+    Detached(u64, String),
 }
 
 /// Listen on `path` and keep connections until `shutdown`; the socket is made for this
@@ -73,6 +75,8 @@ pub async fn serve(path: &Path, mut shutdown: watch::Receiver<bool>) -> io::Resu
     let mut keeper = Keeper {
         kept: HashMap::new(),
         gateway: None,
+        link: None,
+        links: 0,
         work_tx,
     };
     loop {
@@ -95,17 +99,23 @@ pub async fn serve(path: &Path, mut shutdown: watch::Receiver<bool>) -> io::Resu
 
 struct Keeper {
     kept: HashMap<ConnId, Kept>,
-    /// Frames to the attached gateway.
+    /// Frames to the attached gateway, once it has said Hello.
     gateway: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// The gateway link being served (its number, and its frames until Hello).
+    link: Option<(u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// Links accepted so far: each gets the next number.
+    links: u64,
     work_tx: mpsc::UnboundedSender<Work>,
 }
 
 impl Keeper {
     fn attach(&mut self, stream: UnixStream) {
-        if self.gateway.as_ref().is_some_and(|g| !g.is_closed()) {
+        if self.link.as_ref().is_some_and(|(_, g)| !g.is_closed()) {
             warn!("a second gateway tried to attach: refused while one is attached");
             return;
         }
+        self.links += 1;
+        let number = self.links;
         let (mut read, mut write) = stream.into_split();
         let (tx, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
@@ -117,11 +127,13 @@ impl Keeper {
         });
         let work = self.work_tx.clone();
         tokio::spawn(async move {
-            let why = read_frames(&mut read, &work).await;
-            let _ = work.send(Work::Detached(why));
+            let why = read_frames(number, &mut read, &work).await;
+            let _ = work.send(Work::Detached(number, why));
         });
-        self.gateway = Some(tx);
-        info!("a gateway attached");
+        // Attached once it has said Hello: until then what arrives is kept, not sent.
+        self.gateway = None;
+        self.link = Some((number, tx));
+        info!("a gateway connected");
     }
 
     fn to_gateway(&self, frame: FromKeeper) -> bool {
@@ -132,7 +144,11 @@ impl Keeper {
 
     fn handle(&mut self, item: Work) {
         match item {
-            Work::Frame(frame) => self.frame(frame),
+            Work::Frame(number, frame) => {
+                if self.link.as_ref().is_some_and(|(n, _)| *n == number) {
+                    self.frame(frame);
+                }
+            }
             Work::Line(conn, line) => self.line(conn, line),
             Work::Ended(conn, reason) => {
                 if !self.kept.contains_key(&conn) {
@@ -195,8 +211,12 @@ impl Keeper {
             Work::Opened(conn, Err(reason)) => {
                 self.to_gateway(FromKeeper::Closed { conn, reason });
             }
-            Work::Detached(why) => {
+            Work::Detached(number, why) => {
+                if self.link.as_ref().is_none_or(|(n, _)| *n != number) {
+                    return;
+                }
                 self.gateway = None;
+                self.link = None;
                 info!(%why, connections = self.kept.len(), "the gateway detached: keeping its connections");
             }
         }
@@ -256,6 +276,7 @@ impl Keeper {
 
     /// The version both speak, every connection kept, then what each kept for the gateway.
     fn welcome(&mut self, version: u16) {
+        self.gateway = self.link.as_ref().map(|(_, tx)| tx.clone());
         let held = self
             .kept
             .iter_mut()
@@ -341,6 +362,7 @@ fn pong_for(line: &[u8]) -> Option<Vec<u8>> {
 
 /// Read the gateway's frames into `work` until the socket ends or breaks; why it did.
 async fn read_frames(
+    number: u64,
     read: &mut tokio::net::unix::OwnedReadHalf,
     work: &mpsc::UnboundedSender<Work>,
 ) -> String {
@@ -355,7 +377,7 @@ async fn read_frames(
                     buf.drain(..4 + len);
                     match frame {
                         Ok(frame) => {
-                            if work.send(Work::Frame(frame)).is_err() {
+                            if work.send(Work::Frame(number, frame)).is_err() {
                                 return "the keeper is stopping".into();
                             }
                         }

@@ -1,5 +1,5 @@
 //! The workers' queues with a performer that is held at will: a user's actions keep their
-//! order, a full queue makes the caller wait without holding up other users, and idle
+//! order, a full queue refuses with a reason without touching other users, and idle
 //! workers end and come back.
 
 use std::time::Duration;
@@ -69,36 +69,37 @@ impl Fake {
 }
 
 #[tokio::test]
-async fn a_full_queue_waits_for_its_user_only_and_keeps_the_order() {
+async fn a_full_queue_refuses_with_a_reason_for_its_user_only_and_keeps_the_order() {
     let fake = Arc::new(Fake::default());
-    let workers = Arc::new(Workers::new(fake.clone()));
-    // alice's worker holds her first action; QUEUE more wait in her queue.
-    for i in 0..=QUEUE {
-        workers.queue(&user("alice"), line(i.to_string())).await;
+    let workers = Workers::new(fake.clone());
+    // QUEUE actions of alice's wait (her worker has not even started).
+    for i in 0..QUEUE {
+        workers.queue(&user("alice"), line(i.to_string())).unwrap();
     }
-    let more = {
-        let workers = workers.clone();
-        tokio::spawn(async move { workers.queue(&user("alice"), line("last")).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        !more.is_finished(),
-        "alice's full queue makes the caller wait"
-    );
-    tokio::time::timeout(
-        Duration::from_secs(1),
-        workers.queue(&user("bob"), line("hello")),
-    )
-    .await
-    .expect("bob is not held up by alice's queue");
+    let refused = workers
+        .queue(&user("alice"), line("one too many"))
+        .expect_err("a full queue refuses");
+    assert!(refused.to_string().contains("try again"), "{refused}");
+    workers
+        .queue(&user("bob"), line("hello"))
+        .expect("bob's queue is his own");
 
     fake.gate.add_permits(QUEUE + 10);
-    more.await.unwrap();
-    fake.until_done(QUEUE + 3).await;
-    let mut expected: Vec<String> = (0..=QUEUE).map(|i| i.to_string()).collect();
-    expected.push("last".into());
-    assert_eq!(fake.lines_of("alice"), expected, "nothing lost, in order");
+    fake.until_done(QUEUE + 1).await;
+    let expected: Vec<String> = (0..QUEUE).map(|i| i.to_string()).collect();
+    assert_eq!(
+        fake.lines_of("alice"),
+        expected,
+        "every action taken, in order"
+    );
     assert_eq!(fake.lines_of("bob"), ["hello"]);
+    // Room again: taken.
+    workers.queue(&user("alice"), line("later")).unwrap();
+    fake.until_done(QUEUE + 2).await;
+    assert_eq!(
+        fake.lines_of("alice").last().map(String::as_str),
+        Some("later")
+    );
 }
 
 #[tokio::test]
@@ -106,14 +107,14 @@ async fn idle_workers_end_and_the_next_action_starts_one() {
     let fake = Arc::new(Fake::default());
     fake.gate.add_permits(100);
     let workers = Workers::with_idle(fake.clone(), Duration::from_millis(50));
-    workers.queue(&user("alice"), line("one")).await;
-    workers.queue(&user("bob"), line("one")).await;
+    workers.queue(&user("alice"), line("one")).unwrap();
+    workers.queue(&user("bob"), line("one")).unwrap();
     fake.until_done(2).await;
     assert_eq!(workers.running(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(workers.running(), 0, "idle workers are reaped");
 
-    workers.queue(&user("alice"), line("two")).await;
+    workers.queue(&user("alice"), line("two")).unwrap();
     fake.until_done(3).await;
     assert_eq!(fake.lines_of("alice"), ["one", "two"]);
     assert_eq!(workers.running(), 1);
@@ -124,11 +125,11 @@ async fn a_worker_that_ended_is_replaced() {
     let fake = Arc::new(Fake::default());
     fake.gate.add_permits(100);
     let workers = Workers::new(fake.clone());
-    workers.queue(&user("alice"), line("stop")).await;
+    workers.queue(&user("alice"), line("stop")).unwrap();
     fake.until_done(1).await;
     // Its receiver goes with the task; the next action finds the queue closed.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    workers.queue(&user("alice"), line("after")).await;
+    workers.queue(&user("alice"), line("after")).unwrap();
     fake.until_done(2).await;
     assert_eq!(fake.lines_of("alice"), ["stop", "after"]);
 }
