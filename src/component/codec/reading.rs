@@ -426,6 +426,19 @@ fn new_element(reader: &StanzaReader, start: &BytesStart<'_>) -> Result<Element,
         ResolveResult::Unbound => "",
         ResolveResult::Unknown(prefix) => return Err(undeclared(&prefix)),
     };
+    // A name that is no XML name (quick-xml takes what stands between `<` and the first
+    // whitespace) would be written back as XML that does not parse: found by the fuzzer
+    // (component_stream), `<:a"b=…`.
+    let qname = utf8(start.name().into_inner())?;
+    let well_formed = match qname.split_once(':') {
+        Some((prefix, local)) => {
+            NcName::try_from(prefix).is_ok() && NcName::try_from(local).is_ok()
+        }
+        None => NcName::try_from(qname).is_ok(),
+    };
+    if !well_formed {
+        return Err(format!("an element named {qname:?}, which is no XML name"));
+    }
     let name = utf8(start.local_name().into_inner())?;
     let mut element = Element::bare(name, ns);
     for attr in start.attributes() {
