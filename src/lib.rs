@@ -45,6 +45,10 @@ const INBOUND_QUEUE: usize = 1024;
 const EVENT_QUEUE: usize = 4096;
 /// How long the networks get to say goodbye (QUIT) at shutdown.
 const NETWORK_GOODBYE: Duration = Duration::from_secs(5);
+/// With a connection keeper: how long the channels taken over after a restart wait for a
+/// client to come back before those that are not persistent are left (clients rejoin on
+/// reconnecting, or when a self-ping (XEP-0410) tells them they are out).
+const ADOPTION_GRACE: Duration = Duration::from_secs(300);
 
 /// Why the gateway stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +202,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .with_admins(admins)
             .with_accounts(accounts)
             .with_send_rate(send_rate.clone());
+        // The IRC connections outlive the gateway with a keeper: what they are in is joined
+        // again, not only what is persistent.
+        let kept =
+            kind == NetworkKind::Irc && config.irc.as_ref().is_some_and(|irc| irc.keeper.is_some());
         let initial =
-            persistent::rejoin_persistent(&mut gateway, &store, persistent_default).await?;
+            persistent::rejoin_persistent(&mut gateway, &store, persistent_default, kept).await?;
         let core = Core {
             network,
             outbox,
@@ -209,6 +217,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             record_default: config.history.record,
             reconfigure,
             reload: reload.clone(),
+            adoption_grace: kept.then_some(ADOPTION_GRACE),
         };
         let serve = serve_domain(
             gateway,

@@ -92,10 +92,14 @@ async fn channel_settings(
 
 /// At startup: join again the persistent channels the puppets were in; forget the others
 /// (their users learnt it from the 332 at shutdown, and self-pings tell their clients).
+/// With `kept` (the IRC connections kept by the keeper across the restart) the others are
+/// joined again too — the puppet never left them — and left once the grace is over unless
+/// a client came back ([`super::muc::Muc::release_unclaimed`]).
 pub(crate) async fn rejoin_persistent(
     gateway: &mut Gateway,
     store: &Store,
     default: bool,
+    kept: bool,
 ) -> Result<Effects, StoreError> {
     let mut effects = Effects::default();
     if gateway.muc_mut().is_none() {
@@ -108,20 +112,21 @@ pub(crate) async fn rejoin_persistent(
                     server: join.server.clone(),
                     name: join.channel.clone(),
                 };
-                channel_settings(store, &join.user, &room, default, true)
+                let persistent = channel_settings(store, &join.user, &room, default, true)
                     .await
-                    .0
-                    .then_some((user, room))
+                    .0;
+                (persistent || kept).then_some((user, room, persistent))
             }
             _ => None,
         };
         match keep {
-            Some((user, room)) => {
-                info!(user = %join.user, room = %room, "rejoining persistent channel");
+            Some((user, room, persistent)) => {
+                info!(user = %join.user, room = %room, persistent, "rejoining channel");
                 let more = gateway.muc_mut().expect("checked above").rejoin(
                     &user,
                     room,
                     join.nick.clone(),
+                    persistent,
                 );
                 effects.requests.extend(more.requests);
             }

@@ -40,6 +40,9 @@ pub(crate) struct Core {
     pub(crate) reconfigure: Option<Reconfigure>,
     /// The administrators' reload command: reads the configuration file again.
     pub(crate) reload: Reload,
+    /// With the IRC connections kept across a restart: how long the channels taken over
+    /// wait for a client before those that are not persistent are left.
+    pub(crate) adoption_grace: Option<std::time::Duration>,
 }
 
 /// How many stanzas and events already waiting are taken between two looks at the shutdown
@@ -81,6 +84,9 @@ pub(crate) async fn serve_domain(
     shutdown: CancellationToken,
 ) {
     apply(&mut gateway, &core, initial).await;
+    let grace = tokio::time::sleep(core.adoption_grace.unwrap_or_default());
+    tokio::pin!(grace);
+    let mut graced = core.adoption_grace.is_none();
     loop {
         // While the link is up but behind, take no more work: the bridges wait, nothing is
         // dropped.
@@ -97,6 +103,14 @@ pub(crate) async fn serve_domain(
             Ok(()) = config.changed() => {
                 let new = config.borrow_and_update().clone();
                 reconfigure(&mut gateway, &mut core, &new);
+                continue;
+            }
+            _ = &mut grace, if !graced => {
+                graced = true;
+                if let Some(muc) = gateway.muc_mut() {
+                    let effects = muc.release_unclaimed();
+                    apply(&mut gateway, &core, effects).await;
+                }
                 continue;
             }
             Some(event) = events.recv() => Work::Event(event),
@@ -116,6 +130,10 @@ pub(crate) async fn serve_domain(
             let span = work.span();
             async {
                 let effects = match work {
+                    Work::Event(Event::Checkpoint { receipt, .. }) => {
+                        core.checkpoint(receipt);
+                        Effects::default()
+                    }
                     Work::Event(event) => {
                         debug!(?event, "from the network");
                         core.note_event(&mut gateway, &event).await;
@@ -139,6 +157,24 @@ pub(crate) async fn serve_domain(
     }
     for stanza in gateway.shutdown_presences() {
         core.outbox.push(stanza);
+    }
+}
+
+impl Core {
+    /// Answer a network's checkpoint once the archive holds every message handed to it so
+    /// far — those of the events before the checkpoint among them: they were recorded
+    /// before this one was taken. While the database fails the receipt goes unanswered and
+    /// the network asks again later.
+    fn checkpoint(&self, receipt: causeway_bridge::Receipt) {
+        let archiver = self.archiver.clone();
+        tokio::spawn(
+            async move {
+                if archiver.flush().await {
+                    receipt.durable();
+                }
+            }
+            .in_current_span(),
+        );
     }
 }
 

@@ -1,8 +1,9 @@
 //! The connection keeper (`causeway keeper`), with the gateway as a process of its own,
-//! against real Prosody and ngircd: IRC through the keeper works as without it, and a
-//! gateway killed with SIGKILL drops no IRC connection — the puppet stays connected and in
-//! its channel. A new gateway attaches (the keeper kept lines for it) and, as taking the
-//! connections over is not done yet, quits them.
+//! against real Prosody and ngircd: IRC through the keeper works as without it, and neither
+//! a gateway killed with SIGKILL nor one stopped with SIGTERM drops the IRC connection —
+//! the puppet stays connected and in its channel, nobody on IRC sees it leave or join
+//! again, the next gateway takes the connection over, and what was said meanwhile is
+//! archived once, in order.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -95,9 +96,14 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
 
     // SIGKILL: nothing of the gateway says goodbye, and the connection stays.
     signal(&gateway, "-KILL");
-    let quit = |l: &str| l.starts_with(":alice!") && (l.contains(" QUIT") || l.contains(" PART"));
+    let left = |l: &str| {
+        l.starts_with(":alice")
+            && [" QUIT", " PART ", " JOIN ", " NICK "]
+                .iter()
+                .any(|verb| l.contains(verb))
+    };
     assert_eq!(
-        bob.nothing_within(Duration::from_secs(3), quit).await,
+        bob.nothing_within(Duration::from_secs(3), left).await,
         Ok(()),
         "the puppet left when the gateway died\n{}",
         std::fs::read_to_string(&keeper_log).unwrap_or_default()
@@ -109,21 +115,74 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
         })
         .await;
     assert!(channels.contains("#kept"), "{channels}");
+    // Said while no gateway is there: the keeper keeps it.
+    for i in 0..50 {
+        bob.send(&format!("PRIVMSG #kept :away {i}")).await;
+    }
 
-    // A new gateway attaches, although the keeper kept lines for it meanwhile; taking the
-    // connection over is not done yet, so it quits it (no second puppet, no nick clash).
-    bob.send("PRIVMSG #kept :while you were away").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _gateway = causeway(&["run"], &config, &dir.path().join("gateway-2.log"));
-    bob.expect("alice's old connection quit by the new gateway", |l| {
-        l.starts_with(":alice!") && l.contains(" QUIT") && l.contains("causeway restarted")
-    })
-    .await;
+    // A new gateway takes the connection over: no QUIT, no JOIN seen on IRC; what was
+    // said meanwhile is archived, in order, once; the connection works both ways.
+    let mut gateway = causeway(&["run"], &config, &dir.path().join("gateway-2.log"));
+    assert_eq!(
+        bob.nothing_within(Duration::from_secs(4), left).await,
+        Ok(()),
+        "the puppet left or joined again when the new gateway took over\n{}",
+        std::fs::read_to_string(dir.path().join("gateway-2.log")).unwrap_or_default()
+    );
     let gateway_log = std::fs::read_to_string(dir.path().join("gateway-2.log")).unwrap();
     assert!(
-        gateway_log.contains("attached to the keeper"),
+        gateway_log.contains("taken over from the keeper"),
         "{gateway_log}"
     );
+    back_in(&mut alice, room).await;
+    assert_eq!(
+        said(&mut alice, room, "away ", "k1").await,
+        numbered("away ", 50)
+    );
+    alice.send(groupchat_to(room, "after the takeover")).await;
+    bob.expect("alice's message after the takeover", |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG #kept :after the takeover")
+    })
+    .await;
+
+    // A planned restart (SIGTERM) leaves the connection with the keeper as well, and the
+    // lines it kept meanwhile are archived once — those archived before are not again.
+    signal(&gateway, "-TERM");
+    tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway stops on SIGTERM")
+        .unwrap();
+    for i in 0..20 {
+        bob.send(&format!("PRIVMSG #kept :planned {i}")).await;
+    }
+    assert_eq!(
+        bob.nothing_within(Duration::from_secs(2), left).await,
+        Ok(()),
+        "the puppet left at a planned shutdown"
+    );
+    let _gateway = causeway(&["run"], &config, &dir.path().join("gateway-3.log"));
+    assert_eq!(
+        bob.nothing_within(Duration::from_secs(4), left).await,
+        Ok(()),
+        "the puppet left or joined again after the planned restart\n{}",
+        std::fs::read_to_string(dir.path().join("gateway-3.log")).unwrap_or_default()
+    );
+    back_in(&mut alice, room).await;
+    assert_eq!(
+        said(&mut alice, room, "planned ", "k2").await,
+        numbered("planned ", 20)
+    );
+    assert_eq!(
+        said(&mut alice, room, "away ", "k3").await,
+        numbered("away ", 50)
+    );
+    bob.send("PRIVMSG #kept :live again").await;
+    alice
+        .expect("bob's message after the second takeover", |s| match s {
+            xmpp_client::Stanza::Message(m) => (body(m) == Some("live again")).then_some(()),
+            _ => None,
+        })
+        .await;
 
     // The keeper stopping closes what it holds.
     signal(&keeper, "-TERM");
@@ -132,4 +191,42 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
         .expect("the keeper stops on SIGTERM")
         .unwrap();
     assert!(!socket.exists(), "the keeper removes its socket");
+}
+
+/// The client joins the room again (the new gateway does not know its old presence) and is
+/// in, with bob among the occupants.
+async fn back_in(alice: &mut TestClient, room: &str) {
+    alice.send(join(&format!("{room}/alice"))).await;
+    alice
+        .expect("bob's presence in the join sequence", |s| match s {
+            xmpp_client::Stanza::Presence(p)
+                if p.from
+                    .as_ref()
+                    .is_some_and(|f| f.to_string().ends_with("/bob")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    presence_from(alice, "/alice", xmpp_client::parsers::presence::Type::None).await;
+}
+
+/// The bodies in the room's archive that start with `prefix`, oldest first.
+async fn said(alice: &mut TestClient, room: &str, prefix: &str, queryid: &str) -> Vec<String> {
+    let (results, _) = crate::history::run_query_at(
+        alice,
+        room,
+        crate::history::mam_query(queryid, None, 500, None),
+    )
+    .await;
+    results
+        .into_iter()
+        .map(|(_, body)| body)
+        .filter(|b| b.starts_with(prefix))
+        .collect()
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }

@@ -145,8 +145,9 @@ pub enum Event {
         time: Option<SystemTime>,
         /// For the puppet's own message: the XMPP id of the [`Action::Send`] it reflects.
         own_id: Option<String>,
-        /// The network's own id of the message (a Matrix event id), when it has one; it
-        /// becomes the message's stanza-id.
+        /// The network's own id of the message (a Matrix event id; for an IRC line that
+        /// came through the connection keeper, its number there), when it has one; it
+        /// becomes the message's stanza-id, by which the archive keeps it once.
         remote_id: Option<String>,
         /// What it corrects or answers.
         refs: Refs,
@@ -263,6 +264,53 @@ pub enum Event {
         /// The network's own words.
         text: String,
     },
+    /// Nothing to show: the network asks to hear when everything it reported before this
+    /// is durable (the messages it brought archived), to let go of what it keeps until
+    /// then (the IRC connection keeper's lines). The core answers through the receipt.
+    Checkpoint {
+        /// Whose puppet.
+        user: UserRef,
+        /// Answered once what came before is durable; dropped unanswered otherwise.
+        receipt: Receipt,
+    },
+}
+
+/// The answer to an [`Event::Checkpoint`]: [`Receipt::durable`] once everything reported
+/// before it is durable. A receipt dropped unanswered means it is not (the database is
+/// failing, the gateway stopping): the network keeps what it kept and asks again later.
+#[derive(Clone)]
+pub struct Receipt(std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>);
+
+impl Receipt {
+    /// A receipt, and what its answer arrives on.
+    pub fn new() -> (Receipt, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            Receipt(std::sync::Arc::new(std::sync::Mutex::new(Some(tx)))),
+            rx,
+        )
+    }
+
+    /// Everything before the checkpoint is durable.
+    pub fn durable(&self) {
+        let answer = self.0.lock().map(|mut a| a.take());
+        if let Ok(Some(answer)) = answer {
+            let _ = answer.send(());
+        }
+    }
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Receipt")
+    }
+}
+
+/// Receipts are equal when they are the same receipt.
+impl PartialEq for Receipt {
+    fn eq(&self, other: &Receipt) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Event {
@@ -288,7 +336,8 @@ impl Event {
             | Event::SendFailed { user, .. }
             | Event::Invited { user, .. }
             | Event::Retracted { user, .. }
-            | Event::Reactions { user, .. } => user,
+            | Event::Reactions { user, .. }
+            | Event::Checkpoint { user, .. } => user,
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 pub use account::{AccountReply, AccountRequest, AccountStatus, Credentials, Emoji, Secret};
 pub use action::Action;
-pub use event::{Event, Said};
+pub use event::{Event, Receipt, Said};
 
 /// Which remote network a bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -257,10 +257,77 @@ impl Inner {
             .lock()
             .await
             .spawn(tracing::Instrument::instrument(
-                session::run(spec, self.clone(), rx, shutdown),
+                session::run(spec, self.clone(), rx, shutdown, None),
                 span,
             ));
         Ok(tx)
+    }
+    /// Take over the connections an earlier gateway left with the keeper: each becomes
+    /// its user's session for its server, registered and in its channels. What cannot be
+    /// taken over (a state this build cannot read, a connection that never registered, a
+    /// second one for the same user and server) is quit. Called before actions are taken,
+    /// so that a join for a kept channel finds its session.
+    async fn adopt(
+        self: &Arc<Self>,
+        link: &keeper::client::KeeperLink,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        for held in link.held().to_vec() {
+            let state = match keeper::state::Adoptable::decode(&held.state) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(conn = held.conn, error = %e, "a connection the keeper holds cannot be taken over: quitting it");
+                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                    continue;
+                }
+            };
+            let key: SessionKey = (state.user.clone(), state.server.clone());
+            let taken = self
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .contains_key(&key);
+            let claimed = if taken { None } else { link.claim(held.conn) };
+            let Some((io, lines)) = claimed else {
+                tracing::warn!(user = %state.user, server = %state.server, "a second kept connection for the same user and server: quitting it");
+                link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                continue;
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel(256);
+            self.sessions
+                .lock()
+                .expect("sessions lock")
+                .insert(key.clone(), SessionHandle { id, commands: tx });
+            let (user, server) = key;
+            let identity = self.identities.identity(&user, &server, &state.nick).await;
+            let spec = SessionSpec {
+                user: user.clone(),
+                server: server.clone(),
+                settings: self
+                    .settings
+                    .lock()
+                    .expect("settings lock")
+                    .server(&server)
+                    .overridden(&identity.transport),
+                identity,
+                id,
+            };
+            let adopted = session::Adopted {
+                state,
+                io,
+                lines,
+                dropped: held.dropped,
+            };
+            let span = tracing::info_span!("irc", network = "irc", user = %user, server = %server);
+            self.tasks
+                .lock()
+                .await
+                .spawn(tracing::Instrument::instrument(
+                    session::run(spec, self.clone(), rx, shutdown.clone(), Some(adopted)),
+                    span,
+                ));
+        }
     }
 }
 
@@ -288,31 +355,26 @@ impl Network for IrcNetwork {
             .expect("settings lock")
             .keeper
             .clone();
+        *self.inner.events.lock().expect("events lock") = Some(ctx.events);
+        *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
         if let Some(path) = keeper_path {
             let link = keeper::client::KeeperLink::attach(&path)
                 .await
                 .map_err(|e| BridgeError::Unreachable(e.to_string()))?;
-            if !link.held().is_empty() {
-                // Taking connections over after a restart comes next (docs/KEEPER.md); until
-                // then they are quit, as a gateway of its own would have lost them, rather
-                // than left to collide with the new ones' nicks.
-                tracing::warn!(
-                    held = link.held().len(),
-                    "the keeper holds connections of an earlier gateway: quitting them (taking them over is not done yet)"
-                );
-                for held in link.held() {
-                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
-                }
-            }
-            *self.inner.keeper.lock().expect("keeper lock") = Some(link);
+            *self.inner.keeper.lock().expect("keeper lock") = Some(link.clone());
+            self.inner.adopt(&link, &shutdown).await;
         }
-        *self.inner.events.lock().expect("events lock") = Some(ctx.events);
-        *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
         self.inner.started.send_replace(true);
         let _ = shutdown.wait_for(|stop| *stop).await;
-        // Sessions see the same signal and quit; wait for them to say goodbye.
+        // Sessions see the same signal and quit (or leave their connections with the
+        // keeper); wait for them to say goodbye.
         let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
         while tasks.join_next().await.is_some() {}
+        if let Some(link) = self.inner.keeper() {
+            // Their last acknowledgements and states reach the keeper before the process
+            // ends.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), link.flush()).await;
+        }
         *self.inner.events.lock().expect("events lock") = None;
         Ok(())
     }

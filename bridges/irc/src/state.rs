@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use causeway_bridge::{Member, Privilege};
 
 /// Server rules from RPL_ISUPPORT (005), with RFC 1459 defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerRules {
     /// Prefix modes and their symbols, highest first: `(qaohv)~&@%+`.
     pub prefixes: Vec<(char, char)>,

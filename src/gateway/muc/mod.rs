@@ -380,6 +380,8 @@ impl Muc {
                 ..
             } => self.disconnected(&mut fx, &user, &server, &reason, retrying),
             Event::Reconnected { server, .. } => self.reconnected(&mut fx, &user, &server),
+            // The core answers it once the archive has what came before (`serve.rs`).
+            Event::Checkpoint { .. } => {}
         }
         fx
     }

@@ -436,6 +436,48 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
     assert!(!fx.stanzas.is_empty());
 }
 
+/// The rooms the effects leave.
+fn parted_rooms(fx: &Effects) -> Vec<&RoomRef> {
+    fx.requests
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Part { room, .. } => Some(room),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn channels_kept_across_a_restart_wait_for_a_client_then_go_unless_persistent() {
+    let mut muc = muc();
+    let alice = resource("phone").to_bare();
+    let other = RoomRef {
+        server: "irc.example.net".into(),
+        name: "#kept".into(),
+    };
+    // Taken over with the connection: both rejoined with nobody waiting, one persistent.
+    let fx = muc.rejoin(&alice, room(), "alice".into(), false);
+    assert_eq!(fx.requests.len(), 1);
+    muc.rejoin(&alice, other.clone(), "alice".into(), true);
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    // A client came back to a third: it stays too.
+    let laptop = resource("laptop");
+    join_presence(&mut muc, &laptop, "alice");
+    // The grace is over: only the unclaimed channel that is not persistent is left.
+    let fx = muc.release_unclaimed();
+    let parted = parted_rooms(&fx);
+    assert!(
+        parted.is_empty(),
+        "a channel with its client came back was left: {parted:?}"
+    );
+    leave_presence(&mut muc, &laptop, "alice");
+    muc.rejoin(&alice, room(), "alice".into(), false);
+    let fx = muc.release_unclaimed();
+    let parted = parted_rooms(&fx);
+    assert_eq!(parted, [&room()]);
+    assert!(muc.release_unclaimed().requests.is_empty());
+}
+
 #[test]
 fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
     let mut muc = muc();

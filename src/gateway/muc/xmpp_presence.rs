@@ -285,15 +285,23 @@ impl Muc {
         }
     }
 
-    /// Join a persistent channel again after a restart, with nobody waiting for it.
-    pub fn rejoin(&mut self, user: &BareJid, room: RoomRef, nick: String) -> Effects {
+    /// Join a channel again after a restart, with nobody waiting for it: a persistent one,
+    /// or (its connection kept by the IRC keeper) one held until [`Muc::release_unclaimed`]
+    /// for a client coming back.
+    pub fn rejoin(
+        &mut self,
+        user: &BareJid,
+        room: RoomRef,
+        nick: String,
+        persistent: bool,
+    ) -> Effects {
         let mut fx = Effects::default();
         let key = Self::key(user, &room);
         if self.rooms.contains_key(&key) {
             return fx;
         }
         let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
-        state.persistent = true;
+        state.persistent = persistent;
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
             user: UserRef(user.to_string()),
@@ -304,6 +312,31 @@ impl Muc {
             },
             on_error: OnError::Join(key),
         });
+        fx
+    }
+
+    /// The grace after a restart is over: every channel that is not persistent and that no
+    /// client joined since is left, as it would have been had its last client left.
+    pub fn release_unclaimed(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        let unclaimed: Vec<RoomKey> = self
+            .rooms
+            .iter()
+            .filter(|(_, s)| !s.persistent && s.resources.is_empty() && s.pending.is_empty())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in unclaimed {
+            let state = self.rooms.remove(&key).expect("listed above");
+            self.parted.insert(key.clone());
+            fx.requests.push(Request {
+                user: UserRef(key.0.to_string()),
+                action: Action::Part {
+                    room: state.room,
+                    reason: None,
+                },
+                on_error: OnError::Join(key),
+            });
+        }
         fx
     }
 }

@@ -1,6 +1,8 @@
 //! The gateway's side of the keeper link: one Unix socket to the keeper for every IRC
 //! connection, each opened through it and read and written as if it were a socket of the
-//! gateway's own. Lines come numbered; the session acknowledges each once handled.
+//! gateway's own. Lines come numbered; the session acknowledges them once what they brought
+//! is durable. The connections an earlier gateway left are claimed by the sessions that
+//! take them over; their lines wait for them meanwhile.
 
 use std::collections::HashMap;
 use std::io;
@@ -26,15 +28,43 @@ struct Route {
 
 type Routes = Arc<Mutex<HashMap<ConnId, Route>>>;
 
+/// What goes to the writer task: a frame, or a wish to hear once all before it is written.
+enum Outgoing {
+    Frame(Vec<u8>),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The frames to the keeper, in order.
+#[derive(Clone)]
+struct Frames(mpsc::UnboundedSender<Outgoing>);
+
+impl Frames {
+    fn send(&self, frame: Vec<u8>) -> Result<(), ()> {
+        self.0.send(Outgoing::Frame(frame)).map_err(|_| ())
+    }
+}
+
 /// The gateway's link to its keeper; cheap to share.
-#[derive(Debug)]
 pub(crate) struct KeeperLink {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: Frames,
     routes: Routes,
     /// The connections the keeper held when the gateway attached.
     held: Vec<Held>,
+    /// Their lines, until a session claims them.
+    unclaimed: Mutex<HashMap<ConnId, flume::Receiver<Inbound>>>,
     /// Whether the link is up (it is not attached again once it ended).
     alive: Arc<AtomicBool>,
+    /// Set when the gateway stops leaving its connections to the keeper: closing a
+    /// connection's writer then closes nothing.
+    detaching: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KeeperLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeeperLink")
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Route {
@@ -72,21 +102,45 @@ impl KeeperLink {
                 ))
             }
         };
-        let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (frames, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+        let frames = Frames(frames);
         tokio::spawn(async move {
-            while let Some(frame) = outgoing.recv().await {
-                if write.write_all(&frame).await.is_err() {
-                    break;
+            while let Some(out) = outgoing.recv().await {
+                match out {
+                    Outgoing::Frame(frame) => {
+                        if write.write_all(&frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    Outgoing::Flushed(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
+        // The held connections' lines follow the Welcome at once: their routes must be
+        // there before they are read.
         let routes: Routes = Arc::default();
+        let mut unclaimed = HashMap::new();
+        for held in &held {
+            let (lines, waiting) = flume::unbounded();
+            routes.lock().expect("routes").insert(
+                held.conn,
+                Route {
+                    lines,
+                    opened: None,
+                },
+            );
+            unclaimed.insert(held.conn, waiting);
+        }
         let alive = Arc::new(AtomicBool::new(true));
         let link = Arc::new(KeeperLink {
             frames: frames.clone(),
             routes: routes.clone(),
             held,
+            unclaimed: Mutex::new(unclaimed),
             alive: alive.clone(),
+            detaching: Arc::default(),
         });
         tokio::spawn(async move {
             let why = loop {
@@ -126,6 +180,8 @@ impl KeeperLink {
     /// Write raw bytes to a connection, and close it (a held connection this gateway does
     /// not take over).
     pub(crate) fn quit(&self, conn: ConnId, line: &[u8]) {
+        self.unclaimed.lock().expect("unclaimed").remove(&conn);
+        self.routes.lock().expect("routes").remove(&conn);
         let _ = self.frames.send(
             ToKeeper::Send {
                 conn,
@@ -134,6 +190,42 @@ impl KeeperLink {
             .encode(),
         );
         let _ = self.frames.send(ToKeeper::Close { conn }.encode());
+    }
+
+    /// Take over a connection the keeper held: it is written as a socket of this
+    /// gateway's, and its lines (those kept since the last acknowledgement first) come on
+    /// the receiver. `None` when it is gone or claimed already.
+    pub(crate) fn claim(&self, conn: ConnId) -> Option<(KeptIo, flume::Receiver<Inbound>)> {
+        let lines = self.unclaimed.lock().expect("unclaimed").remove(&conn)?;
+        Some((self.io(conn), lines))
+    }
+
+    fn io(&self, conn: ConnId) -> KeptIo {
+        KeptIo {
+            conn,
+            frames: self.frames.clone(),
+            routes: self.routes.clone(),
+            detaching: self.detaching.clone(),
+        }
+    }
+
+    /// Keep this state blob with the connection, for a successor.
+    pub(crate) fn save_state(&self, conn: ConnId, state: Vec<u8>) {
+        let _ = self.frames.send(ToKeeper::State { conn, state }.encode());
+    }
+
+    /// From now on closing a connection's writer leaves the connection to the keeper (the
+    /// gateway is stopping and a successor takes it over).
+    pub(crate) fn detach(&self) {
+        self.detaching.store(true, Ordering::Release);
+    }
+
+    /// Wait until every frame queued so far is written to the keeper.
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.frames.0.send(Outgoing::Flushed(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Open a connection through the keeper; its lines go to `lines`.
@@ -175,11 +267,7 @@ impl KeeperLink {
             return Err("the link to the keeper is down".into());
         }
         let result = match wait.await {
-            Ok(Ok(())) => Ok(KeptIo {
-                conn,
-                frames: self.frames.clone(),
-                routes: self.routes.clone(),
-            }),
+            Ok(Ok(())) => Ok(self.io(conn)),
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err("the link to the keeper is down".into()),
         };
@@ -212,7 +300,7 @@ impl Drop for Pending<'_> {
     }
 }
 
-async fn route(routes: &Routes, frames: &mpsc::UnboundedSender<Vec<u8>>, frame: FromKeeper) {
+async fn route(routes: &Routes, frames: &Frames, frame: FromKeeper) {
     match frame {
         FromKeeper::Line { conn, seq, bytes } => {
             let lines = routes
@@ -289,11 +377,17 @@ async fn next_frame(
 /// A connection held by the keeper, written as a socket: what the session writes goes to
 /// the keeper to send; shutting it down closes the connection. Its lines come through the
 /// link (nothing is read here).
-#[derive(Debug)]
 pub(crate) struct KeptIo {
     conn: ConnId,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: Frames,
     routes: Routes,
+    detaching: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KeptIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeptIo({})", self.conn)
+    }
 }
 
 impl KeptIo {
@@ -328,9 +422,11 @@ impl AsyncWrite for KeptIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.routes.lock().expect("routes").remove(&self.conn);
-        let _ = self
-            .frames
-            .send(ToKeeper::Close { conn: self.conn }.encode());
+        if !self.detaching.load(Ordering::Acquire) {
+            let _ = self
+                .frames
+                .send(ToKeeper::Close { conn: self.conn }.encode());
+        }
         Poll::Ready(Ok(()))
     }
 }

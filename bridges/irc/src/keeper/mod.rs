@@ -1,10 +1,12 @@
 //! The connection keeper: a small process that owns the puppets' IRC sockets, so that the
 //! gateway can restart — or crash — without dropping them (`docs/KEEPER.md`).
 //! `protocol` is what the two say over the keeper's Unix socket, `server` the keeper's side,
-//! `client` the gateway's.
+//! `client` the gateway's, `state` what the gateway leaves with the keeper for a
+//! successor.
 
 pub(crate) mod client;
 pub mod protocol;
 mod server;
+pub(crate) mod state;
 
 pub use server::{serve, KEPT_BYTES, KEPT_LINES};

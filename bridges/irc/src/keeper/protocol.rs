@@ -251,39 +251,43 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     Ok((buf.len() >= 4 + len).then_some(len))
 }
 
-struct Writer(Vec<u8>);
+pub(super) struct Writer(Vec<u8>);
 
 impl Writer {
-    fn new() -> Writer {
+    pub(super) fn new() -> Writer {
         Writer(vec![0; 4])
     }
-    fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(super) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(super) fn bytes(&mut self, v: &[u8]) {
         self.u32(v.len() as u32);
         self.0.extend_from_slice(v);
     }
-    fn finish(mut self) -> Vec<u8> {
+    /// What was written, without the frame's length prefix.
+    pub(super) fn into_body(self) -> Vec<u8> {
+        self.0[4..].to_vec()
+    }
+    pub(super) fn finish(mut self) -> Vec<u8> {
         let len = (self.0.len() - 4) as u32;
         self.0[..4].copy_from_slice(&len.to_be_bytes());
         self.0
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], FrameError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&[u8], FrameError> {
         if self.0.len() < n {
             return Err(FrameError::Truncated);
         }
@@ -291,26 +295,26 @@ impl Reader<'_> {
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, FrameError> {
+    pub(super) fn u8(&mut self) -> Result<u8, FrameError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, FrameError> {
+    pub(super) fn u16(&mut self) -> Result<u16, FrameError> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
     }
-    fn u32(&mut self) -> Result<u32, FrameError> {
+    pub(super) fn u32(&mut self) -> Result<u32, FrameError> {
         Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn u64(&mut self) -> Result<u64, FrameError> {
+    pub(super) fn u64(&mut self) -> Result<u64, FrameError> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8")))
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, FrameError> {
+    pub(super) fn bytes(&mut self) -> Result<Vec<u8>, FrameError> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
     }
-    fn string(&mut self) -> Result<String, FrameError> {
+    pub(super) fn string(&mut self) -> Result<String, FrameError> {
         String::from_utf8(self.bytes()?).map_err(|_| FrameError::NotUtf8)
     }
-    fn end(&self) -> Result<(), FrameError> {
+    pub(super) fn end(&self) -> Result<(), FrameError> {
         match self.0.len() {
             0 => Ok(()),
             n => Err(FrameError::Trailing(n)),

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::io::Inbound;
+use super::kept::{Adopted, Asked};
 use super::{stopped, Command, Session, SessionSpec, COMMAND_BURST};
 use crate::outgoing::Out;
 use crate::state::Channel;
@@ -25,6 +26,9 @@ const LINGER: Duration = Duration::from_secs(3);
 enum Ending {
     /// Shutdown, or the network dropped the session: QUIT with this reason.
     Quit(String),
+    /// Shutdown, the connection held by the keeper: it stays there for the next gateway
+    /// (with the checkpoint asked last, if any).
+    Detach(Option<Asked>),
     /// The connection broke.
     Lost(String),
 }
@@ -32,11 +36,14 @@ enum Ending {
 /// Run a session until its last channel is left, shutdown, or the server stays unreachable.
 /// A connection that breaks while in channels is re-established with backoff and the
 /// channels are joined again.
+/// With `adopted`, the session starts on a connection an earlier gateway left with the
+/// keeper, registered and in its channels.
 pub async fn run(
     spec: SessionSpec,
     inner: Arc<Inner>,
     mut commands: mpsc::Receiver<Command>,
     mut shutdown: watch::Receiver<bool>,
+    mut adopted: Option<Adopted>,
 ) {
     let user = spec.user.clone();
     let server = spec.server.clone();
@@ -44,97 +51,108 @@ pub async fn run(
     let mut session = Session::new(spec, inner.clone());
     let mut delays = reconnect_delays();
     let mut attempts = 0u32;
+    let mut detached = None;
     let quit_reason = loop {
         let reconnecting = attempts > 0;
-        // The connection waits for its turn among all connections to the server.
-        let settings = session.spec.settings.clone();
-        let turn = inner.pacing.turn(&server, &settings);
-        let turn = if reconnecting {
-            match session.offline(turn, &mut commands, &mut shutdown).await {
-                Ok(turn) => turn,
-                Err(ending) => break ending,
-            }
+        let mut lines = if let Some(adopted) = adopted.take() {
+            session.adopt(adopted).await
         } else {
-            tokio::select! {
-                biased;
-                _ = stopped(&mut shutdown) => {
+            // The connection waits for its turn among all connections to the server.
+            let settings = session.spec.settings.clone();
+            let turn = inner.pacing.turn(&server, &settings);
+            let turn = if reconnecting {
+                match session.offline(turn, &mut commands, &mut shutdown).await {
+                    Ok(turn) => turn,
+                    Err(ending) => break ending,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut shutdown) => {
+                        session
+                            .fail_waiting_joins(&mut commands, JoinFailure::Unreachable, "causeway is shutting down")
+                            .await;
+                        inner.forget(&user, &server, id);
+                        return;
+                    }
+                    turn = turn => turn,
+                }
+            };
+            let (lines_tx, mut lines) = flume::bounded(256);
+            let registered = tokio::time::timeout(
+                REGISTRATION_TIMEOUT,
+                session.register(lines_tx, &mut lines, reconnecting),
+            )
+            .await;
+            drop(turn);
+            let failure = match registered {
+                Ok(Ok(())) => None,
+                Ok(Err((failure, text))) => Some((failure, text)),
+                Err(_) => Some((
+                    JoinFailure::Unreachable,
+                    format!("{server} did not complete the registration in time"),
+                )),
+            };
+            if let Some((failure, text)) = failure {
+                session.close(Some(Out::Quit(""))).await;
+                if !reconnecting {
+                    warn!(%user, %server, %text, "irc connection failed");
                     session
-                        .fail_waiting_joins(&mut commands, JoinFailure::Unreachable, "causeway is shutting down")
+                        .fail_waiting_joins(&mut commands, failure, &text)
                         .await;
                     inner.forget(&user, &server, id);
                     return;
                 }
-                turn = turn => turn,
-            }
-        };
-        let (lines_tx, mut lines) = flume::bounded(256);
-        let registered = tokio::time::timeout(
-            REGISTRATION_TIMEOUT,
-            session.register(lines_tx, &mut lines, reconnecting),
-        )
-        .await;
-        drop(turn);
-        let failure = match registered {
-            Ok(Ok(())) => None,
-            Ok(Err((failure, text))) => Some((failure, text)),
-            Err(_) => Some((
-                JoinFailure::Unreachable,
-                format!("{server} did not complete the registration in time"),
-            )),
-        };
-        if let Some((failure, text)) = failure {
-            session.close(Some(Out::Quit(""))).await;
-            if !reconnecting {
-                warn!(%user, %server, %text, "irc connection failed");
-                session
-                    .fail_waiting_joins(&mut commands, failure, &text)
-                    .await;
-                inner.forget(&user, &server, id);
-                return;
-            }
-            attempts += 1;
-            warn!(%user, %server, attempts, %text, "irc reconnection failed");
-            match delays
-                .next()
-                .filter(|_| attempts <= session.spec.settings.reconnect_attempts)
-            {
-                Some(delay) => match session
-                    .wait_offline(delay, &mut commands, &mut shutdown)
-                    .await
+                attempts += 1;
+                warn!(%user, %server, attempts, %text, "irc reconnection failed");
+                match delays
+                    .next()
+                    .filter(|_| attempts <= session.spec.settings.reconnect_attempts)
                 {
-                    Some(ending) => break ending,
-                    None => continue,
-                },
-                None => {
-                    session.give_up(&text).await;
-                    break None;
+                    Some(delay) => match session
+                        .wait_offline(delay, &mut commands, &mut shutdown)
+                        .await
+                    {
+                        Some(ending) => break ending,
+                        None => continue,
+                    },
+                    None => {
+                        session.give_up(&text).await;
+                        break None;
+                    }
                 }
             }
-        }
-        for line in session.spec.identity.after_connect.clone() {
-            let line = crate::text::strip_line_breaks(&line);
-            if !line.trim().is_empty() {
-                session.send(Out::Raw(&line));
+            for line in session.spec.identity.after_connect.clone() {
+                let line = crate::text::strip_line_breaks(&line);
+                if !line.trim().is_empty() {
+                    session.send(Out::Raw(&line));
+                }
             }
-        }
-        if reconnecting {
-            info!(%user, %server, nick = %session.nick, attempts, "irc connection re-established");
-            session
-                .emit(Event::Reconnected {
-                    user: user.clone(),
-                    server: server.clone(),
-                })
-                .await;
-            session.rejoin();
-            delays = reconnect_delays();
-        } else {
-            info!(%user, %server, nick = %session.nick, "irc connection registered");
-        }
+            if reconnecting {
+                info!(%user, %server, nick = %session.nick, attempts, "irc connection re-established");
+                session
+                    .emit(Event::Reconnected {
+                        user: user.clone(),
+                        server: server.clone(),
+                    })
+                    .await;
+                session.rejoin();
+                delays = reconnect_delays();
+            } else {
+                info!(%user, %server, nick = %session.nick, "irc connection registered");
+            }
+            session.state_changed();
+            lines
+        };
         match session
             .serve(&mut lines, &mut commands, &mut shutdown)
             .await
         {
             Ending::Quit(reason) => break Some(reason),
+            Ending::Detach(last) => {
+                detached = Some(last);
+                break None;
+            }
             Ending::Lost(reason) => {
                 session.close(None).await;
                 if *shutdown.borrow() || !session.channels.values().any(|c| c.joined) {
@@ -177,8 +195,16 @@ pub async fn run(
     while let Ok(cmd) = commands.try_recv() {
         rest.push(cmd);
     }
-    session.close(quit_reason.as_deref().map(Out::Quit)).await;
-    info!(%user, %server, "irc connection closed");
+    match detached {
+        Some(last) => {
+            session.detach(last).await;
+            info!(%user, %server, "irc connection left with the keeper");
+        }
+        None => {
+            session.close(quit_reason.as_deref().map(Out::Quit)).await;
+            info!(%user, %server, "irc connection closed");
+        }
+    }
     if !*shutdown.borrow() {
         for cmd in rest {
             inner.redispatch(&user, &server, cmd).await;
@@ -216,11 +242,26 @@ impl Session {
         let mut linger: Option<tokio::time::Instant> = None;
         // What the linger branch waits for while it is off (and never polled).
         let no_linger = tokio::time::Instant::now();
+        // Through the keeper: the checkpoint asked of the core and not answered yet.
+        let mut checkpoint: Option<Asked> = None;
         loop {
             let linger_until = linger.unwrap_or(no_linger);
+            if checkpoint.is_none() {
+                checkpoint = self.checkpoint_due().await;
+            }
+            self.save_state();
             tokio::select! {
                 biased;
-                _ = stopped(shutdown) => return Ending::Quit("causeway is shutting down".to_owned()),
+                _ = stopped(shutdown) => {
+                    if self.kept.is_some() {
+                        return Ending::Detach(checkpoint);
+                    }
+                    return Ending::Quit("causeway is shutting down".to_owned());
+                }
+                answer = async { (&mut checkpoint.as_mut().expect("guarded").1).await }, if checkpoint.is_some() => {
+                    let (seq, _) = checkpoint.take().expect("answered above");
+                    self.checkpoint_answered(seq, answer.is_ok());
+                }
                 inbound = lines.recv_async() => match inbound {
                     Ok(inbound @ (Inbound::Line(_) | Inbound::Numbered(..))) => {
                         last_read = Instant::now();
@@ -230,6 +271,7 @@ impl Session {
                             Inbound::Line(bytes) => (None, bytes),
                             Inbound::Closed(_) => unreachable!("taken by the arm above"),
                         };
+                        self.handling(seq);
                         let lost = match self.read(&bytes) {
                             Some(line) => self.handle_line(line).await,
                             None => {
@@ -237,9 +279,7 @@ impl Session {
                                 None
                             }
                         };
-                        if let Some(seq) = seq {
-                            self.ack(seq);
-                        }
+                        self.handled();
                         if let Some(reason) = lost {
                             return Ending::Lost(reason);
                         }
@@ -265,6 +305,7 @@ impl Session {
                     }
                 }
                 _ = ticker.tick() => {
+                    self.tick();
                     let silent = last_read.elapsed();
                     if silent > self.spec.settings.dead_after() {
                         return Ending::Lost(format!("no data from the server for {} s", silent.as_secs()));

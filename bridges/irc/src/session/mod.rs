@@ -12,6 +12,7 @@
 mod codec;
 mod inbound;
 pub(crate) mod io;
+mod kept;
 mod life;
 mod outbound;
 mod registration;
@@ -27,6 +28,7 @@ use crate::{Identity, Inner, ServerSettings};
 
 pub use codec::encoding;
 pub use inbound::parse_server_time;
+pub(crate) use kept::Adopted;
 pub use life::run;
 
 /// What the network asks of a session.
@@ -125,6 +127,11 @@ struct Session {
     writer: Option<io::Writer>,
     /// The keeper's number for this connection, when it holds it.
     kept: Option<crate::keeper::protocol::ConnId>,
+    /// Through the keeper: what is done with its lines (see `kept.rs`).
+    lines: kept::LineBook,
+    /// Channels (folded) taken over from an earlier gateway whose members are being asked
+    /// for again.
+    refreshing: HashSet<String>,
     /// How fast CTCP requests are answered (made at the first one: an idle puppet has none).
     ctcp_replies: Option<Box<governor::DefaultDirectRateLimiter>>,
 }
@@ -158,6 +165,8 @@ impl Session {
             encoding_out,
             writer: None,
             kept: None,
+            lines: kept::LineBook::default(),
+            refreshing: HashSet::new(),
             ctcp_replies: None,
             spec,
         }
@@ -191,7 +200,7 @@ impl Session {
             kind,
             time,
             own_id,
-            remote_id: None,
+            remote_id: self.line_id(),
             refs: causeway_bridge::Refs::none(),
         })
         .await;
@@ -199,13 +208,6 @@ impl Session {
 
     fn user(&self) -> UserRef {
         self.spec.user.clone()
-    }
-
-    /// A line through the keeper is handled: it need not keep it any longer.
-    fn ack(&self, seq: u64) {
-        if let (Some(conn), Some(keeper)) = (self.kept, self.inner.keeper()) {
-            keeper.ack(conn, seq);
-        }
     }
 
     fn peer(&self, target: &str) -> Peer {

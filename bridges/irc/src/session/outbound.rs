@@ -78,21 +78,27 @@ impl Session {
             }
             return;
         }
-        let wanted = self
-            .inner
-            .identities
-            .channel_encoding(&self.spec.user, &self.spec.server, &channel)
-            .await;
-        match wanted.as_deref().and_then(encoding) {
-            Some(chosen) => self.encodings.insert(folded.clone(), chosen),
-            None => self.encodings.remove(&folded),
-        };
+        self.set_channel_encoding(&folded, &channel).await;
         self.channels.insert(folded, Channel::joining(&channel));
         self.had_channels = true;
+        self.state_changed();
         self.send(Out::Join {
             channel: &channel,
             key: key.as_deref(),
         });
+    }
+
+    /// The encoding the user chose for a channel, if any, for its lines both ways.
+    pub(super) async fn set_channel_encoding(&mut self, folded: &str, channel: &str) {
+        let wanted = self
+            .inner
+            .identities
+            .channel_encoding(&self.spec.user, &self.spec.server, channel)
+            .await;
+        match wanted.as_deref().and_then(encoding) {
+            Some(chosen) => self.encodings.insert(folded.to_owned(), chosen),
+            None => self.encodings.remove(folded),
+        };
     }
 
     fn part(&mut self, channel: &str, reason: Option<&str>) {
@@ -105,6 +111,7 @@ impl Session {
         } else {
             // Still joining: forget it; the JOIN reply will be ignored.
             self.channels.remove(&folded);
+            self.state_changed();
         }
         self.send(Out::Part { channel, reason });
     }

@@ -63,6 +63,8 @@ impl Session {
                 return;
             }
             if let Some(state) = self.channels.remove(&folded) {
+                self.refreshing.remove(&folded);
+                self.state_changed();
                 let room = self.room(&state.name);
                 self.emit(Event::Left {
                     user: self.user(),
@@ -101,6 +103,7 @@ impl Session {
         let old_folded = self.rules.fold(old);
         let mine = self.is_me(old);
         if mine {
+            self.state_changed();
             self.nick = new.to_owned();
             self.source_len = self.source_len + new.len() - old.len().min(self.source_len);
         }

@@ -134,7 +134,7 @@ impl Session {
             kind,
             time,
             own_id: None,
-            remote_id: None,
+            remote_id: self.line_id(),
             refs: causeway_bridge::Refs::none(),
         };
         self.emit(event).await;

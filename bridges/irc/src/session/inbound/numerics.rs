@@ -19,6 +19,7 @@ impl Session {
                 for token in &line.params[1..line.params.len().saturating_sub(1)] {
                     self.rules.apply(token);
                 }
+                self.state_changed();
             }
             RPL_TOPIC => {
                 if let Some(channel) = self.channels.get_mut(&self.rules.fold(line.param(1))) {
@@ -70,10 +71,13 @@ impl Session {
                 let Some(channel) = self.channels.get_mut(&folded) else {
                     return;
                 };
-                if channel.joined {
+                if channel.joined && !self.refreshing.remove(&folded) {
                     return;
                 }
+                // Joined, or (taken over from an earlier gateway) its members known again.
                 channel.joined = true;
+                self.state_changed();
+                let channel = self.channels.get(&folded).expect("present above");
                 let event = Event::Joined {
                     user: self.spec.user.clone(),
                     room: RoomRef {
@@ -105,6 +109,7 @@ impl Session {
                     .channels
                     .remove(&self.rules.fold(line.param(1)))
                     .expect("checked above");
+                self.state_changed();
                 let room = self.room(&state.name);
                 self.emit(Event::JoinFailed {
                     user: self.user(),
