@@ -3,6 +3,9 @@
 #
 #   tests/sandbox.sh                  Prosody + ngircd + causeway on 127.0.0.1 (installs
 #                                     what is missing), then prints the account to log in with.
+#   tests/sandbox.sh --keeper         the same, with the IRC connections held by a connection
+#                                     keeper (`causeway keeper`): restart or kill the gateway
+#                                     (its pid is printed) and the puppets stay on IRC.
 #   tests/sandbox.sh --config FILE    causeway alone, against the server FILE names
 #                                     (SQLite database by default, see config/causeway.example.toml).
 #
@@ -17,6 +20,13 @@ if [ "${1:-}" = "--config" ]; then
   target/release/causeway check-config --config "$2"
   exec target/release/causeway --config "$2"
 fi
+
+keeper=
+if [ "${1:-}" = "--keeper" ]; then
+  keeper=1
+  shift
+fi
+[ $# -eq 0 ] || { echo "usage: $0 [--keeper | --config FILE]" >&2; exit 2; }
 
 c2s_port=${SANDBOX_C2S_PORT:-5222}
 component_port=${SANDBOX_COMPONENT_PORT:-5347}
@@ -49,6 +59,8 @@ sed -e "s|@DIR@|$dir/prosody|g" -e "s|@C2S_PORT@|$c2s_port|g" tests/servers/pros
 sed -e "s|@DIR@|$dir/ngircd|g" -e "s|@PORT@|$irc_port|g" -e "s|@[A-Z_]*@||g" tests/servers/ngircd.conf.in > "$dir/ngircd/ngircd.conf"
 prosodyctl --config "$dir/prosody/prosody.cfg.lua" register user localhost "$password" >/dev/null
 
+keeper_line=
+[ -z "$keeper" ] || keeper_line="keeper = \"$dir/keeper/keeper.sock\""
 cat > "$dir/causeway.toml" <<TOML
 # Written by tests/sandbox.sh
 [xmpp]
@@ -63,6 +75,7 @@ allow = ["localhost"]
 [irc]
 domain = "irc.localhost"
 secret = "$secret"
+$keeper_line
 [irc.servers."127.0.0.1"]
 port = $irc_port
 tls = false
@@ -73,7 +86,8 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 prosody --config "$dir/prosody/prosody.cfg.lua" -F >"$dir/prosody/prosody.out" 2>&1 &
 pids+=($!)
@@ -85,6 +99,18 @@ for port in "$c2s_port" "$component_port" "$irc_port"; do
     sleep 0.1
   done
 done
+if [ -n "$keeper" ]; then
+  # The keeper's socket in a directory only this user can enter.
+  mkdir -p "$dir/keeper"
+  chmod 700 "$dir/keeper"
+  RUST_LOG=${RUST_LOG:-info} target/debug/causeway keeper --config "$dir/causeway.toml" 2>"$dir/keeper/keeper.log" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    [ -S "$dir/keeper/keeper.sock" ] && break
+    sleep 0.1
+  done
+  [ -S "$dir/keeper/keeper.sock" ] || { echo "sandbox: the keeper did not start (see $dir/keeper/keeper.log)" >&2; exit 1; }
+fi
 
 cat <<INFO
 
@@ -94,8 +120,25 @@ cat <<INFO
     Gateway:       irc.localhost (IRC server 127.0.0.1:$irc_port as "127.0.0.1")
     Logs:          $dir/prosody/prosody.log, $dir/ngircd/ngircd.out, causeway below
   Ctrl-C stops everything.
-
 INFO
+if [ -n "$keeper" ]; then
+  cat <<INFO
+    Keeper:        $dir/keeper/keeper.sock (log: $dir/keeper/keeper.log). The gateway
+                   comes back when it stops or dies (kill it to try); the IRC connections
+                   stay with the keeper meanwhile.
+INFO
+  echo
+  while :; do
+    RUST_LOG=${RUST_LOG:-info} target/debug/causeway --config "$dir/causeway.toml" &
+    gateway=$!
+    pids+=("$gateway")
+    echo "sandbox: gateway pid $gateway"
+    wait "$gateway" || true
+    # Ctrl-C ends the script through the trap; anything else brings the gateway back.
+    sleep 1
+  done
+fi
+echo
 RUST_LOG=${RUST_LOG:-info} target/debug/causeway --config "$dir/causeway.toml" &
 pids+=($!)
 wait "${pids[-1]}"

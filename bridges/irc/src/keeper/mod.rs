@@ -1,5 +1,5 @@
 //! The connection keeper: a small process that owns the puppets' IRC sockets, so that the
-//! gateway can restart — or crash — without dropping them (`docs/KEEPER.md`).
+//! gateway can restart — or crash — without dropping them (ARCHITECTURE.md has the design and the protocol).
 //! `protocol` is what the two say over the keeper's Unix socket, `server` the keeper's side,
 //! `client` the gateway's, `state` what the gateway leaves with the keeper for a
 //! successor.
