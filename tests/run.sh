@@ -9,7 +9,16 @@ cd "$(dirname "$0")/.."
 tests/setup.sh
 work=$(mktemp -d -t causeway-tests-XXXXXX)
 chmod 755 "$work"
+# The fault suite's figures (tests/integration/faults), printed at the end, pass or fail.
+export CAUSEWAY_FAULTS_TABLE="$work/faults.md"
 cleanup() {
+  if [ -s "$work/faults.md" ]; then
+    echo
+    echo "Fault suite ($(date -u +%Y-%m-%d)):"
+    echo "| case | direction | sent | delivered | archived | duplicated | lost | note |"
+    echo "|---|---|---|---|---|---|---|---|"
+    sort "$work/faults.md"
+  fi
   tests/postgres.sh stop "$work/postgres" || true
   rm -rf "$work"
 }

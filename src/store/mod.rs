@@ -272,6 +272,23 @@ impl Store {
         Ok(WriteLock { _tx: tx })
     }
 
+    /// Whether the database file is sound (SQLite's `PRAGMA integrity_check`: after a crash,
+    /// for the fault suite); `Err` with what SQLite found otherwise. PostgreSQL keeps its
+    /// own: always sound here.
+    pub async fn integrity_check(&self) -> Result<Result<(), String>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(Ok(()));
+        }
+        let found: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(if found == ["ok"] {
+            Ok(())
+        } else {
+            Err(found.join("; "))
+        })
+    }
+
     /// Close every connection, waiting for queries under way.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -5,40 +5,14 @@
 //! again, the next gateway takes the connection over, and what was said meanwhile is
 //! archived once, in order.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::process::{Child, Command};
-use xmpp_client::parsers::ping::Ping;
-use xmpp_client::IqResponse;
-
+use crate::harness::gateway_process::{self, signal, spawn as causeway};
 use crate::harness::irc_client::IrcClient;
 use crate::harness::irc_server::IrcServer;
 use crate::harness::muc::*;
 use crate::harness::xmpp_server::{Flavor, XmppServer};
-use crate::harness::{config_toml_with_irc, TestClient, ANSWER};
-
-fn causeway(args: &[&str], config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-fn signal(child: &Child, signal: &str) {
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap()
-        .success());
-}
+use crate::harness::{config_toml_with_irc, TestClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
@@ -54,23 +28,11 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
     )
     .unwrap();
     let keeper_log = dir.path().join("keeper.log");
-    let mut keeper = causeway(&["keeper"], &config, &keeper_log);
-    let up = Instant::now();
-    while !socket.exists() {
-        assert!(up.elapsed() < ANSWER, "the keeper never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut keeper = gateway_process::keeper(&config, &socket, &keeper_log).await;
     let gateway_log = dir.path().join("gateway.log");
     let gateway = causeway(&["run"], &config, &gateway_log);
     let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    while !matches!(
-        alice
-            .try_get("irc.localhost", Ping, Duration::from_millis(500))
-            .await,
-        Some(IqResponse::Result(_))
-    ) {
-        assert!(up.elapsed() < ANSWER * 2, "the gateway never answered");
-    }
+    gateway_process::answering(&mut alice, "irc.localhost", &gateway_log).await;
 
     // IRC through the keeper, both ways.
     let room = "#kept%127.0.0.1@irc.localhost";
@@ -148,10 +110,7 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
     // A planned restart (SIGTERM) leaves the connection with the keeper as well, and the
     // lines it kept meanwhile are archived once — those archived before are not again.
     signal(&gateway, "-TERM");
-    tokio::time::timeout(Duration::from_secs(15), gateway.wait())
-        .await
-        .expect("the gateway stops on SIGTERM")
-        .unwrap();
+    gateway_process::ended(&mut gateway, Duration::from_secs(15)).await;
     for i in 0..20 {
         bob.send(&format!("PRIVMSG #kept :planned {i}")).await;
     }
@@ -186,10 +145,7 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
 
     // The keeper stopping closes what it holds.
     signal(&keeper, "-TERM");
-    tokio::time::timeout(Duration::from_secs(10), keeper.wait())
-        .await
-        .expect("the keeper stops on SIGTERM")
-        .unwrap();
+    gateway_process::ended(&mut keeper, Duration::from_secs(10)).await;
     assert!(!socket.exists(), "the keeper removes its socket");
 }
 

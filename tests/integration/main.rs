@@ -9,6 +9,7 @@ mod architecture;
 mod cli;
 mod component;
 mod conformance;
+mod faults;
 mod harness;
 mod history;
 mod hostile;

@@ -45,6 +45,11 @@ impl IrcClient {
         client
     }
 
+    /// The connection's two halves, for a reader and a writer of their own.
+    pub fn into_parts(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.read, self.write)
+    }
+
     /// Send one raw line.
     pub async fn send(&mut self, line: &str) {
         self.write

@@ -1,6 +1,7 @@
 //! Real servers on loopback and an XMPP test client, for the end-to-end tests.
 
 pub mod e2ee_client;
+pub mod gateway_process;
 pub mod irc_client;
 pub mod irc_server;
 pub mod lossy_proxy;
