@@ -11,12 +11,13 @@ mod channels;
 #[cfg(feature = "matrix")]
 mod matrix;
 
+use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use causeway_bridge::NetworkKind;
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions as _, Executor, Row};
 
 /// Why the database could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -245,7 +246,11 @@ impl Store {
                 })
             });
         }
-        let pool = options.connect(&url).await?;
+        // A statement slowed by a failing database is the archiver's to report, once and
+        // briefly; sqlx would warn with the whole statement (thousands of placeholders).
+        let connect = sqlx::any::AnyConnectOptions::from_str(&url)?
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
+        let pool = options.connect_with(connect).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,

@@ -5,7 +5,9 @@
 //! an IRC user who talks and listens at once, an XMPP user who sends in windows while
 //! reading, and the archive's count.
 
+mod gateway;
 mod kill;
+mod restarts;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -311,6 +313,13 @@ pub async fn send_windowed(
 /// The bodies in `user`'s archive of `room` (`sqlite://…` at `url`), oldest first.
 pub async fn archived(url: &str, user: &str, room: &str) -> Vec<String> {
     let store = causeway::store::Store::open(url, 1).await.unwrap();
+    let bodies = archived_in(&store, user, room).await;
+    store.close().await;
+    bodies
+}
+
+/// [`archived`] from an open store.
+pub async fn archived_in(store: &causeway::store::Store, user: &str, room: &str) -> Vec<String> {
     let page = store
         .archive_page(&causeway::store::ArchiveQuery {
             user: user.into(),
@@ -320,6 +329,5 @@ pub async fn archived(url: &str, user: &str, room: &str) -> Vec<String> {
         })
         .await
         .unwrap();
-    store.close().await;
     page.messages.into_iter().map(|m| m.body).collect()
 }
