@@ -100,6 +100,16 @@ fn versions() -> SupportedVersions {
 }
 
 impl Client {
+    /// The homeserver's host and port, for the appservice's client (what the catch-up
+    /// watches); `None` for a personal login.
+    pub fn appservice_host(&self) -> Option<(String, u16)> {
+        let Reach::Appservice { base, .. } = &self.reach else {
+            return None;
+        };
+        let url = reqwest::Url::parse(base).ok()?;
+        Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
+    }
+
     /// The appservice's client for the homeserver at `base` (`http://127.0.0.1:8008`).
     pub fn new(base: &str, as_token: &str) -> Client {
         Client {

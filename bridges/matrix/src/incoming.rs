@@ -50,11 +50,30 @@ pub(crate) struct Incoming {
     pub rooms: SharedRooms,
     /// Events for the core.
     pub emit: mpsc::Sender<Event>,
+    /// The events of transactions taken in lately: each is taken once, from a transaction
+    /// or a catch-up (a personal login's sync needs none: it resumes where it was).
+    pub seen: crate::catch_up::Seen,
 }
 
 impl Incoming {
-    /// One event of a transaction.
+    /// One event of a transaction (or of a catch-up): taken in once, however often the
+    /// homeserver sends it.
     pub(crate) async fn on_event(&self, raw: Raw<AnyTimelineEvent>) {
+        let room = raw.get_field::<ruma::OwnedRoomId>("room_id").ok().flatten();
+        let id = raw
+            .get_field::<ruma::OwnedEventId>("event_id")
+            .ok()
+            .flatten();
+        let sent = raw
+            .get_field::<ruma::MilliSecondsSinceUnixEpoch>("origin_server_ts")
+            .ok()
+            .flatten();
+        if let (Some(room), Some(id), Some(sent)) = (room, id, sent) {
+            if !self.seen.first_time(&room, &id, sent) {
+                debug!(event = %id, "an event taken in before, skipped");
+                return;
+            }
+        }
         self.on_event_from(raw, false).await;
     }
 

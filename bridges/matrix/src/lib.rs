@@ -16,6 +16,7 @@
 //! ([`rooms`]), the send side ([`outgoing`]), the transaction side ([`incoming`]) and the
 //! per-user workers ([`workers`]).
 
+mod catch_up;
 pub mod client;
 mod directory;
 #[doc(hidden)]
@@ -295,6 +296,7 @@ impl Appservice {
             puppets: puppets.clone(),
             joins: parts.joins.clone(),
             transactions: tokio::sync::Mutex::new(None),
+            catch_up: Arc::default(),
         };
         Appservice {
             listen,
@@ -315,6 +317,12 @@ impl Appservice {
                 ))
             })?;
         info!(listen = %self.listen, "Matrix transaction listener up");
+        tokio::spawn(
+            self.api
+                .catch_up
+                .clone()
+                .run(self.parts.incoming.clone(), shutdown.clone()),
+        );
         listener::serve(listener, self.api.clone(), shutdown)
             .await
             .map_err(|e| BridgeError::Unreachable(e.to_string()))

@@ -46,6 +46,8 @@ pub(crate) struct Listener {
     pub joins: Arc<JoinsInProgress>,
     /// Serialises transactions from the homeserver; when processed ids were last pruned.
     pub transactions: tokio::sync::Mutex<Option<Instant>>,
+    /// Told when the homeserver's transaction ids start again (it restarted).
+    pub catch_up: Arc<crate::catch_up::CatchUp>,
 }
 
 /// How long a processed transaction id is kept: a homeserver retries an unanswered
@@ -139,6 +141,27 @@ async fn transaction(
             return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &e.to_string());
         }
     };
+    // In a task of its own: a homeserver that goes away mid-request (a restart) drops this
+    // handler, and a transaction half taken in would be lost — its events are remembered as
+    // taken in, and the homeserver may never send them again.
+    let taking = tokio::spawn(take(api, txn_id, request, body));
+    taking.await.unwrap_or_else(|e| {
+        warn!(error = %e, "a transaction's task failed");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "M_UNKNOWN",
+            "the transaction failed",
+        )
+    })
+}
+
+/// Take a transaction in, once (the homeserver's transactions one at a time).
+async fn take(
+    api: Arc<Listener>,
+    txn_id: String,
+    request: push_events::v1::Request,
+    body: Bytes,
+) -> Response {
     let mut last_pruned = api.transactions.lock().await;
     if last_pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
         *last_pruned = Some(Instant::now());
@@ -165,8 +188,12 @@ async fn transaction(
             debug!(txn = %txn_id, "transaction seen before");
             return ok();
         }
-        Ok(Some(_)) => warn!(txn = %txn_id,
-            "a known transaction id with other events: the homeserver's transaction ids started again (a new or reset database); processing it"),
+        Ok(Some(_)) => {
+            warn!(txn = %txn_id,
+                "a known transaction id with other events: the homeserver's transaction ids started again (a restart, a new or reset database); processing it");
+            // A restart may have lost what it owed us: read the rooms' ends.
+            api.catch_up.wanted();
+        }
         Ok(None) => {}
         Err(e) => {
             warn!(txn = %txn_id, error = %e, "cannot check the transaction");

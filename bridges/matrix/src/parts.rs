@@ -101,6 +101,7 @@ impl Parts {
             directory,
             rooms,
             emit,
+            seen: Default::default(),
         };
         Parts {
             workers: Workers::new(performer),

@@ -202,6 +202,19 @@ impl Rooms {
             .collect()
     }
 
+    /// The rooms XMPP users are in, each with a puppet seated there to read it as.
+    pub fn tracked(&self) -> Vec<(OwnedRoomId, String)> {
+        self.rooms
+            .iter()
+            .filter_map(|(id, r)| {
+                r.seats
+                    .values()
+                    .next()
+                    .map(|s| (id.clone(), s.puppet.clone()))
+            })
+            .collect()
+    }
+
     /// A puppet seated in the room, to read it as.
     pub fn any_puppet(&self, room: &RoomId) -> Option<String> {
         let state = self.rooms.get(room)?;

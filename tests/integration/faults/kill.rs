@@ -166,16 +166,24 @@ async fn kill_under_load(kept: bool) {
         .filter(|n| !in_archive.contains_key(n))
         .collect();
     let irc_lost = missing.len();
-    // One process: what the puppet's socket and the gateway held at the kill is gone with
-    // them — the lines said from the kill until the QUIT reached the IRC user.
-    let window = said_at_kill..paused_at.unwrap_or(said_at_kill);
+    // One process: what the gateway held at the kill and had not archived yet — lines read
+    // from its socket or waiting there — is gone with it: the lines after the last archived
+    // at the kill, up to those said before the QUIT reached the IRC user (who stops then).
+    let last_kept = tally(at_kill.iter().map(String::as_str), "i")
+        .keys()
+        .next_back()
+        .map_or(0, |n| n + 1);
+    let window = match kept {
+        true => 0..0,
+        false => last_kept..paused_at.unwrap_or(said_at_kill).max(last_kept),
+    };
     record(&[
         Row {
             case: format!("kill -9 ({mode})"),
             direction: "IRC→XMPP",
             sent: EACH_WAY,
             delivered: live.len(),
-            archived: in_archive.len(),
+            archived: Some(in_archive.len()),
             duplicated: extra(&in_archive),
             lost: irc_lost,
             note: format!(
@@ -185,7 +193,7 @@ async fn kill_under_load(kept: bool) {
                 match kept {
                     true => "IRC said 1 s with no gateway".to_owned(),
                     false => format!(
-                        "lines {}–{} said between the kill and the QUIT reaching IRC (the in-flight window)",
+                        "lines {}–{} in flight at the kill (after the last archived, before the QUIT reached IRC; the kill came after line {said_at_kill})",
                         window.start,
                         window.end
                     ),
@@ -232,7 +240,7 @@ fn xmpp_to_irc_row(mode: &str, seen: &Seen, bob: &IrcPeer, archive: &[String]) -
         direction: "XMPP→IRC",
         sent: EACH_WAY,
         delivered: on_irc.len(),
-        archived: in_archive.len(),
+        archived: Some(in_archive.len()),
         duplicated: extra(&on_irc) + extra(&in_archive),
         lost: reflected_not_delivered(seen, bob),
         note: format!(

@@ -7,6 +7,7 @@
 
 mod gateway;
 mod kill;
+mod matrix;
 mod restarts;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +30,8 @@ pub struct Row {
     pub direction: &'static str,
     pub sent: usize,
     pub delivered: usize,
-    pub archived: usize,
+    /// `None` where nothing is archived (connections, not messages).
+    pub archived: Option<usize>,
     pub duplicated: usize,
     pub lost: usize,
     pub note: String,
@@ -48,7 +50,14 @@ pub fn record(rows: &[Row]) {
     for r in rows {
         text.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.case, r.direction, r.sent, r.delivered, r.archived, r.duplicated, r.lost, r.note
+            r.case,
+            r.direction,
+            r.sent,
+            r.delivered,
+            r.archived.map_or("–".to_owned(), |a| a.to_string()),
+            r.duplicated,
+            r.lost,
+            r.note
         ));
     }
     eprint!("{HEADER}\n{text}");
@@ -172,6 +181,47 @@ impl IrcPeer {
             said.store(n, Ordering::Release);
         }
         paused_at
+    }
+
+    /// Send one raw line.
+    pub async fn send(&self, line: &str) {
+        let mut write = self.write.lock().await;
+        write
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Who is in `channel` now (NAMES), without their prefixes.
+    pub async fn names(&self, channel: &str) -> BTreeSet<String> {
+        let from = self.seen.lock().unwrap().len();
+        self.send(&format!("NAMES {channel}")).await;
+        let end = " 366 ";
+        let start = Instant::now();
+        loop {
+            {
+                let seen = self.seen.lock().unwrap();
+                let fresh = &seen[from.min(seen.len())..];
+                if let Some(at) = fresh
+                    .iter()
+                    .position(|l| l.contains(end) && l.contains(channel))
+                {
+                    return fresh[..at]
+                        .iter()
+                        .filter(|l| l.split(' ').nth(1) == Some("353") && l.contains(channel))
+                        .filter_map(|l| l[1..].split_once(" :").map(|(_, names)| names))
+                        .flat_map(|names| names.split(' '))
+                        .map(|n| n.trim_start_matches(['@', '+', '%', '&', '~']).to_owned())
+                        .filter(|n| !n.is_empty())
+                        .collect();
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no NAMES for {channel}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The lines read so far that `matches` accepts.

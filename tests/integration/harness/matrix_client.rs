@@ -227,19 +227,71 @@ impl MatrixClient {
         wanted: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Value {
+        match self.try_next_event(room_id, wanted, timeout).await {
+            Ok(event) => event,
+            Err(seen) => panic!(
+                "{}: no wanted event in {room_id} within {timeout:?}; unwanted: {seen}",
+                self.user_id
+            ),
+        }
+    }
+
+    /// Every event of a room's timeline, oldest first, as `/messages` pages it (not `/sync`,
+    /// whose timeline skips what was more than its limit behind).
+    pub async fn room_messages(&self, room_id: &str) -> Vec<Value> {
+        let room_id = self.room_id(room_id).await;
+        let mut events = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut url = self.endpoint(&["rooms", &room_id, "messages"]);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("dir", "b");
+                query.append_pair("limit", "1000");
+                if let Some(from) = &from {
+                    query.append_pair("from", from);
+                }
+            }
+            let answer: Value = self
+                .http
+                .get(url)
+                .bearer_auth(&self.access_token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let chunk = answer["chunk"].as_array().cloned().unwrap_or_default();
+            if chunk.is_empty() {
+                break;
+            }
+            events.extend(chunk);
+            match answer["end"].as_str() {
+                Some(end) => from = Some(end.to_owned()),
+                None => break,
+            }
+        }
+        events.reverse();
+        events
+    }
+
+    /// [`next_event`](Self::next_event), or what else is buffered when none comes in time.
+    pub async fn try_next_event(
+        &self,
+        room_id: &str,
+        wanted: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let room_id = self.room_id(room_id).await;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(event) = self.take_buffered(&room_id, &wanted) {
-                return event;
+                return Ok(event);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let seen = self.buffered_summary(&room_id);
-                panic!(
-                    "{}: no wanted event in {room_id} within {timeout:?}; unwanted: {seen}",
-                    self.user_id
-                );
+                return Err(self.buffered_summary(&room_id));
             }
             self.sync_once(left).await;
         }
