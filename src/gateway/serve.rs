@@ -83,7 +83,9 @@ pub(crate) async fn serve_domain(
     mut config: tokio::sync::watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
-    apply(&mut gateway, &core, initial).await;
+    let mut held = Held::default();
+    apply(&mut gateway, &core, initial, &mut held).await;
+    held.deliver(&core).await;
     let grace = tokio::time::sleep(core.adoption_grace.unwrap_or_default());
     tokio::pin!(grace);
     let mut graced = core.adoption_grace.is_none();
@@ -109,7 +111,8 @@ pub(crate) async fn serve_domain(
                 graced = true;
                 if let Some(muc) = gateway.muc_mut() {
                     let effects = muc.release_unclaimed();
-                    apply(&mut gateway, &core, effects).await;
+                    apply(&mut gateway, &core, effects, &mut held).await;
+                    held.deliver(&core).await;
                 }
                 continue;
             }
@@ -141,7 +144,7 @@ pub(crate) async fn serve_domain(
                     }
                     Work::Stanza(stanza) => gateway.handle_stanza(stanza),
                 };
-                apply(&mut gateway, &core, effects).await;
+                apply(&mut gateway, &core, effects, &mut held).await;
             }
             .instrument(span)
             .await;
@@ -154,6 +157,7 @@ pub(crate) async fn serve_domain(
                 };
             }
         }
+        held.deliver(&core).await;
     }
     for stanza in gateway.shutdown_presences() {
         core.outbox.push(stanza);
@@ -205,7 +209,35 @@ fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
     }
 }
 
-async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
+/// How long delivery waits for the archive to have what it announces.
+const ARCHIVED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The stanzas of a burst of work, held until the archive has what they announce.
+#[derive(Default)]
+struct Held {
+    stanzas: Vec<Stanza>,
+    /// Whether messages were handed to the archiver for them.
+    archived: bool,
+}
+
+impl Held {
+    /// Send the held stanzas on, once the archiver has written what was handed to it
+    /// (one wait per burst, not per message): a client does not see a message the archive
+    /// could still lose to a crash. A database that is failing or slow holds delivery up no
+    /// longer than [`ARCHIVED_WAIT`]: the archiver keeps the messages (in memory, then on
+    /// disk) and delivery goes on.
+    async fn deliver(&mut self, core: &Core) {
+        if std::mem::take(&mut self.archived) {
+            let _ = tokio::time::timeout(ARCHIVED_WAIT, core.archiver.flush()).await;
+        }
+        for stanza in self.stanzas.drain(..) {
+            core.outbox.push(stanza);
+        }
+    }
+}
+
+async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects, held: &mut Held) {
+    held.archived |= !effects.archive.is_empty();
     for message in effects.archive {
         core.archiver.record(message).await;
     }
@@ -224,9 +256,7 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects) {
             }
         }
     }
-    for stanza in stanzas {
-        core.outbox.push(stanza);
-    }
+    held.stanzas.extend(stanzas);
     for request in effects.adhoc {
         let (store, outbox, network, reload) = (
             core.store.clone(),

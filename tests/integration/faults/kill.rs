@@ -225,6 +225,11 @@ async fn kill_under_load(kept: bool) {
     check_xmpp_to_irc(&seen, &bob);
     let own = tally(archive.iter().map(String::as_str), "x");
     assert_eq!(extra(&own), 0, "XMPP messages archived twice");
+    assert_eq!(
+        reflected_not_archived(&seen, &own),
+        0,
+        "messages reflected to the sender that are not in the archive"
+    );
 }
 
 /// XMPP → IRC: what reached IRC of what the client sent.
@@ -235,6 +240,7 @@ fn xmpp_to_irc_row(mode: &str, seen: &Seen, bob: &IrcPeer, archive: &[String]) -
     );
     let in_archive = tally(archive.iter().map(String::as_str), "x");
     let unconfirmed = EACH_WAY - seen.reflected.len().min(EACH_WAY) - seen.bounced.len();
+    let unarchived = reflected_not_archived(seen, &in_archive);
     Row {
         case: format!("kill -9 ({mode})"),
         direction: "XMPP→IRC",
@@ -244,10 +250,26 @@ fn xmpp_to_irc_row(mode: &str, seen: &Seen, bob: &IrcPeer, archive: &[String]) -
         duplicated: extra(&on_irc) + extra(&in_archive),
         lost: reflected_not_delivered(seen, bob),
         note: format!(
-            "{} bounced to the sender (the gateway gone), {unconfirmed} unconfirmed (≤ the window of {WINDOW})",
+            "{} bounced to the sender (the gateway gone), {unconfirmed} unconfirmed (≤ the window of {WINDOW}); {unarchived} reflected but not archived",
             seen.bounced.len()
         ),
     }
+}
+
+/// Messages the sender saw reflected that are not in the archive: a reflection goes out
+/// only once the archive has the message, so a crash cannot take it back.
+fn reflected_not_archived(
+    seen: &Seen,
+    in_archive: &std::collections::BTreeMap<usize, usize>,
+) -> usize {
+    seen.reflected
+        .iter()
+        .filter(|id| {
+            id.strip_prefix('x')
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| !in_archive.contains_key(&n))
+        })
+        .count()
 }
 
 fn reflected_not_delivered(seen: &Seen, bob: &IrcPeer) -> usize {
