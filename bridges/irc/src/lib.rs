@@ -72,6 +72,9 @@ pub(crate) struct Inner {
     pacing: pacing::Pacing,
     /// The link to the connection keeper, when `[irc] keeper` names one.
     keeper: Mutex<Option<Arc<keeper::client::KeeperLink>>>,
+    /// Why the keeper could not be reached, when it could not: connections are refused
+    /// with it (rather than made around the keeper, or waited for for ever).
+    keeper_failed: Mutex<Option<String>>,
 }
 
 impl IrcNetwork {
@@ -89,6 +92,7 @@ impl IrcNetwork {
                 tasks: tokio::sync::Mutex::default(),
                 pacing: pacing::Pacing::default(),
                 keeper: Mutex::default(),
+                keeper_failed: Mutex::default(),
             }),
         }
     }
@@ -221,6 +225,9 @@ impl Inner {
             .ok_or(BridgeError::ShutDown)?;
         if *shutdown.borrow() {
             return Err(BridgeError::ShutDown);
+        }
+        if let Some(why) = self.keeper_failed.lock().expect("keeper lock").clone() {
+            return Err(BridgeError::Unreachable(why));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(256);
@@ -358,9 +365,16 @@ impl Network for IrcNetwork {
         *self.inner.events.lock().expect("events lock") = Some(ctx.events);
         *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
         if let Some(path) = keeper_path {
-            let link = keeper::client::KeeperLink::attach(&path)
-                .await
-                .map_err(|e| BridgeError::Unreachable(e.to_string()))?;
+            let link = match keeper::client::KeeperLink::attach(&path).await {
+                Ok(link) => link,
+                Err(e) => {
+                    let why = e.to_string();
+                    *self.inner.keeper_failed.lock().expect("keeper lock") = Some(why.clone());
+                    // Actions waiting for the start get the refusal instead of waiting.
+                    self.inner.started.send_replace(true);
+                    return Err(BridgeError::Unreachable(why));
+                }
+            };
             *self.inner.keeper.lock().expect("keeper lock") = Some(link.clone());
             self.inner.adopt(&link, &shutdown).await;
         }

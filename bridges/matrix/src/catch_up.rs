@@ -86,17 +86,23 @@ impl Seen {
         true
     }
 
-    /// Whether an event of `room` sent at `sent` is one a catch-up should take: after the
-    /// gateway began to watch the room, not taken in, and not as old as what was forgotten.
+    /// Whether an event of `room` sent at `sent` is one a catch-up should take: sent since
+    /// `horizon` (shortly before the homeserver went away: older ones it had sent, or were
+    /// sent while no XMPP user was in the room) and after the gateway began to watch the
+    /// room, not taken in, and not as old as what was forgotten.
     fn missed(
         &self,
         room: &RoomId,
         event: &OwnedEventId,
         sent: MilliSecondsSinceUnixEpoch,
+        horizon: MilliSecondsSinceUnixEpoch,
     ) -> bool {
         let rooms = self.rooms.lock().expect("seen lock");
         rooms.get(room).is_some_and(|r| {
-            sent >= r.since && r.forgotten.is_none_or(|f| sent > f) && !r.ids.contains(event)
+            sent >= horizon
+                && sent >= r.since
+                && r.forgotten.is_none_or(|f| sent > f)
+                && !r.ids.contains(event)
         })
     }
 
@@ -134,11 +140,18 @@ impl CatchUp {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let host = incoming.client.appservice_host();
+        let mut last: Option<std::time::Instant> = None;
         loop {
             let horizon = tokio::select! {
                 _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => return,
-                // Its ids started again: it restarted within the last transactions.
-                _ = self.wanted.notified() => ago(RESTARTED_WITHIN),
+                // Its ids started again: it restarted within the last transactions. Every
+                // transaction up to its old last id says so: one catch-up answers them all.
+                _ = self.wanted.notified() => {
+                    if last.is_some_and(|at| at.elapsed() < RESTARTED_WITHIN) {
+                        continue;
+                    }
+                    ago(RESTARTED_WITHIN)
+                }
                 () = watch(host.as_ref()) => {
                     if answers(&incoming).await {
                         // An idle connection dropped; nothing happened.
@@ -156,6 +169,7 @@ impl CatchUp {
                 }
             };
             incoming.catch_up(horizon).await;
+            last = Some(std::time::Instant::now());
         }
     }
 }
@@ -225,7 +239,7 @@ impl Incoming {
                 .into_iter()
                 .filter(|raw| {
                     let (id, sent) = id_and_time(raw);
-                    matches!((id, sent), (Some(id), Some(sent)) if self.seen.missed(&room, &id, sent))
+                    matches!((id, sent), (Some(id), Some(sent)) if self.seen.missed(&room, &id, sent, horizon))
                 })
                 .collect();
             debug!(%room, missed = missed.len(), "a room caught up with");
@@ -274,13 +288,15 @@ mod tests {
         assert!(!seen.first_time(&room, &id(1), at(1000)));
         assert!(seen.first_time(&room, &id(3), at(3000)));
         // Missed: sent after the first one seen, never taken in.
-        assert!(seen.missed(&room, &id(2), at(2000)));
-        assert!(!seen.missed(&room, &id(3), at(3000)));
+        assert!(seen.missed(&room, &id(2), at(2000), at(0)));
+        assert!(!seen.missed(&room, &id(3), at(3000), at(0)));
+        // Before the horizon: sent before the homeserver went away, or while nobody watched.
+        assert!(!seen.missed(&room, &id(2), at(2000), at(2500)));
         // History from before the gateway watched the room.
-        assert!(!seen.missed(&room, &id(0), at(500)));
+        assert!(!seen.missed(&room, &id(0), at(500), at(0)));
         // A room never seen: nothing to compare with, nothing taken.
         let other: OwnedRoomId = "!o:hs".try_into().unwrap();
-        assert!(!seen.missed(&other, &id(9), at(9000)));
+        assert!(!seen.missed(&other, &id(9), at(9000), at(0)));
     }
 
     #[test]
@@ -299,8 +315,13 @@ mod tests {
             assert!(recent.ids.contains(&id(REMEMBERED + 9)));
         }
         // Forgotten, so not to be taken again by a catch-up that reads back that far.
-        assert!(!seen.missed(&room, &id(0), at(1000)));
-        assert!(seen.missed(&room, &id(100_000), at(1000 + REMEMBERED as u64 + 100)));
+        assert!(!seen.missed(&room, &id(0), at(1000), at(0)));
+        assert!(seen.missed(
+            &room,
+            &id(100_000),
+            at(1000 + REMEMBERED as u64 + 100),
+            at(0)
+        ));
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl Session {
         self.caps = state.caps;
         self.rules = state.rules;
         self.settled = true;
-        self.had_channels = !state.channels.is_empty();
+        // Kept for its channels: with none left (its last PART just before the restart,
+        // a LIST) it lingers, then quits, as it would have.
+        self.had_channels = true;
+        self.lines = LineBook::default();
         info!(user = %self.spec.user, server = %self.spec.server, nick = %self.nick,
             channels = state.channels.len(), dropped, "irc connection taken over from the keeper");
         if dropped > 0 {

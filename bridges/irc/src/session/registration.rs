@@ -95,6 +95,8 @@ impl Session {
             }
         };
         self.writer = Some(Writer::start(write, &self.spec.settings));
+        // A new connection's lines are numbered from 1 again.
+        self.lines = super::kept::LineBook::default();
         self.kept = kept;
 
         self.send_urgent(Out::CapLs);

@@ -16,7 +16,9 @@ impl Session {
         let text = line.params.last().cloned().unwrap_or_default();
         match code {
             RPL_ISUPPORT => {
-                for token in &line.params[1..line.params.len().saturating_sub(1)] {
+                // `005 nick TOKEN… :are supported`: a line too short to hold a token has none.
+                let tokens = line.params.len().saturating_sub(1);
+                for token in line.params.get(1..tokens).unwrap_or_default() {
                     self.rules.apply(token);
                 }
                 self.state_changed();
