@@ -37,6 +37,12 @@ const LONG_TAIL: u32 = 1000;
 const ASK_AGAIN: Duration = Duration::from_millis(500);
 /// How long before a homeserver went away the events it lost may have been sent.
 const LOST_BEFORE: Duration = Duration::from_secs(5);
+/// The catch-ups after the first, each this long after the one before.
+const FOLLOW_UPS: [Duration; 3] = [
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+];
 /// A homeserver whose transaction ids start again restarted within this.
 const RESTARTED_WITHIN: Duration = Duration::from_secs(60);
 
@@ -169,6 +175,14 @@ impl CatchUp {
                 }
             };
             incoming.catch_up(horizon).await;
+            // A homeserver just back may also drop what it stores while its appservice
+            // sender starts: read again a few times, back to the same horizon.
+            for wait in FOLLOW_UPS {
+                tokio::select! {
+                    _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => return,
+                    () = tokio::time::sleep(wait) => incoming.catch_up(horizon).await,
+                }
+            }
             last = Some(std::time::Instant::now());
         }
     }
