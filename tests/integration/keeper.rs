@@ -14,35 +14,95 @@ use crate::harness::muc::*;
 use crate::harness::xmpp_server::{Flavor, XmppServer};
 use crate::harness::{config_toml_with_irc, TestClient};
 
+/// A keeper and a gateway, each a process of its own, with alice's puppet and bob in
+/// `channel` on ngircd.
+pub(crate) struct Kept {
+    pub _irc: IrcServer,
+    pub _xmpp: XmppServer,
+    pub dir: tempfile::TempDir,
+    pub socket: std::path::PathBuf,
+    pub config: std::path::PathBuf,
+    pub keeper: tokio::process::Child,
+    pub keeper_log: std::path::PathBuf,
+    pub gateway: tokio::process::Child,
+    pub gateway_log: std::path::PathBuf,
+    pub alice: TestClient,
+    pub bob: IrcClient,
+    pub room: String,
+}
+
+impl Kept {
+    pub(crate) async fn start(channel: &str) -> Kept {
+        let irc = IrcServer::ngircd();
+        let xmpp = XmppServer::start(Flavor::Prosody);
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("keeper.sock");
+        let irc_keys = format!("keeper = \"{}\"\n", socket.display());
+        let config = dir.path().join("causeway.toml");
+        std::fs::write(
+            &config,
+            config_toml_with_irc(&xmpp, dir.path(), irc.port, &irc_keys, ""),
+        )
+        .unwrap();
+        let keeper_log = dir.path().join("keeper.log");
+        let keeper = gateway_process::keeper(&config, &socket, &keeper_log).await;
+        let gateway_log = dir.path().join("gateway.log");
+        let gateway = causeway(&["run"], &config, &gateway_log);
+        let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+        gateway_process::answering(&mut alice, "irc.localhost", &gateway_log).await;
+        let room = format!("{channel}%127.0.0.1@irc.localhost");
+        let mut bob = IrcClient::connect(irc.port, "bob").await;
+        bob.join(channel).await;
+        enter(&mut alice, &room, "alice").await;
+        bob.expect("alice joining", |l| {
+            l.starts_with(":alice!") && l.contains(" JOIN ")
+        })
+        .await;
+        Kept {
+            _irc: irc,
+            _xmpp: xmpp,
+            dir,
+            socket,
+            config,
+            keeper,
+            keeper_log,
+            gateway,
+            gateway_log,
+            alice,
+            bob,
+            room,
+        }
+    }
+}
+
+/// Whether an IRC line shows alice's puppet leaving, joining or changing its nick.
+pub(crate) fn left(l: &str) -> bool {
+    l.starts_with(":alice")
+        && [" QUIT", " PART ", " JOIN ", " NICK "]
+            .iter()
+            .any(|verb| l.contains(verb))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
-    let irc = IrcServer::ngircd();
-    let xmpp = XmppServer::start(Flavor::Prosody);
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("keeper.sock");
-    let irc_keys = format!("keeper = \"{}\"\n", socket.display());
-    let config = dir.path().join("causeway.toml");
-    std::fs::write(
-        &config,
-        config_toml_with_irc(&xmpp, dir.path(), irc.port, &irc_keys, ""),
-    )
-    .unwrap();
-    let keeper_log = dir.path().join("keeper.log");
-    let mut keeper = gateway_process::keeper(&config, &socket, &keeper_log).await;
-    let gateway_log = dir.path().join("gateway.log");
-    let gateway = causeway(&["run"], &config, &gateway_log);
-    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
-    gateway_process::answering(&mut alice, "irc.localhost", &gateway_log).await;
+    // Every field bound: what a pattern leaves out is dropped at once (the servers too).
+    let Kept {
+        _irc,
+        _xmpp,
+        dir,
+        gateway_log: _,
+        socket,
+        config,
+        mut keeper,
+        keeper_log,
+        gateway,
+        mut alice,
+        mut bob,
+        room,
+    } = Kept::start("#kept").await;
+    let room = room.as_str();
 
     // IRC through the keeper, both ways.
-    let room = "#kept%127.0.0.1@irc.localhost";
-    let mut bob = IrcClient::connect(irc.port, "bob").await;
-    bob.join("#kept").await;
-    enter(&mut alice, room, "alice").await;
-    bob.expect("alice joining", |l| {
-        l.starts_with(":alice!") && l.contains(" JOIN ")
-    })
-    .await;
     alice.send(groupchat_to(room, "through the keeper")).await;
     bob.expect("alice's message", |l| {
         l.starts_with(":alice!") && l.ends_with("PRIVMSG #kept :through the keeper")
@@ -58,12 +118,6 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
 
     // SIGKILL: nothing of the gateway says goodbye, and the connection stays.
     signal(&gateway, "-KILL");
-    let left = |l: &str| {
-        l.starts_with(":alice")
-            && [" QUIT", " PART ", " JOIN ", " NICK "]
-                .iter()
-                .any(|verb| l.contains(verb))
-    };
     assert_eq!(
         bob.nothing_within(Duration::from_secs(3), left).await,
         Ok(()),
@@ -169,7 +223,12 @@ async fn back_in(alice: &mut TestClient, room: &str) {
 }
 
 /// The bodies in the room's archive that start with `prefix`, oldest first.
-async fn said(alice: &mut TestClient, room: &str, prefix: &str, queryid: &str) -> Vec<String> {
+pub(crate) async fn said(
+    alice: &mut TestClient,
+    room: &str,
+    prefix: &str,
+    queryid: &str,
+) -> Vec<String> {
     let (results, _) = crate::history::run_query_at(
         alice,
         room,
@@ -183,6 +242,6 @@ async fn said(alice: &mut TestClient, room: &str, prefix: &str, queryid: &str) -
         .collect()
 }
 
-fn numbered(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }

@@ -17,6 +17,7 @@ mod irc;
 mod irc_connection;
 mod irc_pacing;
 mod keeper;
+mod keeper_link;
 mod limits;
 mod matrix;
 mod matrix_encrypted;

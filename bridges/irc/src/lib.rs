@@ -70,8 +70,9 @@ pub(crate) struct Inner {
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
     /// The pace of the connections to each server.
     pacing: pacing::Pacing,
-    /// The link to the connection keeper, when `[irc] keeper` names one.
-    keeper: Mutex<Option<Arc<keeper::client::KeeperLink>>>,
+    /// The link to the connection keeper, when `[irc] keeper` names one: replaced when it
+    /// breaks and the gateway attaches again (`keeper/takeover.rs`).
+    keeper: watch::Sender<Option<Arc<keeper::client::KeeperLink>>>,
     /// Why the keeper could not be reached, when it could not: connections are refused
     /// with it (rather than made around the keeper, or waited for for ever).
     keeper_failed: Mutex<Option<String>>,
@@ -91,7 +92,7 @@ impl IrcNetwork {
                 started: watch::channel(false).0,
                 tasks: tokio::sync::Mutex::default(),
                 pacing: pacing::Pacing::default(),
-                keeper: Mutex::default(),
+                keeper: watch::channel(None).0,
                 keeper_failed: Mutex::default(),
             }),
         }
@@ -111,7 +112,7 @@ impl IrcNetwork {
 impl Inner {
     /// The keeper's link, when connections go through one.
     pub(crate) fn keeper(&self) -> Option<Arc<keeper::client::KeeperLink>> {
-        self.keeper.lock().expect("keeper lock").clone()
+        self.keeper.borrow().clone()
     }
 
     pub(crate) async fn emit(&self, event: Event) {
@@ -269,73 +270,6 @@ impl Inner {
             ));
         Ok(tx)
     }
-    /// Take over the connections an earlier gateway left with the keeper: each becomes
-    /// its user's session for its server, registered and in its channels. What cannot be
-    /// taken over (a state this build cannot read, a connection that never registered, a
-    /// second one for the same user and server) is quit. Called before actions are taken,
-    /// so that a join for a kept channel finds its session.
-    async fn adopt(
-        self: &Arc<Self>,
-        link: &keeper::client::KeeperLink,
-        shutdown: &watch::Receiver<bool>,
-    ) {
-        for held in link.held().to_vec() {
-            let state = match keeper::state::Adoptable::decode(&held.state) {
-                Ok(state) => state,
-                Err(e) => {
-                    tracing::warn!(conn = held.conn, error = %e, "a connection the keeper holds cannot be taken over: quitting it");
-                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
-                    continue;
-                }
-            };
-            let key: SessionKey = (state.user.clone(), state.server.clone());
-            let taken = self
-                .sessions
-                .lock()
-                .expect("sessions lock")
-                .contains_key(&key);
-            let claimed = if taken { None } else { link.claim(held.conn) };
-            let Some((io, lines)) = claimed else {
-                tracing::warn!(user = %state.user, server = %state.server, "a second kept connection for the same user and server: quitting it");
-                link.quit(held.conn, b"QUIT :causeway restarted\r\n");
-                continue;
-            };
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = mpsc::channel(256);
-            self.sessions
-                .lock()
-                .expect("sessions lock")
-                .insert(key.clone(), SessionHandle { id, commands: tx });
-            let (user, server) = key;
-            let identity = self.identities.identity(&user, &server, &state.nick).await;
-            let spec = SessionSpec {
-                user: user.clone(),
-                server: server.clone(),
-                settings: self
-                    .settings
-                    .lock()
-                    .expect("settings lock")
-                    .server(&server)
-                    .overridden(&identity.transport),
-                identity,
-                id,
-            };
-            let adopted = session::Adopted {
-                state,
-                io,
-                lines,
-                dropped: held.dropped,
-            };
-            let span = tracing::info_span!("irc", network = "irc", user = %user, server = %server);
-            self.tasks
-                .lock()
-                .await
-                .spawn(tracing::Instrument::instrument(
-                    session::run(spec, self.clone(), rx, shutdown.clone(), Some(adopted)),
-                    span,
-                ));
-        }
-    }
 }
 
 #[async_trait]
@@ -364,22 +298,24 @@ impl Network for IrcNetwork {
             .clone();
         *self.inner.events.lock().expect("events lock") = Some(ctx.events);
         *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
-        if let Some(path) = keeper_path {
-            let link = match keeper::client::KeeperLink::attach(&path).await {
-                Ok(link) => link,
+        let link = match &keeper_path {
+            Some(path) => match self.inner.attach_first(path, &shutdown).await {
+                Ok(link) => Some(link),
                 Err(e) => {
-                    let why = e.to_string();
-                    *self.inner.keeper_failed.lock().expect("keeper lock") = Some(why.clone());
                     // Actions waiting for the start get the refusal instead of waiting.
                     self.inner.started.send_replace(true);
-                    return Err(BridgeError::Unreachable(why));
+                    return Err(e);
                 }
-            };
-            *self.inner.keeper.lock().expect("keeper lock") = Some(link.clone());
-            self.inner.adopt(&link, &shutdown).await;
-        }
+            },
+            None => None,
+        };
         self.inner.started.send_replace(true);
-        let _ = shutdown.wait_for(|stop| *stop).await;
+        match (keeper_path, link) {
+            (Some(path), Some(link)) => self.inner.stay_attached(&path, link, &mut shutdown).await,
+            _ => {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }
+        }
         // Sessions see the same signal and quit (or leave their connections with the
         // keeper); wait for them to say goodbye.
         let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().await);

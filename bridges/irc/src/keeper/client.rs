@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::protocol::{frame_len, ConnId, FromKeeper, Held, ToKeeper, VERSION};
@@ -28,10 +28,12 @@ struct Route {
 
 type Routes = Arc<Mutex<HashMap<ConnId, Route>>>;
 
-/// What goes to the writer task: a frame, or a wish to hear once all before it is written.
+/// What goes to the writer task: a frame, a wish to hear once all before it is written, or
+/// the end of the link (the socket is closed, so the keeper sees the gateway detach).
 enum Outgoing {
     Frame(Vec<u8>),
     Flushed(oneshot::Sender<()>),
+    End,
 }
 
 /// The frames to the keeper, in order.
@@ -52,8 +54,14 @@ pub(crate) struct KeeperLink {
     held: Vec<Held>,
     /// Their lines, until a session claims them.
     unclaimed: Mutex<HashMap<ConnId, flume::Receiver<Inbound>>>,
-    /// Whether the link is up (it is not attached again once it ended).
+    /// Whether the link is up. Once it ends, nothing more is written through it: a new link
+    /// is attached instead (see `lib.rs`).
     alive: Arc<AtomicBool>,
+    /// The link's end: why, once it ended.
+    ended: watch::Receiver<Option<String>>,
+    /// The connections sessions were using when the link ended: the keeper still holds
+    /// them, and the next link hands each back to its session.
+    orphans: Arc<Mutex<Vec<ConnId>>>,
     /// Set when the gateway stops leaving its connections to the keeper: closing a
     /// connection's writer then closes nothing.
     detaching: Arc<AtomicBool>,
@@ -104,17 +112,24 @@ impl KeeperLink {
         };
         let (frames, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let frames = Frames(frames);
+        let alive = Arc::new(AtomicBool::new(true));
+        let writing = alive.clone();
         tokio::spawn(async move {
             while let Some(out) = outgoing.recv().await {
                 match out {
-                    Outgoing::Frame(frame) => {
+                    // Nothing is written once the link ended: a Close meant for a
+                    // connection a session drops then must not reach the keeper, which
+                    // holds it for the next link.
+                    Outgoing::Frame(frame) if writing.load(Ordering::Acquire) => {
                         if write.write_all(&frame).await.is_err() {
                             break;
                         }
                     }
+                    Outgoing::Frame(_) => {}
                     Outgoing::Flushed(done) => {
                         let _ = done.send(());
                     }
+                    Outgoing::End => break,
                 }
             }
         });
@@ -133,13 +148,16 @@ impl KeeperLink {
             );
             unclaimed.insert(held.conn, waiting);
         }
-        let alive = Arc::new(AtomicBool::new(true));
+        let (end, ended) = watch::channel(None);
+        let orphans: Arc<Mutex<Vec<ConnId>>> = Arc::default();
         let link = Arc::new(KeeperLink {
             frames: frames.clone(),
             routes: routes.clone(),
             held,
             unclaimed: Mutex::new(unclaimed),
             alive: alive.clone(),
+            ended,
+            orphans: orphans.clone(),
             detaching: Arc::default(),
         });
         tokio::spawn(async move {
@@ -150,24 +168,22 @@ impl KeeperLink {
                 }
             };
             alive.store(false, Ordering::Release);
-            warn!(%why, "the keeper link ended: its connections are lost to this gateway");
-            let routes: Vec<Route> = routes
-                .lock()
-                .expect("routes")
-                .drain()
-                .map(|(_, r)| r)
-                .collect();
-            for route in routes {
+            let _ = frames.0.send(Outgoing::End);
+            warn!(%why, "the keeper link ended: attaching again");
+            let routes: Vec<(ConnId, Route)> = routes.lock().expect("routes").drain().collect();
+            for (conn, route) in routes {
                 let reason = format!("the link to the keeper ended: {why}");
                 match route.opened {
                     Some(opened) => {
                         let _ = opened.send(Err(reason));
                     }
                     None => {
-                        let _ = route.lines.send_async(Inbound::Closed(reason)).await;
+                        orphans.lock().expect("orphans").push(conn);
+                        let _ = route.lines.send_async(Inbound::Unlinked(reason)).await;
                     }
                 }
             }
+            end.send_replace(Some(why));
         });
         Ok(link)
     }
@@ -175,6 +191,35 @@ impl KeeperLink {
     /// The connections the keeper held when this gateway attached.
     pub(crate) fn held(&self) -> &[Held] {
         &self.held
+    }
+
+    /// Whether the link is up.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Quit a connection the keeper holds, unless a session claimed it.
+    pub(crate) fn quit_unclaimed(&self, conn: ConnId, line: &[u8]) {
+        let unclaimed = self.unclaimed.lock().expect("unclaimed").remove(&conn);
+        if unclaimed.is_some() {
+            self.quit(conn, line);
+        }
+    }
+
+    /// Wait for the link to end; why it did.
+    pub(crate) async fn ended(&self) -> String {
+        let mut ended = self.ended.clone();
+        let why = match ended.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => "the link's reader is gone".into(),
+        };
+        why
+    }
+
+    /// The connections sessions were using when the link ended (each told with
+    /// [`Inbound::Unlinked`]): on the next link they are theirs to claim again, not to adopt.
+    pub(crate) fn orphans(&self) -> Vec<ConnId> {
+        self.orphans.lock().expect("orphans").clone()
     }
 
     /// Write raw bytes to a connection, and close it (a held connection this gateway does
@@ -205,6 +250,7 @@ impl KeeperLink {
             conn,
             frames: self.frames.clone(),
             routes: self.routes.clone(),
+            alive: self.alive.clone(),
             detaching: self.detaching.clone(),
         }
     }
@@ -238,7 +284,10 @@ impl KeeperLink {
         lines: flume::Sender<Inbound>,
     ) -> Result<KeptIo, String> {
         if !self.alive.load(Ordering::Acquire) {
-            return Err("the link to the keeper is down (restart causeway to attach again)".into());
+            return Err(
+                "the link to the connection keeper is down: causeway attaches again as soon as the keeper answers"
+                    .into(),
+            );
         }
         let conn = fastrand::u64(1..);
         let (opened, wait) = oneshot::channel();
@@ -346,6 +395,9 @@ async fn route(routes: &Routes, frames: &Frames, frame: FromKeeper) {
                 None => {}
             }
         }
+        FromKeeper::Ping { token } => {
+            let _ = frames.send(ToKeeper::Pong { token }.encode());
+        }
         FromKeeper::Welcome { .. } => warn!("a second Welcome from the keeper, ignored"),
     }
 }
@@ -381,6 +433,8 @@ pub(crate) struct KeptIo {
     conn: ConnId,
     frames: Frames,
     routes: Routes,
+    /// Whether its link is up.
+    alive: Arc<AtomicBool>,
     detaching: Arc<AtomicBool>,
 }
 
@@ -403,16 +457,17 @@ impl AsyncWrite for KeptIo {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let down = || io::Error::new(io::ErrorKind::BrokenPipe, "the keeper link is down");
+        if !self.alive.load(Ordering::Acquire) {
+            return Poll::Ready(Err(down()));
+        }
         let send = ToKeeper::Send {
             conn: self.conn,
             bytes: buf.to_vec(),
         };
         Poll::Ready(match self.frames.send(send.encode()) {
             Ok(()) => Ok(buf.len()),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the keeper link is down",
-            )),
+            Err(_) => Err(down()),
         })
     }
 

@@ -1,4 +1,4 @@
-//! The keeper protocol (version 1): the frames between the gateway and the connection
+//! The keeper protocol (version 2): the frames between the gateway and the connection
 //! keeper over a Unix socket, and their encoding. Each frame is a 4-byte big-endian length
 //! (of what follows), a kind byte, then its fields: integers big-endian, strings and byte
 //! strings as a 4-byte length and the bytes. A newer side reads an older one's frames; a
@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-/// The newest protocol version this build speaks.
-pub const VERSION: u16 = 1;
+/// The newest protocol version this build speaks. Version 2 added `Ping`/`Pong`: the keeper
+/// asks a gateway that speaks it to prove it still reads, and detaches one that does not.
+pub const VERSION: u16 = 2;
 
 /// The largest frame either side accepts: a line is at most a few KiB, a state blob a few
 /// tens; past this the peer is broken.
@@ -51,6 +52,8 @@ pub enum ToKeeper {
     State { conn: ConnId, state: Vec<u8> },
     /// Close the connection.
     Close { conn: ConnId },
+    /// The answer to a `Ping` (version 2).
+    Pong { token: u64 },
 }
 
 /// Keeper → gateway.
@@ -68,6 +71,8 @@ pub enum FromKeeper {
         seq: u64,
         bytes: Vec<u8>,
     },
+    /// Are you still reading? (version 2; answered with `Pong`).
+    Ping { token: u64 },
 }
 
 /// A frame that cannot be read.
@@ -128,6 +133,10 @@ impl ToKeeper {
                 w.u8(6);
                 w.u64(*conn);
             }
+            ToKeeper::Pong { token } => {
+                w.u8(7);
+                w.u64(*token);
+            }
         }
         w.finish()
     }
@@ -157,6 +166,7 @@ impl ToKeeper {
                 state: r.bytes()?,
             },
             6 => ToKeeper::Close { conn: r.u64()? },
+            7 => ToKeeper::Pong { token: r.u64()? },
             kind => return Err(FrameError::UnknownKind(kind)),
         };
         r.end()?;
@@ -195,6 +205,10 @@ impl FromKeeper {
                 w.u64(*seq);
                 w.bytes(bytes);
             }
+            FromKeeper::Ping { token } => {
+                w.u8(5);
+                w.u64(*token);
+            }
         }
         w.finish()
     }
@@ -231,6 +245,7 @@ impl FromKeeper {
                 seq: r.u64()?,
                 bytes: r.bytes()?,
             },
+            5 => FromKeeper::Ping { token: r.u64()? },
             kind => return Err(FrameError::UnknownKind(kind)),
         };
         r.end()?;
@@ -334,6 +349,7 @@ impl fmt::Debug for ToKeeper {
             ToKeeper::Ack { conn, seq } => write!(f, "Ack({conn}, {seq})"),
             ToKeeper::State { conn, state } => write!(f, "State({conn}, {} bytes)", state.len()),
             ToKeeper::Close { conn } => write!(f, "Close({conn})"),
+            ToKeeper::Pong { token } => write!(f, "Pong({token})"),
         }
     }
 }
@@ -349,6 +365,7 @@ impl fmt::Debug for FromKeeper {
             FromKeeper::Line { conn, seq, bytes } => {
                 write!(f, "Line({conn}, #{seq}, {} bytes)", bytes.len())
             }
+            FromKeeper::Ping { token } => write!(f, "Ping({token})"),
         }
     }
 }
@@ -384,6 +401,7 @@ mod tests {
                 state: vec![0, 1, 2],
             },
             ToKeeper::Close { conn: 7 },
+            ToKeeper::Pong { token: 9 },
         ];
         for frame in to {
             assert_eq!(ToKeeper::decode(body(&frame.encode())), Ok(frame));
@@ -408,6 +426,7 @@ mod tests {
                 seq: 1,
                 bytes: b"PING :x".to_vec(),
             },
+            FromKeeper::Ping { token: 9 },
         ];
         for frame in from {
             assert_eq!(FromKeeper::decode(body(&frame.encode())), Ok(frame));

@@ -1,16 +1,19 @@
 //! The keeper process's loop: it owns the IRC sockets, hands their lines to the attached
 //! gateway, numbered, and keeps those not acknowledged; while no gateway is attached it
 //! answers the servers' PINGs itself and keeps what arrives, up to a bound per connection
-//! (past it the oldest lines go, counted, and the count is reported on attach).
+//! (past it the oldest lines go, counted, and the count is reported on attach). A gateway
+//! that speaks version 2 is pinged: one that stops reading (wedged, stopped, swapping) is
+//! detached, so that the keeper answers the servers' PINGs again and the connections live
+//! until it attaches again.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::protocol::{frame_len, ConnId, FromKeeper, Held, ToKeeper, VERSION};
@@ -25,6 +28,12 @@ pub const KEPT_LINES: usize = 10_000;
 pub const KEPT_BYTES: usize = 4 << 20;
 /// How long connecting (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an attached gateway is pinged (version 2).
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// How long an attached gateway may send nothing, not even a Pong, before it is detached:
+/// well within the servers' own ping timeouts (2 minutes and more), which the keeper must
+/// answer meanwhile.
+pub const SILENT_LIMIT: Duration = Duration::from_secs(20);
 
 /// One IRC connection the keeper holds.
 struct Kept {
@@ -79,6 +88,7 @@ pub async fn serve(path: &Path, mut shutdown: watch::Receiver<bool>) -> io::Resu
         links: 0,
         work_tx,
     };
+    let mut pings = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -87,6 +97,7 @@ pub async fn serve(path: &Path, mut shutdown: watch::Receiver<bool>) -> io::Resu
                 Err(e) => warn!(error = %e, "keeper accept failed"),
             },
             Some(item) = work.recv() => keeper.handle(item),
+            _ = pings.tick() => keeper.ping(),
         }
     }
     let _ = std::fs::remove_file(path);
@@ -101,16 +112,31 @@ struct Keeper {
     kept: HashMap<ConnId, Kept>,
     /// Frames to the attached gateway, once it has said Hello.
     gateway: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    /// The gateway link being served (its number, and its frames until Hello).
-    link: Option<(u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// The gateway link being served.
+    link: Option<GatewayLink>,
     /// Links accepted so far: each gets the next number.
     links: u64,
     work_tx: mpsc::UnboundedSender<Work>,
 }
 
+/// A gateway's link, as the keeper serves it.
+struct GatewayLink {
+    /// Its number: frames of an earlier link are ignored.
+    number: u64,
+    /// Its frames (sent once it has said Hello).
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    /// The protocol version agreed on (0 before Hello).
+    version: u16,
+    /// When a frame last came from it.
+    heard: Instant,
+    /// Dropped with the link: its writer stops at once, even mid-write to a gateway that
+    /// does not read, and closes the socket.
+    _cut: oneshot::Sender<()>,
+}
+
 impl Keeper {
     fn attach(&mut self, stream: UnixStream) {
-        if self.link.as_ref().is_some_and(|(_, g)| !g.is_closed()) {
+        if self.link.as_ref().is_some_and(|l| !l.frames.is_closed()) {
             warn!("a second gateway tried to attach: refused while one is attached");
             return;
         }
@@ -118,11 +144,18 @@ impl Keeper {
         let number = self.links;
         let (mut read, mut write) = stream.into_split();
         let (tx, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (cut, mut cut_off) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            while let Some(frame) = frames.recv().await {
-                if write.write_all(&frame).await.is_err() {
-                    break;
+            let write_all = async {
+                while let Some(frame) = frames.recv().await {
+                    if write.write_all(&frame).await.is_err() {
+                        break;
+                    }
                 }
+            };
+            tokio::select! {
+                _ = write_all => {}
+                _ = &mut cut_off => {}
             }
         });
         let work = self.work_tx.clone();
@@ -132,8 +165,32 @@ impl Keeper {
         });
         // Attached once it has said Hello: until then what arrives is kept, not sent.
         self.gateway = None;
-        self.link = Some((number, tx));
+        self.link = Some(GatewayLink {
+            number,
+            frames: tx,
+            version: 0,
+            heard: Instant::now(),
+            _cut: cut,
+        });
         info!("a gateway connected");
+    }
+
+    /// Ping the attached gateway, or detach it when it has not been heard for too long.
+    fn ping(&mut self) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        if link.version < 2 || self.gateway.is_none() {
+            return;
+        }
+        let silent = link.heard.elapsed();
+        if silent > SILENT_LIMIT {
+            let number = link.number;
+            let why = format!("the gateway read nothing for {} s", silent.as_secs());
+            self.handle(Work::Detached(number, why));
+            return;
+        }
+        self.to_gateway(FromKeeper::Ping { token: link.number });
     }
 
     fn to_gateway(&self, frame: FromKeeper) -> bool {
@@ -145,7 +202,8 @@ impl Keeper {
     fn handle(&mut self, item: Work) {
         match item {
             Work::Frame(number, frame) => {
-                if self.link.as_ref().is_some_and(|(n, _)| *n == number) {
+                if let Some(link) = self.link.as_mut().filter(|l| l.number == number) {
+                    link.heard = Instant::now();
                     self.frame(frame);
                 }
             }
@@ -186,7 +244,9 @@ impl Keeper {
                             Inbound::Line(line) | Inbound::Numbered(_, line) => {
                                 Work::Line(conn, line)
                             }
-                            Inbound::Closed(reason) => Work::Ended(conn, reason),
+                            Inbound::Closed(reason) | Inbound::Unlinked(reason) => {
+                                Work::Ended(conn, reason)
+                            }
                         };
                         if work.send(item).is_err() {
                             return;
@@ -212,7 +272,7 @@ impl Keeper {
                 self.to_gateway(FromKeeper::Closed { conn, reason });
             }
             Work::Detached(number, why) => {
-                if self.link.as_ref().is_none_or(|(n, _)| *n != number) {
+                if self.link.as_ref().is_none_or(|l| l.number != number) {
                     return;
                 }
                 self.gateway = None;
@@ -262,6 +322,7 @@ impl Keeper {
                     kept.state = state;
                 }
             }
+            ToKeeper::Pong { .. } => {}
             ToKeeper::Close { conn } => {
                 if let Some(kept) = self.kept.remove(&conn) {
                     // The writer ends once it has written what was queued (the QUIT).
@@ -276,7 +337,11 @@ impl Keeper {
 
     /// The version both speak, every connection kept, then what each kept for the gateway.
     fn welcome(&mut self, version: u16) {
-        self.gateway = self.link.as_ref().map(|(_, tx)| tx.clone());
+        let version = version.min(VERSION);
+        if let Some(link) = &mut self.link {
+            link.version = version;
+        }
+        self.gateway = self.link.as_ref().map(|l| l.frames.clone());
         let held = self
             .kept
             .iter_mut()
@@ -287,10 +352,7 @@ impl Keeper {
                 state: kept.state.clone(),
             })
             .collect();
-        self.to_gateway(FromKeeper::Welcome {
-            version: version.min(VERSION),
-            held,
-        });
+        self.to_gateway(FromKeeper::Welcome { version, held });
         let mut ended = Vec::new();
         for (conn, kept) in &self.kept {
             for (seq, line) in &kept.unacked {

@@ -21,6 +21,9 @@ pub(crate) enum Inbound {
     /// A line through the keeper, with its number there (acknowledged once handled).
     Numbered(u64, Vec<u8>),
     Closed(String),
+    /// The link to the keeper ended, not the connection: the keeper still holds it, for
+    /// the session to claim again on the next link.
+    Unlinked(String),
 }
 
 pub(super) struct Writer {
@@ -210,7 +213,7 @@ mod tests {
                 Inbound::Line(bytes) | Inbound::Numbered(_, bytes) => {
                     String::from_utf8_lossy(bytes).into_owned()
                 }
-                Inbound::Closed(reason) => format!("closed: {reason}"),
+                Inbound::Closed(reason) | Inbound::Unlinked(reason) => format!("closed: {reason}"),
             })
             .collect()
     }

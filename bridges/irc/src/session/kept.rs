@@ -3,12 +3,14 @@
 //! its state with the keeper for a successor, takes a connection over from an earlier
 //! gateway, and leaves it to the keeper when the gateway stops.
 
+use std::time::Duration;
+
 use causeway_bridge::{Event, Receipt};
-use tokio::sync::oneshot;
-use tracing::info;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
 
 use super::io::{Inbound, Writer};
-use super::Session;
+use super::{Command, Session};
 use crate::keeper::client::KeptIo;
 use crate::keeper::state::Adoptable;
 use crate::outgoing::Out;
@@ -29,7 +31,14 @@ pub(crate) struct LineBook {
     held_off: bool,
     /// Whether the state the keeper holds is out of date.
     state_dirty: bool,
+    /// Claimed again after the keeper link broke: the lines up to here were handled on the
+    /// last link, and come again on this one.
+    replayed_through: u64,
 }
+
+/// How long a session waits for a broken keeper link to come back before it tells its
+/// user that the connection is away.
+const QUIET_REATTACH: Duration = Duration::from_secs(10);
 
 /// A checkpoint asked of the core: the last line it covers, and where its answer comes.
 pub(super) type Asked = (u64, oneshot::Receiver<()>);
@@ -58,6 +67,11 @@ impl Session {
                 self.lines.acked = seq;
             }
         }
+    }
+
+    /// Whether the line numbered `seq` was handled already, on the link before this one.
+    pub(super) fn seen_before(&self, seq: Option<u64>) -> bool {
+        seq.is_some_and(|seq| seq <= self.lines.replayed_through)
     }
 
     /// The line numbered `seq` is about to be handled (`None`: not through the keeper).
@@ -202,6 +216,83 @@ impl Session {
         }
         self.state_changed();
         lines
+    }
+
+    /// The keeper link broke: wait for the next one (taking commands as offline), then
+    /// claim the connection again and carry on as if nothing happened — the keeper held it
+    /// and kept its lines meanwhile. `Ok(None)` when the keeper no longer holds it (it was
+    /// restarted); `Err` with the QUIT reason when the session ends instead.
+    pub(super) async fn reclaim(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<flume::Receiver<Inbound>>, Option<String>> {
+        // The old writer goes without a word: nothing reaches the keeper through a broken
+        // link, and a Close must not.
+        self.close(None).await;
+        let Some(conn) = self.kept else {
+            return Ok(None);
+        };
+        let before: Vec<String> = self.channels.values().map(|c| c.name.clone()).collect();
+        let inner = self.inner.clone();
+        let attached = inner.attached();
+        tokio::pin!(attached);
+        let quiet = tokio::time::timeout(QUIET_REATTACH, &mut attached);
+        let (link, told) = match self.offline(quiet, commands, shutdown).await? {
+            Ok(link) => (link, false),
+            Err(_) => {
+                self.emit(Event::Disconnected {
+                    user: self.user(),
+                    server: self.spec.server.clone(),
+                    reason: "the link to the connection keeper broke".into(),
+                    retrying: true,
+                })
+                .await;
+                (self.offline(&mut attached, commands, shutdown).await?, true)
+            }
+        };
+        let Some((io, lines)) = link.claim(conn) else {
+            warn!(user = %self.spec.user, server = %self.spec.server, "the keeper no longer holds the connection");
+            return Ok(None);
+        };
+        let write = tokio::io::split(Box::new(io) as Box<dyn IrcIo>).1;
+        self.writer = Some(Writer::start(write, &self.spec.settings));
+        // The keeper sends again what it holds since the last acknowledgement it got;
+        // those handled already are skipped, and acknowledged on this link.
+        self.lines.replayed_through = self.lines.handled;
+        self.lines.acked = 0;
+        self.lines.held_off = false;
+        self.state_changed();
+        info!(user = %self.spec.user, server = %self.spec.server, "irc connection claimed again from the keeper");
+        if told {
+            self.emit(Event::Reconnected {
+                user: self.user(),
+                server: self.spec.server.clone(),
+            })
+            .await;
+        }
+        // What was asked meanwhile: channels left, channels to join.
+        for name in before {
+            if !self.channels.contains_key(&self.rules.fold(&name)) {
+                self.send(Out::Part {
+                    channel: &name,
+                    reason: None,
+                });
+            }
+        }
+        let joining: Vec<String> = self
+            .channels
+            .values()
+            .filter(|c| !c.joined)
+            .map(|c| c.name.clone())
+            .collect();
+        for name in joining {
+            self.send(Out::Join {
+                channel: &name,
+                key: None,
+            });
+        }
+        Ok(Some(lines))
     }
 
     /// The gateway stops: the connection stays with the keeper, as it is, for the next

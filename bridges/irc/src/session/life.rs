@@ -31,6 +31,8 @@ enum Ending {
     Detach(Option<Asked>),
     /// The connection broke.
     Lost(String),
+    /// The link to the keeper broke; the keeper may still hold the connection.
+    Unlinked(String),
 }
 
 /// Run a session until its last channel is left, shutdown, or the server stays unreachable.
@@ -52,9 +54,13 @@ pub async fn run(
     let mut delays = reconnect_delays();
     let mut attempts = 0u32;
     let mut detached = None;
+    // The connection claimed again after the keeper link broke, to serve on.
+    let mut reclaimed = None;
     let quit_reason = loop {
         let reconnecting = attempts > 0;
-        let mut lines = if let Some(adopted) = adopted.take() {
+        let mut lines = if let Some(lines) = reclaimed.take() {
+            lines
+        } else if let Some(adopted) = adopted.take() {
             session.adopt(adopted).await
         } else {
             // The connection waits for its turn among all connections to the server.
@@ -144,10 +150,26 @@ pub async fn run(
             session.state_changed();
             lines
         };
-        match session
+        let ending = match session
             .serve(&mut lines, &mut commands, &mut shutdown)
             .await
         {
+            Ending::Unlinked(reason) => {
+                warn!(%user, %server, %reason, "the keeper link broke: waiting to claim the connection again");
+                match session.reclaim(&mut commands, &mut shutdown).await {
+                    Ok(Some(lines)) => {
+                        reclaimed = Some(lines);
+                        continue;
+                    }
+                    // The keeper lost it (it was restarted): a connection lost like any.
+                    Ok(None) => Ending::Lost(reason),
+                    Err(ending) => break ending,
+                }
+            }
+            ending => ending,
+        };
+        match ending {
+            Ending::Unlinked(_) => unreachable!("taken above"),
             Ending::Quit(reason) => break Some(reason),
             Ending::Detach(last) => {
                 detached = Some(last);
@@ -269,8 +291,11 @@ impl Session {
                         let (seq, bytes) = match inbound {
                             Inbound::Numbered(seq, bytes) => (Some(seq), bytes),
                             Inbound::Line(bytes) => (None, bytes),
-                            Inbound::Closed(_) => unreachable!("taken by the arm above"),
+                            Inbound::Closed(_) | Inbound::Unlinked(_) => unreachable!("taken by the arm above"),
                         };
+                        if self.seen_before(seq) {
+                            continue;
+                        }
                         self.handling(seq);
                         let lost = match self.read(&bytes) {
                             Some(line) => self.handle_line(line).await,
@@ -285,6 +310,7 @@ impl Session {
                         }
                     }
                     Ok(Inbound::Closed(reason)) => return Ending::Lost(reason),
+                    Ok(Inbound::Unlinked(reason)) => return Ending::Unlinked(reason),
                     Err(_) => return Ending::Lost("the connection reader ended".into()),
                 },
                 command = commands.recv() => {
@@ -340,7 +366,7 @@ impl Session {
 
     /// Between connections: wait for `ready`, taking commands as well as can be done
     /// offline. `Err` with the QUIT reason when the session should end instead.
-    async fn offline<T>(
+    pub(super) async fn offline<T>(
         &mut self,
         ready: impl Future<Output = T>,
         commands: &mut mpsc::Receiver<Command>,

@@ -122,7 +122,10 @@ impl Session {
                     self.ack(seq);
                     self.read(&bytes)
                 }
-                Ok(Inbound::Closed(reason)) => return Err((JoinFailure::Unreachable, reason)),
+                // A connection half registered is not worth claiming again: it is made anew.
+                Ok(Inbound::Closed(reason) | Inbound::Unlinked(reason)) => {
+                    return Err((JoinFailure::Unreachable, reason))
+                }
                 Err(_) => return Err((JoinFailure::Unreachable, "connection ended".into())),
             };
             if let Some(line) = line {

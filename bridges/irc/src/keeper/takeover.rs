@@ -1,0 +1,187 @@
+//! The gateway's attachment to its keeper over the gateway's life: attach at startup and
+//! take over what an earlier gateway left, then, whenever the link breaks (the keeper was
+//! restarted, or dropped a gateway that stopped reading), attach again with backoff. The
+//! keeper keeps holding the connections while no gateway is attached: on the new link
+//! each session claims its own again (`session/kept.rs`), and what no session claims is
+//! adopted or, after a grace, quit.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_bridge::BridgeError;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::client::KeeperLink;
+use super::protocol::ConnId;
+use super::state::Adoptable;
+use crate::session::{self, SessionSpec};
+use crate::{Inner, SessionHandle, SessionKey};
+
+/// How long a connection whose session was waiting for the link stays unclaimed before it
+/// is quit (its session ended meanwhile).
+const ORPHAN_GRACE: Duration = Duration::from_secs(60);
+/// The longest wait between two attempts to attach again.
+const MAX_REATTACH_DELAY: Duration = Duration::from_secs(30);
+
+impl Inner {
+    /// The keeper's link, once one is up: a session whose link broke waits here.
+    pub(crate) async fn attached(&self) -> Arc<KeeperLink> {
+        let mut links = self.keeper.subscribe();
+        let link = links
+            .wait_for(|link| link.as_ref().is_some_and(|l| l.is_alive()))
+            .await
+            .expect("the sender lives in Inner");
+        link.clone().expect("checked by wait_for")
+    }
+
+    /// Attach to the keeper at `path` and take over what it holds; `Err` (and every
+    /// connection refused with the reason) when it cannot be reached at startup.
+    pub(crate) async fn attach_first(
+        self: &Arc<Self>,
+        path: &Path,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Arc<KeeperLink>, BridgeError> {
+        match KeeperLink::attach(path).await {
+            Ok(link) => {
+                self.keeper.send_replace(Some(link.clone()));
+                self.adopt(&link, shutdown, &[]).await;
+                Ok(link)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                *self.keeper_failed.lock().expect("keeper lock") = Some(why.clone());
+                Err(BridgeError::Unreachable(why))
+            }
+        }
+    }
+
+    /// Until shutdown: whenever the link breaks, attach again (with backoff while the
+    /// keeper does not answer) and hand the connections back.
+    pub(crate) async fn stay_attached(
+        self: &Arc<Self>,
+        path: &Path,
+        mut link: Arc<KeeperLink>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        loop {
+            let why = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                why = link.ended() => why,
+            };
+            warn!(%why, "the link to the keeper broke: attaching again");
+            let mut delay = Duration::from_millis(250);
+            let mut attempts = 0u32;
+            let next = loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                attempts += 1;
+                match KeeperLink::attach(path).await {
+                    Ok(next) => break next,
+                    Err(e) => {
+                        warn!(error = %e, attempts, "cannot attach to the keeper again yet");
+                        delay = (delay * 2).min(MAX_REATTACH_DELAY);
+                        let jitter = fastrand::u64(..=delay.as_millis() as u64 / 4);
+                        delay += Duration::from_millis(jitter);
+                    }
+                }
+            };
+            let orphans = link.orphans();
+            info!(
+                held = next.held().len(),
+                waiting = orphans.len(),
+                attempts,
+                "attached to the keeper again"
+            );
+            self.adopt(&next, shutdown, &orphans).await;
+            // Sessions waiting for the link claim their connections from here on.
+            self.keeper.send_replace(Some(next.clone()));
+            let unclaimed = next.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ORPHAN_GRACE).await;
+                for conn in orphans {
+                    unclaimed.quit_unclaimed(conn, b"QUIT :causeway restarted\r\n");
+                }
+            });
+            link = next;
+        }
+    }
+
+    /// Take over the connections an earlier gateway left with the keeper: each becomes
+    /// its user's session for its server, registered and in its channels. What cannot be
+    /// taken over (a state this build cannot read, a connection that never registered, a
+    /// second one for the same user and server) is quit. Called before actions are taken,
+    /// so that a join for a kept channel finds its session. `orphans` are the connections
+    /// of this gateway's own sessions, when the link broke: those claim them again.
+    async fn adopt(
+        self: &Arc<Self>,
+        link: &KeeperLink,
+        shutdown: &watch::Receiver<bool>,
+        orphans: &[ConnId],
+    ) {
+        for held in link.held().to_vec() {
+            if orphans.contains(&held.conn) {
+                // Its session is there, waiting to claim it again.
+                continue;
+            }
+            let state = match Adoptable::decode(&held.state) {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(conn = held.conn, error = %e, "a connection the keeper holds cannot be taken over: quitting it");
+                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                    continue;
+                }
+            };
+            let key: SessionKey = (state.user.clone(), state.server.clone());
+            let taken = self
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .contains_key(&key);
+            let claimed = if taken { None } else { link.claim(held.conn) };
+            let Some((io, lines)) = claimed else {
+                tracing::warn!(user = %state.user, server = %state.server, "a second kept connection for the same user and server: quitting it");
+                link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                continue;
+            };
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel(256);
+            self.sessions
+                .lock()
+                .expect("sessions lock")
+                .insert(key.clone(), SessionHandle { id, commands: tx });
+            let (user, server) = key;
+            let identity = self.identities.identity(&user, &server, &state.nick).await;
+            let spec = SessionSpec {
+                user: user.clone(),
+                server: server.clone(),
+                settings: self
+                    .settings
+                    .lock()
+                    .expect("settings lock")
+                    .server(&server)
+                    .overridden(&identity.transport),
+                identity,
+                id,
+            };
+            let adopted = session::Adopted {
+                state,
+                io,
+                lines,
+                dropped: held.dropped,
+            };
+            let span = tracing::info_span!("irc", network = "irc", user = %user, server = %server);
+            self.tasks
+                .lock()
+                .await
+                .spawn(tracing::Instrument::instrument(
+                    session::run(spec, self.clone(), rx, shutdown.clone(), Some(adopted)),
+                    span,
+                ));
+        }
+    }
+}
