@@ -50,6 +50,19 @@ impl Core {
             _ => {}
         }
     }
+
+    /// The puppets are in these channels no longer (the keeper did not keep them).
+    pub(crate) async fn forget_channels(&self, channels: &[(BareJid, RoomRef)]) {
+        for (user, room) in channels {
+            if let Err(e) = self
+                .store
+                .mark_left(user.as_str(), &room.server, &room.name)
+                .await
+            {
+                warn!(%user, %room, error = %e, "cannot note the left channel");
+            }
+        }
+    }
 }
 
 /// Whether a user's channel is (persistent, recorded): the channel's own setting, else the
@@ -93,8 +106,10 @@ async fn channel_settings(
 /// At startup: join again the persistent channels the puppets were in; forget the others
 /// (their users learnt it from the 332 at shutdown, and self-pings tell their clients).
 /// With `kept` (the IRC connections kept by the keeper across the restart) the others are
-/// joined again too — the puppet never left them — and left once the grace is over unless
-/// a client came back ([`super::muc::Muc::release_unclaimed`]).
+/// not joined but expected: the channels whose connection the keeper kept are reported
+/// joined by the network and taken over — the puppet never left them — then left once the
+/// grace is over unless a client came back; those it did not keep are forgotten then
+/// ([`super::muc::Muc::release_unclaimed`]). Nothing shows on IRC for either.
 pub(crate) async fn rejoin_persistent(
     gateway: &mut Gateway,
     store: &Store,
@@ -120,6 +135,13 @@ pub(crate) async fn rejoin_persistent(
             _ => None,
         };
         match keep {
+            Some((user, room, false)) => {
+                info!(user = %join.user, room = %room, "expecting the channel from the keeper");
+                gateway
+                    .muc_mut()
+                    .expect("checked above")
+                    .expect_kept(&user, &room);
+            }
             Some((user, room, persistent)) => {
                 info!(user = %join.user, room = %room, persistent, "rejoining channel");
                 let more = gateway.muc_mut().expect("checked above").rejoin(

@@ -110,7 +110,8 @@ pub(crate) async fn serve_domain(
             _ = &mut grace, if !graced => {
                 graced = true;
                 if let Some(muc) = gateway.muc_mut() {
-                    let effects = muc.release_unclaimed();
+                    let (effects, not_kept) = muc.release_unclaimed();
+                    core.forget_channels(&not_kept).await;
                     apply(&mut gateway, &core, effects, &mut held).await;
                     held.deliver(&core).await;
                 }

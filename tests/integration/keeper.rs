@@ -173,7 +173,7 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
         Ok(()),
         "the puppet left at a planned shutdown"
     );
-    let _gateway = causeway(&["run"], &config, &dir.path().join("gateway-3.log"));
+    let mut gateway = causeway(&["run"], &config, &dir.path().join("gateway-3.log"));
     assert_eq!(
         bob.nothing_within(Duration::from_secs(4), left).await,
         Ok(()),
@@ -198,9 +198,33 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
         .await;
 
     // The keeper stopping closes what it holds.
+    signal(&gateway, "-TERM");
+    gateway_process::ended(&mut gateway, Duration::from_secs(15)).await;
     signal(&keeper, "-TERM");
     gateway_process::ended(&mut keeper, Duration::from_secs(10)).await;
     assert!(!socket.exists(), "the keeper removes its socket");
+    bob.expect("alice's connection closed with the keeper", |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT")
+    })
+    .await;
+
+    // A gateway that starts with a keeper holding nothing shows nothing on IRC: the
+    // channel (not persistent) is expected from the keeper, not joined again.
+    let _keeper = gateway_process::keeper(&config, &socket, &dir.path().join("keeper-2.log")).await;
+    let log = dir.path().join("gateway-4.log");
+    let _gateway = causeway(&["run"], &config, &log);
+    gateway_process::answering(&mut alice, "irc.localhost", &log).await;
+    assert_eq!(
+        bob.nothing_within(Duration::from_secs(4), left).await,
+        Ok(()),
+        "the puppet joined again with nothing kept\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("expecting the channel from the keeper"),
+        "{log}"
+    );
 }
 
 /// The client joins the room again (the new gateway does not know its old presence) and is

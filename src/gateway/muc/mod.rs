@@ -200,6 +200,19 @@ pub struct Muc {
     users: JidCache<BareJid>,
     /// Rooms and servers one user may be in at once.
     limits: RoomLimits,
+    /// After a restart with the IRC keeper: channels that are not persistent which the
+    /// puppets were in, taken over if the keeper kept their connection (the network
+    /// reports them joined), with their settings once known; forgotten when the grace is
+    /// over ([`Muc::release_unclaimed`]).
+    kept: HashMap<RoomKey, Expected, foldhash::fast::RandomState>,
+}
+
+/// A channel expected from the keeper after a restart.
+#[derive(Debug)]
+struct Expected {
+    room: RoomRef,
+    /// (persistent, recorded), once known.
+    settings: Option<(bool, bool)>,
 }
 
 fn fold(name: &str) -> String {
@@ -218,6 +231,7 @@ impl Muc {
             parted: HashSet::default(),
             users: JidCache::default(),
             limits: RoomLimits::NONE,
+            kept: HashMap::default(),
         }
     }
 
@@ -267,9 +281,12 @@ impl Muc {
         persistent: bool,
         record: bool,
     ) {
-        if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
+        let key = Self::key(user, room);
+        if let Some(state) = self.rooms.get_mut(&key) {
             state.persistent = persistent;
             state.record = record;
+        } else if let Some(expected) = self.kept.get_mut(&key) {
+            expected.settings = Some((persistent, record));
         }
     }
 

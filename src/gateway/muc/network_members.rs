@@ -28,6 +28,9 @@ impl Muc {
         let key = Self::key(user, &room);
         // In again: the network confirms a departure before the join that follows.
         self.parted.remove(&key);
+        if !self.rooms.contains_key(&key) {
+            self.take_over(&key, &room, &nick);
+        }
         let Some(state) = self.rooms.get_mut(&key) else {
             // Nobody waits for this room any more: leave it again.
             self.parted.insert(key.clone());

@@ -448,34 +448,50 @@ fn parted_rooms(fx: &Effects) -> Vec<&RoomRef> {
 }
 
 #[test]
-fn channels_kept_across_a_restart_wait_for_a_client_then_go_unless_persistent() {
+fn channels_kept_across_a_restart_are_taken_over_wait_for_a_client_then_go_unless_persistent() {
     let mut muc = muc();
     let alice = resource("phone").to_bare();
-    let other = RoomRef {
-        server: "irc.example.net".into(),
-        name: "#kept".into(),
+    let room_in = |name: &str| RoomRef {
+        server: room().server,
+        name: name.into(),
     };
-    // Taken over with the connection: both rejoined with nobody waiting, one persistent.
-    let fx = muc.rejoin(&alice, room(), "alice".into(), false);
+    // At startup: the persistent channel is joined again; the others are only expected
+    // from the keeper — nothing is asked of IRC for them.
+    let fx = muc.rejoin(&alice, room_in("#persistent"), "alice".into(), true);
     assert_eq!(fx.requests.len(), 1);
-    muc.rejoin(&alice, other.clone(), "alice".into(), true);
-    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
-    // A client came back to a third: it stays too.
+    for name in ["#rust", "#left", "#gone"] {
+        muc.expect_kept(&alice, &room_in(name));
+    }
+    // The keeper kept two of them: reported joined, they are taken over, not left again.
+    for name in ["#rust", "#left"] {
+        let fx = muc.handle_event(Event::Joined {
+            user: user(),
+            room: room_in(name),
+            nick: "alice".into(),
+            members: Vec::new(),
+            subject: String::new(),
+        });
+        assert!(fx.requests.is_empty(), "{name}: {:?}", fx.requests);
+    }
+    // A client came back to one of them.
     let laptop = resource("laptop");
     join_presence(&mut muc, &laptop, "alice");
-    // The grace is over: only the unclaimed channel that is not persistent is left.
-    let fx = muc.release_unclaimed();
-    let parted = parted_rooms(&fx);
-    assert!(
-        parted.is_empty(),
-        "a channel with its client came back was left: {parted:?}"
-    );
-    leave_presence(&mut muc, &laptop, "alice");
-    muc.rejoin(&alice, room(), "alice".into(), false);
-    let fx = muc.release_unclaimed();
-    let parted = parted_rooms(&fx);
-    assert_eq!(parted, [&room()]);
-    assert!(muc.release_unclaimed().requests.is_empty());
+    // The grace is over: the kept channel no client came back to is left; the one the
+    // keeper did not keep is forgotten (nothing to leave on IRC); the others stay.
+    let (fx, not_kept) = muc.release_unclaimed();
+    assert_eq!(parted_rooms(&fx), [&room_in("#left")]);
+    assert_eq!(not_kept, [(alice.clone(), room_in("#gone"))]);
+    // Expected no longer: reported joined now, it is a join nobody waits for.
+    let fx = muc.handle_event(Event::Joined {
+        user: user(),
+        room: room_in("#gone"),
+        nick: "alice".into(),
+        members: Vec::new(),
+        subject: String::new(),
+    });
+    assert_eq!(parted_rooms(&fx), [&room_in("#gone")]);
+    let (fx, not_kept) = muc.release_unclaimed();
+    assert!(fx.requests.is_empty() && not_kept.is_empty());
 }
 
 #[test]

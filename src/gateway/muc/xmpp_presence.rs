@@ -10,7 +10,7 @@ use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 use tokio_xmpp::Stanza;
 
-use super::{fold, Effects, Muc, OnError, Pending, Request, RoomKey, RoomState};
+use super::{fold, Effects, Expected, Muc, OnError, Pending, Request, RoomKey, RoomState};
 use crate::address::IrcAddress;
 use crate::gateway::mam::{HistoryLimits, HistoryRequest};
 use crate::gateway::stanzas::{error, occupant_presence, presence_error};
@@ -285,9 +285,7 @@ impl Muc {
         }
     }
 
-    /// Join a channel again after a restart, with nobody waiting for it: a persistent one,
-    /// or (its connection kept by the IRC keeper) one held until [`Muc::release_unclaimed`]
-    /// for a client coming back.
+    /// Join a channel again after a restart, with nobody waiting for it (a persistent one).
     pub fn rejoin(
         &mut self,
         user: &BareJid,
@@ -315,10 +313,43 @@ impl Muc {
         fx
     }
 
+    /// After a restart with the IRC keeper: a channel that is not persistent which the
+    /// puppet was in. Nothing is asked of the network: if the keeper kept the connection,
+    /// the network reports the channel joined and it is taken over (then held until
+    /// [`Muc::release_unclaimed`] for a client coming back); if not, nothing shows on IRC.
+    pub fn expect_kept(&mut self, user: &BareJid, room: &RoomRef) {
+        let expected = Expected {
+            room: room.clone(),
+            settings: None,
+        };
+        self.kept.insert(Self::key(user, room), expected);
+    }
+
+    /// A channel reported joined with no room state: one the keeper kept is taken over.
+    pub(super) fn take_over(&mut self, key: &RoomKey, room: &RoomRef, nick: &str) {
+        let Some(Expected { settings, .. }) = self.kept.remove(key) else {
+            return;
+        };
+        let mut state =
+            RoomState::new(&self.addressing, room.clone(), nick.to_owned(), self.record);
+        if let Some((persistent, record)) = settings {
+            state.persistent = persistent;
+            state.record = record;
+        }
+        self.rooms.insert(key.clone(), state);
+    }
+
     /// The grace after a restart is over: every channel that is not persistent and that no
-    /// client joined since is left, as it would have been had its last client left.
-    pub fn release_unclaimed(&mut self) -> Effects {
+    /// client joined since is left, as it would have been had its last client left. The
+    /// channels expected from the keeper that it did not keep are returned, for the store
+    /// to forget.
+    pub fn release_unclaimed(&mut self) -> (Effects, Vec<(BareJid, RoomRef)>) {
         let mut fx = Effects::default();
+        let not_kept = self
+            .kept
+            .drain()
+            .map(|((user, ..), expected)| (user, expected.room))
+            .collect();
         let unclaimed: Vec<RoomKey> = self
             .rooms
             .iter()
@@ -337,6 +368,6 @@ impl Muc {
                 on_error: OnError::Join(key),
             });
         }
-        fx
+        (fx, not_kept)
     }
 }
