@@ -251,6 +251,7 @@ async fn flush(stream: &mut Stream, outbox: &Outbox) -> Result<(), String> {
     }
     let failure = match written {
         Ok(Ok(())) => {
+            outbox.written(batch.len());
             batch.clear();
             if batch.capacity() <= 1024 {
                 stream.batch = batch;

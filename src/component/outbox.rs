@@ -26,6 +26,8 @@ pub struct Outbox {
     up: AtomicBool,
     /// Woken when the queue was drained or the link went down.
     drained: Notify,
+    /// Woken when stanzas were written (or dropped).
+    settled: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +35,11 @@ struct State {
     queue: VecDeque<Stanza>,
     /// Stanzas dropped since the link last reported them.
     dropped: u64,
+    /// Stanzas ever queued.
+    pushed: u64,
+    /// Stanzas ever written to the server, or dropped: the first `settled` stanzas queued
+    /// are done with (the link writes in order).
+    settled: u64,
 }
 
 impl Outbox {
@@ -45,6 +52,7 @@ impl Outbox {
             ready: Notify::new(),
             up: AtomicBool::new(false),
             drained: Notify::new(),
+            settled: Notify::new(),
         }
     }
 
@@ -58,13 +66,18 @@ impl Outbox {
             while !self.is_up() && state.queue.len() >= self.capacity {
                 state.queue.pop_front();
                 state.dropped += 1;
+                state.settled += 1;
             }
             state.queue.push_back(stanza);
+            state.pushed += 1;
             (state.dropped > before).then_some((before, state.dropped))
         };
         // Log the first drop and then each time the count passes a power of two, so a long
         // outage cannot flood the log.
         let passed_power = |(before, after): (u64, u64)| 1 << after.ilog2() > before;
+        if dropped.is_some() {
+            self.settled.notify_waiters();
+        }
         if let Some((_, n)) = dropped.filter(|d| passed_power(*d)) {
             tracing::warn!(domain = %self.domain, dropped = n, capacity = self.capacity, "outbound queue full, oldest stanzas dropped");
         }
@@ -125,12 +138,44 @@ impl Outbox {
         I::IntoIter: DoubleEndedIterator,
     {
         let mut state = self.lock();
+        let before = state.settled;
         for stanza in stanzas.into_iter().rev() {
             if state.queue.len() >= self.capacity {
                 state.queue.pop_back();
                 state.dropped += 1;
+                state.settled += 1;
             }
             state.queue.push_front(stanza);
+        }
+        if state.settled > before {
+            drop(state);
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// The link wrote this many stanzas, the oldest taken (they are done with).
+    pub fn written(&self, stanzas: usize) {
+        self.lock().settled += stanzas as u64;
+        self.settled.notify_waiters();
+    }
+
+    /// A mark for everything queued so far, for [`settled`](Self::settled).
+    pub fn mark(&self) -> u64 {
+        self.lock().pushed
+    }
+
+    /// Wait until every stanza queued before `mark` was written to the server (or dropped,
+    /// past the capacity while the link was down). While the link is down this waits for
+    /// it to come back.
+    pub async fn settled(&self, mark: u64) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.lock().settled >= mark {
+                return;
+            }
+            settled.await;
         }
     }
 
@@ -241,6 +286,57 @@ mod tests {
         outbox.push(msg(10));
         assert_eq!(outbox.take_dropped(), 3);
         assert_eq!(ids(&outbox.take_all()), ["8", "9", "10"]);
+    }
+
+    #[tokio::test]
+    async fn a_mark_settles_once_what_came_before_it_is_written_or_dropped() {
+        let outbox = std::sync::Arc::new(Outbox::new("irc.example.org", 3));
+        let settled = |mark: u64| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.settled(mark).await })
+        };
+        let pause = || tokio::time::sleep(std::time::Duration::from_millis(50));
+        outbox.set_up(true);
+        outbox.push(msg(1));
+        outbox.push(msg(2));
+        let waiter = settled(outbox.mark());
+        outbox.push(msg(3));
+        // Taken, but the write failed: back in the queue, not settled.
+        let batch = outbox.take_all();
+        outbox.requeue_front(batch);
+        pause().await;
+        assert!(!waiter.is_finished(), "settled before anything was written");
+        // The first written: one before the mark is left.
+        let mut batch: VecDeque<Stanza> = outbox.take_all().into();
+        batch.pop_front();
+        outbox.written(1);
+        outbox.requeue_front(batch);
+        pause().await;
+        assert!(
+            !waiter.is_finished(),
+            "settled with one before the mark unwritten"
+        );
+        // The link down and the queue full: the oldest is dropped, which settles it too.
+        outbox.set_up(false);
+        outbox.push(msg(4));
+        pause().await;
+        assert!(!waiter.is_finished(), "settled with room left in the queue");
+        outbox.push(msg(5));
+        assert_eq!(outbox.take_dropped(), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("settled once written or dropped")
+            .unwrap();
+        // A mark of what is still queued settles once that is written.
+        let waiter = settled(outbox.mark());
+        pause().await;
+        assert!(!waiter.is_finished());
+        let n = outbox.take_all().len();
+        outbox.written(n);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("settled")
+            .unwrap();
     }
 
     #[tokio::test]

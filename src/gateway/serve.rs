@@ -135,7 +135,7 @@ pub(crate) async fn serve_domain(
             async {
                 let effects = match work {
                     Work::Event(Event::Checkpoint { receipt, .. }) => {
-                        core.checkpoint(receipt);
+                        held.checkpoints.push(receipt);
                         Effects::default()
                     }
                     Work::Event(event) => {
@@ -162,24 +162,6 @@ pub(crate) async fn serve_domain(
     }
     for stanza in gateway.shutdown_presences() {
         core.outbox.push(stanza);
-    }
-}
-
-impl Core {
-    /// Answer a network's checkpoint once the archive holds every message handed to it so
-    /// far — those of the events before the checkpoint among them: they were recorded
-    /// before this one was taken. While the database fails the receipt goes unanswered and
-    /// the network asks again later.
-    fn checkpoint(&self, receipt: causeway_bridge::Receipt) {
-        let archiver = self.archiver.clone();
-        tokio::spawn(
-            async move {
-                if archiver.flush().await {
-                    receipt.durable();
-                }
-            }
-            .in_current_span(),
-        );
     }
 }
 
@@ -213,12 +195,15 @@ fn reconfigure(gateway: &mut Gateway, core: &mut Core, config: &Config) {
 /// How long delivery waits for the archive to have what it announces.
 const ARCHIVED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The stanzas of a burst of work, held until the archive has what they announce.
+/// The stanzas of a burst of work, held until the archive has what they announce, and the
+/// checkpoints the networks asked for meanwhile.
 #[derive(Default)]
 struct Held {
     stanzas: Vec<Stanza>,
     /// Whether messages were handed to the archiver for them.
     archived: bool,
+    /// Answered once what the events before them brought is durable.
+    checkpoints: Vec<causeway_bridge::Receipt>,
 }
 
 impl Held {
@@ -234,6 +219,35 @@ impl Held {
         for stanza in self.stanzas.drain(..) {
             core.outbox.push(stanza);
         }
+        if !self.checkpoints.is_empty() {
+            core.checkpoint(std::mem::take(&mut self.checkpoints));
+        }
+    }
+}
+
+impl Core {
+    /// Answer a network's checkpoints once what the events before them brought is durable:
+    /// the archive holds every message handed to it so far, and every stanza queued so far
+    /// (a private message, a line in a room not recorded) is written to the server — a
+    /// keeper may then forget the lines, and a crash loses none of it. While the database
+    /// fails the receipts go unanswered and the network asks again later; while the server
+    /// is away they wait for the link (the keeper keeps the lines meanwhile). A stanza
+    /// dropped past `queue_size` while the server is away counts as done with: that is
+    /// the outbox's stated bound.
+    fn checkpoint(&self, receipts: Vec<causeway_bridge::Receipt>) {
+        let (archiver, outbox) = (self.archiver.clone(), self.outbox.clone());
+        let mark = outbox.mark();
+        tokio::spawn(
+            async move {
+                if archiver.flush().await {
+                    outbox.settled(mark).await;
+                    for receipt in receipts {
+                        receipt.durable();
+                    }
+                }
+            }
+            .in_current_span(),
+        );
     }
 }
 
@@ -317,9 +331,9 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects, held: &mut 
     };
     for request in effects.requests {
         if let Err(e) = network.act(&request.user, request.action).await {
-            for stanza in gateway.request_failed(request.on_error, &e) {
-                core.outbox.push(stanza);
-            }
+            // After what the burst said before it, as any other stanza of the burst.
+            held.stanzas
+                .extend(gateway.request_failed(request.on_error, &e));
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::harness::{config_toml_with_irc, TestClient};
 /// A keeper and a gateway, each a process of its own, with alice's puppet and bob in
 /// `channel` on ngircd.
 pub(crate) struct Kept {
-    pub _irc: IrcServer,
-    pub _xmpp: XmppServer,
+    pub irc: IrcServer,
+    pub xmpp: XmppServer,
     pub dir: tempfile::TempDir,
     pub socket: std::path::PathBuf,
     pub config: std::path::PathBuf,
@@ -33,11 +33,16 @@ pub(crate) struct Kept {
 
 impl Kept {
     pub(crate) async fn start(channel: &str) -> Kept {
+        Kept::start_with(channel, "").await
+    }
+
+    /// With more `[irc]` keys.
+    pub(crate) async fn start_with(channel: &str, irc_keys: &str) -> Kept {
         let irc = IrcServer::ngircd();
         let xmpp = XmppServer::start(Flavor::Prosody);
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("keeper.sock");
-        let irc_keys = format!("keeper = \"{}\"\n", socket.display());
+        let irc_keys = format!("keeper = \"{}\"\n{irc_keys}", socket.display());
         let config = dir.path().join("causeway.toml");
         std::fs::write(
             &config,
@@ -59,8 +64,8 @@ impl Kept {
         })
         .await;
         Kept {
-            _irc: irc,
-            _xmpp: xmpp,
+            irc,
+            xmpp,
             dir,
             socket,
             config,
@@ -87,8 +92,8 @@ pub(crate) fn left(l: &str) -> bool {
 async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
     // Every field bound: what a pattern leaves out is dropped at once (the servers too).
     let Kept {
-        _irc,
-        _xmpp,
+        irc: _irc,
+        xmpp: _xmpp,
         dir,
         gateway_log: _,
         socket,
@@ -224,6 +229,63 @@ async fn a_gateway_killed_hard_drops_no_irc_connection_held_by_the_keeper() {
     assert!(
         log.contains("expecting the channel from the keeper"),
         "{log}"
+    );
+}
+
+/// A private message said while the XMPP server is away waits in the gateway's outbox: the
+/// keeper must keep its line until the stanza is written, so that a gateway killed
+/// meanwhile delivers it once it is back. (The channel is persistent, so that the puppet
+/// stays when its user's client goes with the server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_is_acknowledged_to_the_keeper_only_once_its_stanza_is_written() {
+    let Kept {
+        irc: _irc,
+        mut xmpp,
+        dir,
+        socket: _,
+        config,
+        keeper: _keeper,
+        keeper_log,
+        gateway,
+        gateway_log,
+        alice,
+        mut bob,
+        room: _,
+    } = Kept::start_with("#pm", "persistent = true\n").await;
+    drop(alice);
+    xmpp.stop();
+    bob.send("PRIVMSG alice :said while the server was away")
+        .await;
+    // Time for several checkpoints: none may cover the line while its stanza waits.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&gateway, "-KILL");
+    xmpp.resume();
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    let log = dir.path().join("gateway-2.log");
+    let _gateway = causeway(&["run"], &config, &log);
+    let logs = || {
+        format!(
+            "--- first gateway\n{}\n--- next gateway\n{}\n--- keeper\n{}",
+            std::fs::read_to_string(&gateway_log).unwrap_or_default(),
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(&keeper_log).unwrap_or_default()
+        )
+    };
+    let from = alice
+        .try_expect(Duration::from_secs(15), |s| match s {
+            xmpp_client::Stanza::Message(m)
+                if body(m) == Some("said while the server was away") =>
+            {
+                m.from.as_ref().map(|f| f.to_string())
+            }
+            _ => None,
+        })
+        .await;
+    let from = from.unwrap_or_else(|_| panic!("the private message was lost\n{}", logs()));
+    assert!(
+        from.starts_with("bob%127.0.0.1@irc.localhost"),
+        "{from}\n{}",
+        logs()
     );
 }
 

@@ -22,8 +22,8 @@ const DETACHED_WITHIN: Duration = Duration::from_secs(20 + 5);
 async fn a_broken_keeper_link_is_attached_again_and_the_connections_claimed_back() {
     // Every field bound: what a pattern leaves out is dropped at once (the servers too).
     let Kept {
-        _irc,
-        _xmpp,
+        irc: _irc,
+        xmpp: _xmpp,
         dir: _dir,
         config,
         socket,
