@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use xmpp_client::parsers::message::Message;
 use xmpp_client::Stanza;
 
 use crate::harness::irc_server::IrcKind;
@@ -110,6 +111,60 @@ async fn puppets_dropped_at_once_reconnect_at_the_configured_pace() {
         );
     }
     for user in users {
+        user.logout().await;
+    }
+    s.stop().await;
+}
+
+/// A user waiting for their turn to connect holds nobody else up: what they send meanwhile
+/// waits with their connection (here more than a session's old bound of 256 commands), and
+/// the gateway goes on serving the others — bob sees the other user's message before the
+/// waiting user even joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_waiting_for_a_turn_holds_nobody_else_up() {
+    let keys = "reconnect_interval_ms = 8000\nreconnect_concurrency = 1\n";
+    let mut s = Scene::irc(IrcKind::Ngircd).server_keys(keys).await;
+    let room = Scene::room("#turns");
+    let mut bob = s.irc_user_in("bob", "#turns").await;
+    let mut first = s.xmpp_user("first").await;
+    enter(&mut first, &room, "first").await;
+    bob.expect("first joining", |l| {
+        l.starts_with(":first!") && l.contains(" JOIN ")
+    })
+    .await;
+    // The next connection waits 8–12 s for its turn; its user writes to bob meanwhile, and
+    // the messages have time to reach the gateway before the other user speaks.
+    let mut second = s.xmpp_user("second").await;
+    second.send(join(&format!("{room}/second"))).await;
+    for i in 0..300 {
+        let mut pm = Message::chat(Some("bob%127.0.0.1@irc.localhost".parse().unwrap()));
+        pm.bodies.insert(Default::default(), format!("waiting {i}"));
+        second.send(pm).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.send(groupchat_to(&room, "not held up")).await;
+    let seen = bob
+        .expect("first's message or second joining", |l| {
+            l.ends_with("PRIVMSG #turns :not held up")
+                || (l.starts_with(":second!") && l.contains(" JOIN "))
+        })
+        .await;
+    assert!(
+        seen.ends_with("not held up"),
+        "the gateway waited for second's turn before serving first: {seen}"
+    );
+    // Second's turn comes, and with it the channel and the messages, in order.
+    let joined = bob
+        .nothing_within(Duration::from_secs(15), |l| {
+            l.starts_with(":second!") && l.contains(" JOIN ")
+        })
+        .await;
+    assert!(joined.is_err(), "second never joined");
+    bob.expect("second's first message", |l| {
+        l.starts_with(":second!") && l.ends_with("PRIVMSG bob :waiting 0")
+    })
+    .await;
+    for user in [first, second] {
         user.logout().await;
     }
     s.stop().await;

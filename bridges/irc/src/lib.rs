@@ -52,7 +52,7 @@ type SessionKey = (UserRef, String);
 #[derive(Debug)]
 struct SessionHandle {
     id: u64,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 /// What sessions share with the network.
@@ -186,7 +186,10 @@ impl Inner {
                     self.open(user, server, &nick).await?
                 }
             };
-            match sender.send(command).await {
+            // Unbounded: the core never waits on one session (which may be waiting for its
+            // turn to connect, registering, or waiting on the core itself). What a user can
+            // queue is bounded upstream, by the per-user message rate and channel limits.
+            match sender.send(command) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::SendError(back)) => {
                     let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -210,7 +213,7 @@ impl Inner {
         user: &UserRef,
         server: &str,
         nick: &str,
-    ) -> Result<mpsc::Sender<Command>, BridgeError> {
+    ) -> Result<mpsc::UnboundedSender<Command>, BridgeError> {
         // Actions may come before `run` got going (rejoins at startup): wait for it.
         let _ = self
             .started
@@ -231,7 +234,7 @@ impl Inner {
             return Err(BridgeError::Unreachable(why));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             if let Some(existing) = sessions.get(&(user.clone(), server.to_owned())) {

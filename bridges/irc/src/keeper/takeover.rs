@@ -149,7 +149,7 @@ impl Inner {
                 continue;
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = mpsc::channel(256);
+            let (tx, rx) = mpsc::unbounded_channel();
             self.sessions
                 .lock()
                 .expect("sessions lock")

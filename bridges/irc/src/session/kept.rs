@@ -224,7 +224,7 @@ impl Session {
     /// restarted); `Err` with the QUIT reason when the session ends instead.
     pub(super) async fn reclaim(
         &mut self,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<flume::Receiver<Inbound>>, Option<String>> {
         // The old writer goes without a word: nothing reaches the keeper through a broken

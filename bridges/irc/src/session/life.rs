@@ -43,7 +43,7 @@ enum Ending {
 pub async fn run(
     spec: SessionSpec,
     inner: Arc<Inner>,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     mut shutdown: watch::Receiver<bool>,
     mut adopted: Option<Adopted>,
 ) {
@@ -250,7 +250,7 @@ impl Session {
     async fn serve(
         &mut self,
         lines: &mut flume::Receiver<Inbound>,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ending {
         let mut ticker = tokio::time::interval(
@@ -356,7 +356,7 @@ impl Session {
     async fn wait_offline(
         &mut self,
         delay: Duration,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Option<String>> {
         self.offline(tokio::time::sleep(delay), commands, shutdown)
@@ -369,7 +369,7 @@ impl Session {
     pub(super) async fn offline<T>(
         &mut self,
         ready: impl Future<Output = T>,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<T, Option<String>> {
         tokio::pin!(ready);
@@ -436,7 +436,7 @@ impl Session {
     /// The first connection failed: every join asked for so far fails the same way.
     async fn fail_waiting_joins(
         &mut self,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
         failure: JoinFailure,
         text: &str,
     ) {
