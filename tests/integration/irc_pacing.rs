@@ -123,7 +123,7 @@ async fn puppets_dropped_at_once_reconnect_at_the_configured_pace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_waiting_for_a_turn_holds_nobody_else_up() {
     let keys = "reconnect_interval_ms = 8000\nreconnect_concurrency = 1\n";
-    let mut s = Scene::irc(IrcKind::Ngircd).server_keys(keys).await;
+    let s = Scene::irc(IrcKind::Ngircd).server_keys(keys).await;
     let room = Scene::room("#turns");
     let mut bob = s.irc_user_in("bob", "#turns").await;
     let mut first = s.xmpp_user("first").await;
