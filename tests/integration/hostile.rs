@@ -135,3 +135,139 @@ async fn a_64_kib_matrix_message_of_odd_unicode_arrives_and_the_room_goes_on() {
         })
         .await;
 }
+
+/// What a hostile IRC server sends costs its users only the harmful lines: a line of
+/// 20 KiB, and one of 1 MiB, are skipped with a warning, the connection stays, and the
+/// lines after them arrive. (No real server sends such lines: this one is the test's own,
+/// a few lines of script, and the only fake here because it plays the attacker.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_lines_from_a_hostile_server_are_skipped_and_the_connection_stays() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let s = Scene::irc(IrcKind::Ngircd).configured_port(port).await;
+    let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let mut nick = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let _ = heard_tx.send(line.clone());
+            if line.starts_with("CAP LS") {
+                write.write_all(b":evil CAP * LS :\r\n").await.unwrap();
+            } else if let Some(n) = line.strip_prefix("NICK ") {
+                nick = n.to_owned();
+            } else if line.starts_with("USER ") {
+                let welcome = format!(
+                    ":evil 001 {nick} :Welcome\r\n:evil 005 {nick} CHANTYPES=# :are supported\r\n:evil 376 {nick} :End of MOTD\r\n"
+                );
+                write.write_all(welcome.as_bytes()).await.unwrap();
+            } else if let Some(channel) = line.strip_prefix("JOIN ") {
+                let channel = channel.split(' ').next().unwrap();
+                let joined = format!(
+                    ":{nick}!u@h JOIN {channel}\r\n:evil 353 {nick} = {channel} :{nick} mallory\r\n:evil 366 {nick} {channel} :End of NAMES\r\n"
+                );
+                write.write_all(joined.as_bytes()).await.unwrap();
+                let say = |text: &str| format!(":mallory!m@h PRIVMSG {channel} :{text}\r\n");
+                write
+                    .write_all(say(&"x".repeat(20 << 10)).as_bytes())
+                    .await
+                    .unwrap();
+                write
+                    .write_all(say("after the long one").as_bytes())
+                    .await
+                    .unwrap();
+                write
+                    .write_all(say(&"y".repeat(1 << 20)).as_bytes())
+                    .await
+                    .unwrap();
+                write
+                    .write_all(say("after the endless one").as_bytes())
+                    .await
+                    .unwrap();
+            } else if let Some(token) = line.strip_prefix("PING ") {
+                write
+                    .write_all(format!("PONG {token}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut alice = s.xmpp_user("alice").await;
+    let room = Scene::room("#evil");
+    enter(&mut alice, &room, "alice").await;
+    let mut bodies = Vec::new();
+    while bodies.last().map(String::as_str) != Some("after the endless one") {
+        let body = alice
+            .expect("mallory's lines", |s| match s {
+                Stanza::Message(m) if sender(s) == format!("{room}/mallory") => {
+                    body(m).map(str::to_owned)
+                }
+                Stanza::Message(m) if body(m).is_some_and(|b| b.contains("lost")) => {
+                    panic!("the connection went: {:?}", body(m))
+                }
+                _ => None,
+            })
+            .await;
+        bodies.push(body);
+    }
+    assert_eq!(bodies, ["after the long one", "after the endless one"]);
+    // Still connected and in the channel: alice's own message goes out on it.
+    alice.send(groupchat_to(&room, "still here")).await;
+    let said = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = heard.recv().await {
+            if line == "PRIVMSG #evil :still here" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(said, Ok(true), "alice's message never reached the server");
+    s.stop().await;
+}
+
+/// A stanza nested deeper than any real payload (200 levels), sent through Prosody into a
+/// room, is refused to its sender with `bad-request` and goes no further; the room and the
+/// sender's next message go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_stanza_is_refused_and_the_room_goes_on() {
+    use xmpp_client::minidom::Element;
+    use xmpp_client::parsers::message::MessageType;
+
+    let s = Scene::irc(IrcKind::Ngircd).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#deep").await;
+    let room = Scene::room("#deep");
+    let mut nested = Element::builder("n", "urn:example:deep").build();
+    for _ in 0..200 {
+        nested = Element::builder("n", "urn:example:deep")
+            .append(nested)
+            .build();
+    }
+    let mut deep = groupchat_to(&room, "nested");
+    deep.payloads.push(nested);
+    alice.send(deep).await;
+    let error = alice
+        .expect("the refusal", |s| match s {
+            Stanza::Message(m) if m.type_ == MessageType::Error => m
+                .payloads
+                .iter()
+                .find_map(|p| StanzaError::try_from(p.clone()).ok()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(error.defined_condition, DefinedCondition::BadRequest);
+    alice.send(groupchat_to(&room, "and on")).await;
+    let next = bob
+        .expect("alice's next message", |l| {
+            l.starts_with(":alice!") && l.contains(" PRIVMSG #deep :")
+        })
+        .await;
+    assert!(
+        next.ends_with(":and on"),
+        "the nested one reached IRC: {next}"
+    );
+    s.stop().await;
+}
