@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{archived, archived_in, extra, record, send_windowed, tally, IrcPeer, Row, Seen};
+use super::{
+    archived, archived_in, extra, holds_all, read_until_archived, record, send_windowed, tally,
+    Incoming, IrcPeer, Row, Seen,
+};
 use crate::harness::gateway_process::{self, signal, spawn};
 use crate::harness::irc_server::{IrcKind, IrcServer};
 use crate::harness::muc::enter;
@@ -55,43 +58,42 @@ async fn the_database_unwritable_for_30_s_under_load() {
     drop(lock);
     let unlocked = Instant::now();
     flow.await.unwrap();
-    let archive = loop {
-        seen.read_for(&mut alice, &room, "alice", Duration::from_millis(500))
-            .await;
-        let archive = archived_in(&store, "alice@localhost", &room).await;
-        if tally(archive.iter().map(String::as_str), "i").len() == lines
-            || unlocked.elapsed() > Duration::from_secs(30)
-        {
-            break archive;
-        }
-    };
+    let archive = read_until_archived(
+        &mut seen,
+        &mut alice,
+        (&room, "alice"),
+        Duration::from_secs(30),
+        async || archived_in(&store, "alice@localhost", &room).await,
+        |archive| holds_all(archive, "i", lines),
+    )
+    .await;
     let caught_up = unlocked.elapsed();
     store.close().await;
     locker.close().await;
-    let live = tally(seen.live.iter().map(String::as_str), "i");
-    let in_archive = tally(archive.iter().map(String::as_str), "i");
-    let lost = lines - in_archive.len();
-    record(&[Row {
-        case: "database unwritable 30 s".into(),
-        direction: "IRC→XMPP",
-        sent: lines,
-        delivered: live.len(),
-        archived: Some(in_archive.len()),
-        duplicated: extra(&in_archive) + extra(&live),
-        lost,
-        note: format!(
+    let incoming = Incoming::count(&seen, &archive, "i");
+    let row = incoming.row(
+        "database unwritable 30 s",
+        "IRC→XMPP",
+        lines,
+        format!(
             "SQLite write lock held by another connection for 30 s; {archived_while_locked} archived meanwhile; all in {} ms after it was released",
             caught_up.as_millis()
         ),
-    }]);
+    );
+    let lost = row.lost;
+    record(&[row]);
     assert_eq!(archived_while_locked, 0, "the lock did not stop the writes");
     assert_eq!(
         lost, 0,
         "lines not archived once the database took writes again"
     );
-    assert_eq!(extra(&in_archive), 0, "lines archived twice");
-    assert_eq!(live.len(), lines, "live delivery waited for the database");
-    assert_eq!(extra(&live), 0, "lines delivered twice");
+    assert_eq!(extra(&incoming.archived), 0, "lines archived twice");
+    assert_eq!(
+        incoming.live.len(),
+        lines,
+        "live delivery waited for the database"
+    );
+    assert_eq!(extra(&incoming.live), 0, "lines delivered twice");
     s.stop().await;
 }
 
@@ -157,29 +159,24 @@ async fn sighup_reload_under_load() {
     flow.await.unwrap();
     reloading.await.unwrap();
     let db = format!("sqlite://{}", dir.path().join("causeway.db").display());
-    let start = Instant::now();
-    let archive = loop {
-        seen.read_for(&mut alice, &room, "alice", Duration::from_millis(500))
-            .await;
-        let archive = archived(&db, "alice@localhost", &room).await;
-        let on_irc = tally(
-            bob.said_by("alice", channel).iter().map(String::as_str),
-            "x",
-        );
-        if (tally(archive.iter().map(String::as_str), "i").len() == LINES
-            && on_irc.len() == MESSAGES)
-            || start.elapsed() > Duration::from_secs(20)
-        {
-            break archive;
-        }
-    };
+    let archive = read_until_archived(
+        &mut seen,
+        &mut alice,
+        (&room, "alice"),
+        Duration::from_secs(20),
+        async || archived(&db, "alice@localhost", &room).await,
+        |archive| {
+            let on_irc = bob.said_by("alice", channel);
+            holds_all(archive, "i", LINES) && holds_all(&on_irc, "x", MESSAGES)
+        },
+    )
+    .await;
     let reloaded = std::fs::read_to_string(&log)
         .unwrap()
         .matches("configuration reloaded")
         .count();
     signal(&gateway, "-TERM");
-    let live = tally(seen.live.iter().map(String::as_str), "i");
-    let in_archive = tally(archive.iter().map(String::as_str), "i");
+    let incoming = Incoming::count(&seen, &archive, "i");
     let on_irc = tally(
         bob.said_by("alice", channel).iter().map(String::as_str),
         "x",
@@ -190,16 +187,7 @@ async fn sighup_reload_under_load() {
         reloads.load(Ordering::Acquire)
     );
     record(&[
-        Row {
-            case: "SIGHUP reload ×10".into(),
-            direction: "IRC→XMPP",
-            sent: LINES,
-            delivered: live.len(),
-            archived: Some(in_archive.len()),
-            duplicated: extra(&in_archive) + extra(&live),
-            lost: LINES - in_archive.len(),
-            note: note.clone(),
-        },
+        incoming.row("SIGHUP reload ×10", "IRC→XMPP", LINES, note.clone()),
         Row {
             case: "SIGHUP reload ×10".into(),
             direction: "XMPP→IRC",
@@ -217,8 +205,16 @@ async fn sighup_reload_under_load() {
         "every SIGHUP reloads the configuration\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    assert_eq!(in_archive.len(), LINES, "IRC lines lost across reloads");
-    assert_eq!(live.len(), LINES, "IRC lines not delivered across reloads");
+    assert_eq!(
+        incoming.archived.len(),
+        LINES,
+        "IRC lines lost across reloads"
+    );
+    assert_eq!(
+        incoming.live.len(),
+        LINES,
+        "IRC lines not delivered across reloads"
+    );
     assert_eq!(on_irc.len(), MESSAGES, "XMPP messages lost across reloads");
     assert_eq!(
         own.len(),
@@ -226,7 +222,7 @@ async fn sighup_reload_under_load() {
         "XMPP messages not archived across reloads"
     );
     assert_eq!(
-        extra(&in_archive) + extra(&live) + extra(&on_irc) + extra(&own),
+        incoming.doubled() + extra(&on_irc) + extra(&own),
         0,
         "duplicates"
     );

@@ -13,7 +13,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{archived, extra, record, send_windowed, tally, IrcPeer, Row, Seen};
+use super::{
+    archived, extra, holds_all, read_until_archived, record, send_windowed, tally, IrcPeer, Row,
+    Seen,
+};
 use crate::harness::gateway_process::{self, signal, spawn};
 use crate::harness::irc_server::IrcServer;
 use crate::harness::muc::{enter, join, presence_from};
@@ -144,17 +147,17 @@ async fn kill_under_load(kept: bool) {
     let paused_at = flow.await.unwrap();
 
     // Everything settles: IRC lines archived, XMPP messages on IRC.
-    let start = std::time::Instant::now();
-    let archive = loop {
-        seen.read_for(&mut alice, ROOM, "alice", Duration::from_millis(500))
-            .await;
-        let archive = archived(&db, "alice@localhost", ROOM).await;
-        let irc_in = tally(archive.iter().map(String::as_str), "i").len();
-        let quiet = start.elapsed() > Duration::from_secs(5);
-        if irc_in == EACH_WAY || (quiet && !kept) || start.elapsed() > Duration::from_secs(30) {
-            break archive;
-        }
-    };
+    // In one process some lines are gone for good: five seconds is enough to tell.
+    let within = Duration::from_secs(if kept { 30 } else { 5 });
+    let archive = read_until_archived(
+        &mut seen,
+        &mut alice,
+        (ROOM, "alice"),
+        within,
+        async || archived(&db, "alice@localhost", ROOM).await,
+        |archive| holds_all(archive, "i", EACH_WAY),
+    )
+    .await;
     drop(gateway);
 
     // IRC → XMPP.

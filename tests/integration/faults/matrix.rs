@@ -4,9 +4,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{archived_in, extra, record, send_windowed, tally, Row, Seen};
+use super::{
+    archived_in, extra, holds_all, read_until_archived, record, send_windowed, tally, Incoming,
+    Row, Seen,
+};
 use crate::harness::matrix_client::MatrixClient;
 use crate::harness::muc::enter;
 use crate::harness::scene::Scene;
@@ -99,35 +102,28 @@ async fn synapse_restarted_during_traffic_both_ways() {
         .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
         .collect();
     let store = scene.store().await;
-    let start = Instant::now();
-    let archive = loop {
-        seen.read_for(&mut alice, &jid, "Alice", Duration::from_millis(500))
-            .await;
-        let archive = archived_in(&store, "alice@localhost", &jid).await;
-        if tally(archive.iter().map(String::as_str), "m").len() == EACH_WAY
-            || start.elapsed() > Duration::from_secs(30)
-        {
-            break archive;
-        }
-    };
+    let archive = read_until_archived(
+        &mut seen,
+        &mut alice,
+        (&jid, "Alice"),
+        Duration::from_secs(30),
+        async || archived_in(&store, "alice@localhost", &jid).await,
+        |archive| holds_all(archive, "m", EACH_WAY),
+    )
+    .await;
     store.close().await;
-    let live = tally(seen.live.iter().map(String::as_str), "m");
-    let in_archive = tally(archive.iter().map(String::as_str), "m");
+    let incoming = Incoming::count(&seen, &archive, "m");
     let matrix = tally(on_matrix.iter().map(String::as_str), "x");
     let own = tally(archive.iter().map(String::as_str), "x");
     record(&[
-        Row {
-            case: "Synapse restarted".into(),
-            direction: "Matrix→XMPP",
-            sent: EACH_WAY,
-            delivered: live.len(),
-            archived: Some(in_archive.len()),
-            duplicated: extra(&live) + extra(&in_archive),
-            lost: EACH_WAY - in_archive.len(),
-            note: format!(
+        incoming.row(
+            "Synapse restarted",
+            "Matrix→XMPP",
+            EACH_WAY,
+            format!(
                 "restarted after {half} each way; {WINDOW} XMPP messages sent while it was down"
             ),
-        },
+        ),
         Row {
             case: "Synapse restarted".into(),
             direction: "XMPP→Matrix",
@@ -140,14 +136,18 @@ async fn synapse_restarted_during_traffic_both_ways() {
         },
     ]);
     let missing: Vec<usize> = (0..EACH_WAY)
-        .filter(|n| !in_archive.contains_key(n))
+        .filter(|n| !incoming.archived.contains_key(n))
         .collect();
     assert_eq!(
-        live.len(),
+        incoming.live.len(),
         EACH_WAY,
         "Matrix messages not delivered to XMPP (not archived: {missing:?})"
     );
-    assert_eq!(in_archive.len(), EACH_WAY, "Matrix messages not archived");
+    assert_eq!(
+        incoming.archived.len(),
+        EACH_WAY,
+        "Matrix messages not archived"
+    );
     assert_eq!(matrix.len(), EACH_WAY, "XMPP messages not on Matrix");
     assert_eq!(
         seen.reflected.len(),
@@ -155,7 +155,7 @@ async fn synapse_restarted_during_traffic_both_ways() {
         "XMPP messages not reflected"
     );
     assert_eq!(
-        extra(&live) + extra(&in_archive) + extra(&matrix) + extra(&own),
+        incoming.doubled() + extra(&matrix) + extra(&own),
         0,
         "messages twice"
     );

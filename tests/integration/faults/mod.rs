@@ -88,6 +88,69 @@ pub fn extra(counts: &BTreeMap<usize, usize>) -> usize {
     counts.values().map(|c| c - 1).sum()
 }
 
+/// Numbered messages coming in to an XMPP user: those delivered live and those archived,
+/// each counted by number.
+pub struct Incoming {
+    pub live: BTreeMap<usize, usize>,
+    pub archived: BTreeMap<usize, usize>,
+}
+
+impl Incoming {
+    /// The bodies `prefix{n}` among what `seen` got live and what `archive` holds.
+    pub fn count(seen: &Seen, archive: &[String], prefix: &str) -> Incoming {
+        Incoming {
+            live: tally(seen.live.iter().map(String::as_str), prefix),
+            archived: tally(archive.iter().map(String::as_str), prefix),
+        }
+    }
+
+    /// Copies beyond the first, live and in the archive.
+    pub fn doubled(&self) -> usize {
+        extra(&self.live) + extra(&self.archived)
+    }
+
+    /// The table's row for them: lost is what the archive misses of `sent`.
+    pub fn row(&self, case: &str, direction: &'static str, sent: usize, note: String) -> Row {
+        Row {
+            case: case.into(),
+            direction,
+            sent,
+            delivered: self.live.len(),
+            archived: Some(self.archived.len()),
+            duplicated: self.doubled(),
+            lost: sent - self.archived.len(),
+            note,
+        }
+    }
+}
+
+/// Read what comes to `client` in `room` into `seen`, half a second at a time, and read
+/// the archive again after each until `complete` takes it or `within` has passed; the
+/// archive as last read.
+pub async fn read_until_archived(
+    seen: &mut Seen,
+    client: &mut TestClient,
+    (room, own_nick): (&str, &str),
+    within: Duration,
+    mut archive: impl AsyncFnMut() -> Vec<String>,
+    mut complete: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        seen.read_for(client, room, own_nick, Duration::from_millis(500))
+            .await;
+        let read = archive().await;
+        if complete(&read) || start.elapsed() > within {
+            return read;
+        }
+    }
+}
+
+/// Whether `archive` holds every number below `count` with `prefix`.
+pub fn holds_all(archive: &[String], prefix: &str, count: usize) -> bool {
+    tally(archive.iter().map(String::as_str), prefix).len() == count
+}
+
 /// An IRC user in one channel who says lines while a task of its own reads what comes
 /// (answering PINGs).
 pub struct IrcPeer {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use xmpp_client::parsers::ping::Ping;
 use xmpp_client::IqResponse;
 
-use super::{archived_in, extra, record, tally, IrcPeer, Row, Seen};
+use super::{archived_in, extra, holds_all, record, Incoming, IrcPeer, Row, Seen};
 use crate::harness::config_toml_with_irc;
 use crate::harness::gateway_process::spawn;
 use crate::harness::irc_server::{IrcKind, IrcServer};
@@ -79,33 +79,27 @@ async fn prosody_restarted_during_irc_traffic() {
     let start = Instant::now();
     let archive = loop {
         let archive = archived_in(&store, "alice@localhost", &room).await;
-        if tally(archive.iter().map(String::as_str), "i").len() == LINES
-            || start.elapsed() > Duration::from_secs(10)
-        {
+        if holds_all(&archive, "i", LINES) || start.elapsed() > Duration::from_secs(10) {
             break archive;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     store.close().await;
-    let live = tally(seen.live.iter().map(String::as_str), "i");
-    let in_archive = tally(archive.iter().map(String::as_str), "i");
-    let lost = LINES - in_archive.len();
-    record(&[Row {
-        case: "Prosody restarted".into(),
-        direction: "IRC→XMPP",
-        sent: LINES,
-        delivered: live.len(),
-        archived: Some(in_archive.len()),
-        duplicated: extra(&in_archive) + extra(&live),
-        lost,
-        note: format!(
+    let incoming = Incoming::count(&seen, &archive, "i");
+    let row = incoming.row(
+        "Prosody restarted",
+        "IRC→XMPP",
+        LINES,
+        format!(
             "Prosody down from line {said_at_stop} to {said_at_start}; the component back {} ms after Prosody",
             back.as_millis()
         ),
-    }]);
+    );
+    let lost = row.lost;
+    record(&[row]);
     assert_eq!(lost, 0, "IRC lines not archived across the Prosody restart");
-    assert_eq!(extra(&in_archive), 0, "IRC lines archived twice");
-    assert_eq!(extra(&live), 0, "IRC lines delivered twice");
+    assert_eq!(extra(&incoming.archived), 0, "IRC lines archived twice");
+    assert_eq!(extra(&incoming.live), 0, "IRC lines delivered twice");
     assert!(
         back <= Duration::from_secs(5),
         "the component took {back:?} to come back after Prosody"
