@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the fuzz targets (coverage-guided, libFuzzer through cargo fuzz).
 #   fuzz/run.sh SECONDS [TARGET...]   each target (default: all) for SECONDS
+#   FUZZ_DEV=1 fuzz/run.sh ...        built without optimisation: about half the build
+#                                     time, a fraction of the executions (CI's short runs)
 # Each starts from its seeds (fuzz/seeds/TARGET) and the corpus earlier runs grew
 # (fuzz/corpus/TARGET, not committed), and prints libFuzzer's final figures (executions,
 # coverage, corpus). An input that makes a target fail is kept in fuzz/artifacts/TARGET
@@ -20,7 +22,7 @@ mkdir -p logs
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "seeds/$target"
   echo "=== $target: ${seconds} s"
-  cargo fuzz run --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
+  cargo fuzz run ${FUZZ_DEV:+--dev} --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
     -print_final_stats=1 >"logs/$target.log" 2>&1
   status=$?
