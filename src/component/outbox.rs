@@ -131,25 +131,19 @@ impl Outbox {
         }
     }
 
-    /// Put back stanzas that could not be written, ahead of anything queued since.
+    /// Put back stanzas that could not be written, ahead of anything queued since. None is
+    /// dropped here, so the queue may pass its capacity by a batch: the next push while the
+    /// link is down drops the oldest back to it. (Dropping the newest here instead would
+    /// count them done while older ones still wait, and [`settled`](Self::settled) would
+    /// answer too early.)
     pub fn requeue_front<I>(&self, stanzas: I)
     where
         I: IntoIterator<Item = Stanza>,
         I::IntoIter: DoubleEndedIterator,
     {
         let mut state = self.lock();
-        let before = state.settled;
         for stanza in stanzas.into_iter().rev() {
-            if state.queue.len() >= self.capacity {
-                state.queue.pop_back();
-                state.dropped += 1;
-                state.settled += 1;
-            }
             state.queue.push_front(stanza);
-        }
-        if state.settled > before {
-            drop(state);
-            self.settled.notify_waiters();
         }
     }
 
@@ -336,6 +330,34 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
             .await
             .expect("settled")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_requeue_past_the_capacity_drops_nothing_and_settles_nothing() {
+        let outbox = std::sync::Arc::new(Outbox::new("irc.example.org", 2));
+        outbox.set_up(true);
+        outbox.push(msg(1));
+        outbox.push(msg(2));
+        let mark = outbox.mark();
+        let batch = outbox.take_all();
+        // Queued while the write failed.
+        outbox.push(msg(3));
+        outbox.push(msg(4));
+        outbox.requeue_front(batch);
+        assert_eq!(outbox.take_dropped(), 0);
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.settled(mark).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "settled with its stanzas unwritten");
+        let written = outbox.take_all();
+        assert_eq!(ids(&written), ["1", "2", "3", "4"]);
+        outbox.written(written.len());
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("settled once written")
             .unwrap();
     }
 

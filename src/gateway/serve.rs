@@ -239,7 +239,11 @@ impl Core {
         let mark = outbox.mark();
         tokio::spawn(
             async move {
-                if archiver.flush().await {
+                let durable = archiver.flush().await;
+                // Not held while waiting for the link: shutdown waits for every archiver
+                // handle to go, and the link may be down then.
+                drop(archiver);
+                if durable {
                     outbox.settled(mark).await;
                     for receipt in receipts {
                         receipt.durable();

@@ -28,7 +28,10 @@ impl Muc {
         let key = Self::key(user, &room);
         // In again: the network confirms a departure before the join that follows.
         self.parted.remove(&key);
-        if !self.rooms.contains_key(&key) {
+        if self.rooms.contains_key(&key) {
+            // A client joined it first: expected no longer.
+            self.kept.remove(&key);
+        } else {
             self.take_over(&key, &room, &nick);
         }
         let Some(state) = self.rooms.get_mut(&key) else {

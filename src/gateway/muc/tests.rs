@@ -448,6 +448,26 @@ fn parted_rooms(fx: &Effects) -> Vec<&RoomRef> {
 }
 
 #[test]
+fn a_channel_a_client_joins_before_the_keeper_reports_it_is_not_forgotten() {
+    let mut muc = muc();
+    let alice = resource("phone").to_bare();
+    muc.expect_kept(&alice, &room());
+    // The client comes back before the network reports the channel (or the keeper did not
+    // keep it, and the join goes to IRC).
+    join_presence(&mut muc, &resource("laptop"), "alice");
+    muc.handle_event(joined("alice", &[("alice", Privilege::None)], ""));
+    let (fx, not_kept) = muc.release_unclaimed();
+    assert!(parted_rooms(&fx).is_empty(), "{:?}", fx.requests);
+    assert!(not_kept.is_empty(), "forgotten while in it: {not_kept:?}");
+    // Before the network reports it at all: not forgotten either.
+    let mut muc = self::muc();
+    muc.expect_kept(&alice, &room());
+    join_presence(&mut muc, &resource("laptop"), "alice");
+    let (_, not_kept) = muc.release_unclaimed();
+    assert!(not_kept.is_empty(), "forgotten while joining: {not_kept:?}");
+}
+
+#[test]
 fn channels_kept_across_a_restart_are_taken_over_wait_for_a_client_then_go_unless_persistent() {
     let mut muc = muc();
     let alice = resource("phone").to_bare();

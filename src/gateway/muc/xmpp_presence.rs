@@ -345,9 +345,11 @@ impl Muc {
     /// to forget.
     pub fn release_unclaimed(&mut self) -> (Effects, Vec<(BareJid, RoomRef)>) {
         let mut fx = Effects::default();
-        let not_kept = self
-            .kept
-            .drain()
+        // Those a client joined meanwhile are in the channel, kept or joined anew.
+        let kept = std::mem::take(&mut self.kept);
+        let not_kept = kept
+            .into_iter()
+            .filter(|(key, _)| !self.rooms.contains_key(key))
             .map(|((user, ..), expected)| (user, expected.room))
             .collect();
         let unclaimed: Vec<RoomKey> = self

@@ -12,8 +12,9 @@ use std::fmt;
 pub const VERSION: u16 = 2;
 
 /// The largest frame either side accepts: a line is at most a few KiB, a state blob a few
-/// tens; past this the peer is broken.
-pub const MAX_FRAME: usize = 1 << 20;
+/// tens, but a `Welcome` carries the state of every connection held — tens of thousands of
+/// them; past this the peer is broken.
+pub const MAX_FRAME: usize = 64 << 20;
 
 /// A keeper connection's number, chosen by the gateway, unique for the keeper's life.
 pub type ConnId = u64;

@@ -205,6 +205,10 @@ impl Keeper {
                 if let Some(link) = self.link.as_mut().filter(|l| l.number == number) {
                     link.heard = Instant::now();
                     self.frame(frame);
+                } else if !matches!(frame, ToKeeper::Hello { .. } | ToKeeper::Pong { .. }) {
+                    // From a gateway detached for its silence, which wrote before it knew:
+                    // what it said (a message, a QUIT, an acknowledgement) still counts.
+                    self.frame(frame);
                 }
             }
             Work::Line(conn, line) => self.line(conn, line),

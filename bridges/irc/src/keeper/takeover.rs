@@ -25,6 +25,20 @@ use crate::{Inner, SessionHandle, SessionKey};
 const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 /// The longest wait between two attempts to attach again.
 const MAX_REATTACH_DELAY: Duration = Duration::from_secs(30);
+/// How long the keeper may take to welcome a gateway.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attach to the keeper at `path`, within [`ATTACH_TIMEOUT`].
+async fn attach(path: &Path) -> std::io::Result<Arc<KeeperLink>> {
+    tokio::time::timeout(ATTACH_TIMEOUT, KeeperLink::attach(path))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the keeper at {} did not answer", path.display()),
+            ))
+        })
+}
 
 impl Inner {
     /// The keeper's link, once one is up: a session whose link broke waits here.
@@ -44,7 +58,7 @@ impl Inner {
         path: &Path,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Arc<KeeperLink>, BridgeError> {
-        match KeeperLink::attach(path).await {
+        match attach(path).await {
             Ok(link) => {
                 self.keeper.send_replace(Some(link.clone()));
                 self.adopt(&link, shutdown, &[]).await;
@@ -80,7 +94,7 @@ impl Inner {
                     _ = tokio::time::sleep(delay) => {}
                 }
                 attempts += 1;
-                match KeeperLink::attach(path).await {
+                match attach(path).await {
                     Ok(next) => break next,
                     Err(e) => {
                         warn!(error = %e, attempts, "cannot attach to the keeper again yet");
@@ -97,9 +111,11 @@ impl Inner {
                 attempts,
                 "attached to the keeper again"
             );
-            self.adopt(&next, shutdown, &orphans).await;
-            // Sessions waiting for the link claim their connections from here on.
+            // Sessions waiting for the link claim their connections from here on; the
+            // link is in place before any session is made on it (a session shutting down
+            // leaves its connection through the link it was made on).
             self.keeper.send_replace(Some(next.clone()));
+            self.adopt(&next, shutdown, &orphans).await;
             let unclaimed = next.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(ORPHAN_GRACE).await;

@@ -176,18 +176,7 @@ impl Session {
         self.lines = LineBook::default();
         info!(user = %self.spec.user, server = %self.spec.server, nick = %self.nick,
             channels = state.channels.len(), dropped, "irc connection taken over from the keeper");
-        if dropped > 0 {
-            let text = format!(
-                "{dropped} lines from {} were lost while causeway was away (more than the connection keeper holds)",
-                self.spec.server
-            );
-            self.emit(Event::ServerText {
-                user: self.user(),
-                server: self.spec.server.clone(),
-                text,
-            })
-            .await;
-        }
+        self.report_dropped(dropped).await;
         for (name, joined) in state.channels {
             let folded = self.rules.fold(&name);
             self.set_channel_encoding(&folded, &name).await;
@@ -216,6 +205,23 @@ impl Session {
         }
         self.state_changed();
         lines
+    }
+
+    /// Tell the user how many lines the keeper had to drop while no gateway read them.
+    async fn report_dropped(&mut self, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        let text = format!(
+            "{dropped} lines from {} were lost while causeway was away (more than the connection keeper holds)",
+            self.spec.server
+        );
+        self.emit(Event::ServerText {
+            user: self.user(),
+            server: self.spec.server.clone(),
+            text,
+        })
+        .await;
     }
 
     /// The keeper link broke: wait for the next one (taking commands as offline), then
@@ -255,6 +261,12 @@ impl Session {
             warn!(user = %self.spec.user, server = %self.spec.server, "the keeper no longer holds the connection");
             return Ok(None);
         };
+        let dropped = link
+            .held()
+            .iter()
+            .find(|held| held.conn == conn)
+            .map_or(0, |held| held.dropped);
+        self.report_dropped(dropped).await;
         let write = tokio::io::split(Box::new(io) as Box<dyn IrcIo>).1;
         self.writer = Some(Writer::start(write, &self.spec.settings));
         // The keeper sends again what it holds since the last acknowledgement it got;

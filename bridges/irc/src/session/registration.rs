@@ -74,8 +74,11 @@ impl Session {
         let unreachable = |e: String| (JoinFailure::Unreachable, e);
         let mut kept = None;
         let write = match self.inner.keeper() {
-            // Through the keeper: it holds the socket, its lines come numbered.
-            Some(keeper) => {
+            // Through the keeper: it holds the socket, its lines come numbered. While its
+            // link is being made again, the connection waits for it (within the
+            // registration's time).
+            Some(_) => {
+                let keeper = self.inner.attached().await;
                 let io = keeper
                     .open(server, port, tls, verify, lines_tx)
                     .await
