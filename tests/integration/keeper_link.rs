@@ -5,7 +5,9 @@
 //!   again it attaches again and each session claims its own connection back — nobody on
 //!   IRC sees anything, and what was said meanwhile reaches the XMPP user once, in order;
 //! - a keeper restarted (its connections lost with it) is attached again, and the puppet
-//!   reconnects through it and joins its channel again, its user told.
+//!   reconnects through it and joins its channel again, its user told;
+//! - a gateway started before its keeper refuses joins with the reason, then attaches by
+//!   itself once the keeper runs.
 
 use std::time::{Duration, Instant};
 
@@ -155,4 +157,46 @@ async fn wait_for_log(log: &std::path::Path, text: &str, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A gateway started before its keeper refuses IRC joins with the reason, and attaches by
+/// itself once the keeper runs: the next join works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_before_its_keeper_attaches_once_it_runs() {
+    use crate::harness::config_toml_with_irc;
+    use crate::harness::gateway_process::spawn as causeway;
+    use crate::harness::irc_client::IrcClient;
+    use crate::harness::irc_server::IrcServer;
+    use crate::harness::xmpp_server::{Flavor, XmppServer};
+
+    let irc = IrcServer::ngircd();
+    let xmpp = XmppServer::start(Flavor::Prosody);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("keeper.sock");
+    let config = dir.path().join("causeway.toml");
+    let irc_keys = format!("keeper = \"{}\"\n", socket.display());
+    std::fs::write(
+        &config,
+        config_toml_with_irc(&xmpp, dir.path(), irc.port, &irc_keys, ""),
+    )
+    .unwrap();
+    let log = dir.path().join("gateway.log");
+    let _gateway = causeway(&["run"], &config, &log);
+    let mut alice = TestClient::login(&xmpp, "alice", "localhost").await;
+    gateway_process::answering(&mut alice, "irc.localhost", &log).await;
+    let room = "#late%127.0.0.1@irc.localhost";
+    alice.send(join(&format!("{room}/alice"))).await;
+    let refused = join_error(&mut alice).await;
+    let text = refused.texts.values().next().cloned().unwrap_or_default();
+    assert!(text.contains("causeway keeper"), "{text}");
+
+    let _keeper = gateway_process::keeper(&config, &socket, &dir.path().join("keeper.log")).await;
+    wait_for_log(&log, "attached to the keeper", Duration::from_secs(40)).await;
+    let mut bob = IrcClient::connect(irc.port, "bob").await;
+    bob.join("#late").await;
+    enter(&mut alice, room, "alice").await;
+    bob.expect("alice joining through the keeper", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
 }

@@ -301,21 +301,22 @@ impl Network for IrcNetwork {
             .clone();
         *self.inner.events.lock().expect("events lock") = Some(ctx.events);
         *self.inner.shutdown.lock().expect("shutdown lock") = Some(shutdown.clone());
+        // A keeper that cannot be reached at startup: connections are refused with the
+        // reason (not made around it, not left waiting) until it is reached.
         let link = match &keeper_path {
             Some(path) => match self.inner.attach_first(path, &shutdown).await {
                 Ok(link) => Some(link),
                 Err(e) => {
-                    // Actions waiting for the start get the refusal instead of waiting.
-                    self.inner.started.send_replace(true);
-                    return Err(e);
+                    tracing::warn!(error = %e, "no keeper yet: IRC connections are refused until it answers");
+                    None
                 }
             },
             None => None,
         };
         self.inner.started.send_replace(true);
-        match (keeper_path, link) {
-            (Some(path), Some(link)) => self.inner.stay_attached(&path, link, &mut shutdown).await,
-            _ => {
+        match keeper_path {
+            Some(path) => self.inner.stay_attached(&path, link, &mut shutdown).await,
+            None => {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             }
         }

@@ -51,8 +51,9 @@ impl Inner {
         link.clone().expect("checked by wait_for")
     }
 
-    /// Attach to the keeper at `path` and take over what it holds; `Err` (and every
-    /// connection refused with the reason) when it cannot be reached at startup.
+    /// Attach to the keeper at `path` and take over what it holds; `Err` when it cannot be
+    /// reached at startup — connections are refused with the reason until
+    /// [`stay_attached`](Self::stay_attached) reaches it.
     pub(crate) async fn attach_first(
         self: &Arc<Self>,
         path: &Path,
@@ -72,20 +73,23 @@ impl Inner {
         }
     }
 
-    /// Until shutdown: whenever the link breaks, attach again (with backoff while the
-    /// keeper does not answer) and hand the connections back.
+    /// Until shutdown: attach (when the first attempt failed, `link` is `None`), and
+    /// whenever the link breaks, attach again — with backoff while the keeper does not
+    /// answer — and hand the connections back.
     pub(crate) async fn stay_attached(
         self: &Arc<Self>,
         path: &Path,
-        mut link: Arc<KeeperLink>,
+        mut link: Option<Arc<KeeperLink>>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         loop {
-            let why = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                why = link.ended() => why,
-            };
-            warn!(%why, "the link to the keeper broke: attaching again");
+            if let Some(link) = &link {
+                let why = tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    why = link.ended() => why,
+                };
+                warn!(%why, "the link to the keeper broke: attaching again");
+            }
             let mut delay = Duration::from_millis(250);
             let mut attempts = 0u32;
             let next = loop {
@@ -97,23 +101,25 @@ impl Inner {
                 match attach(path).await {
                     Ok(next) => break next,
                     Err(e) => {
-                        warn!(error = %e, attempts, "cannot attach to the keeper again yet");
+                        warn!(error = %e, attempts, "cannot attach to the keeper yet");
                         delay = (delay * 2).min(MAX_REATTACH_DELAY);
                         let jitter = fastrand::u64(..=delay.as_millis() as u64 / 4);
                         delay += Duration::from_millis(jitter);
                     }
                 }
             };
-            let orphans = link.orphans();
+            let orphans = link.as_ref().map(|l| l.orphans()).unwrap_or_default();
             info!(
                 held = next.held().len(),
                 waiting = orphans.len(),
                 attempts,
                 "attached to the keeper again"
             );
-            // Sessions waiting for the link claim their connections from here on; the
-            // link is in place before any session is made on it (a session shutting down
-            // leaves its connection through the link it was made on).
+            // Connections are no longer refused; sessions waiting for the link claim
+            // their connections from here on; the link is in place before any session is
+            // made on it (a session shutting down leaves its connection through the link
+            // it was made on).
+            *self.keeper_failed.lock().expect("keeper lock") = None;
             self.keeper.send_replace(Some(next.clone()));
             self.adopt(&next, shutdown, &orphans).await;
             let unclaimed = next.clone();
@@ -123,7 +129,7 @@ impl Inner {
                     unclaimed.quit_unclaimed(conn, b"QUIT :causeway restarted\r\n");
                 }
             });
-            link = next;
+            link = Some(next);
         }
     }
 
