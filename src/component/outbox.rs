@@ -209,6 +209,12 @@ mod tests {
         m.into()
     }
 
+    /// A task waiting for everything queued before `mark` to settle.
+    fn settling(outbox: &std::sync::Arc<Outbox>, mark: u64) -> tokio::task::JoinHandle<()> {
+        let outbox = outbox.clone();
+        tokio::spawn(async move { outbox.settled(mark).await })
+    }
+
     fn ids(stanzas: &[Stanza]) -> Vec<String> {
         stanzas
             .iter()
@@ -285,15 +291,11 @@ mod tests {
     #[tokio::test]
     async fn a_mark_settles_once_what_came_before_it_is_written_or_dropped() {
         let outbox = std::sync::Arc::new(Outbox::new("irc.example.org", 3));
-        let settled = |mark: u64| {
-            let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.settled(mark).await })
-        };
         let pause = || tokio::time::sleep(std::time::Duration::from_millis(50));
         outbox.set_up(true);
         outbox.push(msg(1));
         outbox.push(msg(2));
-        let waiter = settled(outbox.mark());
+        let waiter = settling(&outbox, outbox.mark());
         outbox.push(msg(3));
         // Taken, but the write failed: back in the queue, not settled.
         let batch = outbox.take_all();
@@ -322,7 +324,7 @@ mod tests {
             .expect("settled once written or dropped")
             .unwrap();
         // A mark of what is still queued settles once that is written.
-        let waiter = settled(outbox.mark());
+        let waiter = settling(&outbox, outbox.mark());
         pause().await;
         assert!(!waiter.is_finished());
         let n = outbox.take_all().len();
@@ -346,10 +348,7 @@ mod tests {
         outbox.push(msg(4));
         outbox.requeue_front(batch);
         assert_eq!(outbox.take_dropped(), 0);
-        let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.settled(mark).await }
-        });
+        let waiter = settling(&outbox, mark);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "settled with its stanzas unwritten");
         let written = outbox.take_all();

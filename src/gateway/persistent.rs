@@ -38,15 +38,7 @@ impl Core {
                     warn!(%user, %room, error = %e, "cannot note the joined channel");
                 }
             }
-            Event::Left { user, room, .. } => {
-                if let Err(e) = self
-                    .store
-                    .mark_left(&user.0, &room.server, &room.name)
-                    .await
-                {
-                    warn!(%user, %room, error = %e, "cannot note the left channel");
-                }
-            }
+            Event::Left { user, room, .. } => self.note_left(&user.0, room).await,
             _ => {}
         }
     }
@@ -54,13 +46,14 @@ impl Core {
     /// The puppets are in these channels no longer (the keeper did not keep them).
     pub(crate) async fn forget_channels(&self, channels: &[(BareJid, RoomRef)]) {
         for (user, room) in channels {
-            if let Err(e) = self
-                .store
-                .mark_left(user.as_str(), &room.server, &room.name)
-                .await
-            {
-                warn!(%user, %room, error = %e, "cannot note the left channel");
-            }
+            self.note_left(user.as_str(), room).await;
+        }
+    }
+
+    /// The puppet of `user` is in `room` no longer: not to be joined again at startup.
+    async fn note_left(&self, user: &str, room: &RoomRef) {
+        if let Err(e) = self.store.mark_left(user, &room.server, &room.name).await {
+            warn!(%user, %room, error = %e, "cannot note the left channel");
         }
     }
 }

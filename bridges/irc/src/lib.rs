@@ -304,13 +304,7 @@ impl Network for IrcNetwork {
         // A keeper that cannot be reached at startup: connections are refused with the
         // reason (not made around it, not left waiting) until it is reached.
         let link = match &keeper_path {
-            Some(path) => match self.inner.attach_first(path, &shutdown).await {
-                Ok(link) => Some(link),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no keeper yet: IRC connections are refused until it answers");
-                    None
-                }
-            },
+            Some(path) => self.inner.attach_first(path, &shutdown).await,
             None => None,
         };
         self.inner.started.send_replace(true);

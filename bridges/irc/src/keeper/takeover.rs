@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_bridge::BridgeError;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -27,6 +26,8 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 const MAX_REATTACH_DELAY: Duration = Duration::from_secs(30);
 /// How long the keeper may take to welcome a gateway.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a held connection nobody takes over says as it goes.
+const QUIT: &[u8] = b"QUIT :causeway restarted\r\n";
 
 /// Attach to the keeper at `path`, within [`ATTACH_TIMEOUT`].
 async fn attach(path: &Path) -> std::io::Result<Arc<KeeperLink>> {
@@ -51,24 +52,24 @@ impl Inner {
         link.clone().expect("checked by wait_for")
     }
 
-    /// Attach to the keeper at `path` and take over what it holds; `Err` when it cannot be
-    /// reached at startup — connections are refused with the reason until
+    /// Attach to the keeper at `path` and take over what it holds; `None` when it cannot
+    /// be reached at startup — connections are refused with the reason until
     /// [`stay_attached`](Self::stay_attached) reaches it.
     pub(crate) async fn attach_first(
         self: &Arc<Self>,
         path: &Path,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<Arc<KeeperLink>, BridgeError> {
+    ) -> Option<Arc<KeeperLink>> {
         match attach(path).await {
             Ok(link) => {
                 self.keeper.send_replace(Some(link.clone()));
                 self.adopt(&link, shutdown, &[]).await;
-                Ok(link)
+                Some(link)
             }
             Err(e) => {
-                let why = e.to_string();
-                *self.keeper_failed.lock().expect("keeper lock") = Some(why.clone());
-                Err(BridgeError::Unreachable(why))
+                warn!(error = %e, "no keeper yet: IRC connections are refused until it answers");
+                *self.keeper_failed.lock().expect("keeper lock") = Some(e.to_string());
+                None
             }
         }
     }
@@ -126,7 +127,7 @@ impl Inner {
             tokio::spawn(async move {
                 tokio::time::sleep(ORPHAN_GRACE).await;
                 for conn in orphans {
-                    unclaimed.quit_unclaimed(conn, b"QUIT :causeway restarted\r\n");
+                    unclaimed.quit_unclaimed(conn, QUIT);
                 }
             });
             link = Some(next);
@@ -154,7 +155,7 @@ impl Inner {
                 Ok(state) => state,
                 Err(e) => {
                     tracing::warn!(conn = held.conn, error = %e, "a connection the keeper holds cannot be taken over: quitting it");
-                    link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                    link.quit(held.conn, QUIT);
                     continue;
                 }
             };
@@ -167,7 +168,7 @@ impl Inner {
             let claimed = if taken { None } else { link.claim(held.conn) };
             let Some((io, lines)) = claimed else {
                 tracing::warn!(user = %state.user, server = %state.server, "a second kept connection for the same user and server: quitting it");
-                link.quit(held.conn, b"QUIT :causeway restarted\r\n");
+                link.quit(held.conn, QUIT);
                 continue;
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
