@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::gateway::access::AccessList;
 use crate::gateway::limits::{RoomLimits, SendRate};
 use crate::gateway::muc::Muc;
+use crate::gateway::occupant_id::OccupantIds;
 use crate::gateway::persistent;
 use crate::gateway::serve::{serve_domain, Core, Reconfigure, Reload};
 use crate::gateway::Gateway;
@@ -153,6 +154,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let mut networks = JoinSet::new();
     let mut tasks = JoinSet::new();
     let mut links = Vec::new();
+    let occupant_ids = OccupantIds::new(store.install_secret("occupant-id").await?.as_bytes());
     for (kind, domain, settings, stream) in connected {
         let domain_name = settings.domain.clone();
         let outbox = Arc::new(Outbox::new(settings.domain.clone(), config.xmpp.queue_size));
@@ -169,6 +171,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 config.history.join_lines,
             )
             .with_limits(RoomLimits::of(kind, &config))
+            .with_occupant_ids(occupant_ids.clone())
         });
         tasks.spawn(component::run_link(
             settings,

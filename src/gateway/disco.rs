@@ -100,6 +100,7 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
         ns::MUC,
         super::mam::MAM,
         super::mam::SID,
+        super::occupant_id::NS,
         "muc_public",
         "muc_open",
         "muc_semianonymous",

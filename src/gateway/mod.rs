@@ -14,6 +14,7 @@ mod iq;
 pub mod limits;
 pub mod mam;
 pub mod muc;
+pub mod occupant_id;
 pub(crate) mod persistent;
 pub mod register;
 pub mod rich;
@@ -159,10 +160,10 @@ impl Gateway {
         let Some(muc) = &self.muc else { return vec![] };
         muc.joined_everywhere()
             .into_iter()
-            .map(|(occupant, to)| {
+            .map(|(occupant, to, id)| {
                 let statuses = vec![Status::SelfPresence, Status::ServiceShutdown];
                 let reason = Some("the gateway is shutting down".to_owned());
-                stanzas::occupant_presence(
+                let presence = stanzas::occupant_presence(
                     occupant,
                     to,
                     causeway_bridge::Privilege::None,
@@ -170,7 +171,8 @@ impl Gateway {
                     statuses,
                     None,
                     reason,
-                )
+                );
+                occupant_id::stamp(presence, &id)
             })
             .collect()
     }

@@ -299,6 +299,28 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// The install's secret called `name`: made (256 random bits, hex) the first time it is
+    /// asked for, the same ever after — also when two gateways ask at once.
+    pub async fn install_secret(&self, name: &str) -> Result<String, StoreError> {
+        let fresh = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
+        sqlx::query(
+            "INSERT INTO install_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM install_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// The row id of the user with this bare JID, creating the user on first sight.
     pub async fn ensure_user(&self, jid: &str) -> Result<i64, StoreError> {
         sqlx::query(

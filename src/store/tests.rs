@@ -5,6 +5,16 @@
 use super::*;
 
 async fn suite(store: &Store) {
+    // An install secret is made once: asked again (also at once), it is the same.
+    let (first, second) = tokio::join!(
+        store.install_secret("occupant-id"),
+        store.install_secret("occupant-id")
+    );
+    let secret = first.unwrap();
+    assert_eq!(secret.len(), 64);
+    assert_eq!(second.unwrap(), secret);
+    assert_ne!(store.install_secret("another").await.unwrap(), secret);
+
     // Users appear on first sight and keep their id.
     let alice = store.ensure_user("alice@example.org").await.unwrap();
     assert_eq!(store.ensure_user("alice@example.org").await.unwrap(), alice);
@@ -421,9 +431,15 @@ async fn sqlite_store() {
         .try_get(0)
         .unwrap();
     assert_eq!(mode, "wal");
+    let secret = store.install_secret("occupant-id").await.unwrap();
     store.close().await;
     // Reopening runs no migration twice and keeps the data.
     let store = Store::open(&url, 1).await.unwrap();
+    assert_eq!(
+        store.install_secret("occupant-id").await.unwrap(),
+        secret,
+        "the secret survives a restart"
+    );
     assert!(store
         .user_settings("alice@example.org")
         .await

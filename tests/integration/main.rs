@@ -25,4 +25,5 @@ mod matrix_personal;
 mod matrix_puppets;
 mod matrix_restart;
 mod matrix_server;
+mod native;
 mod servers;

@@ -15,7 +15,7 @@ use crate::harness::matrix_client::MatrixClient;
 use crate::harness::matrix_server::Synapse;
 use crate::harness::muc::{
     body, chat_from, enter, groupchat_from, groupchat_to, invitation, join, join_error,
-    join_listing, muc_user, payload, sender, with_payload,
+    join_listing, muc_user, occupant_id, payload, sender, with_payload,
 };
 use crate::harness::scene::{MatrixSide, Scene, BULK_TOKEN, GW, HS};
 use crate::harness::{TestClient, ANSWER};
@@ -169,13 +169,17 @@ async fn members_joining_renaming_leaving_and_topics_show_in_the_muc() {
     carol.join(&room).await;
     let p = crate::harness::muc::presence_from(&mut alice, "/carol", PresenceType::None).await;
     assert!(muc_user(&p).is_some());
+    // Her XEP-0421 occupant-id is made from her user id: the same under her new name.
+    let carols = occupant_id(&p.into()).expect("an occupant-id");
     carol.set_displayname("Caroline").await;
     let p =
         crate::harness::muc::presence_from(&mut alice, "/carol", PresenceType::Unavailable).await;
     let user = muc_user(&p).unwrap();
     assert!(user.status.contains(&Status::NewNick), "303 on rename");
     assert_eq!(user.items[0].nick.as_deref(), Some("Caroline"));
-    crate::harness::muc::presence_from(&mut alice, "/Caroline", PresenceType::None).await;
+    assert_eq!(occupant_id(&p.into()).as_ref(), Some(&carols));
+    let p = crate::harness::muc::presence_from(&mut alice, "/Caroline", PresenceType::None).await;
+    assert_eq!(occupant_id(&p.into()).as_ref(), Some(&carols));
 
     // Topic both ways.
     scene.bob.set_topic(&room, "second topic").await;

@@ -128,11 +128,13 @@ impl FakeNetwork {
                     ));
                 }
                 members.insert(user.clone(), nick.clone());
+                // Who a fake member is: the XMPP user behind the puppet.
                 let all = members
-                    .values()
-                    .map(|n| Member {
+                    .iter()
+                    .map(|(u, n)| Member {
                         nick: n.clone(),
                         privilege: Privilege::None,
+                        id: Some(u.0.clone()),
                     })
                     .collect();
                 let mut out = vec![Event::Joined {
@@ -146,6 +148,7 @@ impl FakeNetwork {
                     let member = Member {
                         nick: nick.clone(),
                         privilege: Privilege::None,
+                        id: Some(user.0.clone()),
                     };
                     out.push(Event::MemberJoined {
                         user: other.clone(),

@@ -14,6 +14,7 @@ mod action;
 pub mod conformance;
 mod event;
 pub mod fake;
+pub mod styling;
 
 use std::fmt;
 
@@ -174,6 +175,21 @@ pub struct Member {
     pub nick: String,
     /// Their highest privilege.
     pub privilege: Privilege,
+    /// Who they are on the network, independent of their nick (a Matrix user id; an IRC
+    /// account, else `user@host`), when the network knows: the gateway derives their
+    /// XEP-0421 occupant-id from it, so that it survives nick changes and restarts.
+    pub id: Option<String>,
+}
+
+impl Member {
+    /// A member the network knows only by nick.
+    pub fn named(nick: impl Into<String>, privilege: Privilege) -> Member {
+        Member {
+            nick: nick.into(),
+            privilege,
+            id: None,
+        }
+    }
 }
 
 /// Why a join failed, for the matching XEP-0045 error.

@@ -8,6 +8,7 @@
 //! SASL, our own flood control and dead-connection detection.
 
 #[doc(hidden)]
+mod formatting;
 pub mod fuzzing;
 pub mod keeper;
 mod line;

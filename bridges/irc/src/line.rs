@@ -20,6 +20,12 @@ pub struct Line {
     pub params: Vec<String>,
 }
 
+/// `user@host` of `nick!user@host`; `None` for a bare nick or a server name.
+pub fn identity_of(source: &str) -> Option<Box<str>> {
+    let (_, rest) = source.split_once('!')?;
+    rest.contains('@').then(|| rest.into())
+}
+
 impl Line {
     /// Parse a line (without line ending). `None` for a line with no command.
     pub fn parse(text: &str) -> Option<Line> {
@@ -64,6 +70,13 @@ impl Line {
     pub fn source_nick(&self) -> Option<&str> {
         let source = self.source.as_deref()?;
         Some(source.split(['!', '@']).next().unwrap_or(source))
+    }
+
+    /// Who the source is apart from its nick, when it is a user: `user@host` as the
+    /// server shows it (what bans match), for the occupant-id that outlives nick changes.
+    pub fn source_identity(&self) -> Option<Box<str>> {
+        let source = self.source.as_deref()?;
+        identity_of(source)
     }
 
     /// Parameter `i`, or the empty string.

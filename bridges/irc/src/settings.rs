@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub reconnect_interval_ms: u64,
     /// Connections to this server registering at once, at most.
     pub reconnect_concurrency: u32,
+    /// Send XEP-0393 styling from XMPP (`*bold*`, `_italic_`, `~strike~`, `` `code` ``) as
+    /// IRC formatting codes, the directives left out; off, it goes as typed.
+    pub irc_formatting: bool,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +60,7 @@ impl Default for ServerSettings {
             reconnect_attempts: 16,
             reconnect_interval_ms: 3000,
             reconnect_concurrency: 2,
+            irc_formatting: false,
         }
     }
 }
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("reconnect_interval_ms", &self.reconnect_interval_ms)
             .field("reconnect_concurrency", &self.reconnect_concurrency)
+            .field("irc_formatting", &self.irc_formatting)
             .finish()
     }
 }

@@ -103,7 +103,7 @@ impl ServerRules {
     }
 
     /// Split a NAMES entry (`@+nick` or `@nick!user@host`) into its prefix modes and nick.
-    pub fn parse_names_entry(&self, entry: &str) -> (BTreeSet<char>, String) {
+    pub fn parse_names_entry(&self, entry: &str) -> (BTreeSet<char>, String, Option<Box<str>>) {
         let mut modes = BTreeSet::new();
         let mut rest = entry;
         while let Some(c) = rest.chars().next() {
@@ -116,7 +116,7 @@ impl ServerRules {
             }
         }
         let nick = rest.split('!').next().unwrap_or(rest).to_owned();
-        (modes, nick)
+        (modes, nick, crate::line::identity_of(rest))
     }
 
     /// Whether a channel mode letter takes a parameter when set (`adding`) or unset.
@@ -136,6 +136,9 @@ pub struct MemberState {
     pub nick: String,
     /// Prefix modes held.
     pub modes: BTreeSet<char>,
+    /// Who they are apart from the nick, `user@host`, when the server shows it for every
+    /// member (userhost-in-names): a JOIN's source, a NAMES entry.
+    pub id: Option<Box<str>>,
 }
 
 /// A channel the puppet is joining or in.
@@ -169,6 +172,7 @@ impl Channel {
             .map(|m| Member {
                 nick: m.nick.clone(),
                 privilege: highest(rules, &m.modes),
+                id: m.id.as_deref().map(str::to_owned),
             })
             .collect()
     }
@@ -191,15 +195,15 @@ mod tests {
     fn isupport_prefix_and_names() {
         let mut rules = ServerRules::default();
         rules.apply("PREFIX=(qaohv)~&@%+");
-        let (modes, nick) = rules.parse_names_entry("~@alice!a@host");
-        assert_eq!(nick, "alice");
+        let (modes, nick, id) = rules.parse_names_entry("~@alice!a@host");
+        assert_eq!((nick.as_str(), id.as_deref()), ("alice", Some("a@host")));
         assert_eq!(highest(&rules, &modes), Privilege::Owner);
-        let (modes, nick) = rules.parse_names_entry("+bob");
+        let (modes, nick, _) = rules.parse_names_entry("+bob");
         assert_eq!(
             (highest(&rules, &modes), nick.as_str()),
             (Privilege::Voice, "bob")
         );
-        let (modes, nick) = rules.parse_names_entry("carol");
+        let (modes, nick, _) = rules.parse_names_entry("carol");
         assert!(modes.is_empty());
         assert_eq!(nick, "carol");
         assert_eq!(rules.mode_of_privilege(Privilege::HalfOp), Some('h'));

@@ -31,6 +31,7 @@ use tokio_xmpp::Stanza;
 
 use super::limits::RoomLimits;
 use super::mam::{HistoryLimits, HistoryRequest, MamRequest};
+use super::occupant_id::{self, OccupantIds};
 use super::stanzas::occupant_presence;
 use crate::address::{IrcAddressing, JidCache};
 use crate::store::ArchivedMessage;
@@ -103,8 +104,10 @@ struct RoomState {
     joined: bool,
     resources: BTreeSet<FullJid>,
     pending: Vec<Pending>,
-    /// Members by folded nick.
+    /// Members by folded nick, each with its occupant-id as `id` ([`OccupantIds::admit`]).
     members: BTreeMap<String, Member>,
+    /// How occupant-ids are made.
+    ids: OccupantIds,
     subject: String,
     /// Origin-ids of messages sent and not yet reflected, by message id.
     origin_ids: HashMap<String, Element>,
@@ -119,8 +122,15 @@ struct RoomState {
 }
 
 impl RoomState {
-    fn new(addressing: &IrcAddressing, room: RoomRef, nick: String, record: bool) -> RoomState {
+    fn new(
+        addressing: &IrcAddressing,
+        ids: &OccupantIds,
+        room: RoomRef,
+        nick: String,
+        record: bool,
+    ) -> RoomState {
         RoomState {
+            ids: ids.clone(),
             jid: addressing.channel_jid(&room.server, &room.name).ok(),
             room,
             nick,
@@ -146,6 +156,28 @@ impl RoomState {
         Some(self.jid.as_ref()?.with_resource_str(nick).ok()?.into())
     }
 
+    /// The XEP-0421 occupant-id of whoever has `nick` here: a member's own, else one made
+    /// from the nick (someone speaking from outside).
+    fn occupant_id(&self, nick: &str) -> String {
+        self.members
+            .get(&fold(nick))
+            .and_then(|m| m.id.clone())
+            .unwrap_or_else(|| self.ids.of(&self.room, None, nick))
+    }
+
+    /// `stanza` from `nick`'s occupant JID, with their occupant-id.
+    fn stamped(&self, nick: &str, stanza: Stanza) -> Stanza {
+        occupant_id::stamp(stanza, &self.occupant_id(nick))
+    }
+
+    /// `members` as the room keeps them: by folded nick, with their occupant-ids.
+    fn admit_all(&self, members: Vec<Member>) -> BTreeMap<String, Member> {
+        members
+            .into_iter()
+            .map(|m| (fold(&m.nick), self.ids.admit(&self.room, m)))
+            .collect()
+    }
+
     /// [`RoomState::occupant`], remembered for the next message of the same nick.
     fn speaker(&mut self, nick: &str) -> Option<Jid> {
         match &self.last_speaker {
@@ -162,15 +194,11 @@ impl RoomState {
     /// `gone`.
     fn member_presence(&self, member: &Member, to: Jid, gone: bool) -> Option<Stanza> {
         let from = self.occupant(&member.nick)?;
-        Some(occupant_presence(
-            from,
-            to,
-            member.privilege,
-            gone,
-            vec![],
-            None,
-            None,
-        ))
+        let presence = occupant_presence(from, to, member.privilege, gone, vec![], None, None);
+        Some(match &member.id {
+            Some(id) => occupant_id::stamp(presence, id),
+            None => self.stamped(&member.nick, presence),
+        })
     }
 
     /// The subject as a message from `from` (the room, or who set it).
@@ -196,6 +224,8 @@ pub struct Muc {
     /// Join history lines when the client asks for none in particular.
     history_lines: usize,
     rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
+    /// How occupant-ids are made: keyed by the install's secret ([`Muc::with_occupant_ids`]).
+    ids: OccupantIds,
     /// The bridge's user references already parsed as JIDs: every event names its user.
     users: JidCache<BareJid>,
     /// Rooms and servers one user may be in at once.
@@ -227,6 +257,8 @@ impl Muc {
             record,
             history_lines,
             rooms: HashMap::default(),
+            // Until the install's key is handed in: one of this process only.
+            ids: OccupantIds::new(&rand::random::<[u8; 32]>()),
             lists: listing::RoomLists::default(),
             parted: HashSet::default(),
             users: JidCache::default(),
@@ -238,6 +270,13 @@ impl Muc {
     /// With these limits on what one user may join.
     pub fn with_limits(mut self, limits: RoomLimits) -> Muc {
         self.limits = limits;
+        self
+    }
+
+    /// Occupant-ids made with these keys (the install's secret, so that they outlive the
+    /// process).
+    pub fn with_occupant_ids(mut self, ids: OccupantIds) -> Muc {
+        self.ids = ids;
         self
     }
 
@@ -461,12 +500,13 @@ impl Muc {
 
     /// Every resource joined anywhere, with the room JID and own occupant JID, for the
     /// shutdown announcement.
-    pub fn joined_everywhere(&self) -> Vec<(Jid, Jid)> {
+    pub fn joined_everywhere(&self) -> Vec<(Jid, Jid, String)> {
         let mut out = Vec::new();
         for state in self.rooms.values() {
             if let Some(occupant) = state.occupant(&state.nick) {
+                let id = state.occupant_id(&state.nick);
                 for resource in &state.resources {
-                    out.push((occupant.clone(), resource.clone().into()));
+                    out.push((occupant.clone(), resource.clone().into(), id.clone()));
                 }
             }
         }

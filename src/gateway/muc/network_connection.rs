@@ -163,7 +163,7 @@ impl Muc {
                     .unwrap_or_default();
                 if let Some(from) = state.occupant(&old_nick) {
                     let statuses = vec![Status::NewNick, Status::SelfPresence];
-                    fx.stanzas.push(occupant_presence(
+                    let presence = occupant_presence(
                         from,
                         to.clone(),
                         privilege,
@@ -171,10 +171,11 @@ impl Muc {
                         statuses,
                         Some(nick.clone()),
                         None,
-                    ));
+                    );
+                    fx.stanzas.push(state.stamped(&nick, presence));
                 }
                 if let Some(from) = state.occupant(&nick) {
-                    fx.stanzas.push(occupant_presence(
+                    let presence = occupant_presence(
                         from,
                         to.clone(),
                         privilege,
@@ -182,7 +183,8 @@ impl Muc {
                         vec![Status::SelfPresence, Status::AssignedNick],
                         None,
                         None,
-                    ));
+                    );
+                    fx.stanzas.push(state.stamped(&nick, presence));
                 }
             }
             for (folded, member) in &old_members {

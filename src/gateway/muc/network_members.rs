@@ -44,8 +44,7 @@ impl Muc {
             });
             return;
         };
-        let members: BTreeMap<String, Member> =
-            members.into_iter().map(|m| (fold(&m.nick), m)).collect();
+        let members: BTreeMap<String, Member> = state.admit_all(members);
         if state.joined {
             // Joined again after a reconnection: tell what changed meanwhile.
             self.rejoined(fx, &key, nick, members, subject);
@@ -92,7 +91,7 @@ impl Muc {
         }
         if let Some(from) = state.occupant(&state.nick) {
             for resource in &state.resources {
-                fx.stanzas.push(occupant_presence(
+                let presence = occupant_presence(
                     from.clone(),
                     resource.clone().into(),
                     Privilege::None,
@@ -100,7 +99,8 @@ impl Muc {
                     statuses.clone(),
                     None,
                     reason.clone(),
-                ));
+                );
+                fx.stanzas.push(state.stamped(&state.nick, presence));
             }
         }
         let error_text = reason.unwrap_or_else(|| "left the room".into());
@@ -129,6 +129,10 @@ impl Muc {
         room: &RoomRef,
         member: Member,
     ) {
+        let Some(state) = self.rooms.get(&Self::key(user, room)) else {
+            return;
+        };
+        let member = state.ids.admit(room, member);
         self.broadcast(fx, user, room, |state, to| {
             state.member_presence(&member, to, false)
         });
@@ -155,14 +159,17 @@ impl Muc {
         };
         self.broadcast(fx, user, room, |state, to| {
             let from = state.occupant(nick)?;
-            Some(occupant_presence(
-                from,
-                to,
-                privilege,
-                true,
-                statuses.clone(),
-                None,
-                reason.clone(),
+            Some(state.stamped(
+                nick,
+                occupant_presence(
+                    from,
+                    to,
+                    privilege,
+                    true,
+                    statuses.clone(),
+                    None,
+                    reason.clone(),
+                ),
             ))
         });
         if let Some(state) = self.rooms.get_mut(&Self::key(user, room)) {
@@ -186,16 +193,18 @@ impl Muc {
                 continue;
             };
             let own = fold(&state.nick) == fold(old);
-            let privilege = state
-                .members
-                .remove(&fold(old))
-                .map(|m| m.privilege)
-                .unwrap_or_default();
+            // The same person: the same occupant-id under the new nick.
+            let member = state.members.remove(&fold(old)).unwrap_or_else(|| {
+                state
+                    .ids
+                    .admit(&room, Member::named(old, Default::default()))
+            });
+            let privilege = member.privilege;
             state.members.insert(
                 fold(new),
                 Member {
                     nick: new.to_owned(),
-                    privilege,
+                    ..member
                 },
             );
             if own {
@@ -210,7 +219,7 @@ impl Muc {
                 let from = state.occupant(old)?;
                 let mut statuses = vec![Status::NewNick];
                 statuses.extend(extra.clone());
-                Some(occupant_presence(
+                let presence = occupant_presence(
                     from,
                     to,
                     privilege,
@@ -218,19 +227,14 @@ impl Muc {
                     statuses,
                     Some(new.to_owned()),
                     None,
-                ))
+                );
+                Some(state.stamped(new, presence))
             });
             self.broadcast_to(fx, &key, |state, to| {
                 let from = state.occupant(new)?;
-                Some(occupant_presence(
-                    from,
-                    to,
-                    privilege,
-                    false,
-                    extra.clone(),
-                    None,
-                    None,
-                ))
+                let presence =
+                    occupant_presence(from, to, privilege, false, extra.clone(), None, None);
+                Some(state.stamped(new, presence))
             });
         }
     }
@@ -254,7 +258,7 @@ impl Muc {
                     p.show = Some(Show::Away);
                     p.set_status(String::new(), message.clone());
                 }
-                Some(presence)
+                Some(state.stamped(nick, presence))
             });
         }
     }
@@ -317,9 +321,8 @@ impl Muc {
             } else {
                 vec![]
             };
-            Some(occupant_presence(
-                from, to, privilege, false, statuses, None, None,
-            ))
+            let presence = occupant_presence(from, to, privilege, false, statuses, None, None);
+            Some(state.stamped(nick, presence))
         });
     }
 

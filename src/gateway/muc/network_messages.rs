@@ -13,6 +13,7 @@ use tokio_xmpp::Stanza;
 
 use super::{new_id, Effects, Muc, RoomState};
 use crate::gateway::mam::{new_stanza_id, stanza_id_element};
+use crate::gateway::occupant_id;
 use crate::gateway::rich;
 use crate::gateway::stanzas::{delay, error, message, message_error, nc};
 use crate::store::ArchivedMessage;
@@ -48,8 +49,9 @@ impl Muc {
         // client pages the archive from an id it does not hold (XEP-0359, XEP-0313).
         let stanza_id = remote_id.or_else(|| recorded.then(new_stanza_id));
         let room_jid = state.jid.clone();
-        // The sender's occupant JID once for all resources.
+        // The sender's occupant JID and occupant-id once for all resources.
         let sender = state.speaker(&from);
+        let sender_id = occupant_id::element(&state.occupant_id(&from));
         if let (true, Some(room_jid), Some(stanza_id)) = (recorded, &room_jid, &stanza_id) {
             fx.archive.push(ArchivedMessage {
                 stanza_id: stanza_id.clone(),
@@ -89,6 +91,7 @@ impl Muc {
             if let Some(delay) = time.and_then(|t| delay(room_jid.clone()?.into(), t)) {
                 msg.payloads.push(delay.into());
             }
+            msg.payloads.push(sender_id.clone());
             Some(msg.into())
         });
     }
@@ -259,7 +262,11 @@ impl Muc {
                 moderated_by.as_ref(),
                 reason.as_deref(),
             ));
-            Some(msg.into())
+            // A moderator's removal comes from the room itself: no occupant's id.
+            Some(match &moderator {
+                Some(_) => msg.into(),
+                None => state.stamped(from, msg.into()),
+            })
         });
     }
 
@@ -278,7 +285,7 @@ impl Muc {
             let mut msg = Message::groupchat(Some(to));
             msg.from = Some(sender);
             msg.payloads.extend(rich::reactions_payloads(id, reactions));
-            Some(msg.into())
+            Some(state.stamped(from, msg.into()))
         });
     }
 

@@ -55,13 +55,7 @@ fn joined(nick: &str, members: &[(&str, Privilege)], subject: &str) -> Event {
         user: user(),
         room: room(),
         nick: nick.into(),
-        members: members
-            .iter()
-            .map(|(n, p)| Member {
-                nick: (*n).into(),
-                privilege: *p,
-            })
-            .collect(),
+        members: members.iter().map(|(n, p)| Member::named(*n, *p)).collect(),
         subject: subject.into(),
     }
 }
@@ -536,4 +530,5 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
 }
 
 mod limits;
+mod occupant_ids;
 mod with_fake_network;

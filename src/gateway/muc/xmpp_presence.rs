@@ -134,7 +134,13 @@ impl Muc {
             return;
         }
         let nick = joiner.nick.clone();
-        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        let mut state = RoomState::new(
+            &self.addressing,
+            &self.ids,
+            room.clone(),
+            nick.clone(),
+            self.record,
+        );
         state.pending.push(joiner);
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
@@ -230,7 +236,7 @@ impl Muc {
             if let Stanza::Presence(p) = &mut presence {
                 p.id = joiner.id.clone();
             }
-            out.push(presence);
+            out.push(state.stamped(&state.nick, presence));
         }
         if let Some(room_jid) = state.room_jid() {
             out.push(RoomState::subject_message(room_jid, to, &state.subject));
@@ -252,7 +258,7 @@ impl Muc {
         state.pending.retain(|p| p.resource != *from);
         if state.resources.remove(from) {
             if let Some(occupant) = occupant {
-                fx.stanzas.push(occupant_presence(
+                let presence = occupant_presence(
                     occupant,
                     from.clone().into(),
                     privilege,
@@ -260,7 +266,8 @@ impl Muc {
                     vec![Status::SelfPresence],
                     None,
                     None,
-                ));
+                );
+                fx.stanzas.push(state.stamped(&state.nick, presence));
             }
         }
         if state.resources.is_empty() && state.pending.is_empty() {
@@ -298,7 +305,13 @@ impl Muc {
         if self.rooms.contains_key(&key) {
             return fx;
         }
-        let mut state = RoomState::new(&self.addressing, room.clone(), nick.clone(), self.record);
+        let mut state = RoomState::new(
+            &self.addressing,
+            &self.ids,
+            room.clone(),
+            nick.clone(),
+            self.record,
+        );
         state.persistent = persistent;
         self.rooms.insert(key.clone(), state);
         fx.requests.push(Request {
@@ -330,8 +343,13 @@ impl Muc {
         let Some(Expected { settings, .. }) = self.kept.remove(key) else {
             return;
         };
-        let mut state =
-            RoomState::new(&self.addressing, room.clone(), nick.to_owned(), self.record);
+        let mut state = RoomState::new(
+            &self.addressing,
+            &self.ids,
+            room.clone(),
+            nick.to_owned(),
+            self.record,
+        );
         if let Some((persistent, record)) = settings {
             state.persistent = persistent;
             state.record = record;

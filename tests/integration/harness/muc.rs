@@ -235,3 +235,17 @@ pub async fn configure(
         other => panic!("configure refused: {other:?}"),
     }
 }
+
+/// The XEP-0421 occupant-id a presence or message carries.
+pub fn occupant_id(s: &Stanza) -> Option<String> {
+    let payloads = match s {
+        Stanza::Presence(p) => &p.payloads,
+        Stanza::Message(m) => &m.payloads,
+        Stanza::Iq(_) => return None,
+    };
+    payloads
+        .iter()
+        .find(|e| e.is("occupant-id", "urn:xmpp:occupant-id:0"))
+        .and_then(|e| e.attr("id"))
+        .map(str::to_owned)
+}

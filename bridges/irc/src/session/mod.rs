@@ -180,7 +180,9 @@ impl Session {
     }
 
     async fn emit(&self, event: Event) {
-        self.inner.emit(event).await;
+        self.inner
+            .emit(crate::formatting::styled_event(event))
+            .await;
     }
 
     /// A message of ours, as the room or the peer shows it.

@@ -159,7 +159,13 @@ impl Session {
             MessageKind::Normal => (Verb::Privmsg, 0),
         };
         let command = command.token().expect("a named verb");
-        let parts = split_body(&body, self.source_len, command, &target, wrap);
+        // The body as typed comes back as our own message; IRC may get codes for its styling.
+        let parts = if self.spec.settings.irc_formatting {
+            let coded = crate::formatting::from_styled(&body);
+            split_body(&coded, self.source_len, command, &target, wrap)
+        } else {
+            split_body(&body, self.source_len, command, &target, wrap)
+        };
         if parts.is_empty() {
             return;
         }

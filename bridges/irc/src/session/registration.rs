@@ -21,6 +21,7 @@ const WANTED_CAPS: &[&str] = &[
     "away-notify",
     "account-notify",
     "chghost",
+    "userhost-in-names",
     "batch",
     "sasl",
 ];

@@ -65,6 +65,7 @@ impl Room {
         Some(Member {
             nick: info.nick.clone(),
             privilege: self.privilege_of(user_id),
+            id: Some(user_id.to_owned()),
         })
     }
 

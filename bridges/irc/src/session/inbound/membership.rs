@@ -15,9 +15,17 @@ impl Session {
         let Some(channel) = self.channels.get_mut(&folded) else {
             return;
         };
+        // Who they are beyond the nick, only where NAMES says it too (userhost-in-names):
+        // one person has one occupant-id, whether seen joining or already in.
+        let id = if self.caps.contains("userhost-in-names") {
+            line.source_identity()
+        } else {
+            None
+        };
         let member = MemberState {
             nick: from.to_owned(),
             modes: BTreeSet::new(),
+            id: id.clone(),
         };
         if self.rules.fold(from) == self.rules.fold(&self.nick) {
             if let Some(source) = &line.source {
@@ -38,6 +46,7 @@ impl Session {
         let member = Member {
             nick: from.to_owned(),
             privilege: Privilege::None,
+            id: id.map(String::from),
         };
         self.emit(Event::MemberJoined {
             user: self.user(),

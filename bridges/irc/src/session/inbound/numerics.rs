@@ -31,15 +31,15 @@ impl Session {
             RPL_NOTOPIC | RPL_TOPICWHOTIME => {}
             RPL_NAMREPLY => {
                 let folded = self.rules.fold(line.param(2));
-                let entries: Vec<(BTreeSet<char>, String)> = text
+                let entries: Vec<(BTreeSet<char>, String, Option<Box<str>>)> = text
                     .split(' ')
                     .filter(|e| !e.is_empty())
                     .map(|e| self.rules.parse_names_entry(e))
                     .collect();
                 if let Some(channel) = self.channels.get_mut(&folded) {
-                    for (modes, nick) in entries {
+                    for (modes, nick, id) in entries {
                         let key = self.rules.fold(&nick);
-                        channel.members.insert(key, MemberState { nick, modes });
+                        channel.members.insert(key, MemberState { nick, modes, id });
                     }
                 }
             }

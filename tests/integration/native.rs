@@ -1,0 +1,104 @@
+//! What makes the gateway feel native in XMPP clients (issue #19), end to end against the
+//! real servers: occupant-ids, styling.
+
+use xmpp_client::parsers::message::MessageType;
+use xmpp_client::parsers::presence::Type as PresenceType;
+use xmpp_client::Stanza;
+
+use crate::harness::irc_server::IrcKind;
+use crate::harness::muc::*;
+use crate::harness::scene::Scene;
+
+const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+
+/// An IRC user keeps one occupant-id through a nick change and a gateway restart, on every
+/// presence and message, and the room says it gives them; IRC's formatting reaches XMPP as
+/// XEP-0393 styling, and styling goes back as IRC's codes where the server asks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_users_keep_their_occupant_id_and_formatting_becomes_styling() {
+    // InspIRCd shows every member's host in NAMES (userhost-in-names): ids from hosts.
+    let mut s = Scene::irc(IrcKind::Inspircd)
+        .server_keys("irc_formatting = true\n")
+        .await;
+    let room = Scene::room("#native");
+    let mut bob = s.irc_user_in("bob", "#native").await;
+    let mut alice = s.xmpp_user("alice").await;
+    alice.send(join(&format!("{room}/alice"))).await;
+    let first = presence_from(&mut alice, "/bob", PresenceType::None).await;
+    let bobs = occupant_id(&first.into()).expect("bob's presence has an occupant-id");
+    let own = self_presence(&mut alice, "alice").await;
+    let alices = occupant_id(&own.into()).expect("the self-presence has one too");
+    assert_ne!(bobs, alices);
+
+    let info = alice
+        .get(
+            &room,
+            xmpp_client::minidom::Element::builder(
+                "query",
+                "http://jabber.org/protocol/disco#info",
+            )
+            .build(),
+        )
+        .await;
+    let xmpp_client::IqResponse::Result(Some(info)) = info else {
+        panic!("no room disco#info")
+    };
+    assert!(
+        info.children().any(|f| f.attr("var") == Some(OCCUPANT_ID)),
+        "{info:?}"
+    );
+
+    // A nick change: both presences carry bob's id; so does what he says after.
+    bob.send("NICK robert").await;
+    let gone = presence_from(&mut alice, "/bob", PresenceType::Unavailable).await;
+    assert_eq!(occupant_id(&gone.into()).as_ref(), Some(&bobs));
+    let back = presence_from(&mut alice, "/robert", PresenceType::None).await;
+    assert_eq!(occupant_id(&back.into()).as_ref(), Some(&bobs));
+    bob.send("PRIVMSG #native :\x02loud\x02 and \x0304,1red\x03 \x1dsoft\x1d \x1funder\x1f")
+        .await;
+    let said = groupchat_from(&mut alice, "/robert").await;
+    assert_eq!(body(&said), Some("*loud* and red _soft_ under"));
+    assert_eq!(occupant_id(&said.into()).as_ref(), Some(&bobs));
+
+    // Styling from XMPP becomes IRC's codes (irc_formatting), the directives left out.
+    alice
+        .send(groupchat_to(&room, "*bold* _it_ ~gone~ `x*y` 2*3*4"))
+        .await;
+    let line = bob
+        .expect("alice's styled message", |l| {
+            l.starts_with(":alice!") && l.contains("PRIVMSG #native :")
+        })
+        .await;
+    assert!(
+        line.ends_with("PRIVMSG #native :\x02bold\x02 \x1dit\x1d \x1egone\x1e \x11x*y\x11 2*3*4"),
+        "{line:?}"
+    );
+    // The room shows alice her message as she wrote it.
+    let echo = groupchat_from(&mut alice, "/alice").await;
+    assert_eq!(body(&echo), Some("*bold* _it_ ~gone~ `x*y` 2*3*4"));
+
+    // Another gateway on the same database: the same ids.
+    s.stop_gateway().await;
+    s.start_gateway().await;
+    let mut alice = s.xmpp_user_again("alice").await;
+    alice.send(join(&format!("{room}/alice"))).await;
+    let again = presence_from(&mut alice, "/robert", PresenceType::None).await;
+    assert_eq!(occupant_id(&again.into()), Some(bobs));
+    let own = self_presence(&mut alice, "alice").await;
+    assert_eq!(occupant_id(&own.into()), Some(alices));
+
+    // A topic with codes comes as styling too.
+    bob.send("TOPIC #native :\x02news\x02 today").await;
+    let subject = alice
+        .expect("the topic", |s| match s {
+            Stanza::Message(m) if m.type_ == MessageType::Groupchat => m
+                .subjects
+                .values()
+                .next()
+                .filter(|s| !s.is_empty())
+                .cloned(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(subject, "*news* today");
+}
