@@ -105,7 +105,7 @@ async fn a_room_joined_by_alias_shows_members_topic_and_carries_messages_both_wa
             json!({"msgtype": "m.text", "body": "**bold** fallback",
                    "format": "org.matrix.custom.html",
                    "formatted_body": "<strong>bold</strong> and <em>more</em>"}),
-            "bold and more",
+            "*bold* and _more_",
         ),
         (
             json!({"msgtype": "m.emote", "body": "dances"}),

@@ -1,6 +1,9 @@
 //! What makes the gateway feel native in XMPP clients (issue #19), end to end against the
 //! real servers: occupant-ids, styling.
 
+use std::time::Duration;
+
+use serde_json::json;
 use xmpp_client::parsers::message::MessageType;
 use xmpp_client::parsers::presence::Type as PresenceType;
 use xmpp_client::Stanza;
@@ -10,6 +13,7 @@ use crate::harness::muc::*;
 use crate::harness::scene::Scene;
 
 const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+const WAIT: Duration = Duration::from_secs(15);
 
 /// An IRC user keeps one occupant-id through a nick change and a gateway restart, on every
 /// presence and message, and the room says it gives them; IRC's formatting reaches XMPP as
@@ -101,4 +105,62 @@ async fn irc_users_keep_their_occupant_id_and_formatting_becomes_styling() {
         })
         .await;
     assert_eq!(subject, "*news* today");
+}
+
+/// Matrix HTML reaches XMPP as XEP-0393 styling with mentions as names; styling from XMPP
+/// reaches Matrix as HTML, and addressing a member (`Bob: …`) mentions them.
+#[tokio::test]
+async fn matrix_html_and_xmpp_styling_map_both_ways_with_mentions() {
+    let scene = Scene::matrix().await;
+    let room = scene.public_room("styled", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let room_jid = crate::matrix::room_jid("styled");
+    enter(&mut alice, &room_jid, "Alice").await;
+    scene.bob.catch_up().await;
+
+    let puppet = Scene::puppet("alice");
+    let html = format!(
+        "<a href=\"https://matrix.to/#/{puppet}\">Alice</a>: <b>look</b> at \
+         <a href=\"https://example.org/x\">this</a><pre><code>a *b*</code></pre>"
+    );
+    let content = json!({"msgtype": "m.text", "body": "Alice: look at this\n    a *b*",
+                         "format": "org.matrix.custom.html", "formatted_body": html});
+    scene.bob.send(&room, "m.room.message", content).await;
+    let got = groupchat_from(&mut alice, "/Bob").await;
+    assert_eq!(
+        body(&got),
+        Some("Alice: *look* at this <https://example.org/x>\n\n```\na *b*\n```")
+    );
+
+    alice
+        .send(groupchat_to(&room_jid, "Bob: *sure*, _later_"))
+        .await;
+    let event = scene
+        .bob
+        .next_event(&room, |e| crate::matrix::is_message_from(e, &puppet), WAIT)
+        .await;
+    let content = &event["content"];
+    assert_eq!(content["body"], "Bob: *sure*, _later_");
+    assert_eq!(content["format"], "org.matrix.custom.html");
+    assert_eq!(
+        content["formatted_body"],
+        format!(
+            "<a href=\"https://matrix.to/#/{}\">Bob</a>: <strong>sure</strong>, <em>later</em>",
+            scene.bob.user_id()
+        )
+    );
+    assert_eq!(
+        content["m.mentions"]["user_ids"],
+        json!([scene.bob.user_id()])
+    );
+
+    // Plain text goes plain.
+    alice.send(groupchat_to(&room_jid, "2*3*4")).await;
+    let event = scene
+        .bob
+        .next_event(&room, |e| crate::matrix::is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(event["content"]["body"], "2*3*4");
+    assert!(event["content"].get("formatted_body").is_none(), "{event}");
 }

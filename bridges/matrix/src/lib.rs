@@ -22,6 +22,7 @@ mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
 mod history;
+mod html;
 pub mod ids;
 mod incoming;
 mod links;

@@ -73,6 +73,20 @@ impl Outgoing {
         }
     }
 
+    /// A message that starts by addressing a member of the room (`nick: …`) mentions them:
+    /// a pill in its HTML and their id in `m.mentions`, so their client notifies them.
+    fn mention_addressed(&self, room: &RoomId, body: &str, content: &mut Value) {
+        let Some(nick) = crate::html::addressed(body) else {
+            return;
+        };
+        let Some(user_id) = self.rooms.lock().expect("rooms lock").member_id(room, nick) else {
+            return;
+        };
+        content["format"] = json!("org.matrix.custom.html");
+        content["formatted_body"] = json!(crate::html::addressing(body, nick, &user_id));
+        content["m.mentions"] = json!({ "user_ids": [user_id] });
+    }
+
     /// Send one event as the user's puppet, patiently.
     async fn send_event(
         &self,
@@ -123,6 +137,9 @@ impl Outgoing {
         };
         let mut content =
             serde_json::to_value(text::content(&body, kind)).expect("message content is JSON");
+        if let Peer::Room(_) = &to {
+            self.mention_addressed(&room, &body, &mut content);
+        }
         if let Some(corrected) = &refs.replaces {
             let Some(original) = self.links.event_for(&room, corrected).await else {
                 return vec![send_failed(

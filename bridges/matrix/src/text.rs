@@ -6,7 +6,7 @@ use ruma::events::room::message::{
 
 use causeway_bridge::MessageKind;
 
-/// The readable text and kind of a message's content: HTML reduced to text, reply
+/// The readable text and kind of a message's content: HTML as XEP-0393 styled text, reply
 /// fallbacks removed, media shown by name and `mxc://` address.
 pub fn readable(content: &MessageType) -> (String, MessageKind) {
     match content {
@@ -43,29 +43,10 @@ fn media(what: &str, name: &str, source: &ruma::events::room::MediaSource) -> St
 fn body_text(body: &str, formatted: Option<&FormattedBody>) -> String {
     match formatted {
         Some(f) if f.format == MessageFormat::Html => {
-            html_to_text(&f.body).unwrap_or_else(|| strip_reply_fallback(body).to_owned())
+            crate::html::to_styled(&f.body).unwrap_or_else(|| strip_reply_fallback(body).to_owned())
         }
         _ => strip_reply_fallback(body).to_owned(),
     }
-}
-
-/// The text of a Matrix HTML body: `<mx-reply>` fallbacks dropped, markup reduced to what a
-/// plain-text reader needs (line breaks, list bullets, link targets).
-pub fn html_to_text(html: &str) -> Option<String> {
-    let without_reply = match (html.find("<mx-reply>"), html.find("</mx-reply>")) {
-        (Some(start), Some(end)) if start < end => {
-            format!("{}{}", &html[..start], &html[end + "</mx-reply>".len()..])
-        }
-        _ => html.to_owned(),
-    };
-    let text = html2text::config::plain_no_decorate()
-        .link_footnotes(true)
-        .no_link_wrapping()
-        .string_from_read(without_reply.as_bytes(), 100_000)
-        .ok()?;
-    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    let text = lines.join("\n").trim().to_owned();
-    (!text.is_empty()).then_some(text)
 }
 
 /// A plain body without the `> <@alice:example.org> quoted` lines a reply starts with.
@@ -83,12 +64,16 @@ pub fn strip_reply_fallback(body: &str) -> &str {
     rest.strip_prefix('\n').unwrap_or(rest)
 }
 
-/// The content of a message sent from XMPP.
+/// The content of a message sent from XMPP: its body as typed, and HTML for its styling
+/// when it has any.
 pub fn content(body: &str, kind: MessageKind) -> RoomMessageEventContent {
-    match kind {
-        MessageKind::Normal => RoomMessageEventContent::text_plain(body),
-        MessageKind::Action => RoomMessageEventContent::emote_plain(body),
-        MessageKind::Notice => RoomMessageEventContent::notice_plain(body),
+    match (kind, crate::html::from_styled(body)) {
+        (MessageKind::Normal, None) => RoomMessageEventContent::text_plain(body),
+        (MessageKind::Action, None) => RoomMessageEventContent::emote_plain(body),
+        (MessageKind::Notice, None) => RoomMessageEventContent::notice_plain(body),
+        (MessageKind::Normal, Some(html)) => RoomMessageEventContent::text_html(body, html),
+        (MessageKind::Action, Some(html)) => RoomMessageEventContent::emote_html(body, html),
+        (MessageKind::Notice, Some(html)) => RoomMessageEventContent::notice_html(body, html),
     }
 }
 
@@ -97,18 +82,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn html_is_reduced_to_readable_text() {
-        let html =
-            "<mx-reply><blockquote>quoted earlier</blockquote></mx-reply><p>Hello <b>bold</b> \
-                    <a href=\"https://example.org/\">site</a></p><ul><li>one</li><li>two</li></ul>";
-        let text = html_to_text(html).unwrap();
-        assert!(!text.contains("quoted earlier"), "{text}");
-        assert!(!text.contains('<'), "{text}");
-        assert!(text.starts_with("Hello bold [site][1]"), "{text}");
-        assert!(text.ends_with("[1]: https://example.org/"), "{text}");
+    fn html_bodies_are_read_as_styled_text_and_styling_is_sent_as_html() {
+        let html_message = |html: &str| {
+            MessageType::Text(ruma::events::room::message::TextMessageEventContent::html(
+                "plain", html,
+            ))
+        };
+        let html = "<mx-reply><blockquote>quoted earlier</blockquote></mx-reply><p>Hello \
+                    <b>bold</b></p><ul><li>one</li><li>two</li></ul>";
+        let (text, kind) = readable(&html_message(html));
+        assert_eq!(kind, MessageKind::Normal);
+        assert!(text.starts_with("Hello *bold*"), "{text}");
         assert!(text.contains("one") && text.contains("two"), "{text}");
-        assert_eq!(html_to_text("line<br>next").unwrap(), "line\nnext");
-        assert_eq!(html_to_text("a &amp; b &lt;c&gt;").unwrap(), "a & b <c>");
+        assert!(
+            !text.contains("quoted earlier") && !text.contains('<'),
+            "{text}"
+        );
+        // HTML without text: the plain body.
+        assert_eq!(readable(&html_message("<p></p>")).0, "plain");
+
+        let sent = serde_json::to_value(super::content("*hi* there", MessageKind::Action)).unwrap();
+        assert_eq!(sent["msgtype"], "m.emote");
+        assert_eq!(sent["body"], "*hi* there");
+        assert_eq!(sent["format"], "org.matrix.custom.html");
+        assert_eq!(sent["formatted_body"], "<strong>hi</strong> there");
+        let plain = serde_json::to_value(super::content("2*3*4", MessageKind::Normal)).unwrap();
+        assert!(plain.get("formatted_body").is_none(), "{plain}");
     }
 
     #[test]
