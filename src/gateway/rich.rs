@@ -16,12 +16,12 @@ const RETRACT: &str = "urn:xmpp:message-retract:1";
 const RETRACT_0: &str = "urn:xmpp:message-retract:0";
 const FASTEN: &str = "urn:xmpp:fasten:0";
 const MODERATE: &str = "urn:xmpp:message-moderate:1";
+const MODERATE_0: &str = "urn:xmpp:message-moderate:0";
 const REACTIONS: &str = "urn:xmpp:reactions:0";
 const HINTS: &str = "urn:xmpp:hints";
 
-/// The features a room with references advertises (moderation is shown, not yet asked
-/// for from XMPP, so it is not among them).
-pub const FEATURES: [&str; 4] = [CORRECT, REPLY, RETRACT, REACTIONS];
+/// The features a room with references advertises.
+pub const FEATURES: [&str; 6] = [CORRECT, REPLY, RETRACT, REACTIONS, MODERATE, MODERATE_0];
 
 /// What a message from a client corrects and answers.
 pub fn refs(msg: &Message) -> Refs {
@@ -171,6 +171,27 @@ pub fn retracted(id: &str, moderator: Option<&Jid>, reason: Option<&str>) -> Vec
     ]
 }
 
+/// A XEP-0425 moderation request (an iq set's payload): the id of the message to remove,
+/// and why. Both the current form (`<moderate id xmlns='…:1'><retract/>`) and the first
+/// (`<apply-to id><moderate xmlns='…:0'><retract/>` in XEP-0422's fastening).
+pub fn moderation_request(payload: &Element) -> Option<(String, Option<String>)> {
+    let (id, moderate, retract) = if payload.is("moderate", MODERATE) {
+        (payload.attr("id")?, payload, RETRACT)
+    } else if payload.is("apply-to", FASTEN) {
+        let moderate = payload.get_child("moderate", MODERATE_0)?;
+        (payload.attr("id")?, moderate, RETRACT_0)
+    } else {
+        return None;
+    };
+    moderate.get_child("retract", retract)?;
+    let reason = moderate
+        .children()
+        .find(|c| c.name() == "reason")
+        .map(|r| r.text())
+        .filter(|r| !r.trim().is_empty());
+    Some((id.to_owned(), reason))
+}
+
 /// The text clients without XEP-0424 show for a retraction.
 pub fn retracted_fallback(moderated: bool) -> &'static str {
     if moderated {
@@ -196,6 +217,38 @@ pub fn reactions_payloads(id: &str, reactions: &[String]) -> Vec<Element> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moderation_requests_of_both_versions_are_read() {
+        let parse = |xml: &str| moderation_request(&xml.parse::<Element>().unwrap());
+        assert_eq!(
+            parse(
+                "<moderate xmlns='urn:xmpp:message-moderate:1' id='$ev'>\
+                 <retract xmlns='urn:xmpp:message-retract:1'/><reason>spam</reason></moderate>"
+            ),
+            Some(("$ev".into(), Some("spam".into())))
+        );
+        assert_eq!(
+            parse(
+                "<apply-to xmlns='urn:xmpp:fasten:0' id='s1'>\
+                 <moderate xmlns='urn:xmpp:message-moderate:0'>\
+                 <retract xmlns='urn:xmpp:message-retract:0'/></moderate></apply-to>"
+            ),
+            Some(("s1".into(), None))
+        );
+        // No id, or nothing to do: no request.
+        assert_eq!(
+            parse(
+                "<moderate xmlns='urn:xmpp:message-moderate:1'>\
+                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
+            ),
+            None
+        );
+        assert_eq!(
+            parse("<moderate xmlns='urn:xmpp:message-moderate:1' id='x'/>"),
+            None
+        );
+    }
 
     fn message(payloads: &str, body: &str) -> Message {
         let xml = format!(

@@ -164,3 +164,106 @@ async fn matrix_html_and_xmpp_styling_map_both_ways_with_mentions() {
     assert_eq!(event["content"]["body"], "2*3*4");
     assert!(event["content"].get("formatted_body").is_none(), "{event}");
 }
+
+/// XEP-0425: `<moderate>` for the message with `id`, with a reason.
+fn moderation(id: &str, reason: &str) -> xmpp_client::minidom::Element {
+    format!(
+        "<moderate xmlns='urn:xmpp:message-moderate:1' id='{id}'>\
+         <retract xmlns='urn:xmpp:message-retract:1'/><reason>{reason}</reason></moderate>"
+    )
+    .parse()
+    .unwrap()
+}
+
+/// An XMPP moderator removes a Matrix user's message: a redaction with the reason, which
+/// the homeserver refuses without the power to redact (the moderator is told) and carries
+/// out with it; the room shows the removal as XEP-0425.
+#[tokio::test]
+async fn an_xmpp_moderator_removes_a_matrix_message_as_a_redaction() {
+    let scene = Scene::matrix().await;
+    let room = scene.public_room("moderated", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = crate::matrix::room_jid("moderated");
+    enter(&mut alice, &jid, "Alice").await;
+    scene.bob.catch_up().await;
+    let spam = scene.bob.send_text(&room, "buy now").await;
+    let got = groupchat_from(&mut alice, "/Bob").await;
+    let stanza_id = payload(&got, "stanza-id", "urn:xmpp:sid:0")
+        .and_then(|s| s.attr("id"))
+        .map(str::to_owned);
+    assert_eq!(stanza_id.as_deref(), Some(spam.as_str()));
+
+    // Without the power to redact: the homeserver's refusal reaches alice.
+    let answer = alice.set(&jid, moderation(&spam, "spam")).await;
+    assert!(
+        matches!(answer, xmpp_client::IqResponse::Result(_)),
+        "{answer:?}"
+    );
+    let refused = alice
+        .expect("the refusal", |s| match s {
+            Stanza::Message(m) if m.type_ == MessageType::Error && sender(s) == jid => {
+                Some(format!("{:?}", m.payloads))
+            }
+            _ => None,
+        })
+        .await;
+    assert!(refused.contains("not removed"), "{refused}");
+
+    // With it (power level 50, a moderator): removed with the reason.
+    let puppet = Scene::puppet("alice");
+    let mut power = scene.bob.state(&room, "m.room.power_levels", "").await;
+    power["users"][&puppet] = json!(50);
+    scene
+        .bob
+        .set_state(&room, "m.room.power_levels", "", power)
+        .await;
+    presence_from(&mut alice, "/Alice", PresenceType::None).await;
+    let answer = alice.set(&jid, moderation(&spam, "spam")).await;
+    assert!(
+        matches!(answer, xmpp_client::IqResponse::Result(_)),
+        "{answer:?}"
+    );
+    let redaction = scene
+        .bob
+        .next_event(
+            &room,
+            |e| e["type"] == "m.room.redaction" && e["sender"] == puppet.as_str(),
+            WAIT,
+        )
+        .await;
+    let redacts = redaction["redacts"]
+        .as_str()
+        .or(redaction["content"]["redacts"].as_str());
+    assert_eq!(redacts, Some(spam.as_str()));
+    assert_eq!(redaction["content"]["reason"], "spam");
+    let shown = alice
+        .expect("the removal", |s| match s {
+            Stanza::Message(m) if sender(s) == jid => {
+                let retract = payload(m, "retract", "urn:xmpp:message-retract:1")?;
+                let by = retract.get_child("moderated", "urn:xmpp:message-moderate:1")?;
+                Some((retract.attr("id")?.to_owned(), by.attr("by")?.to_owned()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(shown, (spam, format!("{jid}/Alice")));
+
+    // The room says it takes moderation.
+    let info = alice
+        .get(
+            &jid,
+            xmpp_client::minidom::Element::builder(
+                "query",
+                "http://jabber.org/protocol/disco#info",
+            )
+            .build(),
+        )
+        .await;
+    let xmpp_client::IqResponse::Result(Some(info)) = info else {
+        panic!("no room disco#info")
+    };
+    assert!(info
+        .children()
+        .any(|f| f.attr("var") == Some("urn:xmpp:message-moderate:1")));
+}

@@ -41,6 +41,15 @@ pub enum Action {
         /// Its id: the XMPP id it was sent with, or its stanza-id.
         id: String,
     },
+    /// Remove someone else's message from a room, as a moderator (XEP-0425).
+    Moderate {
+        /// The room.
+        room: RoomRef,
+        /// The message's id (its stanza-id).
+        id: String,
+        /// Why, if the moderator said.
+        reason: Option<String>,
+    },
     /// Set the user's reactions to a message (XEP-0444: the whole set, empty to remove all).
     React {
         /// Where the message is.

@@ -469,6 +469,11 @@ fn command_for(action: Action) -> Result<(String, Command, Option<String>), Brid
             ))
         }
         Action::React { .. } => return Err(BridgeError::Invalid("IRC has no reactions".into())),
+        Action::Moderate { .. } => {
+            return Err(BridgeError::Invalid(
+                "IRC cannot remove a message once sent".into(),
+            ))
+        }
     };
     Ok((routed.0, routed.1, None))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_bridge::{Event, MessageKind, Peer, Refs, UserRef};
+use causeway_bridge::{Event, MessageKind, Peer, Refs, RoomRef, UserRef};
 use ruma::api::client::redact;
 use ruma::events::MessageLikeEventType;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId};
@@ -220,6 +220,56 @@ impl Outgoing {
             }],
             Peer::User { .. } => vec![],
         }
+    }
+
+    /// Remove a message from a room as a moderator (XEP-0425): a redaction with the reason,
+    /// which the homeserver allows if the puppet's power level does; shown to the user at
+    /// once, to the others when the redaction arrives.
+    pub(crate) async fn moderate(
+        &self,
+        user: &UserRef,
+        room: RoomRef,
+        id: String,
+        reason: Option<String>,
+    ) -> Vec<Event> {
+        let to = Peer::Room(room);
+        let (room_id, nick) = match self.target(user, &to).await {
+            Ok(found) => found,
+            Err(text) => return vec![send_failed(user, to, id, &text)],
+        };
+        let link = match self.links.find(&room_id, &id).await {
+            Ok(Some(link)) => link,
+            Ok(None) => return vec![send_failed(user, to, id, "the message is unknown")],
+            Err(e) => return vec![send_failed(user, to, id, &e.to_string())],
+        };
+        let Ok(event) = OwnedEventId::try_from(link.event_id.clone()) else {
+            return vec![send_failed(user, to, id, "the message is unknown")];
+        };
+        let mut request =
+            redact::redact_event::v3::Request::new(room_id.clone(), event, TransactionId::new());
+        request.reason = reason.clone();
+        let puppet = self.puppets.id(user);
+        let sent = self
+            .client
+            .call(request, Some(&puppet), Retry::For(Duration::from_secs(60)))
+            .await;
+        if let Err(e) = sent {
+            return vec![send_failed(user, to, id, &format!("not removed: {e}"))];
+        }
+        let from = self
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .nick_of(&room_id, &link.sender)
+            .unwrap_or_else(|| link.sender.clone());
+        vec![Event::Retracted {
+            user: user.clone(),
+            peer: to,
+            id: link.event_id,
+            from,
+            moderator: Some(nick),
+            reason,
+        }]
     }
 
     /// Bring the user's reactions to a message to `reactions`: the missing ones are sent,

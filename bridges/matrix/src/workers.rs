@@ -134,6 +134,9 @@ impl Performer {
                 self.outgoing.send(user, to, message).await
             }
             Action::Retract { to, id } => self.outgoing.retract(user, to, id).await,
+            Action::Moderate { room, id, reason } => {
+                self.outgoing.moderate(user, room, id, reason).await
+            }
             Action::React { to, id, reactions } => {
                 self.outgoing.react(user, to, id, reactions).await
             }

@@ -1,5 +1,6 @@
-//! Iqs from XMPP to a room or occupant: XEP-0410 self-pings, disco#info on the room, and
-//! muc#admin (kick, roles and affiliations, lists by role or affiliation).
+//! Iqs from XMPP to a room or occupant: XEP-0410 self-pings, disco#info on the room,
+//! muc#admin (kick, roles and affiliations, lists by role or affiliation) and XEP-0425
+//! moderation.
 
 use causeway_bridge::{Action, Privilege, RoomRef, UserRef};
 use tokio_xmpp::jid::FullJid;
@@ -9,6 +10,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError
 
 use super::{fold, Muc, OnError, Request, RoomState};
 use crate::address::IrcAddress;
+use crate::gateway::rich;
 use crate::gateway::stanzas::{affiliation_and_role_names, error, nc};
 
 /// XEP-0045's admin namespace (xmpp-parsers has no type for it).
@@ -60,6 +62,9 @@ impl Muc {
             None if payload.is("query", ns::DISCO_INFO) && is_get => {
                 Ok((Some(self.room_info(&from, &room)), vec![]))
             }
+            None if !is_get && rich::moderation_request(&payload).is_some() => {
+                self.moderate(&from, room, &payload)
+            }
             None if payload.is("query", MUC_ADMIN) => {
                 let key = Self::key(&from.to_bare(), &room);
                 let Some(state) = self.rooms.get(&key).filter(|s| s.resources.contains(&from))
@@ -79,6 +84,37 @@ impl Muc {
             }
             None => Err(unsupported()),
         }
+    }
+
+    /// XEP-0425: a moderator removes a message. Networks that cannot remove messages (IRC)
+    /// refuse with their reason, like any action.
+    fn moderate(&self, from: &FullJid, room: RoomRef, payload: &Element) -> IqAnswer {
+        if !self.addressing.is_matrix() {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::FeatureNotImplemented,
+                "IRC cannot remove a message once sent",
+            ));
+        }
+        let key = Self::key(&from.to_bare(), &room);
+        let Some(state) = self.rooms.get(&key).filter(|s| s.resources.contains(from)) else {
+            return Err(error(
+                ErrorType::Cancel,
+                DefinedCondition::NotAcceptable,
+                format!("you are not in {}", room.name),
+            ));
+        };
+        let (id, reason) = rich::moderation_request(payload).expect("checked by the caller");
+        let request = Request {
+            user: UserRef(key.0.to_string()),
+            action: Action::Moderate { room, id, reason },
+            on_error: OnError::Message {
+                to: state.room_jid().unwrap_or_else(|| from.clone().into()),
+                sender: from.clone(),
+                id: None,
+            },
+        };
+        Ok((None, vec![request]))
     }
 
     /// XEP-0410 self-ping, answered here: the client learns whether it is still joined
