@@ -6,6 +6,9 @@ use tokio_xmpp::parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity};
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::version::VersionResult;
 
+/// XEP-0393: bodies are styled text both ways (IRC's codes, Matrix's HTML).
+pub const STYLING: &str = "urn:xmpp:styling:0";
+
 /// The features the gateway domain really implements, sorted.
 pub const GATEWAY_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::VERSION, ns::PING];
 
@@ -101,6 +104,8 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
         super::mam::MAM,
         super::mam::SID,
         super::occupant_id::NS,
+        super::muc::CHAT_STATES,
+        STYLING,
         "muc_public",
         "muc_open",
         "muc_semianonymous",
@@ -108,6 +113,7 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
     ]
     .into_iter()
     .chain(rich.then_some(super::rich::FEATURES).into_iter().flatten())
+    .chain(rich.then_some(super::muc::CHAT_MARKERS))
     {
         query = query.append(
             Element::builder("feature", ns::DISCO_INFO)
@@ -135,4 +141,52 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
         );
     }
     query.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every feature the domain (with rooms and accounts) or a room (IRC or Matrix)
+    /// advertises, leaving out XEP-0045's room-type markers (`muc_public`…).
+    fn advertised() -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = gateway_info(NetworkKind::Matrix, true, true)
+            .features
+            .into_iter()
+            .collect();
+        for rich in [false, true] {
+            let room = room_info("#r", None, rich);
+            all.extend(
+                room.children()
+                    .filter(|c| c.is("feature", ns::DISCO_INFO))
+                    .filter_map(|c| c.attr("var"))
+                    .map(str::to_owned),
+            );
+        }
+        all.retain(|f| !f.starts_with("muc_"));
+        all
+    }
+
+    /// The namespaces in the README's XEP table's last column.
+    fn in_readme() -> BTreeSet<String> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("\n## XEPs\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README.md has a ## XEPs section");
+        table
+            .lines()
+            .filter(|l| l.starts_with("| 0"))
+            .filter_map(|l| l.trim_end_matches('|').rsplit('|').next())
+            .flat_map(|column| column.split('`').skip(1).step_by(2).map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_xep_table_lists_what_disco_advertises() {
+        assert_eq!(in_readme(), advertised());
+    }
 }

@@ -267,3 +267,203 @@ async fn an_xmpp_moderator_removes_a_matrix_message_as_a_redaction() {
         .children()
         .any(|f| f.attr("var") == Some("urn:xmpp:message-moderate:1")));
 }
+
+/// A body-less message to `to` carrying one signal payload (`xml`).
+fn signal(to: &str, type_: MessageType, xml: &str) -> xmpp_client::parsers::message::Message {
+    let mut m = xmpp_client::parsers::message::Message::new(Some(to.parse().unwrap()));
+    m.type_ = type_;
+    m.payloads.push(xml.parse().unwrap());
+    m
+}
+
+const COMPOSING: &str = "<composing xmlns='http://jabber.org/protocol/chatstates'/>";
+const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+const MARKERS: &str = "urn:xmpp:chat-markers:0";
+
+/// The next body-less message from `from` (a JID, or an in-room suffix) carrying a payload
+/// of `ns`: (its name, its `id`).
+async fn next_signal(
+    client: &mut crate::harness::TestClient,
+    from: &str,
+    ns: &str,
+) -> (String, Option<String>) {
+    client
+        .expect(&format!("a {ns} signal from {from}"), |s| match s {
+            Stanza::Message(m) if sender(s).ends_with(from) && body(m).is_none() => m
+                .payloads
+                .iter()
+                .find(|p| p.ns() == ns)
+                .map(|p| (p.name().to_owned(), p.attr("id").map(str::to_owned))),
+            _ => None,
+        })
+        .await
+}
+
+fn typists(event: &serde_json::Value) -> Vec<String> {
+    event["content"]["user_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Typing (XEP-0085 ↔ m.typing) and read markers (XEP-0333 ↔ m.read) cross both ways, in a
+/// room and in a direct chat; a message ends its sender's typing.
+#[tokio::test]
+async fn typing_and_read_markers_cross_between_xmpp_and_matrix() {
+    let scene = Scene::matrix().await;
+    let room = scene.public_room("signals", "").await;
+    scene.bob.set_displayname("Bob").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let jid = crate::matrix::room_jid("signals");
+    enter(&mut alice, &jid, "Alice").await;
+    scene.bob.catch_up().await;
+    let puppet = Scene::puppet("alice");
+
+    // Matrix → XMPP in a room.
+    scene.bob.typing(&room, true).await;
+    let got = next_signal(&mut alice, "/Bob", CHAT_STATES).await;
+    assert_eq!(got.0, "composing");
+    scene.bob.typing(&room, false).await;
+    let got = next_signal(&mut alice, "/Bob", CHAT_STATES).await;
+    assert_eq!(got.0, "active");
+    alice.send(groupchat_to(&jid, "read me")).await;
+    let mine = scene
+        .bob
+        .next_event(&room, |e| crate::matrix::is_message_from(e, &puppet), WAIT)
+        .await;
+    let mine = mine["event_id"].as_str().unwrap().to_owned();
+    scene.bob.read_up_to(&room, &mine).await;
+    let got = next_signal(&mut alice, "/Bob", MARKERS).await;
+    assert_eq!(got, ("displayed".to_owned(), Some(mine)));
+
+    // XMPP → Matrix in a room: the puppet types, its message ends it, it reads.
+    alice
+        .send(signal(&jid, MessageType::Groupchat, COMPOSING))
+        .await;
+    scene
+        .bob
+        .next_event(
+            &room,
+            |e| e["type"] == "m.typing" && typists(e).contains(&puppet),
+            WAIT,
+        )
+        .await;
+    alice.send(groupchat_to(&jid, "typed")).await;
+    scene
+        .bob
+        .next_event(
+            &room,
+            |e| e["type"] == "m.typing" && !typists(e).contains(&puppet),
+            WAIT,
+        )
+        .await;
+    let theirs = scene.bob.send_text(&room, "did you read this?").await;
+    groupchat_from(&mut alice, "/Bob").await;
+    let marker = format!("<displayed xmlns='{MARKERS}' id='{theirs}'/>");
+    alice
+        .send(signal(&jid, MessageType::Groupchat, &marker))
+        .await;
+    scene
+        .bob
+        .next_event(
+            &room,
+            |e| {
+                e["type"] == "m.receipt"
+                    && e["content"][theirs.as_str()]["m.read"][puppet.as_str()].is_object()
+            },
+            WAIT,
+        )
+        .await;
+
+    // A direct chat: both ways too.
+    let bob_jid = format!(
+        "bob%{}@{}",
+        crate::harness::scene::HS,
+        crate::harness::scene::GW
+    );
+    let mut hello = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
+    hello.bodies.insert(Default::default(), "hello bob".into());
+    hello.id = Some(xmpp_client::parsers::message::Id("dm-1".into()));
+    alice.send(hello).await;
+    let invite = scene.bob.next_invite(WAIT).await;
+    let direct = invite["room_id"].as_str().unwrap().to_owned();
+    scene.bob.join(&direct).await;
+    let first = scene
+        .bob
+        .next_event(
+            &direct,
+            |e| crate::matrix::is_message_from(e, &puppet),
+            WAIT,
+        )
+        .await;
+    scene.bob.typing(&direct, true).await;
+    let got = next_signal(&mut alice, &bob_jid, CHAT_STATES).await;
+    assert_eq!(got.0, "composing");
+    // bob reads alice's message: the marker names it by the id alice sent it with.
+    scene
+        .bob
+        .read_up_to(&direct, first["event_id"].as_str().unwrap())
+        .await;
+    let got = next_signal(&mut alice, &bob_jid, MARKERS).await;
+    assert_eq!(got, ("displayed".to_owned(), Some("dm-1".to_owned())));
+    alice
+        .send(signal(&bob_jid, MessageType::Chat, COMPOSING))
+        .await;
+    scene
+        .bob
+        .next_event(
+            &direct,
+            |e| e["type"] == "m.typing" && typists(e).contains(&puppet),
+            WAIT,
+        )
+        .await;
+}
+
+/// IRC's `+typing` client tag ↔ XEP-0085, where the server passes client tags on
+/// (InspIRCd with message-tags).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_typing_tags_cross_both_ways() {
+    let s = Scene::irc(IrcKind::Inspircd).await;
+    let room = Scene::room("#typing");
+    let mut bob = s.irc_user("bob").await;
+    bob.send("CAP REQ :message-tags").await;
+    bob.expect("message-tags", |l| {
+        l.contains(" ACK ") && l.contains("message-tags")
+    })
+    .await;
+    bob.join("#typing").await;
+    let mut alice = s.xmpp_user("alice").await;
+    enter(&mut alice, &room, "alice").await;
+    bob.expect("alice joining", |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ")
+    })
+    .await;
+
+    alice
+        .send(signal(&room, MessageType::Groupchat, COMPOSING))
+        .await;
+    bob.expect("alice typing", |l| {
+        l.starts_with("@")
+            && l.contains("+typing=active")
+            && l.contains(" TAGMSG ")
+            && l.ends_with("#typing")
+    })
+    .await;
+    let paused = "<paused xmlns='http://jabber.org/protocol/chatstates'/>";
+    alice
+        .send(signal(&room, MessageType::Groupchat, paused))
+        .await;
+    bob.expect("alice done", |l| {
+        l.contains("+typing=done") && l.contains(" TAGMSG ") && l.ends_with("#typing")
+    })
+    .await;
+
+    bob.send("@+typing=active TAGMSG #typing").await;
+    let got = next_signal(&mut alice, "/bob", CHAT_STATES).await;
+    assert_eq!(got.0, "composing");
+    bob.send("@+typing=done TAGMSG #typing").await;
+    let got = next_signal(&mut alice, "/bob", CHAT_STATES).await;
+    assert_eq!(got.0, "active");
+}

@@ -41,6 +41,21 @@ pub enum Action {
         /// Its id: the XMPP id it was sent with, or its stanza-id.
         id: String,
     },
+    /// The user started or stopped typing to a room or a person (XEP-0085 chat states).
+    Typing {
+        /// Where.
+        to: Peer,
+        /// Typing now (composing), or no longer.
+        typing: bool,
+    },
+    /// The user has seen the messages up to `id` (a XEP-0333 displayed marker; a read
+    /// receipt).
+    Displayed {
+        /// Where.
+        to: Peer,
+        /// The message's id (its stanza-id, or the XMPP id it was sent with).
+        id: String,
+    },
     /// Remove someone else's message from a room, as a moderator (XEP-0425).
     Moderate {
         /// The room.

@@ -190,6 +190,28 @@ pub enum Event {
         /// Their reactions now, the whole set.
         reactions: Vec<String>,
     },
+    /// Someone started or stopped typing (→ XEP-0085 chat states).
+    Typing {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where: a room, or the person typing to the user.
+        peer: Peer,
+        /// Who, in a room (their nick); in a direct chat the peer.
+        from: String,
+        /// Typing now, or no longer.
+        typing: bool,
+    },
+    /// Someone has seen the messages up to `id` (→ a XEP-0333 displayed marker).
+    Displayed {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// Where: a room, or the person who read.
+        peer: Peer,
+        /// Who, in a room (their nick); in a direct chat the peer.
+        from: String,
+        /// The message's id (its stanza-id).
+        id: String,
+    },
     /// The puppet was invited to a room (→ a XEP-0249 invitation).
     Invited {
         /// Whose puppet.
@@ -337,6 +359,8 @@ impl Event {
             | Event::Invited { user, .. }
             | Event::Retracted { user, .. }
             | Event::Reactions { user, .. }
+            | Event::Typing { user, .. }
+            | Event::Displayed { user, .. }
             | Event::Checkpoint { user, .. } => user,
         }
     }

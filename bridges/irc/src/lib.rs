@@ -413,6 +413,19 @@ fn command_for(action: Action) -> Result<(String, Command, Option<String>), Brid
             };
             (server, command)
         }
+        Action::Typing { to, typing } => {
+            let (server, target) = match to {
+                Peer::Room(room) => (room.server, room.name),
+                Peer::User { server, nick } => {
+                    validate_nick(&nick)?;
+                    (server, nick)
+                }
+            };
+            (server, Command::Typing { target, typing })
+        }
+        Action::Displayed { .. } => {
+            return Err(BridgeError::Invalid("IRC has no read markers".into()))
+        }
         Action::SetSubject { room, subject } => (
             room.server,
             Command::Topic {

@@ -62,6 +62,9 @@ pub enum Out<'a> {
         changes: &'a str,
         nicks: &'a [&'a str],
     },
+    /// `@+typing=<state> TAGMSG <target>`: typing `active`, `paused` or `done` (IRCv3
+    /// client tag; only where the server has message-tags).
+    Typing { target: &'a str, state: &'a str },
     /// `LIST`.
     List,
     /// A line the user wrote, sent as it is.
@@ -117,6 +120,9 @@ impl Out<'_> {
                 params.extend_from_slice(nicks);
                 format(verb(Verb::Mode), &params)
             }
+            Out::Typing { target, state } => {
+                format!("@+typing={state} {}", format(verb(Verb::Tagmsg), &[target]))
+            }
             Out::List => verb(Verb::List).to_owned(),
             Out::Raw(line) => crate::text::strip_line_breaks(line).into_owned(),
         }
@@ -132,7 +138,8 @@ impl Out<'_> {
             | Out::Mode { channel, .. } => channel,
             Out::Privmsg { target, .. }
             | Out::Action { target, .. }
-            | Out::Notice { target, .. } => target,
+            | Out::Notice { target, .. }
+            | Out::Typing { target, .. } => target,
             Out::Nick(nick) => nick,
             Out::Raw(line) => {
                 let first = Line::parse(line)?.params.into_iter().next()?;
@@ -169,6 +176,13 @@ mod tests {
             (Out::CapLs, "CAP LS 302"),
             (Out::CapReq("sasl server-time"), "CAP REQ :sasl server-time"),
             (Out::CapEnd, "CAP END"),
+            (
+                Out::Typing {
+                    target: "#c",
+                    state: "active",
+                },
+                "@+typing=active TAGMSG #c",
+            ),
             (Out::AuthenticatePlain, "AUTHENTICATE PLAIN"),
             (Out::Quit(""), "QUIT"),
             (Out::Quit("bye now"), "QUIT :bye now"),

@@ -26,6 +26,7 @@ pub enum Verb {
     Away,
     Account,
     Batch,
+    Tagmsg,
     /// A three-digit numeric reply (see [`numeric`]).
     Numeric(u16),
     /// Anything else (the line's `command` holds its text).
@@ -58,6 +59,7 @@ impl Verb {
             "AWAY" => Verb::Away,
             "ACCOUNT" => Verb::Account,
             "BATCH" => Verb::Batch,
+            "TAGMSG" => Verb::Tagmsg,
             digits if digits.len() == 3 => digits.parse().map_or(Verb::Other, Verb::Numeric),
             _ => Verb::Other,
         }
@@ -87,6 +89,7 @@ impl Verb {
             Verb::Away => "AWAY",
             Verb::Account => "ACCOUNT",
             Verb::Batch => "BATCH",
+            Verb::Tagmsg => "TAGMSG",
             Verb::Numeric(_) | Verb::Other => return None,
         })
     }
@@ -163,6 +166,7 @@ mod tests {
             Verb::Away,
             Verb::Account,
             Verb::Batch,
+            Verb::Tagmsg,
         ] {
             assert_eq!(Verb::parse(verb.token().unwrap()), verb);
         }

@@ -53,6 +53,8 @@ pub(crate) struct Incoming {
     /// The events of transactions taken in lately: each is taken once, from a transaction
     /// or a catch-up (a personal login's sync needs none: it resumes where it was).
     pub seen: crate::catch_up::Seen,
+    /// Who the homeserver last said was typing where.
+    pub typists: crate::signals::Typists,
 }
 
 impl Incoming {
@@ -246,7 +248,11 @@ impl Incoming {
     /// The XMPP user whose direct room with `sender` this is, and `sender` as their peer.
     /// What the XMPP user's own puppet or account sends there is theirs already; in a
     /// direct room of two puppets, each one's message is the other's to hear.
-    async fn direct_peer(&self, room_id: &RoomId, sender: &str) -> Option<(UserRef, Peer)> {
+    pub(crate) async fn direct_peer(
+        &self,
+        room_id: &RoomId,
+        sender: &str,
+    ) -> Option<(UserRef, Peer)> {
         let parties = match self.directory.direct_room_parties(room_id).await {
             Ok(parties) => parties,
             Err(e) => {

@@ -35,6 +35,7 @@ mod puppets;
 pub mod registration;
 mod room_state;
 mod rooms;
+mod signals;
 pub mod store;
 pub mod text;
 mod workers;

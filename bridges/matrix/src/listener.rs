@@ -204,6 +204,12 @@ async fn take(
     for raw in request.events {
         api.incoming.on_event(raw).await;
     }
+    // Typing and read receipts (`receive_ephemeral`).
+    for raw in request.ephemeral {
+        if let Ok(event) = raw.deserialize_as::<serde_json::Value>() {
+            api.incoming.on_ephemeral(event).await;
+        }
+    }
     if let Err(e) = api.store.transaction_done(&txn_id, &fingerprint).await {
         warn!(txn = %txn_id, error = %e, "cannot record the transaction as done");
     }

@@ -47,6 +47,8 @@ pub(crate) struct Outgoing {
     pub directory: Arc<Directory>,
     /// The rooms the users are seated in, and their nicks there.
     pub rooms: SharedRooms,
+    /// Where the puppets are shown typing.
+    pub typing: crate::signals::Typing,
 }
 
 fn send_failed(user: &UserRef, peer: Peer, id: String, text: &str) -> Event {
@@ -60,7 +62,11 @@ fn send_failed(user: &UserRef, peer: Peer, id: String, text: &str) -> Event {
 
 impl Outgoing {
     /// The room (or direct room) and the user's nick there.
-    async fn target(&self, user: &UserRef, to: &Peer) -> Result<(OwnedRoomId, String), String> {
+    pub(crate) async fn target(
+        &self,
+        user: &UserRef,
+        to: &Peer,
+    ) -> Result<(OwnedRoomId, String), String> {
         match to {
             Peer::Room(room) => {
                 let found = self.rooms.lock().expect("rooms lock").joined(user, room);
@@ -140,6 +146,7 @@ impl Outgoing {
         if let Peer::Room(_) = &to {
             self.mention_addressed(&room, &body, &mut content);
         }
+        self.stopped_typing(user, &room).await;
         if let Some(corrected) = &refs.replaces {
             let Some(original) = self.links.event_for(&room, corrected).await else {
                 return vec![send_failed(

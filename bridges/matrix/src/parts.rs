@@ -89,6 +89,7 @@ impl Parts {
                 links: links.clone(),
                 directory: directory.clone(),
                 rooms: rooms.clone(),
+                typing: Default::default(),
             }),
             directory: directory.clone(),
             joins: joins.clone(),
@@ -102,6 +103,7 @@ impl Parts {
             rooms,
             emit,
             seen: Default::default(),
+            typists: Default::default(),
         };
         Parts {
             workers: Workers::new(performer),

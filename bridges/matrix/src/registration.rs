@@ -60,7 +60,7 @@ pub fn generate(server_name: &str, user_prefix: &str, url: &str) -> Registration
         protocols: None,
     }
     .into();
-    registration.receive_ephemeral = false;
+    registration.receive_ephemeral = true;
     registration
 }
 

@@ -134,6 +134,8 @@ impl Performer {
                 self.outgoing.send(user, to, message).await
             }
             Action::Retract { to, id } => self.outgoing.retract(user, to, id).await,
+            Action::Typing { to, typing } => self.outgoing.typing(user, to, typing).await,
+            Action::Displayed { to, id } => self.outgoing.displayed(user, to, id).await,
             Action::Moderate { room, id, reason } => {
                 self.outgoing.moderate(user, room, id, reason).await
             }

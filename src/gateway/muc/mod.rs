@@ -17,6 +17,9 @@ mod listing;
 mod network_connection;
 mod network_members;
 mod network_messages;
+mod signals;
+
+pub use signals::{CHAT_MARKERS, CHAT_STATES};
 mod xmpp_iq;
 mod xmpp_message;
 mod xmpp_presence;
@@ -73,6 +76,9 @@ pub enum OnError {
     Join(RoomKey),
     /// A channel list: every request waiting on it gets an iq error.
     List(listing::ListKey),
+    /// Nobody: a signal clients send all the time (typing, read markers), whose refusal
+    /// would only be noise.
+    Quiet,
     /// A message: an error back to its sender.
     Message {
         /// The address the message went to.
@@ -413,6 +419,9 @@ impl Muc {
             } => self.reactions(&mut fx, &user, &room, &from, &id, &reactions),
             event @ (Event::Retracted { .. } | Event::Reactions { .. }) => {
                 self.direct_rich(&mut fx, &user, event)
+            }
+            event @ (Event::Typing { .. } | Event::Displayed { .. }) => {
+                self.signal(&mut fx, &user, event)
             }
             Event::Invited {
                 room, by, reason, ..

@@ -27,6 +27,7 @@ impl Muc {
                 self.join_failed(&key, failure, &err.to_string())
             }
             OnError::List(key) => self.list_failed(key, err),
+            OnError::Quiet => vec![],
             OnError::Message { to, sender, id } => {
                 let condition = match err {
                     BridgeError::NotFound(_) => DefinedCondition::ItemNotFound,

@@ -531,4 +531,5 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
 
 mod limits;
 mod occupant_ids;
+mod signals;
 mod with_fake_network;

@@ -54,6 +54,19 @@ impl Sent {
         }
     }
 
+    /// The typing or reading this message signals, when it has no body; never answered
+    /// with an error.
+    fn signal(&self, to: &Peer) -> Option<Request> {
+        if self.body.is_some() {
+            return None;
+        }
+        Some(Request {
+            user: UserRef(self.bare.as_str().to_owned()),
+            action: super::signals::signal_action(&self.msg, to)?,
+            on_error: OnError::Quiet,
+        })
+    }
+
     /// An error back to the sender.
     fn refuse(&self, fx: &mut Effects, condition: DefinedCondition, text: String) {
         fx.stanzas.push(message_error(
@@ -173,6 +186,10 @@ impl Muc {
             fx.requests.push(sent.request(action));
             return;
         }
+        if let Some(signal) = sent.signal(&peer) {
+            fx.requests.push(signal);
+            return;
+        }
         let Some((body, id)) = sent.take_body() else {
             return;
         };
@@ -193,6 +210,9 @@ impl Muc {
         let rich = self.addressing.is_matrix();
         if let Some(action) = rich.then(|| rich_action(&sent.msg, &peer)).flatten() {
             return Some(sent.request(action));
+        }
+        if let Some(signal) = sent.signal(&peer) {
+            return Some(signal);
         }
         let (body, id) = sent.take_body()?;
         let action = send_action(rich, &sent.msg, body, peer, id.clone());

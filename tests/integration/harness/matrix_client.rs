@@ -13,7 +13,7 @@ use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
 /// The sync filter: room events only, no presence, receipts, typing or account data.
-const FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":500},"ephemeral":{"not_types":["*"]},"account_data":{"not_types":["*"]}}}"#;
+const FILTER: &str = r#"{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},"room":{"timeline":{"limit":500},"ephemeral":{"types":["m.typing","m.receipt"]},"account_data":{"not_types":["*"]}}}"#;
 
 /// One Matrix user's session: an access token on a homeserver.
 #[derive(Debug)]
@@ -192,6 +192,30 @@ impl MatrixClient {
                 )
             })
             .collect()
+    }
+
+    /// Start (for 30 s) or stop typing in a room.
+    pub async fn typing(&self, room_id: &str, typing: bool) {
+        let room_id = self.room_id(room_id).await;
+        let body = if typing {
+            json!({"typing": true, "timeout": 30_000})
+        } else {
+            json!({"typing": false})
+        };
+        let user = self.user_id.clone();
+        self.call(
+            Method::PUT,
+            &["rooms", &room_id, "typing", &user],
+            Some(body),
+        )
+        .await;
+    }
+
+    /// Mark a room read up to `event_id` (`m.read`).
+    pub async fn read_up_to(&self, room_id: &str, event_id: &str) {
+        let room_id = self.room_id(room_id).await;
+        let path = ["rooms", &room_id, "receipt", "m.read", event_id];
+        self.call(Method::POST, &path, Some(json!({}))).await;
     }
 
     /// One event of a room, by id.
@@ -430,6 +454,8 @@ impl MatrixClient {
         let rooms = &answer["rooms"];
         let sections = [
             ("join", "timeline", "events"),
+            // Typing and read receipts, buffered with the room's events (no `sender`).
+            ("join", "ephemeral", "events"),
             ("invite", "invite_state", "events"),
             ("leave", "timeline", "events"),
         ];

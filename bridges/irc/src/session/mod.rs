@@ -51,6 +51,8 @@ pub enum Command {
         kind: MessageKind,
         id: String,
     },
+    /// Tell a channel or a nick that the user is typing, or no longer.
+    Typing { target: String, typing: bool },
     /// Set a channel's topic.
     Topic { channel: String, topic: String },
     /// Change nick.

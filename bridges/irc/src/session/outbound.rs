@@ -20,6 +20,7 @@ impl Session {
                 kind,
                 id,
             } => self.send_message(target, body, kind, id).await,
+            Command::Typing { target, typing } => self.typing(&target, typing),
             Command::Topic { channel, topic } => self.send(Out::Topic {
                 channel: &channel,
                 topic: &topic,
@@ -130,6 +131,20 @@ impl Session {
             .await;
         }
         self.quit_reason = Some(reason.unwrap_or_default());
+    }
+
+    /// The `+typing` client tag, where the server passes client tags on (message-tags)
+    /// and, for a channel, the puppet is in it; nothing otherwise.
+    fn typing(&self, target: &str, typing: bool) {
+        if !self.caps.contains("message-tags") {
+            return;
+        }
+        let folded = self.rules.fold(target);
+        if self.rules.is_channel(target) && !self.channels.get(&folded).is_some_and(|c| c.joined) {
+            return;
+        }
+        let state = if typing { "active" } else { "done" };
+        self.send(Out::Typing { target, state });
     }
 
     pub(super) async fn send_message(

@@ -141,6 +141,43 @@ impl Session {
     }
 }
 
+impl Session {
+    /// A TAGMSG: someone typing (`+typing`, or the draft's `+draft/typing`) in a channel
+    /// the puppet is in, or to the puppet.
+    pub(super) async fn on_tagmsg(&mut self, line: &Line, from: &str) {
+        let Some(state) = line
+            .tags
+            .get("+typing")
+            .or_else(|| line.tags.get("+draft/typing"))
+        else {
+            return;
+        };
+        if from.is_empty() || self.is_me(from) {
+            return;
+        }
+        let target = line.param(0);
+        let peer = if self.rules.is_channel(target) {
+            if !self
+                .channels
+                .get(&self.rules.fold(target))
+                .is_some_and(|c| c.joined)
+            {
+                return;
+            }
+            self.peer(target)
+        } else {
+            self.peer(from)
+        };
+        self.emit(Event::Typing {
+            user: self.user(),
+            peer,
+            from: from.to_owned(),
+            typing: state == "active",
+        })
+        .await;
+    }
+}
+
 /// CTCP requests answered: three at once, then one every two seconds.
 const CTCP_BURST: u32 = 3;
 const CTCP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);

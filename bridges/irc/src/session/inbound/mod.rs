@@ -47,6 +47,7 @@ impl Session {
             Verb::Chghost => self.on_chghost(&line, &from),
             Verb::Away => self.on_away(&line, from).await,
             Verb::Numeric(code) => self.on_numeric(code, &line).await,
+            Verb::Tagmsg => self.on_tagmsg(&line, &from).await,
             Verb::Pong | Verb::Cap | Verb::Account | Verb::Batch => {}
             Verb::Authenticate | Verb::Pass | Verb::User | Verb::List | Verb::Other => {
                 tracing::debug!(command = %line.command, "unhandled IRC command");
