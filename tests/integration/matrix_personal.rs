@@ -404,6 +404,7 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
     chat_from(&mut alice, &bob_jid).await;
     let mut reply = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
     reply.bodies.insert(Default::default(), "yes".into());
+    reply.id = Some(xmpp_client::parsers::message::Id("yes-1".into()));
     alice.send(reply).await;
     let sent = scene
         .bob
@@ -431,6 +432,73 @@ async fn a_direct_chat_maps_messages_edits_reactions_and_retractions_both_ways()
         later.as_str()
     );
     assert_eq!(reacted["content"]["m.relates_to"]["key"], "🎉");
+
+    // Typing and read markers, both ways, through carol's own account.
+    scene.bob.typing(&direct, true).await;
+    alice
+        .expect("bob typing", |s| match s {
+            Stanza::Message(m) if sender(s) == bob_jid && body(m).is_none() => m
+                .payloads
+                .iter()
+                .find(|p| p.is("composing", "http://jabber.org/protocol/chatstates"))
+                .map(|_| ()),
+            _ => None,
+        })
+        .await;
+    scene
+        .bob
+        .read_up_to(&direct, sent["event_id"].as_str().unwrap())
+        .await;
+    let read = alice
+        .expect("bob's read marker", |s| match s {
+            Stanza::Message(m) if sender(s) == bob_jid && body(m).is_none() => m
+                .payloads
+                .iter()
+                .find(|p| p.is("displayed", "urn:xmpp:chat-markers:0"))
+                .and_then(|p| p.attr("id").map(str::to_owned)),
+            _ => None,
+        })
+        .await;
+    // Known to alice's client by the id it sent "yes" with.
+    assert_eq!(read, "yes-1");
+    let mut composing =
+        xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
+    composing.bodies.clear();
+    composing
+        .payloads
+        .push(Element::builder("composing", "http://jabber.org/protocol/chatstates").build());
+    alice.send(composing).await;
+    scene
+        .bob
+        .next_event(
+            &direct,
+            |e| {
+                e["type"] == "m.typing"
+                    && e["content"]["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.iter().any(|u| u == carol.as_str()))
+            },
+            WAIT,
+        )
+        .await;
+    let mut marker = xmpp_client::parsers::message::Message::chat(Some(bob_jid.parse().unwrap()));
+    marker.payloads.push(
+        Element::builder("displayed", "urn:xmpp:chat-markers:0")
+            .attr(nc("id"), later.as_str())
+            .build(),
+    );
+    alice.send(marker).await;
+    scene
+        .bob
+        .next_event(
+            &direct,
+            |e| {
+                e["type"] == "m.receipt"
+                    && e["content"][later.as_str()]["m.read"][carol.as_str()].is_object()
+            },
+            WAIT,
+        )
+        .await;
     scene.stop().await;
 }
 

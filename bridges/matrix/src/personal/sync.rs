@@ -191,6 +191,13 @@ async fn handle(
             let elsewhere = own.as_deref().is_some_and(|own| sent_elsewhere(&raw, own));
             deliver(syncing, &room_id, &raw, elsewhere).await;
         }
+        // Typing and read receipts, after what they may name.
+        for raw in &update.ephemeral {
+            if let Ok(mut event) = raw.deserialize_as::<serde_json::Value>() {
+                event["room_id"] = serde_json::Value::from(room_id.as_str());
+                syncing.parts.incoming.on_ephemeral(event).await;
+            }
+        }
     }
     for (room_id, raw) in undecrypted.retry(syncing.sdk).await {
         let elsewhere = own.as_deref().is_some_and(|own| sent_elsewhere(&raw, own));
