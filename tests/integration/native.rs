@@ -467,3 +467,77 @@ async fn irc_typing_tags_cross_both_ways() {
     let got = next_signal(&mut alice, "/bob", CHAT_STATES).await;
     assert_eq!(got.0, "active");
 }
+
+/// A chat message to `to` with `body` and `id`, asking for a receipt when `ask`.
+fn chat(to: &str, body: &str, id: &str, ask: bool) -> xmpp_client::parsers::message::Message {
+    let mut m = xmpp_client::parsers::message::Message::chat(Some(to.parse().unwrap()));
+    m.bodies.insert(Default::default(), body.into());
+    m.id = Some(xmpp_client::parsers::message::Id(id.into()));
+    if ask {
+        m.payloads
+            .push("<request xmlns='urn:xmpp:receipts'/>".parse().unwrap());
+    }
+    m
+}
+
+/// The id of the next XEP-0184 receipt from `from`.
+async fn next_receipt(client: &mut crate::harness::TestClient, from: &str) -> String {
+    client
+        .expect(&format!("a receipt from {from}"), |s| match s {
+            Stanza::Message(m) if sender(s) == from => m
+                .payloads
+                .iter()
+                .find(|p| p.is("received", "urn:xmpp:receipts"))
+                .and_then(|p| p.attr("id"))
+                .map(str::to_owned),
+            _ => None,
+        })
+        .await
+}
+
+/// XEP-0184: a private message that asks for a receipt gets one from the contact once the
+/// remote server took it (the homeserver accepted the event; the IRC server echoed it); one
+/// that does not ask gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_come_once_the_remote_server_took_the_message() {
+    let scene = Scene::matrix().await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let bob_jid = format!(
+        "bob%{}@{}",
+        crate::harness::scene::HS,
+        crate::harness::scene::GW
+    );
+    let puppet = Scene::puppet("alice");
+    alice.send(chat(&bob_jid, "no receipt", "p-1", false)).await;
+    let invite = scene.bob.next_invite(WAIT).await;
+    let direct = invite["room_id"].as_str().unwrap().to_owned();
+    scene.bob.join(&direct).await;
+    alice
+        .send(chat(&bob_jid, "receipt please", "r-1", true))
+        .await;
+    scene
+        .bob
+        .next_event(
+            &direct,
+            |e| {
+                crate::matrix::is_message_from(e, &puppet)
+                    && e["content"]["body"] == "receipt please"
+            },
+            WAIT,
+        )
+        .await;
+    // The first receipt is the asked one: none came for the message before it.
+    assert_eq!(next_receipt(&mut alice, &bob_jid).await, "r-1");
+    drop(scene);
+
+    // IRC, where the server echoes what it took (InspIRCd's echo-message).
+    let s = Scene::irc(IrcKind::Inspircd).await;
+    let (mut bob, mut alice) = s.alice_joins_bob_in("#receipts").await;
+    let bob_jid = "bob%127.0.0.1@irc.localhost";
+    alice.send(chat(bob_jid, "over IRC", "i-1", true)).await;
+    bob.expect("alice's private message", |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :over IRC")
+    })
+    .await;
+    assert_eq!(next_receipt(&mut alice, bob_jid).await, "i-1");
+}

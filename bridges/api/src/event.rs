@@ -212,6 +212,16 @@ pub enum Event {
         /// The message's id (its stanza-id).
         id: String,
     },
+    /// The remote server took the user's private message `id` (a Matrix homeserver
+    /// accepted the event; an IRC server echoed it) (→ a XEP-0184 receipt, when asked).
+    Delivered {
+        /// Whose message.
+        user: UserRef,
+        /// To whom.
+        peer: Peer,
+        /// The XMPP id of its [`crate::Action::Send`].
+        id: String,
+    },
     /// The puppet was invited to a room (→ a XEP-0249 invitation).
     Invited {
         /// Whose puppet.
@@ -361,6 +371,7 @@ impl Event {
             | Event::Reactions { user, .. }
             | Event::Typing { user, .. }
             | Event::Displayed { user, .. }
+            | Event::Delivered { user, .. }
             | Event::Checkpoint { user, .. } => user,
         }
     }

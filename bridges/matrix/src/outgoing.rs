@@ -188,7 +188,12 @@ impl Outgoing {
                 remote_id: Some(sent.to_string()),
                 refs,
             }],
-            Peer::User { .. } => vec![],
+            // The homeserver has it: a receipt, for a client that asked.
+            Peer::User { .. } => vec![Event::Delivered {
+                user: user.clone(),
+                peer: to,
+                id,
+            }],
         }
     }
 

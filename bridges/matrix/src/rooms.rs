@@ -353,6 +353,29 @@ impl Rooms {
         events
     }
 
+    /// A signal from `sender` (typing, a read receipt): for every XMPP user seated other
+    /// than the sender's own who has been shown the sender already — reading or typing
+    /// shows nobody new in a big room's lazy member list.
+    pub fn signalled(
+        &self,
+        room: &RoomId,
+        sender: &str,
+        make: &dyn Fn(&UserRef, &RoomRef, &str) -> Event,
+    ) -> Vec<Event> {
+        let Some(state) = self.rooms.get(room) else {
+            return vec![];
+        };
+        let Some(nick) = state.members.get(sender).map(|m| m.nick.as_str()) else {
+            return vec![];
+        };
+        state
+            .seats
+            .iter()
+            .filter(|(_, seat)| seat.puppet != sender && seat.shown.contains(sender))
+            .map(|(user, seat)| make(user, &seat.room, nick))
+            .collect()
+    }
+
     /// [`spoke`](Self::spoke), or [`spoke_elsewhere`](Self::spoke_elsewhere) when a
     /// personal login's own account did it from another of its devices: then it is the
     /// user's own, and no echo of what they did through the gateway.

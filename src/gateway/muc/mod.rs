@@ -17,6 +17,7 @@ mod listing;
 mod network_connection;
 mod network_members;
 mod network_messages;
+mod receipts;
 mod signals;
 
 pub use signals::{CHAT_MARKERS, CHAT_STATES};
@@ -232,6 +233,8 @@ pub struct Muc {
     rooms: HashMap<RoomKey, RoomState, foldhash::fast::RandomState>,
     /// How occupant-ids are made: keyed by the install's secret ([`Muc::with_occupant_ids`]).
     ids: OccupantIds,
+    /// Private messages whose senders wait for a XEP-0184 receipt.
+    receipts: receipts::Waiting,
     /// The bridge's user references already parsed as JIDs: every event names its user.
     users: JidCache<BareJid>,
     /// Rooms and servers one user may be in at once.
@@ -265,6 +268,7 @@ impl Muc {
             rooms: HashMap::default(),
             // Until the install's key is handed in: one of this process only.
             ids: OccupantIds::new(&rand::random::<[u8; 32]>()),
+            receipts: receipts::Waiting::default(),
             lists: listing::RoomLists::default(),
             parted: HashSet::default(),
             users: JidCache::default(),
@@ -436,8 +440,12 @@ impl Muc {
                 self.server_text(&mut fx, user, &server, &text)
             }
             Event::SendFailed { peer, id, text, .. } => {
+                if let Some(id) = &id {
+                    self.receipts.forget(&user, id);
+                }
                 self.send_failed(&mut fx, user, peer, id, text)
             }
+            Event::Delivered { peer, id, .. } => self.delivered(&mut fx, &user, peer, &id),
             Event::Disconnected {
                 server,
                 reason,

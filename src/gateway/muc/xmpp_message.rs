@@ -127,6 +127,9 @@ impl Muc {
                 ..
             }
             | IrcAddress::User { server, nick } => {
+                if let (Some(_), Some(id)) = (&sent.body, &sent.id) {
+                    self.receipts.ask(&sent.msg, &sent.from, id);
+                }
                 let peer = Peer::User { server, nick };
                 fx.requests.extend(self.send_to_person(sent, peer));
             }

@@ -205,3 +205,26 @@ fn another_xmpp_users_puppet_is_seen_joining_and_renaming() {
         "{renamed:?}"
     );
 }
+
+#[test]
+fn signals_come_only_from_members_already_shown() {
+    let many: Vec<(String, Option<&str>)> =
+        (0..60).map(|i| (format!("@u{i:03}:hs"), None)).collect();
+    let borrowed: Vec<(&str, Option<&str>)> = many.iter().map(|(i, d)| (i.as_str(), *d)).collect();
+    let (mut rooms, shown) = seated(10, &borrowed);
+    let typing = |user: &UserRef, room: &RoomRef, nick: &str| Event::Typing {
+        user: user.clone(),
+        peer: causeway_bridge::Peer::Room(room.clone()),
+        from: nick.to_owned(),
+        typing: true,
+    };
+    // u059 is beyond the limit: typing shows nobody new.
+    assert!(!nicks(&shown).contains(&"u059".to_owned()));
+    assert!(rooms.signalled(&room_id(), "@u059:hs", &typing).is_empty());
+    // Once they have spoken, they are shown, and their typing is told.
+    rooms.spoke(&room_id(), "@u059:hs", &typing);
+    let told = rooms.signalled(&room_id(), "@u059:hs", &typing);
+    assert!(matches!(&told[..], [Event::Typing { from, .. }] if from == "u059"));
+    // The user's own puppet typing is not told to them.
+    assert!(rooms.signalled(&room_id(), "@p:hs", &typing).is_empty());
+}

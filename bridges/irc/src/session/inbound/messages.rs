@@ -109,6 +109,15 @@ impl Session {
                 Some((id, body, kind)) => (Some(id), body, kind),
                 None => (None, body, kind),
             };
+            if let (Peer::User { .. }, Some(id)) = (&peer, &own_id) {
+                // The server took our private message: a receipt, for a client that asked.
+                self.emit(Event::Delivered {
+                    user: self.user(),
+                    peer: peer.clone(),
+                    id: id.clone(),
+                })
+                .await;
+            }
             self.emit_own_message(peer, body, kind, time, own_id).await;
             return;
         }
