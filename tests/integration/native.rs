@@ -163,6 +163,20 @@ async fn matrix_html_and_xmpp_styling_map_both_ways_with_mentions() {
         .await;
     assert_eq!(event["content"]["body"], "2*3*4");
     assert!(event["content"].get("formatted_body").is_none(), "{event}");
+    assert!(event["content"].get("m.mentions").is_none(), "{event}");
+
+    // A nick named anywhere mentions its member; the sender's own never.
+    alice
+        .send(groupchat_to(&room_jid, "Alice thanks bob!"))
+        .await;
+    let event = scene
+        .bob
+        .next_event(&room, |e| crate::matrix::is_message_from(e, &puppet), WAIT)
+        .await;
+    assert_eq!(
+        event["content"]["m.mentions"]["user_ids"],
+        json!([scene.bob.user_id()])
+    );
 }
 
 /// XEP-0425: `<moderate>` for the message with `id`, with a reason.

@@ -197,6 +197,15 @@ pub fn addressing(body: &str, nick: &str, user_id: &str) -> String {
     html
 }
 
+/// The words of a body that may be nicks: split at whitespace, without the punctuation
+/// around them (`bob,` `@bob` `(bob)` are bob). At most 100, for a long message's sake.
+pub fn words(body: &str) -> impl Iterator<Item = &str> {
+    body.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_' && c != '-'))
+        .filter(|w| !w.is_empty())
+        .take(100)
+}
+
 /// The nick a body addresses, as XMPP clients write it (`nick: ` or `nick, ` first).
 pub fn addressed(body: &str) -> Option<&str> {
     let end = body.find([':', ','])?;
@@ -283,6 +292,12 @@ mod tests {
             "now"
         );
         assert_eq!(to_styled("<p></p>"), None);
+    }
+
+    #[test]
+    fn words_are_what_may_be_nicks() {
+        let words: Vec<&str> = words("hey @bob, (carol) and *dave*: x-y_z!").collect();
+        assert_eq!(words, ["hey", "bob", "carol", "and", "dave", "x-y_z"]);
     }
 
     #[test]

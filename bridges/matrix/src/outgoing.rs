@@ -79,18 +79,32 @@ impl Outgoing {
         }
     }
 
-    /// A message that starts by addressing a member of the room (`nick: …`) mentions them:
-    /// a pill in its HTML and their id in `m.mentions`, so their client notifies them.
-    fn mention_addressed(&self, room: &RoomId, body: &str, content: &mut Value) {
-        let Some(nick) = crate::html::addressed(body) else {
-            return;
-        };
-        let Some(user_id) = self.rooms.lock().expect("rooms lock").member_id(room, nick) else {
-            return;
-        };
-        content["format"] = json!("org.matrix.custom.html");
-        content["formatted_body"] = json!(crate::html::addressing(body, nick, &user_id));
-        content["m.mentions"] = json!({ "user_ids": [user_id] });
+    /// A message that names members of the room mentions them (`m.mentions`, so their
+    /// clients notify them): one it starts by addressing (`nick: …`, with a pill in its
+    /// HTML), and any whose nick is a word of it. The sender's own puppet is never
+    /// mentioned.
+    fn mention_addressed(&self, user: &UserRef, room: &RoomId, body: &str, content: &mut Value) {
+        let own = self.puppets.id(user);
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let addressed = crate::html::addressed(body)
+            .and_then(|nick| Some((nick, rooms.member_id(room, nick)?)))
+            .filter(|(_, id)| id.as_str() != own.as_str());
+        let mut mentioned: Vec<String> = addressed.iter().map(|(_, id)| id.clone()).collect();
+        for word in crate::html::words(body) {
+            if let Some(id) = rooms.member_id(room, word) {
+                if id.as_str() != own.as_str() && !mentioned.contains(&id) {
+                    mentioned.push(id);
+                }
+            }
+        }
+        drop(rooms);
+        if let Some((nick, user_id)) = addressed {
+            content["format"] = json!("org.matrix.custom.html");
+            content["formatted_body"] = json!(crate::html::addressing(body, nick, &user_id));
+        }
+        if !mentioned.is_empty() {
+            content["m.mentions"] = json!({ "user_ids": mentioned });
+        }
     }
 
     /// Send one event as the user's puppet, patiently.
@@ -144,7 +158,7 @@ impl Outgoing {
         let mut content =
             serde_json::to_value(text::content(&body, kind)).expect("message content is JSON");
         if let Peer::Room(_) = &to {
-            self.mention_addressed(&room, &body, &mut content);
+            self.mention_addressed(user, &room, &body, &mut content);
         }
         self.stopped_typing(user, &room).await;
         if let Some(corrected) = &refs.replaces {
