@@ -68,9 +68,30 @@ impl OccupantIds {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
     }
 
-    /// `member` as the core keeps it: its `id` is now its occupant-id.
-    pub fn admit(&self, room: &RoomRef, mut member: Member) -> Member {
-        member.id = Some(self.of(room, member.id.as_deref(), &member.nick));
+    /// `member` as the core keeps it: its `id` is now its occupant-id, one that `taken`
+    /// says nobody else in the room holds. Two people can look alike to the network (one
+    /// host and ident, or a nick someone else had before): the second then gets an id of
+    /// its own, made from its nick too.
+    pub fn admit(
+        &self,
+        room: &RoomRef,
+        mut member: Member,
+        taken: impl Fn(&str) -> bool,
+    ) -> Member {
+        let identity = member.id.take();
+        let mut id = self.of(room, identity.as_deref(), &member.nick);
+        for n in 1..=8 {
+            if !taken(&id) {
+                break;
+            }
+            let apart = format!(
+                "{}\0{}\0{n}",
+                identity.as_deref().unwrap_or_default(),
+                member.nick.to_lowercase()
+            );
+            id = self.of(room, Some(&apart), &member.nick);
+        }
+        member.id = Some(id);
         member
     }
 }
@@ -127,14 +148,17 @@ mod tests {
     #[test]
     fn admitted_members_carry_their_id() {
         let ids = OccupantIds::new(b"secret");
-        let member = ids.admit(
-            &room("#a"),
-            Member {
-                nick: "bob".into(),
-                privilege: Privilege::None,
-                id: Some("@bob:hs".into()),
-            },
-        );
-        assert_eq!(member.id, Some(ids.of(&room("#a"), Some("@bob:hs"), "x")));
+        let bob = |nick: &str| Member {
+            nick: nick.into(),
+            privilege: Privilege::None,
+            id: Some("~u@gateway.host".into()),
+        };
+        let first = ids.admit(&room("#a"), bob("bob"), |_| false);
+        let plain = ids.of(&room("#a"), Some("~u@gateway.host"), "x");
+        assert_eq!(first.id.as_deref(), Some(plain.as_str()));
+        // Someone else looking the same to the network: an id of their own.
+        let second = ids.admit(&room("#a"), bob("bobby"), |id| id == plain);
+        assert!(second.id.is_some());
+        assert_ne!(second.id, first.id);
     }
 }

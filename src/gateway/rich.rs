@@ -20,8 +20,9 @@ const MODERATE_0: &str = "urn:xmpp:message-moderate:0";
 const REACTIONS: &str = "urn:xmpp:reactions:0";
 const HINTS: &str = "urn:xmpp:hints";
 
-/// The features a room with references advertises.
-pub const FEATURES: [&str; 6] = [CORRECT, REPLY, RETRACT, REACTIONS, MODERATE, MODERATE_0];
+/// The features a room with references advertises (moderation requests of the first
+/// version are taken too, but removals are told in the current one only).
+pub const FEATURES: [&str; 5] = [CORRECT, REPLY, RETRACT, REACTIONS, MODERATE];
 
 /// What a message from a client corrects and answers.
 pub fn refs(msg: &Message) -> Refs {

@@ -167,7 +167,7 @@ async fn matrix_html_and_xmpp_styling_map_both_ways_with_mentions() {
 
     // A nick named anywhere mentions its member; the sender's own never.
     alice
-        .send(groupchat_to(&room_jid, "Alice thanks bob!"))
+        .send(groupchat_to(&room_jid, "Alice thanks Bob, not bob!"))
         .await;
     let event = scene
         .bob

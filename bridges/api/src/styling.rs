@@ -104,6 +104,9 @@ pub fn parse(body: &str) -> Vec<Block> {
     for line in body.split('\n') {
         let (quote, rest) = unquote(line);
         if let Some((depth, lines)) = &mut pre {
+            // Inside a block only the block's own quote marks are markup: `>>> x` in a
+            // block quoted once is `>> x`.
+            let (quote, rest) = unquote_to(line, *depth);
             // A block ends at a line of ``` alone (at its depth), or where its quote does.
             if quote == *depth && rest.trim_end() == "```" {
                 let (quote, lines) = pre.take().expect("in a block");
@@ -144,9 +147,17 @@ pub fn parse(body: &str) -> Vec<Block> {
 /// How deep a line is quoted, and its text without the quote marks (and the one space
 /// after each, if any).
 fn unquote(line: &str) -> (usize, &str) {
+    unquote_to(line, usize::MAX)
+}
+
+/// [`unquote`], `most` levels at most.
+fn unquote_to(line: &str, most: usize) -> (usize, &str) {
     let mut depth = 0;
     let mut rest = line;
-    while let Some(after) = rest.strip_prefix('>') {
+    while depth < most {
+        let Some(after) = rest.strip_prefix('>') else {
+            break;
+        };
         depth += 1;
         rest = after.strip_prefix(' ').unwrap_or(after);
     }
@@ -174,7 +185,8 @@ fn styled(chars: &[char], style: Style, runs: &mut Vec<Run>) {
         let may_open = is_directive(c)
             && !style.code
             && !style.has(c)
-            && (i == 0 || chars[i - 1].is_whitespace() || is_directive(chars[i - 1]))
+            // (A span's inner text starts at 0: after its opening directive.)
+            && (i == 0 || chars[i - 1].is_whitespace())
             && chars.get(i + 1).is_some_and(|n| !n.is_whitespace());
         if may_open {
             // The first closing directive of its kind after at least one character.
@@ -237,10 +249,9 @@ fn render_piece(out: &mut String, text: &str, style: Style) {
     let trail = &text[text.trim_end().len()..];
     let directives: String = style.directives().collect();
     out.push_str(lead);
-    let opens_here = out
-        .chars()
-        .next_back()
-        .is_none_or(|c| c.is_whitespace() || is_directive(c));
+    // After whitespace only: after a closing directive (`*a*_b_`) strict clients show the
+    // next directive as text.
+    let opens_here = out.chars().next_back().is_none_or(char::is_whitespace);
     // A directive inside the text would end the span early: such a run stays plain, as
     // would one a code span cannot hold (a backtick).
     let clashes = directives.chars().any(|d| core.contains(d));
@@ -318,8 +329,12 @@ mod tests {
                 run(" 2*3*4 * no* *open", Style::PLAIN),
             ])]
         );
-        // Empty spans are text.
+        // Empty spans are text; so is a span right after a closing directive.
         assert_eq!(parse("**"), [line(vec![run("**", Style::PLAIN)])]);
+        assert_eq!(
+            parse("*a*_b_"),
+            [line(vec![run("a", BOLD), run("_b_", Style::PLAIN)])]
+        );
     }
 
     #[test]
@@ -337,6 +352,21 @@ mod tests {
                 },
                 line(vec![run("after", Style::PLAIN)]),
             ]
+        );
+        // Inside a block, quote marks beyond the block's own are its text.
+        assert_eq!(
+            parse("```\n>>> print(1)\n```"),
+            [Block::Pre {
+                quote: 0,
+                text: ">>> print(1)".into()
+            }]
+        );
+        assert_eq!(
+            parse("> ```\n> > x\n> ```"),
+            [Block::Pre {
+                quote: 1,
+                text: "> x".into()
+            }]
         );
         // An unclosed block runs to the end.
         assert_eq!(
@@ -374,6 +404,8 @@ mod tests {
             "`x`"
         );
         assert_eq!(render(&[run("2*3", BOLD)]), "2*3");
+        // Right after another span's end: plain.
+        assert_eq!(render(&[run("a", BOLD), run("b", ITALIC)]), "*a*b");
         // What render writes, parse reads back.
         let runs = vec![
             run("a ", Style::PLAIN),

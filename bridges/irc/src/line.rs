@@ -20,7 +20,9 @@ pub struct Line {
     pub params: Vec<String>,
 }
 
-/// `user@host` of `nick!user@host`; `None` for a bare nick or a server name.
+/// `user@host` of `nick!user@host`; `None` for a bare nick or a server name. Two people
+/// may share one (a gateway's puppets share its host, often an ident): the core gives the
+/// second an id of its own.
 pub fn identity_of(source: &str) -> Option<Box<str>> {
     let (_, rest) = source.split_once('!')?;
     rest.contains('@').then(|| rest.into())

@@ -121,6 +121,29 @@ impl Directory {
         }
     }
 
+    /// The direct room between the user's puppet and `@nick:server` if there is one
+    /// already: nothing is created, nobody invited (for typing and read markers, which must
+    /// not open a chat by themselves).
+    pub(crate) async fn existing_direct_room(
+        &self,
+        user: &UserRef,
+        server: &str,
+        nick: &str,
+    ) -> Option<OwnedRoomId> {
+        let remote = OwnedUserId::try_from(format!("@{nick}:{server}")).ok()?;
+        let puppet = self.puppets.try_id(user)?;
+        let kept = self
+            .store
+            .direct_room(puppet.as_str(), remote.as_str())
+            .await
+            .ok()
+            .flatten();
+        match kept {
+            Some(room) => OwnedRoomId::try_from(room.as_str()).ok(),
+            None => self.client.own_direct_room(&remote),
+        }
+    }
+
     /// The direct room between the user's puppet and `@nick:server`, created on first use.
     pub(crate) async fn direct_room(
         &self,

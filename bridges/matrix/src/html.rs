@@ -28,7 +28,14 @@ pub fn to_styled(html: &str) -> Option<String> {
         .ok()?;
     let mut out: Vec<String> = Vec::new();
     let mut in_pre = false;
+    // Empty lines carry no annotation: in a block they wait to see whether the block goes
+    // on after them (they are its own) or ends before them.
+    let mut empties = 0;
     for line in &lines {
+        if in_pre && line.tagged_strings().all(|s| s.s.is_empty()) {
+            empties += 1;
+            continue;
+        }
         let pre = line.tagged_strings().any(|s| {
             s.tag
                 .iter()
@@ -38,6 +45,8 @@ pub fn to_styled(html: &str) -> Option<String> {
             out.push("```".into());
             in_pre = pre;
         }
+        out.extend(std::iter::repeat_n(String::new(), empties));
+        empties = 0;
         let mut runs: Vec<Run> = Vec::new();
         let mut link: Option<(String, String)> = None;
         for piece in line.tagged_strings() {
@@ -179,7 +188,9 @@ pub fn from_styled(body: &str) -> Option<String> {
 /// The HTML of a body that starts by addressing someone (`nick: …`, the XMPP way): their
 /// name as a mention (a pill, to `user_id`), then the rest.
 pub fn addressing(body: &str, nick: &str, user_id: &str) -> String {
-    let mut html = format!("<a href=\"https://matrix.to/#/{user_id}\">");
+    let mut html = String::from("<a href=\"https://matrix.to/#/");
+    escape(&mut html, user_id);
+    html.push_str("\">");
     escape(&mut html, nick);
     html.push_str("</a>");
     let rest = &body[nick.len()..];
@@ -260,6 +271,10 @@ mod tests {
         assert_eq!(
             styled("<pre><code>let *x* = 1;\nok</code></pre><p>after</p>"),
             "```\nlet *x* = 1;\nok\n```\n\nafter"
+        );
+        assert_eq!(
+            styled("<pre><code>one\n\ntwo</code></pre>"),
+            "```\none\n\ntwo\n```"
         );
         assert_eq!(
             styled("<blockquote>quoted <b>b</b></blockquote>answer"),

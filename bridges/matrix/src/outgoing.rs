@@ -81,8 +81,8 @@ impl Outgoing {
 
     /// A message that names members of the room mentions them (`m.mentions`, so their
     /// clients notify them): one it starts by addressing (`nick: …`, with a pill in its
-    /// HTML), and any whose nick is a word of it. The sender's own puppet is never
-    /// mentioned.
+    /// HTML), and any whose nick is a word of it, written as they write it. The sender's
+    /// own puppet is never mentioned.
     fn mention_addressed(&self, user: &UserRef, room: &RoomId, body: &str, content: &mut Value) {
         let own = self.puppets.id(user);
         let rooms = self.rooms.lock().expect("rooms lock");
@@ -91,7 +91,11 @@ impl Outgoing {
             .filter(|(_, id)| id.as_str() != own.as_str());
         let mut mentioned: Vec<String> = addressed.iter().map(|(_, id)| id.clone()).collect();
         for word in crate::html::words(body) {
-            if let Some(id) = rooms.member_id(room, word) {
+            // As written: a member called "test" or "Hi" is not pinged by every "hi".
+            let exact = rooms
+                .member_id(room, word)
+                .filter(|id| rooms.nick_of(room, id).as_deref() == Some(word));
+            if let Some(id) = exact {
                 if id.as_str() != own.as_str() && !mentioned.contains(&id) {
                     mentioned.push(id);
                 }
@@ -172,6 +176,10 @@ impl Outgoing {
             };
             let new_content = content.clone();
             content["body"] = json!(format!("* {body}"));
+            // Mentions go in the new content only: a correction notifies nobody again.
+            if let Some(fields) = content.as_object_mut() {
+                fields.remove("m.mentions");
+            }
             content["m.new_content"] = new_content;
             content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": original});
         } else if let Some(answered) = &refs.reply_to {
@@ -259,17 +267,24 @@ impl Outgoing {
         reason: Option<String>,
     ) -> Vec<Event> {
         let to = Peer::Room(room);
+        // A failure names no message: the id is someone else's message, not the user's.
+        let moderation_failed = |user: &UserRef, to: Peer, text: &str| Event::SendFailed {
+            user: user.clone(),
+            peer: to,
+            id: None,
+            text: text.to_owned(),
+        };
         let (room_id, nick) = match self.target(user, &to).await {
             Ok(found) => found,
-            Err(text) => return vec![send_failed(user, to, id, &text)],
+            Err(text) => return vec![moderation_failed(user, to, &text)],
         };
         let link = match self.links.find(&room_id, &id).await {
             Ok(Some(link)) => link,
-            Ok(None) => return vec![send_failed(user, to, id, "the message is unknown")],
-            Err(e) => return vec![send_failed(user, to, id, &e.to_string())],
+            Ok(None) => return vec![moderation_failed(user, to, "the message is unknown")],
+            Err(e) => return vec![moderation_failed(user, to, &e.to_string())],
         };
         let Ok(event) = OwnedEventId::try_from(link.event_id.clone()) else {
-            return vec![send_failed(user, to, id, "the message is unknown")];
+            return vec![moderation_failed(user, to, "the message is unknown")];
         };
         let mut request =
             redact::redact_event::v3::Request::new(room_id.clone(), event, TransactionId::new());
@@ -280,7 +295,7 @@ impl Outgoing {
             .call(request, Some(&puppet), Retry::For(Duration::from_secs(60)))
             .await;
         if let Err(e) = sent {
-            return vec![send_failed(user, to, id, &format!("not removed: {e}"))];
+            return vec![moderation_failed(user, to, &format!("not removed: {e}"))];
         }
         let from = self
             .rooms

@@ -36,9 +36,21 @@ pub(crate) struct Typing(Mutex<HashSet<(UserRef, OwnedRoomId)>>);
 pub(crate) struct Typists(Mutex<HashMap<OwnedRoomId, BTreeSet<String>>>);
 
 impl Outgoing {
+    /// Where a signal goes: a room the user is in, or a direct room that exists already.
+    async fn signal_room(&self, user: &UserRef, to: &Peer) -> Option<OwnedRoomId> {
+        match to {
+            Peer::Room(_) => self.target(user, to).await.ok().map(|(room, _)| room),
+            Peer::User { server, nick } => {
+                self.directory
+                    .existing_direct_room(user, server, nick)
+                    .await
+            }
+        }
+    }
+
     /// The user started or stopped typing.
     pub(crate) async fn typing(&self, user: &UserRef, to: Peer, typing: bool) -> Vec<Event> {
-        let Ok((room, _)) = self.target(user, &to).await else {
+        let Some(room) = self.signal_room(user, &to).await else {
             return vec![];
         };
         let key = (user.clone(), room.clone());
@@ -91,7 +103,7 @@ impl Outgoing {
 
     /// The user has read up to the message `id`: the puppet's read receipt.
     pub(crate) async fn displayed(&self, user: &UserRef, to: Peer, id: String) -> Vec<Event> {
-        let Ok((room, _)) = self.target(user, &to).await else {
+        let Some(room) = self.signal_room(user, &to).await else {
             return vec![];
         };
         let event = match self.links.find(&room, &id).await {

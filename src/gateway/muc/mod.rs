@@ -179,10 +179,24 @@ impl RoomState {
 
     /// `members` as the room keeps them: by folded nick, with their occupant-ids.
     fn admit_all(&self, members: Vec<Member>) -> BTreeMap<String, Member> {
-        members
-            .into_iter()
-            .map(|m| (fold(&m.nick), self.ids.admit(&self.room, m)))
-            .collect()
+        let mut admitted: BTreeMap<String, Member> = BTreeMap::new();
+        for member in members {
+            let member = self.ids.admit(&self.room, member, |id| {
+                admitted.values().any(|m| m.id.as_deref() == Some(id))
+            });
+            admitted.insert(fold(&member.nick), member);
+        }
+        admitted
+    }
+
+    /// One newcomer as the room keeps it ([`RoomState::admit_all`]).
+    fn admit(&self, member: Member) -> Member {
+        let folded = fold(&member.nick);
+        self.ids.admit(&self.room, member, |id| {
+            self.members
+                .iter()
+                .any(|(nick, m)| *nick != folded && m.id.as_deref() == Some(id))
+        })
     }
 
     /// [`RoomState::occupant`], remembered for the next message of the same nick.
@@ -445,7 +459,7 @@ impl Muc {
                 }
                 self.send_failed(&mut fx, user, peer, id, text)
             }
-            Event::Delivered { peer, id, .. } => self.delivered(&mut fx, &user, peer, &id),
+            Event::Delivered { id, .. } => self.delivered(&mut fx, &user, &id),
             Event::Disconnected {
                 server,
                 reason,

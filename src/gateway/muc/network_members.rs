@@ -132,7 +132,7 @@ impl Muc {
         let Some(state) = self.rooms.get(&Self::key(user, room)) else {
             return;
         };
-        let member = state.ids.admit(room, member);
+        let member = state.admit(member);
         self.broadcast(fx, user, room, |state, to| {
             state.member_presence(&member, to, false)
         });
@@ -194,11 +194,10 @@ impl Muc {
             };
             let own = fold(&state.nick) == fold(old);
             // The same person: the same occupant-id under the new nick.
-            let member = state.members.remove(&fold(old)).unwrap_or_else(|| {
-                state
-                    .ids
-                    .admit(&room, Member::named(old, Default::default()))
-            });
+            let member = state
+                .members
+                .remove(&fold(old))
+                .unwrap_or_else(|| state.admit(Member::named(old, Default::default())));
             let privilege = member.privilege;
             state.members.insert(
                 fold(new),

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use causeway_bridge::Peer;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::{Message, MessageType};
@@ -24,18 +23,20 @@ const MOST_WAITING: usize = 10_000;
 /// The private messages whose senders asked for a receipt, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
-    by_message: HashMap<(BareJid, String), FullJid>,
+    /// Who sent it, and the address they sent it to (a contact, or an occupant).
+    by_message: HashMap<(BareJid, String), (FullJid, Jid)>,
     order: VecDeque<(BareJid, String)>,
 }
 
 impl Waiting {
-    /// `from` sent `msg` as `id`: wait for its delivery if it asks for a receipt.
-    pub(super) fn ask(&mut self, msg: &Message, from: &FullJid, id: &str) {
+    /// `from` sent `msg` to `to` as `id`: wait for its delivery if it asks for a receipt.
+    pub(super) fn ask(&mut self, msg: &Message, from: &FullJid, to: &Jid, id: &str) {
         if !msg.payloads.iter().any(|p| p.is("request", RECEIPTS)) {
             return;
         }
         let key = (from.to_bare(), id.to_owned());
-        if self.by_message.insert(key.clone(), from.clone()).is_none() {
+        let sent = (from.clone(), to.clone());
+        if self.by_message.insert(key.clone(), sent).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > MOST_WAITING {
@@ -45,8 +46,9 @@ impl Waiting {
         }
     }
 
-    /// Who waits for the receipt of `user`'s message `id`, no longer waiting.
-    fn answered(&mut self, user: &BareJid, id: &str) -> Option<FullJid> {
+    /// Who waits for the receipt of `user`'s message `id`, and where they sent it; no
+    /// longer waiting.
+    fn answered(&mut self, user: &BareJid, id: &str) -> Option<(FullJid, Jid)> {
         let key = (user.clone(), id.to_owned());
         let sender = self.by_message.remove(&key)?;
         self.order.retain(|k| *k != key);
@@ -61,20 +63,14 @@ impl Waiting {
 
 impl Muc {
     /// The network's server took `user`'s private message `id`: its receipt, if asked for,
-    /// from the contact to the resource that sent it.
-    pub(super) fn delivered(&mut self, fx: &mut Effects, user: &BareJid, peer: Peer, id: &str) {
-        let Peer::User { server, nick } = peer else {
-            return;
-        };
-        let Some(sender) = self.receipts.answered(user, id) else {
-            return;
-        };
-        let Ok(contact) = self.addressing.user_jid(&server, &nick) else {
+    /// from the address it was sent to, to the resource that sent it.
+    pub(super) fn delivered(&mut self, fx: &mut Effects, user: &BareJid, id: &str) {
+        let Some((sender, address)) = self.receipts.answered(user, id) else {
             return;
         };
         let mut msg = Message::new(Some(Jid::from(sender)));
         msg.type_ = MessageType::Chat;
-        msg.from = Some(contact.into());
+        msg.from = Some(address);
         msg.payloads.push(
             Element::builder("received", RECEIPTS)
                 .attr(nc("id"), id)
@@ -98,21 +94,25 @@ mod tests {
     #[test]
     fn only_asked_receipts_wait_and_the_oldest_go_past_the_limit() {
         let from: FullJid = "a@x/phone".parse().unwrap();
+        let to: Jid = "b%s@gw".parse().unwrap();
         let bare = from.to_bare();
         let mut waiting = Waiting::default();
-        waiting.ask(&Message::new(None), &from, "plain");
+        waiting.ask(&Message::new(None), &from, &to, "plain");
         assert_eq!(waiting.answered(&bare, "plain"), None);
-        waiting.ask(&asking(), &from, "m1");
-        assert_eq!(waiting.answered(&bare, "m1"), Some(from.clone()));
+        waiting.ask(&asking(), &from, &to, "m1");
+        assert_eq!(
+            waiting.answered(&bare, "m1"),
+            Some((from.clone(), to.clone()))
+        );
         assert_eq!(waiting.answered(&bare, "m1"), None, "answered once");
         for i in 0..=MOST_WAITING {
-            waiting.ask(&asking(), &from, &i.to_string());
+            waiting.ask(&asking(), &from, &to, &i.to_string());
         }
         assert_eq!(waiting.by_message.len(), MOST_WAITING);
         assert_eq!(waiting.answered(&bare, "0"), None, "the oldest went");
         assert_eq!(
             waiting.answered(&bare, &MOST_WAITING.to_string()),
-            Some(from)
+            Some((from, to))
         );
     }
 }

@@ -128,7 +128,7 @@ impl Muc {
             }
             | IrcAddress::User { server, nick } => {
                 if let (Some(_), Some(id)) = (&sent.body, &sent.id) {
-                    self.receipts.ask(&sent.msg, &sent.from, id);
+                    self.receipts.ask(&sent.msg, &sent.from, &sent.to, id);
                 }
                 let peer = Peer::User { server, nick };
                 fx.requests.extend(self.send_to_person(sent, peer));

@@ -193,8 +193,11 @@ async fn handle(
         }
         // Typing and read receipts, after what they may name.
         for raw in &update.ephemeral {
-            if let Ok(mut event) = raw.deserialize_as::<serde_json::Value>() {
-                event["room_id"] = serde_json::Value::from(room_id.as_str());
+            let Ok(mut event) = raw.deserialize_as::<serde_json::Value>() else {
+                continue;
+            };
+            if let Some(fields) = event.as_object_mut() {
+                fields.insert("room_id".into(), room_id.as_str().into());
                 syncing.parts.incoming.on_ephemeral(event).await;
             }
         }

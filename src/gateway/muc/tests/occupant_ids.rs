@@ -118,6 +118,23 @@ fn occupants_keep_their_id_across_nick_changes_and_speakers_carry_it() {
     });
     assert_eq!(occupant_id(&fx.stanzas[0]), Some(daves));
 
+    // Two who look the same to the network (one host and ident) get ids of their own.
+    let twin = |nick: &str| Member {
+        nick: nick.into(),
+        privilege: Privilege::None,
+        id: Some("~u@gateway.host".into()),
+    };
+    let mut ids_seen = Vec::new();
+    for nick in ["twin1", "twin2"] {
+        let fx = gw.handle_event(Event::MemberJoined {
+            user: user(),
+            room: room(),
+            member: twin(nick),
+        });
+        ids_seen.push(occupant_id(&fx.stanzas[0]).unwrap());
+    }
+    assert_ne!(ids_seen[0], ids_seen[1]);
+
     // The same install makes the same ids after a restart; another install others.
     let mut again = muc().with_occupant_ids(OccupantIds::new(b"install secret"));
     join_presence(&mut again, &laptop, "alice");
