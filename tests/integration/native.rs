@@ -15,6 +15,20 @@ use crate::harness::scene::Scene;
 const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The features a room's disco#info advertises.
+async fn room_features(client: &mut crate::harness::TestClient, room: &str) -> Vec<String> {
+    let query =
+        xmpp_client::minidom::Element::builder("query", "http://jabber.org/protocol/disco#info")
+            .build();
+    let xmpp_client::IqResponse::Result(Some(info)) = client.get(room, query).await else {
+        panic!("no disco#info from {room}")
+    };
+    info.children()
+        .filter_map(|f| f.attr("var"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// An IRC user keeps one occupant-id through a nick change and a gateway restart, on every
 /// presence and message, and the room says it gives them; IRC's formatting reaches XMPP as
 /// XEP-0393 styling, and styling goes back as IRC's codes where the server asks for it.
@@ -34,22 +48,11 @@ async fn irc_users_keep_their_occupant_id_and_formatting_becomes_styling() {
     let alices = occupant_id(&own.into()).expect("the self-presence has one too");
     assert_ne!(bobs, alices);
 
-    let info = alice
-        .get(
-            &room,
-            xmpp_client::minidom::Element::builder(
-                "query",
-                "http://jabber.org/protocol/disco#info",
-            )
-            .build(),
-        )
-        .await;
-    let xmpp_client::IqResponse::Result(Some(info)) = info else {
-        panic!("no room disco#info")
-    };
     assert!(
-        info.children().any(|f| f.attr("var") == Some(OCCUPANT_ID)),
-        "{info:?}"
+        room_features(&mut alice, &room)
+            .await
+            .contains(&OCCUPANT_ID.to_owned()),
+        "rooms advertise occupant-ids"
     );
 
     // A nick change: both presences carry bob's id; so does what he says after.
@@ -264,22 +267,9 @@ async fn an_xmpp_moderator_removes_a_matrix_message_as_a_redaction() {
     assert_eq!(shown, (spam, format!("{jid}/Alice")));
 
     // The room says it takes moderation.
-    let info = alice
-        .get(
-            &jid,
-            xmpp_client::minidom::Element::builder(
-                "query",
-                "http://jabber.org/protocol/disco#info",
-            )
-            .build(),
-        )
-        .await;
-    let xmpp_client::IqResponse::Result(Some(info)) = info else {
-        panic!("no room disco#info")
-    };
-    assert!(info
-        .children()
-        .any(|f| f.attr("var") == Some("urn:xmpp:message-moderate:1")));
+    assert!(room_features(&mut alice, &jid)
+        .await
+        .contains(&"urn:xmpp:message-moderate:1".to_owned()));
 }
 
 /// A body-less message to `to` carrying one signal payload (`xml`).

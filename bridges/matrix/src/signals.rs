@@ -173,17 +173,16 @@ impl Incoming {
     }
 
     async fn typing_of(&self, room: &RoomId, who: &str, typing: bool) -> Vec<Event> {
-        if self.rooms.lock().expect("rooms lock").is_tracked(room) {
-            return self.rooms.lock().expect("rooms lock").signalled(
-                room,
-                who,
-                &|user, room, nick| Event::Typing {
+        {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            if rooms.is_tracked(room) {
+                return rooms.signalled(room, who, &|user, room, nick| Event::Typing {
                     user: user.clone(),
                     peer: Peer::Room(room.clone()),
                     from: nick.to_owned(),
                     typing,
-                },
-            );
+                });
+            }
         }
         match self.direct_peer(room, who).await {
             Some((user, peer)) => vec![Event::Typing {
@@ -217,17 +216,16 @@ impl Incoming {
     }
 
     async fn read_by(&self, room: &RoomId, reader: &str, event_id: &str) -> Vec<Event> {
-        if self.rooms.lock().expect("rooms lock").is_tracked(room) {
-            return self.rooms.lock().expect("rooms lock").signalled(
-                room,
-                reader,
-                &|user, room, nick| Event::Displayed {
+        {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            if rooms.is_tracked(room) {
+                return rooms.signalled(room, reader, &|user, room, nick| Event::Displayed {
                     user: user.clone(),
                     peer: Peer::Room(room.clone()),
                     from: nick.to_owned(),
                     id: event_id.to_owned(),
-                },
-            );
+                });
+            }
         }
         let Some((user, peer)) = self.direct_peer(room, reader).await else {
             return vec![];

@@ -47,35 +47,29 @@ pub(super) fn signal_action(msg: &Message, to: &Peer) -> Option<Action> {
     None
 }
 
-/// The payloads of a typing state: composing, or active again.
-fn typing_payloads(typing: bool) -> [Element; 2] {
-    let state = if typing { "composing" } else { "active" };
-    [
-        Element::builder(state, CHAT_STATES).build(),
-        Element::builder("no-store", HINTS).build(),
-    ]
-}
-
-/// The payloads of a displayed marker for the message `id`.
-fn displayed_payloads(id: &str) -> [Element; 2] {
-    [
-        Element::builder("displayed", CHAT_MARKERS)
-            .attr(nc("id"), id)
-            .build(),
-        Element::builder("no-store", HINTS).build(),
-    ]
+/// A signal's payloads: the signal, kept out of archives.
+fn payloads(signal: Element) -> [Element; 2] {
+    [signal, Element::builder("no-store", HINTS).build()]
 }
 
 impl Muc {
     /// Someone typing or reading, as the network reports it.
     pub(super) fn signal(&self, fx: &mut Effects, user: &BareJid, event: Event) {
-        let (peer, from, payloads) = match event {
+        let (peer, from, signal) = match event {
             Event::Typing {
                 peer, from, typing, ..
-            } => (peer, from, typing_payloads(typing)),
-            Event::Displayed { peer, from, id, .. } => (peer, from, displayed_payloads(&id)),
+            } => {
+                // Composing, or active again.
+                let state = if typing { "composing" } else { "active" };
+                (peer, from, Element::builder(state, CHAT_STATES).build())
+            }
+            Event::Displayed { peer, from, id, .. } => {
+                let marker = Element::builder("displayed", CHAT_MARKERS).attr(nc("id"), id);
+                (peer, from, marker.build())
+            }
             _ => return,
         };
+        let payloads = payloads(signal);
         match peer {
             Peer::Room(room) => self.broadcast(fx, user, &room, |state, to| {
                 // Our own puppet's signals are the user's own: their clients know.
