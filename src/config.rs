@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 mod check;
 
+pub(crate) use check::MAX_LIFETIME_DAYS;
+
 /// Everything causeway reads from its configuration file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -233,6 +235,33 @@ pub struct MatrixConfig {
     /// replaces the old).
     #[serde(default = "default_max_rooms_per_user")]
     pub max_rooms_per_user: usize,
+    /// The public address of the endpoint Matrix files are fetched from
+    /// (`https://gw.example.org/media`); unset, files are shown by name with no link.
+    #[serde(default)]
+    pub media_url: Option<String>,
+    /// Where that endpoint listens (a reverse proxy passes the public address's path on).
+    #[serde(default = "default_media_listen")]
+    pub media_listen: String,
+    /// The largest file carried either way, in bytes.
+    #[serde(default = "default_media_max_size")]
+    pub media_max_size: u64,
+    /// How many days a file's link works.
+    #[serde(default = "default_media_lifetime_days")]
+    pub media_lifetime_days: u64,
+    /// Whether files XMPP users link to may be fetched from loopback and private addresses
+    /// (an upload service on the same host or network).
+    #[serde(default)]
+    pub media_fetch_private: bool,
+}
+
+fn default_media_listen() -> String {
+    "127.0.0.1:9994".into()
+}
+fn default_media_max_size() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_media_lifetime_days() -> u64 {
+    30
 }
 
 fn default_max_rooms_per_user() -> usize {

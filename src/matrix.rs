@@ -6,15 +6,17 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use causeway_matrix::registration;
-use causeway_matrix::store::{MatrixStore, MessageLink, SavedLogin, StoreFailure};
-use causeway_matrix::{AppserviceSettings, MatrixNetwork, MatrixSettings, PersonalSettings};
+use causeway_matrix::store::{MatrixStore, MessageLink, OfferedFile, SavedLogin, StoreFailure};
+use causeway_matrix::{
+    AppserviceSettings, MatrixNetwork, MatrixSettings, MediaSettings, PersonalSettings,
+};
 
 use crate::config::MatrixConfig;
-use crate::store::{LinkedMessage, MatrixLogin, Store, StoreError};
+use crate::store::{LinkedMessage, MatrixLogin, OfferedMedia, Store, StoreError};
 
 /// Why the Matrix network cannot start, or the registration cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +30,12 @@ pub enum MatrixSetupError {
     /// Writing the file failed.
     #[error("{0}: {1}")]
     Write(PathBuf, std::io::Error),
-    /// `[matrix] listen` is not an address.
-    #[error("[matrix] listen {0:?} is not an address like 127.0.0.1:9993")]
-    Listen(String),
+    /// `[matrix] listen` or `media_listen` is not an address.
+    #[error("[matrix] {0} {1:?} is not an address like 127.0.0.1:9993")]
+    Listen(&'static str, String),
+    /// `[matrix] media_url` is not a URL.
+    #[error("[matrix] media_url {0:?} is not an http(s) URL")]
+    MediaUrl(String),
     /// A registration is asked for, but `[matrix]` runs no appservice.
     #[error("[matrix] runs no appservice, so there is nothing to register: set homeserver and server_name (the registration is for the appservice only; personal logins need none)")]
     NoAppservice,
@@ -68,7 +73,7 @@ pub fn network(
             let listen: SocketAddr = config
                 .listen
                 .parse()
-                .map_err(|_| MatrixSetupError::Listen(config.listen.clone()))?;
+                .map_err(|_| MatrixSetupError::Listen("listen", config.listen.clone()))?;
             Some(AppserviceSettings {
                 homeserver: keys.homeserver.to_owned(),
                 server_name: keys.server_name.to_owned(),
@@ -86,10 +91,31 @@ pub fn network(
         max_logins: config.max_logins,
         home: format!("https://{}/", config.domain),
     });
+    let media = MediaSettings {
+        public_url: match &config.media_url {
+            Some(url) => {
+                Some(url::Url::parse(url).map_err(|_| MatrixSetupError::MediaUrl(url.clone()))?)
+            }
+            None => None,
+        },
+        listen: config
+            .media_listen
+            .parse()
+            .map_err(|_| MatrixSetupError::Listen("media_listen", config.media_listen.clone()))?,
+        max_size: config.media_max_size,
+        lifetime: Duration::from_secs(
+            config
+                .media_lifetime_days
+                .clamp(1, crate::config::MAX_LIFETIME_DAYS)
+                * 86_400,
+        ),
+        fetch_private: config.media_fetch_private,
+    };
     let settings = MatrixSettings {
         appservice,
         personal,
         member_limit: config.member_limit,
+        media,
     };
     Ok(Arc::new(MatrixNetwork::new(
         settings,
@@ -271,6 +297,47 @@ impl MatrixStore for Store {
 
     async fn forget_login(&self, user: &str) -> Result<(), StoreFailure> {
         self.forget_matrix_login(user).await.map_err(failure)
+    }
+
+    async fn offer_file(&self, file: &OfferedFile) -> Result<String, StoreFailure> {
+        let expires_at = file
+            .expires
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let offered = OfferedMedia {
+            token: file.token.clone(),
+            event_id: file.event_id.clone(),
+            owner: file.owner.clone().unwrap_or_default(),
+            source: file.source.clone(),
+            name: file.name.clone(),
+            mimetype: file.mimetype.clone(),
+            size: file.size.and_then(|size| i64::try_from(size).ok()),
+            expires_at,
+        };
+        self.offer_matrix_media(&offered).await.map_err(failure)
+    }
+
+    async fn offered_file(&self, token: &str) -> Result<Option<OfferedFile>, StoreFailure> {
+        let found = self.offered_matrix_media(token).await.map_err(failure)?;
+        Ok(found.map(|media| OfferedFile {
+            token: media.token,
+            event_id: media.event_id,
+            owner: Some(media.owner).filter(|owner| !owner.is_empty()),
+            source: media.source,
+            name: media.name,
+            mimetype: media.mimetype,
+            size: media.size.and_then(|size| u64::try_from(size).ok()),
+            expires: UNIX_EPOCH + Duration::from_secs(u64::try_from(media.expires_at).unwrap_or(0)),
+        }))
+    }
+
+    async fn withdraw_files(&self, event_id: &str) -> Result<(), StoreFailure> {
+        self.withdraw_matrix_media(event_id).await.map_err(failure)
+    }
+
+    async fn prune_files(&self) -> Result<u64, StoreFailure> {
+        self.prune_matrix_media().await.map_err(failure)
     }
 }
 

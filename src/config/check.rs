@@ -183,14 +183,11 @@ fn check_matrix_modes(matrix: &MatrixConfig, p: &mut Problems) {
         ),
         _ => {}
     }
-    if let Some(homeserver) = &matrix.homeserver {
-        match url::Url::parse(homeserver) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => p.add(
-                "matrix.homeserver",
-                format!("{homeserver:?} is not an http(s) URL"),
-            ),
-        }
+    if let Some(homeserver) = matrix.homeserver.as_ref().filter(|u| !is_web_url(u)) {
+        p.add(
+            "matrix.homeserver",
+            format!("{homeserver:?} is not an http(s) URL"),
+        );
     }
     if let Some(server_name) = &matrix.server_name {
         if !is_host_name(server_name.split(':').next().unwrap_or_default()) {
@@ -200,6 +197,7 @@ fn check_matrix_modes(matrix: &MatrixConfig, p: &mut Problems) {
             );
         }
     }
+    check_matrix_media(matrix, p);
     if matrix.homeserver.is_none() && !matrix.personal {
         p.add(
             "matrix",
@@ -219,6 +217,42 @@ fn check_matrix_modes(matrix: &MatrixConfig, p: &mut Problems) {
                 "must be at least 1 (personal = false turns personal logins off)",
             );
         }
+    }
+}
+
+/// Whether `url` is an http(s) URL with a host.
+fn is_web_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// The longest a file's link may work: ten years.
+pub(crate) const MAX_LIFETIME_DAYS: u64 = 3650;
+
+/// The file endpoint's address and limits.
+fn check_matrix_media(matrix: &MatrixConfig, p: &mut Problems) {
+    if let Some(public) = matrix.media_url.as_ref().filter(|u| !is_web_url(u)) {
+        p.add(
+            "matrix.media_url",
+            format!("{public:?} is not an http(s) URL (the public address of the file links, like https://gw.example.org/media)"),
+        );
+    }
+    if matrix.media_listen.parse::<SocketAddr>().is_err() {
+        p.add(
+            "matrix.media_listen",
+            format!(
+                "{:?} is not an address like 127.0.0.1:9994",
+                matrix.media_listen
+            ),
+        );
+    }
+    if matrix.media_max_size == 0 {
+        p.add("matrix.media_max_size", "must be at least 1 byte");
+    }
+    if !(1..=MAX_LIFETIME_DAYS).contains(&matrix.media_lifetime_days) {
+        p.add(
+            "matrix.media_lifetime_days",
+            format!("must be between 1 and {MAX_LIFETIME_DAYS} days"),
+        );
     }
 }
 

@@ -91,6 +91,9 @@ secret = "x"
 homeserver = "localhost:8008"
 server_name = "example.org"
 listen = "nowhere"
+media_url = "ftp://files.example.org"
+media_listen = "nowhere"
+media_max_size = 0
 [telegram]
 token = "x"
 "#;
@@ -111,6 +114,9 @@ token = "x"
         "matrix.domain",
         "matrix.homeserver",
         "matrix.listen",
+        "matrix.media_url",
+        "matrix.media_listen",
+        "matrix.media_max_size",
         "telegram",
     ] {
         assert!(

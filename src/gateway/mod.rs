@@ -15,6 +15,7 @@ pub mod limits;
 pub mod mam;
 pub mod muc;
 pub mod occupant_id;
+pub mod oob;
 pub(crate) mod persistent;
 pub mod register;
 pub mod rich;

@@ -189,4 +189,71 @@ pub(crate) async fn matrix_suite(store: &Store) {
     store.forget_login("bob@xmpp.test").await.unwrap();
     store.forget_login("nobody@xmpp.test").await.unwrap();
     assert_eq!(store.logins().await.unwrap(), [replaced]);
+
+    // Offered files: found by token while their link works, pruned once it expired.
+    use causeway_matrix::store::OfferedFile;
+    use std::time::SystemTime;
+    let in_a_day = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 86_400,
+        );
+    let file = OfferedFile {
+        token: "0123abcd".into(),
+        event_id: "$cat".into(),
+        owner: Some("alice@xmpp.test".into()),
+        source: "\"mxc://hs/abc\"".into(),
+        name: "cat.png".into(),
+        mimetype: Some("image/png".into()),
+        size: Some(5_000_000_000),
+        expires: in_a_day,
+    };
+    assert_eq!(store.offer_file(&file).await.unwrap(), "0123abcd");
+    // The same event's file offered to the same login again: the same link.
+    let again = OfferedFile {
+        token: "another".into(),
+        ..file.clone()
+    };
+    assert_eq!(store.offer_file(&again).await.unwrap(), "0123abcd");
+    let expired = OfferedFile {
+        token: "expired".into(),
+        event_id: "$old".into(),
+        owner: None,
+        mimetype: None,
+        size: None,
+        expires: SystemTime::now() - Duration::from_secs(1),
+        ..file.clone()
+    };
+    store.offer_file(&expired).await.unwrap();
+    assert_eq!(
+        store.offered_file("0123abcd").await.unwrap(),
+        Some(file.clone())
+    );
+    assert_eq!(store.offered_file("expired").await.unwrap(), None);
+    assert_eq!(store.offered_file("unknown").await.unwrap(), None);
+    assert_eq!(store.prune_files().await.unwrap(), 1);
+    assert!(store.offered_file("0123abcd").await.unwrap().is_some());
+    // The appservice's link to the same file is its own; a redaction withdraws both.
+    let appservice = OfferedFile {
+        token: "for the appservice".into(),
+        owner: None,
+        ..file.clone()
+    };
+    assert_eq!(
+        store.offer_file(&appservice).await.unwrap(),
+        "for the appservice"
+    );
+    assert_eq!(
+        store.offer_file(&appservice).await.unwrap(),
+        "for the appservice"
+    );
+    store.withdraw_files("$cat").await.unwrap();
+    assert_eq!(store.offered_file("0123abcd").await.unwrap(), None);
+    assert_eq!(
+        store.offered_file("for the appservice").await.unwrap(),
+        None
+    );
 }

@@ -10,6 +10,8 @@ mod archive;
 mod channels;
 #[cfg(feature = "matrix")]
 mod matrix;
+#[cfg(feature = "matrix")]
+mod matrix_media;
 
 use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -491,6 +493,8 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchivedMessage};
 pub use channels::{ChannelJoin, ChannelSettings};
 #[cfg(feature = "matrix")]
 pub use matrix::{LinkedMessage, MatrixLogin};
+#[cfg(feature = "matrix")]
+pub use matrix_media::OfferedMedia;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use causeway_bridge::conformance::Harness;
 use causeway_bridge::{Peer, RoomRef, UserRef};
 use causeway_irc::{IrcNetwork, IrcSettings, NickIdentity, ServerSettings};
-use causeway_matrix::{registration, AppserviceSettings, MatrixNetwork, MatrixSettings};
+use causeway_matrix::{
+    registration, AppserviceSettings, MatrixNetwork, MatrixSettings, MediaSettings,
+};
 use serde_json::json;
 
 use crate::harness::irc_server::{IrcKind, IrcServer};
@@ -134,6 +136,13 @@ impl MatrixHarness {
             }),
             personal: None,
             member_limit: 100,
+            media: MediaSettings {
+                public_url: None,
+                listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                max_size: 1024 * 1024,
+                lifetime: std::time::Duration::from_secs(3600),
+                fetch_private: false,
+            },
         };
         MatrixHarness {
             synapse,

@@ -25,5 +25,6 @@ mod matrix_personal;
 mod matrix_puppets;
 mod matrix_restart;
 mod matrix_server;
+mod media;
 mod native;
 mod servers;

@@ -109,17 +109,23 @@ async fn an_encrypted_room_decrypts_both_ways_and_after_a_restart() {
     scene.stop().await;
 }
 
+/// Erin's encrypted direct chat with carol, whom alice is on XMPP: a direct chat is joined
+/// at once, and is erin's JID on XMPP. (carol, erin, alice, the room, erin's JID.)
+async fn direct_chat(
+    scene: &Scene<MatrixSide>,
+) -> (MatrixClient, E2eeClient, TestClient, String, String) {
+    let (carol, erin, mut alice) = carol_erin_and_alice(scene).await;
+    let room = erin.create_encrypted_room(&[carol.user_id()], true).await;
+    let device = alice_as_carol(scene, &mut alice, &carol).await;
+    erin.wait_joined(&room, carol.user_id(), WAIT).await;
+    erin.wait_device(carol.user_id(), &device, WAIT).await;
+    (carol, erin, alice, room, format!("erin%{HS}@{GW}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_direct_chat_carries_messages_both_ways() {
     let scene = Scene::matrix().await;
-    let (carol, erin, mut alice) = carol_erin_and_alice(&scene).await;
-    let room = erin.create_encrypted_room(&[carol.user_id()], true).await;
-
-    // A direct chat is joined at once, and is erin's JID on XMPP.
-    let device = alice_as_carol(&scene, &mut alice, &carol).await;
-    erin.wait_joined(&room, carol.user_id(), WAIT).await;
-    erin.wait_device(carol.user_id(), &device, WAIT).await;
-    let erin_jid = format!("erin%{HS}@{GW}");
+    let (carol, erin, mut alice, room, erin_jid) = direct_chat(&scene).await;
     erin.send_text(&room, "just between us").await;
     assert_eq!(
         body(&chat_from(&mut alice, &erin_jid).await),
@@ -132,6 +138,53 @@ async fn an_encrypted_direct_chat_carries_messages_both_ways() {
     carol
         .next_event(&room, |e| is_encrypted_from(e, carol.user_id()), WAIT)
         .await;
+    scene.stop().await;
+}
+
+/// Files in an encrypted direct chat of a personal login: erin's encrypted file reaches
+/// alice as the gateway's link, which serves it decrypted; alice's upload goes to erin
+/// encrypted (only its key in the event), and decrypts to the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_direct_chat_carries_files_both_ways() {
+    use crate::media::{file_server, get, oob_url, png};
+    let port = crate::harness::process::free_port();
+    let scene = Scene::matrix()
+        .keys(&format!(
+            "media_url = \"http://127.0.0.1:{port}/files/\"\n\
+             media_listen = \"127.0.0.1:{port}\"\nmedia_fetch_private = true"
+        ))
+        .start()
+        .await;
+    let (carol, erin, mut alice, room, erin_jid) = direct_chat(&scene).await;
+    erin.send_file(&room, "secret.png", "image/png", png())
+        .await;
+    let got = chat_from(&mut alice, &erin_jid).await;
+    let link = body(&got).unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/files/")),
+        "{link}"
+    );
+    assert_eq!(oob_url(&got).as_deref(), Some(link.as_str()));
+    let (status, _, served) = get(&link).await;
+    assert_eq!((status, served), (200, png()));
+
+    let base = file_server([("/up/mine.png", ("image/png", png()))].into()).await;
+    let url = format!("{base}/up/mine.png");
+    let mut file = Message::chat(Some(erin_jid.parse().unwrap()));
+    file.bodies.insert(Default::default(), url.clone());
+    file.payloads.push(
+        format!("<x xmlns='jabber:x:oob'><url>{url}</url></x>")
+            .parse()
+            .unwrap(),
+    );
+    alice.send(file).await;
+    let content = erin.next_message(&room, carol.user_id(), WAIT).await;
+    assert_eq!(content["msgtype"], "m.image", "{content}");
+    assert!(
+        content.get("file").is_some() && content.get("url").is_none(),
+        "{content}"
+    );
+    assert_eq!(erin.file_of(&content).await, png());
     scene.stop().await;
 }
 

@@ -217,14 +217,7 @@ async fn an_xmpp_moderator_removes_a_matrix_message_as_a_redaction() {
         matches!(answer, xmpp_client::IqResponse::Result(_)),
         "{answer:?}"
     );
-    let refused = alice
-        .expect("the refusal", |s| match s {
-            Stanza::Message(m) if m.type_ == MessageType::Error && sender(s) == jid => {
-                Some(format!("{:?}", m.payloads))
-            }
-            _ => None,
-        })
-        .await;
+    let refused = room_notice(&mut alice, &jid).await;
     assert!(refused.contains("not removed"), "{refused}");
 
     // With it (power level 50, a moderator): removed with the reason.

@@ -1,6 +1,6 @@
 //! What the core asks of a network, on behalf of one XMPP user.
 
-use crate::{MessageKind, Peer, Privilege, Refs, RoomRef};
+use crate::{Media, MessageKind, Peer, Privilege, Refs, RoomRef};
 
 /// What the gateway core asks a network to do for one XMPP user.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,9 @@ pub enum Action {
         id: String,
         /// What it corrects or answers (networks without such things send the text).
         refs: Refs,
+        /// The file it carries (networks without attachments send the text, which holds
+        /// the address).
+        media: Option<Box<Media>>,
     },
     /// Retract (delete) one of the user's messages.
     Retract {

@@ -3,8 +3,8 @@
 use std::time::SystemTime;
 
 use crate::{
-    BridgeError, Departure, JoinFailure, ListedRoom, Member, MessageKind, Peer, Privilege, Refs,
-    RoomRef, UserRef,
+    BridgeError, Departure, JoinFailure, ListedRoom, Media, Member, MessageKind, Peer, Privilege,
+    Refs, RoomRef, UserRef,
 };
 
 /// A message of a room's history ([`Event::History`]).
@@ -151,6 +151,8 @@ pub enum Event {
         remote_id: Option<String>,
         /// What it corrects or answers.
         refs: Refs,
+        /// The file it carries; `body` holds its address too.
+        media: Option<Box<Media>>,
     },
     /// What was said in a room before the user joined, as the network keeps it, oldest
     /// first; reported before [`Event::Joined`], for the join history and the archive.

@@ -185,6 +185,7 @@ impl FakeNetwork {
                 body,
                 kind,
                 id,
+                media,
                 ..
             } => {
                 let from = state.nick_in(user, &room)?;
@@ -200,6 +201,7 @@ impl FakeNetwork {
                         own_id: (member == user).then(|| id.clone()),
                         remote_id: None,
                         refs: Refs::none(),
+                        media: media.clone(),
                     })
                     .collect()
             }
@@ -208,6 +210,7 @@ impl FakeNetwork {
                 body,
                 kind,
                 id,
+                media,
                 ..
             } => {
                 let from = state
@@ -230,6 +233,7 @@ impl FakeNetwork {
                         own_id,
                         remote_id: None,
                         refs: Refs::none(),
+                        media: media.clone(),
                     };
                 vec![message(&to, &from, None), message(user, &nick, Some(id))]
             }
@@ -370,6 +374,7 @@ mod tests {
             kind: MessageKind::Normal,
             id: "m1".into(),
             refs: Refs::none(),
+            media: None,
         };
         net.act(&alice, send).await.unwrap();
         for _ in 0..2 {

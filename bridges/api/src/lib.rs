@@ -104,6 +104,24 @@ pub enum MessageKind {
     Notice,
 }
 
+/// A file a message carries (XEP-0066 out-of-band data; a Matrix media event): where it
+/// can be fetched over HTTP(S), and what is known of it. The message's body holds the
+/// address too, for clients and networks that know no attachments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Media {
+    /// Where the file is (`https://…`).
+    pub url: String,
+    /// Its file name, when known.
+    pub name: Option<String>,
+    /// Its MIME type, when known.
+    pub mimetype: Option<String>,
+    /// Its size in bytes, when known.
+    pub size: Option<u64>,
+    /// What its sender wrote about it (a Matrix caption; XEP-0066's description), if
+    /// anything.
+    pub caption: Option<String>,
+}
+
 /// What a message refers to besides its text: the message it corrects (XEP-0308,
 /// Matrix `m.replace`) and the one it answers (XEP-0461, Matrix `m.in_reply_to`), by the id
 /// the receiving side knows them by.

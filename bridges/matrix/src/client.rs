@@ -9,6 +9,7 @@
 //! to wait before trying again, is `failure`'s.
 
 mod failure;
+mod media;
 mod once;
 
 use std::borrow::Cow;

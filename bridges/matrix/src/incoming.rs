@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use causeway_bridge::{Event, Peer, Refs, ReplyTo, UserRef};
+use causeway_bridge::{Event, MessageKind, Peer, Refs, ReplyTo, UserRef};
 use ruma::api::client::state;
 use ruma::events::room::member::MembershipState;
 use ruma::events::room::message::{OriginalRoomMessageEvent, Relation};
@@ -55,6 +55,11 @@ pub(crate) struct Incoming {
     pub seen: crate::catch_up::Seen,
     /// Who the homeserver last said was typing where.
     pub typists: crate::signals::Typists,
+    /// The links to the files received.
+    pub shelf: Arc<crate::media::Shelf>,
+    /// The XMPP user of a personal login, whose login fetches its files; `None` for the
+    /// appservice.
+    pub owner: Option<UserRef>,
 }
 
 impl Incoming {
@@ -191,16 +196,28 @@ impl Incoming {
         elsewhere: bool,
     ) -> Vec<Event> {
         let mut refs = Refs::none();
-        let (body, kind) = match &ev.content.relates_to {
+        let content = match &ev.content.relates_to {
             Some(Relation::Replacement(replacement)) => {
                 refs.replaces = Some(replacement.event_id.to_string());
-                text::readable(&replacement.new_content.msgtype)
+                &replacement.new_content.msgtype
             }
             Some(Relation::Reply(reply)) => {
                 refs.reply_to = Some(self.answered(room_id, &reply.in_reply_to.event_id).await);
-                text::readable(&ev.content.msgtype)
+                &ev.content.msgtype
             }
-            _ => text::readable(&ev.content.msgtype),
+            _ => &ev.content.msgtype,
+        };
+        // A file: the gateway's link to it, once for everyone who sees it.
+        let (body, kind, media) = match crate::media::file_of(content) {
+            Some(file) => {
+                let event_id = ev.event_id.as_str();
+                let (body, media) = self.shelf.offer(self.owner.as_ref(), event_id, &file).await;
+                (body, MessageKind::Normal, media)
+            }
+            None => {
+                let (body, kind) = text::readable(content);
+                (body, kind, None)
+            }
         };
         let time = delayed(ev.origin_server_ts);
         let event_id = ev.event_id.to_string();
@@ -225,6 +242,7 @@ impl Incoming {
                     own_id: None,
                     remote_id: Some(event_id.clone()),
                     refs: refs.clone(),
+                    media: media.clone(),
                 }
             });
         }
@@ -242,6 +260,7 @@ impl Incoming {
             own_id: None,
             remote_id: Some(event_id),
             refs,
+            media,
         }]
     }
 
@@ -392,6 +411,8 @@ impl Incoming {
         reason: Option<String>,
         elsewhere: bool,
     ) -> Vec<Event> {
+        // Whatever it was: a removed file is no longer served.
+        self.shelf.withdraw(redacted).await;
         let link = match self.links.find(room_id, redacted).await {
             Ok(Some(link)) if link.event_id == redacted => link,
             Ok(_) => {

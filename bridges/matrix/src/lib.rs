@@ -27,6 +27,7 @@ pub mod ids;
 mod incoming;
 mod links;
 mod listener;
+mod media;
 mod membership;
 mod outgoing;
 mod parts;
@@ -54,6 +55,9 @@ use tracing::info;
 
 use crate::client::Client;
 use crate::listener::Listener;
+use crate::media::serve::Endpoint;
+pub use crate::media::MediaSettings;
+use crate::media::Shelf;
 use crate::parts::{Parts, Reach};
 use crate::personal::Personal;
 use crate::puppets::Puppets;
@@ -72,6 +76,8 @@ pub struct MatrixSettings {
     pub personal: Option<PersonalSettings>,
     /// How many members a big room shows at join; the others appear when they speak.
     pub member_limit: usize,
+    /// How files cross.
+    pub media: MediaSettings,
 }
 
 /// How the application service reaches its homeserver and is reached by it.
@@ -127,6 +133,8 @@ pub struct MatrixNetwork {
     emitted: Arc<Mutex<Option<mpsc::Receiver<Event>>>>,
     /// Set once `run` has returned: actions and account requests are refused from then on.
     ended: Arc<AtomicBool>,
+    /// The endpoint Matrix files are fetched from, when links are on.
+    media: Option<Arc<Endpoint>>,
 }
 
 /// The access rule in force, one for the whole network: a configuration reload replaces it
@@ -181,6 +189,7 @@ impl MatrixNetwork {
     ) -> MatrixNetwork {
         let (emit, emitted) = mpsc::channel(4096);
         let access = Arc::new(Access::new(allowed));
+        let shelf = Arc::new(Shelf::new(settings.media.clone(), store.clone()));
         let appservice = settings.appservice.map(|appservice| {
             Arc::new(Appservice::new(
                 appservice,
@@ -189,6 +198,7 @@ impl MatrixNetwork {
                 access.clone(),
                 nicks.clone(),
                 emit.clone(),
+                shelf.clone(),
             ))
         });
         let personal = settings.personal.map(|personal| {
@@ -198,7 +208,17 @@ impl MatrixNetwork {
                 store.clone(),
                 nicks.clone(),
                 emit.clone(),
+                shelf,
             ))
+        });
+        let media = settings.media.public_url.is_some().then(|| {
+            Arc::new(Endpoint {
+                settings: settings.media.clone(),
+                store,
+                appservice: appservice.as_ref().map(|a| a.parts.incoming.client.clone()),
+                personal: personal.clone(),
+                turns: tokio::sync::Semaphore::new(media::serve::AT_ONCE),
+            })
         });
         MatrixNetwork {
             appservice,
@@ -206,6 +226,7 @@ impl MatrixNetwork {
             access,
             emitted: Arc::new(Mutex::new(Some(emitted))),
             ended: Arc::default(),
+            media,
         }
     }
 
@@ -243,6 +264,14 @@ impl MatrixNetwork {
                 None => std::future::pending().await,
             }
         };
+        let media = self.media.clone();
+        let fetching = shutdown.clone();
+        let files = async move {
+            match media {
+                Some(media) => serve_media(media, fetching).await,
+                None => std::future::pending().await,
+            }
+        };
         let forward = async {
             while let Some(event) = emitted.recv().await {
                 if ctx.events.send(event).await.is_err() {
@@ -252,11 +281,27 @@ impl MatrixNetwork {
         };
         tokio::select! {
             result = server => result?,
+            result = files => result?,
             () = forward => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
         Ok(())
     }
+}
+
+/// Serve Matrix files to XMPP users until shutdown.
+async fn serve_media(
+    endpoint: Arc<Endpoint>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), BridgeError> {
+    let listen = endpoint.settings.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        BridgeError::Unreachable(format!("cannot listen on {listen} for file links: {e}"))
+    })?;
+    info!(%listen, "Matrix file endpoint up");
+    media::serve::serve(listener, endpoint, shutdown)
+        .await
+        .map_err(|e| BridgeError::Unreachable(e.to_string()))
 }
 
 impl Appservice {
@@ -267,6 +312,7 @@ impl Appservice {
         access: Arc<Access>,
         nicks: NickRule,
         emit: mpsc::Sender<Event>,
+        shelf: Arc<Shelf>,
     ) -> Appservice {
         let AppserviceSettings {
             homeserver,
@@ -289,6 +335,8 @@ impl Appservice {
             server_name,
             member_limit,
             nicks,
+            shelf,
+            owner: None,
         };
         let parts = Parts::new(reach, store.clone(), emit);
         let api = Listener {

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 use crate::client::{Client, Retry};
 use crate::directory::Directory;
 use crate::history;
+use crate::media::Shelf;
 use crate::puppets::Puppets;
 use crate::room_state::RoomState;
 use crate::SharedRooms;
@@ -26,6 +27,8 @@ pub(crate) struct Memberships {
     directory: Arc<Directory>,
     room_state: Arc<RoomState>,
     rooms: SharedRooms,
+    /// The links to the files of the history shown at join.
+    shelf: Arc<Shelf>,
 }
 
 impl Memberships {
@@ -36,6 +39,7 @@ impl Memberships {
         directory: Arc<Directory>,
         room_state: Arc<RoomState>,
         rooms: SharedRooms,
+        shelf: Arc<Shelf>,
     ) -> Memberships {
         Memberships {
             client,
@@ -43,6 +47,7 @@ impl Memberships {
             directory,
             room_state,
             rooms,
+            shelf,
         }
     }
 
@@ -135,7 +140,10 @@ impl Memberships {
                 Ok(()) => conflict(),
             };
         }
-        let history = history::recent(&self.client, &self.rooms, &room_id, &puppet).await;
+        // A personal login's files are fetched by it; the puppets' by the appservice.
+        let owner = self.client.is_personal().then_some(user);
+        let files = (self.shelf.as_ref(), owner);
+        let history = history::recent(&self.client, &self.rooms, &room_id, &puppet, files).await;
         let entered = self.rooms.lock().expect("rooms lock").enter(
             &room_id,
             user,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_bridge::{Event, MessageKind, Peer, Refs, RoomRef, UserRef};
+use causeway_bridge::{Event, Media, MessageKind, Peer, Refs, RoomRef, UserRef};
 use ruma::api::client::redact;
 use ruma::events::MessageLikeEventType;
 use ruma::{OwnedEventId, OwnedRoomId, RoomId, TransactionId};
@@ -32,6 +32,8 @@ pub(crate) struct Message {
     pub id: String,
     /// What it corrects or answers.
     pub refs: Refs,
+    /// The file it carries, uploaded to the homeserver.
+    pub media: Option<Box<Media>>,
 }
 
 /// The send side: the puppets' messages, retractions and reactions.
@@ -49,6 +51,8 @@ pub(crate) struct Outgoing {
     pub rooms: SharedRooms,
     /// Where the puppets are shown typing.
     pub typing: crate::signals::Typing,
+    /// The limits of the files sent.
+    pub shelf: Arc<crate::media::Shelf>,
 }
 
 fn send_failed(user: &UserRef, peer: Peer, id: String, text: &str) -> Event {
@@ -154,16 +158,43 @@ impl Outgoing {
             kind,
             id,
             refs,
+            media,
         } = message;
         let (room, nick) = match self.target(user, &to).await {
             Ok(found) => found,
             Err(text) => return vec![send_failed(user, to, id, &text)],
         };
-        let mut content =
-            serde_json::to_value(text::content(&body, kind)).expect("message content is JSON");
-        if let Peer::Room(_) = &to {
-            self.mention_addressed(user, &room, &body, &mut content);
-        }
+        // A file goes as a media message; one that cannot goes as the text (its link), and
+        // the sender hears why.
+        let mut told = vec![];
+        let file = match media.as_ref().filter(|_| refs.replaces.is_none()) {
+            Some(media) => self.file_content(user, &room, media, &body).await,
+            None => Ok(None),
+        };
+        let mut content = match file {
+            Ok(Some(content)) => content,
+            Ok(None) | Err(_) => {
+                if let Err(why) = file {
+                    told.push(Event::SendFailed {
+                        user: user.clone(),
+                        peer: to.clone(),
+                        id: None,
+                        text: why,
+                    });
+                }
+                // The link goes, whatever the body says.
+                let body = match media.as_ref().filter(|m| !body.contains(&m.url)) {
+                    Some(m) => format!("{body}\n{}", m.url),
+                    None => body.clone(),
+                };
+                let mut content = serde_json::to_value(text::content(&body, kind))
+                    .expect("message content is JSON");
+                if let Peer::Room(_) = &to {
+                    self.mention_addressed(user, &room, &body, &mut content);
+                }
+                content
+            }
+        };
         self.stopped_typing(user, &room).await;
         if let Some(corrected) = &refs.replaces {
             let Some(original) = self.links.event_for(&room, corrected).await else {
@@ -198,25 +229,49 @@ impl Outgoing {
         self.links
             .link(&room, &id, sent.as_str(), puppet.as_str())
             .await;
-        match to {
-            Peer::Room(_) => vec![Event::Message {
-                user: user.clone(),
-                peer: to,
-                from: nick,
-                body,
-                kind,
-                time: None,
-                own_id: Some(id),
-                remote_id: Some(sent.to_string()),
-                refs,
-            }],
-            // The homeserver has it: a receipt, for a client that asked.
-            Peer::User { .. } => vec![Event::Delivered {
-                user: user.clone(),
-                peer: to,
-                id,
-            }],
-        }
+        let media = media.filter(|_| told.is_empty());
+        told.insert(
+            0,
+            match to {
+                Peer::Room(_) => Event::Message {
+                    user: user.clone(),
+                    peer: to,
+                    from: nick,
+                    body,
+                    kind,
+                    time: None,
+                    own_id: Some(id),
+                    remote_id: Some(sent.to_string()),
+                    refs,
+                    media,
+                },
+                // The homeserver has it: a receipt, for a client that asked.
+                Peer::User { .. } => Event::Delivered {
+                    user: user.clone(),
+                    peer: to,
+                    id,
+                },
+            },
+        );
+        told
+    }
+
+    /// The media message for the file the user sends, `None` when it is no file (a
+    /// correction's); why it could not be made, as the sender reads it.
+    async fn file_content(
+        &self,
+        user: &UserRef,
+        room: &RoomId,
+        media: &Media,
+        body: &str,
+    ) -> Result<Option<Value>, String> {
+        let puppet = self.puppets.id(user);
+        let settings = self.shelf.settings();
+        let _turn = self.shelf.sending_turn().await;
+        let made =
+            crate::media::upload::content(&self.client, settings, room, &puppet, media, body).await;
+        made.map(Some)
+            .map_err(|why| format!("Your file went to Matrix as a link, not as a file: {why}"))
     }
 
     /// Retract one of the user's messages (a redaction); reflected in a room.

@@ -5,13 +5,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use causeway_bridge::Event;
+use causeway_bridge::{Event, UserRef};
 use tokio::sync::mpsc;
 
 use crate::client::Client;
 use crate::directory::Directory;
 use crate::incoming::Incoming;
 use crate::links::MessageLinks;
+use crate::media::Shelf;
 use crate::membership::Memberships;
 use crate::outgoing::Outgoing;
 use crate::puppets::Puppets;
@@ -44,6 +45,10 @@ pub(crate) struct Reach {
     pub member_limit: usize,
     /// What the gateway accepts as a nick.
     pub nicks: NickRule,
+    /// The links to the files received; the limits of those sent.
+    pub shelf: Arc<Shelf>,
+    /// The XMPP user of a personal login; `None` for the appservice.
+    pub owner: Option<UserRef>,
 }
 
 impl Parts {
@@ -59,6 +64,8 @@ impl Parts {
             server_name,
             member_limit,
             nicks,
+            shelf,
+            owner,
         } = reach;
         let rooms = Arc::new(Mutex::new(Rooms::new(member_limit, nicks)));
         let links = Arc::new(MessageLinks::new(store.clone()));
@@ -81,6 +88,7 @@ impl Parts {
                 directory.clone(),
                 room_state.clone(),
                 rooms.clone(),
+                shelf.clone(),
             )),
             room_state,
             outgoing: Arc::new(Outgoing {
@@ -90,6 +98,7 @@ impl Parts {
                 directory: directory.clone(),
                 rooms: rooms.clone(),
                 typing: Default::default(),
+                shelf: shelf.clone(),
             }),
             directory: directory.clone(),
             joins: joins.clone(),
@@ -104,6 +113,8 @@ impl Parts {
             emit,
             seen: Default::default(),
             typists: Default::default(),
+            shelf,
+            owner,
         };
         Parts {
             workers: Workers::new(performer),

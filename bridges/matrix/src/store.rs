@@ -23,6 +23,27 @@ pub struct MessageLink {
     pub sender: String,
 }
 
+/// A Matrix file offered to XMPP users behind one of the gateway's links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFile {
+    /// The link's random token.
+    pub token: String,
+    /// The Matrix event that carried it.
+    pub event_id: String,
+    /// The XMPP user (bare JID) whose personal login fetches it; `None` for the appservice.
+    pub owner: Option<String>,
+    /// The file's Matrix source (JSON: an `mxc://` address, or an encrypted file).
+    pub source: String,
+    /// Its file name.
+    pub name: String,
+    /// Its MIME type, when known.
+    pub mimetype: Option<String>,
+    /// Its size in bytes, when known.
+    pub size: Option<u64>,
+    /// Until when the link works.
+    pub expires: std::time::SystemTime,
+}
+
 /// A user's personal Matrix login, kept between runs so that a restart needs no new device.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SavedLogin {
@@ -99,4 +120,13 @@ pub trait MatrixStore: Send + Sync + std::fmt::Debug + 'static {
     async fn logins(&self) -> Result<Vec<SavedLogin>, StoreFailure>;
     /// Forget the user's login (logged out).
     async fn forget_login(&self, user: &str) -> Result<(), StoreFailure>;
+    /// Keep a file offered under its token; the token in force: the one the event's file
+    /// was offered under to that login before (its expiry renewed), else this one.
+    async fn offer_file(&self, file: &OfferedFile) -> Result<String, StoreFailure>;
+    /// Withdraw the links to the file of a redacted event.
+    async fn withdraw_files(&self, event_id: &str) -> Result<(), StoreFailure>;
+    /// The file offered under `token`, while its link works.
+    async fn offered_file(&self, token: &str) -> Result<Option<OfferedFile>, StoreFailure>;
+    /// Forget the files whose links have expired; how many.
+    async fn prune_files(&self) -> Result<u64, StoreFailure>;
 }

@@ -124,12 +124,14 @@ impl Performer {
                 kind,
                 id,
                 refs,
+                media,
             } => {
                 let message = Message {
                     body,
                     kind,
                     id,
                     refs,
+                    media,
                 };
                 self.outgoing.send(user, to, message).await
             }

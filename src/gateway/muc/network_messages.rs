@@ -14,6 +14,7 @@ use tokio_xmpp::Stanza;
 use super::{new_id, Effects, Muc, RoomState};
 use crate::gateway::mam::{new_stanza_id, stanza_id_element};
 use crate::gateway::occupant_id;
+use crate::gateway::oob;
 use crate::gateway::rich;
 use crate::gateway::stanzas::{delay, error, message, message_error, nc};
 use crate::store::ArchivedMessage;
@@ -31,12 +32,14 @@ impl Muc {
             own_id,
             remote_id,
             refs,
+            media,
             ..
         } = event
         else {
             return;
         };
         let key = Self::key(user, &room);
+        let file = media.as_deref().map(oob::element);
         let Some(state) = self.rooms.get_mut(&key) else {
             return;
         };
@@ -92,6 +95,7 @@ impl Muc {
                 msg.payloads.push(delay.into());
             }
             msg.payloads.push(sender_id.clone());
+            msg.payloads.extend(file.clone());
             Some(msg.into())
         });
     }
@@ -134,6 +138,7 @@ impl Muc {
             own_id,
             remote_id,
             refs,
+            media,
             ..
         } = event
         else {
@@ -159,6 +164,7 @@ impl Muc {
             &text,
         );
         rich::mark_refs(&mut msg, &text, &refs, None);
+        msg.payloads.extend(media.as_deref().map(oob::element));
         if let Some(delay) = time.and_then(|t| delay(sender.into(), t)) {
             msg.payloads.push(delay.into());
         }
@@ -324,6 +330,8 @@ impl Muc {
 
     /// A message the network could not deliver: an error from the room to its joined
     /// resources (servers drop errors addressed to a bare JID), or from the remote user.
+    /// Without the message's id, a client has no message to mark (Conversations drops such
+    /// an error): the failure is a notice instead, [`Muc::notice`].
     pub(super) fn send_failed(
         &self,
         fx: &mut Effects,
@@ -332,6 +340,9 @@ impl Muc {
         id: Option<String>,
         text: String,
     ) {
+        if id.is_none() {
+            return self.notice(fx, user, peer, &text);
+        }
         match peer {
             Peer::Room(room) => self.broadcast(fx, &user, &room, |state, to| {
                 let err = error(ErrorType::Cancel, DefinedCondition::NotAcceptable, &text);
@@ -343,6 +354,23 @@ impl Muc {
                     fx.stanzas
                         .push(message_error(to.into(), user.into(), id, err));
                 }
+            }
+        }
+    }
+}
+
+impl Muc {
+    /// The gateway's word about a conversation: in a room, a message from the room itself
+    /// (XEP-0045's room messages, which every client shows in the room); about a person, a
+    /// message from their network's server JID, which is where the gateway speaks.
+    fn notice(&self, fx: &mut Effects, user: BareJid, peer: Peer, text: &str) {
+        match peer {
+            Peer::Room(room) => self.broadcast(fx, &user, &room, |state, to| {
+                let from = state.room_jid()?;
+                Some(message(MessageType::Groupchat, from, to, Some(new_id()), text).into())
+            }),
+            Peer::User { server, nick } => {
+                self.server_text(fx, user, &server, &format!("To {nick}: {text}"))
             }
         }
     }

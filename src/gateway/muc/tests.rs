@@ -150,6 +150,7 @@ fn a_second_resource_gets_the_state_without_a_new_join() {
         own_id: None,
         remote_id: None,
         refs: causeway_bridge::Refs::none(),
+        media: None,
     });
     assert_eq!(fx.stanzas.len(), 2);
 }
@@ -251,6 +252,7 @@ fn messages_need_a_joined_resource_and_reflections_keep_origin_id() {
         own_id: Some("m1".into()),
         remote_id: None,
         refs: causeway_bridge::Refs::none(),
+        media: None,
     });
     let Some(Stanza::Message(reflected)) = fx.stanzas.first() else {
         panic!()
@@ -421,6 +423,7 @@ fn a_persistent_channel_keeps_the_puppet_when_the_last_resource_leaves() {
         own_id: None,
         remote_id: None,
         refs: causeway_bridge::Refs::none(),
+        media: None,
     });
     assert_eq!(fx.archive.len(), 1);
     assert!(fx.stanzas.is_empty());
@@ -524,6 +527,7 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
         own_id: None,
         remote_id: None,
         refs: causeway_bridge::Refs::none(),
+        media: None,
     });
     assert!(fx.archive.is_empty());
     assert_eq!(fx.stanzas.len(), 1);

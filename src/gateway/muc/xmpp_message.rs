@@ -10,8 +10,8 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::{new_id, Effects, Muc, OnError, Request};
 use crate::address::IrcAddress;
-use crate::gateway::rich;
 use crate::gateway::stanzas::{error, message_error};
+use crate::gateway::{oob, rich};
 
 /// A client's message, taken apart once.
 struct Sent {
@@ -259,6 +259,7 @@ fn send_action(rich: bool, msg: &Message, body: String, to: Peer, id: String) ->
         kind,
         id,
         refs,
+        media: oob::media(msg).map(Box::new),
     }
 }
 

@@ -61,8 +61,8 @@ struct Seen {
 #[derive(Debug)]
 struct Line {
     sender: String,
-    /// The body of a decrypted (or plain) `m.room.message`; `None` for anything else.
-    text: Option<String>,
+    /// The content of a decrypted (or plain) `m.room.message`; `None` for anything else.
+    content: Option<Value>,
     /// What it was, for the failure message of a wait.
     summary: String,
 }
@@ -160,14 +160,55 @@ impl E2eeClient {
     /// `timeout`: first among those buffered, then from the sync. Anything else stays
     /// buffered; the panic on timeout lists it (undecryptable events among it).
     pub async fn next_text(&self, room: &str, sender: &str, timeout: Duration) -> String {
+        let content = self.next_message(room, sender, timeout).await;
+        content["body"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Send a file as Element does (encrypted when the room is); its event id.
+    pub async fn send_file(&self, room: &str, name: &str, mimetype: &str, data: Vec<u8>) -> String {
+        let id = room_id(room);
+        let joined = self.sdk.get_room(&id).expect("a known room");
+        let mime: mime::Mime = mimetype.parse().unwrap();
+        let config = matrix_sdk::attachment::AttachmentConfig::new();
+        let sent = joined
+            .send_attachment(name, &mime, data, config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot send a file to {room}: {e}", self.user_id()));
+        sent.event_id.to_string()
+    }
+
+    /// The content of the file a message's `content` carries, decrypted.
+    pub async fn file_of(&self, content: &Value) -> Vec<u8> {
+        use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+        use matrix_sdk::ruma::events::room::MediaSource;
+        let source = match content.get("file") {
+            Some(file) => {
+                MediaSource::Encrypted(Box::new(serde_json::from_value(file.clone()).unwrap()))
+            }
+            None => MediaSource::Plain(serde_json::from_value(content["url"].clone()).unwrap()),
+        };
+        let request = MediaRequestParameters {
+            source,
+            format: MediaFormat::File,
+        };
+        self.sdk
+            .media()
+            .get_media_content(&request, false)
+            .await
+            .unwrap()
+    }
+
+    /// The content of the next `m.room.message` from `sender` in `room`, decrypted, within
+    /// `timeout`, as [`E2eeClient::next_text`] waits.
+    pub async fn next_message(&self, room: &str, sender: &str, timeout: Duration) -> Value {
         let found = self
             .wait(timeout, || async {
                 let mut seen = self.seen.lock().unwrap();
                 let lines = seen.rooms.get_mut(room)?;
                 let at = lines
                     .iter()
-                    .position(|l| l.sender == sender && l.text.is_some())?;
-                lines.remove(at)?.text
+                    .position(|l| l.sender == sender && l.content.is_some())?;
+                lines.remove(at)?.content
             })
             .await;
         found.unwrap_or_else(|| {
@@ -365,9 +406,7 @@ impl Line {
         let json: Value = event.raw().deserialize_as().unwrap_or_default();
         let sender = json["sender"].as_str().unwrap_or_default().to_owned();
         let kind = json["type"].as_str().unwrap_or_default();
-        let text = (kind == "m.room.message")
-            .then(|| json["content"]["body"].as_str().map(str::to_owned))
-            .flatten();
+        let content = (kind == "m.room.message").then(|| json["content"].clone());
         let summary = if event.kind.is_utd() {
             format!("undecryptable {kind} from {sender}")
         } else {
@@ -375,7 +414,7 @@ impl Line {
         };
         Line {
             sender,
-            text,
+            content,
             summary,
         }
     }

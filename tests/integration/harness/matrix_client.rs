@@ -113,6 +113,50 @@ impl MatrixClient {
         self.send(room_id, "m.room.message", content).await
     }
 
+    /// Upload a file to the media repository; returns its `mxc://` address.
+    pub async fn upload(&self, data: Vec<u8>, content_type: &str) -> String {
+        let url = self.base.join("_matrix/media/v3/upload").unwrap();
+        let answer = self
+            .http
+            .post(url)
+            .bearer_auth(&self.access_token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "upload: {}", answer.status());
+        let answer: Value = answer.json().await.unwrap();
+        answer["content_uri"].as_str().unwrap().to_owned()
+    }
+
+    /// The content of the file at `mxc` (authenticated media) and its content type.
+    pub async fn download(&self, mxc: &str) -> (Vec<u8>, String) {
+        let path = mxc.strip_prefix("mxc://").expect("an mxc:// address");
+        let url = self
+            .base
+            .join(&format!("_matrix/client/v1/media/download/{path}"))
+            .unwrap();
+        let answer = self
+            .http
+            .get(url)
+            .bearer_auth(&self.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "download: {}",
+            answer.status()
+        );
+        let kind = answer
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|t| t.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (answer.bytes().await.unwrap().to_vec(), kind)
+    }
+
     /// Send a message event of any type; returns its event id.
     pub async fn send(&self, room_id: &str, event_type: &str, content: Value) -> String {
         let txn = txn_id();

@@ -147,6 +147,19 @@ async fn next_groupchat(client: &mut TestClient, from: &str, history_too: bool) 
         .await
 }
 
+/// The text of the next message from the room itself (`room`, its bare JID): the gateway's
+/// notices about it.
+pub async fn room_notice(client: &mut TestClient, room: &str) -> String {
+    client
+        .expect(&format!("a notice from {room}"), |s| match s {
+            Stanza::Message(m) if m.type_ == MessageType::Groupchat && sender(s) == room => {
+                body(m).map(str::to_owned)
+            }
+            _ => None,
+        })
+        .await
+}
+
 /// The room JID of the next XEP-0249 invitation.
 pub async fn invitation(client: &mut TestClient) -> String {
     client

@@ -24,6 +24,7 @@ fn send(to: Peer, body: &str, kind: MessageKind, id: &str) -> Action {
         kind,
         id: id.into(),
         refs: Refs::none(),
+        media: None,
     }
 }
 

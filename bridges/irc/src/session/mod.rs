@@ -206,6 +206,7 @@ impl Session {
             own_id,
             remote_id: self.line_id(),
             refs: causeway_bridge::Refs::none(),
+            media: None,
         })
         .await;
     }

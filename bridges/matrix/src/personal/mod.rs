@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::client::Client;
+use crate::media::Shelf;
 use crate::parts::{Parts, Reach};
 use crate::puppets::Puppets;
 use crate::store::{MatrixStore, SavedLogin};
@@ -69,6 +70,8 @@ pub(crate) struct Personal {
     stopped: AtomicBool,
     /// The HTTP client of every login (matrix-sdk's and the gateway's own requests).
     http: reqwest::Client,
+    /// The links to the files the logins receive.
+    shelf: Arc<Shelf>,
 }
 
 /// The nick rule, shown as such in debug output.
@@ -88,8 +91,10 @@ impl Personal {
         store: Arc<dyn MatrixStore>,
         nicks: NickRule,
         emit: mpsc::Sender<Event>,
+        shelf: Arc<Shelf>,
     ) -> Personal {
         Personal {
+            shelf,
             settings,
             member_limit,
             store,
@@ -285,6 +290,8 @@ impl Personal {
             server_name: account.server_name().to_string(),
             member_limit: self.member_limit,
             nicks: self.nicks.0.clone(),
+            shelf: self.shelf.clone(),
+            owner: Some(user.clone()),
         };
         let login = Arc::new(Login {
             parts: Parts::new(reach, self.store.clone(), self.emit.clone()),

@@ -39,6 +39,7 @@ fn said(from: &str) -> Event {
         own_id: None,
         remote_id: None,
         refs: causeway_bridge::Refs::none(),
+        media: None,
     }
 }
 

@@ -145,6 +145,7 @@ impl Session {
             own_id: None,
             remote_id: self.line_id(),
             refs: causeway_bridge::Refs::none(),
+            media: None,
         };
         self.emit(event).await;
     }

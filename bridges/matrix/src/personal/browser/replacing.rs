@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::fake::FakeOAuth;
 use crate::personal::Personal;
-use crate::store::{MatrixStore, MessageLink, SavedLogin, StoreFailure};
+use crate::store::{MatrixStore, MessageLink, OfferedFile, SavedLogin, StoreFailure};
 use crate::PersonalSettings;
 
 /// The logins table; the rest of the bridge's state is not used here and keeps nothing.
@@ -58,6 +58,18 @@ impl MatrixStore for Logins {
     }
     async fn set_direct_room(&self, _: &str, _: &str, _: &str) -> Result<(), StoreFailure> {
         Ok(())
+    }
+    async fn offer_file(&self, file: &OfferedFile) -> Result<String, StoreFailure> {
+        Ok(file.token.clone())
+    }
+    async fn withdraw_files(&self, _: &str) -> Result<(), StoreFailure> {
+        Ok(())
+    }
+    async fn offered_file(&self, _: &str) -> Result<Option<OfferedFile>, StoreFailure> {
+        Ok(None)
+    }
+    async fn prune_files(&self) -> Result<u64, StoreFailure> {
+        Ok(0)
     }
     async fn direct_room_parties(&self, _: &str) -> Result<Vec<(String, String)>, StoreFailure> {
         Ok(Vec::new())
@@ -141,7 +153,18 @@ async fn a_session_is_replaced_only_once_the_new_browser_login_is_done() {
         home: "https://matrix.example.org/".into(),
     };
     let nicks: crate::NickRule = Arc::new(|nick: &str| Some(nick.to_owned()));
-    let personal = Arc::new(Personal::new(settings, 100, logins.clone(), nicks, emit));
+    let shelf = Arc::new(crate::media::Shelf::new(
+        crate::media::MediaSettings::unlinked(),
+        logins.clone(),
+    ));
+    let personal = Arc::new(Personal::new(
+        settings,
+        100,
+        logins.clone(),
+        nicks,
+        emit,
+        shelf,
+    ));
     let everyone: crate::Allowed = Arc::new(|_: &UserRef| true);
     personal.restore(&everyone).await;
     let user = UserRef("alice@example.org".into());
