@@ -89,7 +89,11 @@ fn gateway_name(network: NetworkKind) -> &'static str {
 
 /// disco#info of a room: a public, persistent-looking IRC channel with an archive; with
 /// `rich`, a Matrix room that also takes corrections, replies, retractions and reactions.
-pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp::minidom::Element {
+pub fn room_info(
+    name: &str,
+    occupants: Option<(usize, Option<&str>)>,
+    rich: bool,
+) -> tokio_xmpp::minidom::Element {
     use tokio_xmpp::minidom::Element;
     let nc = super::stanzas::nc;
     let mut query = Element::builder("query", ns::DISCO_INFO).append(
@@ -114,6 +118,7 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
     .into_iter()
     .chain(rich.then_some(super::rich::FEATURES).into_iter().flatten())
     .chain(rich.then_some(super::muc::CHAT_MARKERS))
+    .chain(rich.then_some(super::muc::VCARD))
     {
         query = query.append(
             Element::builder("feature", ns::DISCO_INFO)
@@ -121,7 +126,7 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
                 .build(),
         );
     }
-    if let Some(count) = occupants {
+    if let Some((count, avatar)) = occupants {
         let x = "jabber:x:data";
         let field = |var: &'static str, value: String| {
             Element::builder("field", x)
@@ -137,6 +142,7 @@ pub fn room_info(name: &str, occupants: Option<usize>, rich: bool) -> tokio_xmpp
                     "http://jabber.org/protocol/muc#roominfo".into(),
                 ))
                 .append(field("muc#roominfo_occupants", count.to_string()))
+                .append_all(avatar.map(|hash| field("muc#roominfo_avatarhash", hash.into())))
                 .build(),
         );
     }

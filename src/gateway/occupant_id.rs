@@ -152,6 +152,7 @@ mod tests {
             nick: nick.into(),
             privilege: Privilege::None,
             id: Some("~u@gateway.host".into()),
+            picture: None,
         };
         let first = ids.admit(&room("#a"), bob("bob"), |_| false);
         let plain = ids.of(&room("#a"), Some("~u@gateway.host"), "x");

@@ -6,6 +6,7 @@
 
 mod adhoc;
 mod architecture;
+mod avatars;
 mod cli;
 mod component;
 mod conformance;

@@ -3,8 +3,8 @@
 use std::time::SystemTime;
 
 use crate::{
-    BridgeError, Departure, JoinFailure, ListedRoom, Media, Member, MessageKind, Peer, Privilege,
-    Refs, RoomRef, UserRef,
+    BridgeError, Departure, JoinFailure, ListedRoom, Media, Member, MessageKind, Peer, Picture,
+    Privilege, Refs, RoomRef, UserRef,
 };
 
 /// A message of a room's history ([`Event::History`]).
@@ -106,6 +106,26 @@ pub enum Event {
         in_use: bool,
         /// The network's own words.
         text: String,
+    },
+    /// A member's picture is known, or changed (`None`: they have none now).
+    MemberPicture {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// Who.
+        nick: String,
+        /// The picture.
+        picture: Option<Picture>,
+    },
+    /// A room's picture is known, or changed (`None`: it has none now).
+    RoomPicture {
+        /// Whose puppet saw it.
+        user: UserRef,
+        /// The room.
+        room: RoomRef,
+        /// The picture.
+        picture: Option<Picture>,
     },
     /// A member went away or came back (IRCv3 away-notify).
     MemberAway {
@@ -356,6 +376,8 @@ impl Event {
             | Event::Left { user, .. }
             | Event::MemberJoined { user, .. }
             | Event::MemberLeft { user, .. }
+            | Event::MemberPicture { user, .. }
+            | Event::RoomPicture { user, .. }
             | Event::NickChanged { user, .. }
             | Event::NickRefused { user, .. }
             | Event::MemberAway { user, .. }

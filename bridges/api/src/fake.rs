@@ -135,6 +135,7 @@ impl FakeNetwork {
                         nick: n.clone(),
                         privilege: Privilege::None,
                         id: Some(u.0.clone()),
+                        picture: None,
                     })
                     .collect();
                 let mut out = vec![Event::Joined {
@@ -149,6 +150,7 @@ impl FakeNetwork {
                         nick: nick.clone(),
                         privilege: Privilege::None,
                         id: Some(user.0.clone()),
+                        picture: None,
                     };
                     out.push(Event::MemberJoined {
                         user: other.clone(),

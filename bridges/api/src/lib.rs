@@ -197,6 +197,8 @@ pub struct Member {
     /// account, else `user@host`), when the network knows: the gateway derives their
     /// XEP-0421 occupant-id from it, so that it survives nick changes and restarts.
     pub id: Option<String>,
+    /// Their picture, once the network has it ([`Event::MemberPicture`] brings it later).
+    pub picture: Option<Picture>,
 }
 
 impl Member {
@@ -206,7 +208,50 @@ impl Member {
             nick: nick.into(),
             privilege,
             id: None,
+            picture: None,
         }
+    }
+}
+
+/// A picture (a person's or a room's avatar), small: its image, its type, and the SHA-1 of
+/// the image (hex), by which clients keep it (XEP-0153, XEP-0084).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Picture {
+    /// The image.
+    pub data: std::sync::Arc<[u8]>,
+    /// Its MIME type (`image/png`).
+    pub mimetype: String,
+    /// The SHA-1 of `data`, in lower-case hex.
+    pub sha1: String,
+}
+
+impl Picture {
+    /// The picture of `data`, of type `mimetype`.
+    pub fn new(data: impl Into<std::sync::Arc<[u8]>>, mimetype: impl Into<String>) -> Picture {
+        use sha1::Digest;
+        let data = data.into();
+        let sha1 = sha1::Sha1::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Picture {
+            data,
+            mimetype: mimetype.into(),
+            sha1,
+        }
+    }
+}
+
+impl fmt::Debug for Picture {
+    // The image stays out of debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Picture({}, {} bytes, {})",
+            self.mimetype,
+            self.data.len(),
+            self.sha1
+        )
     }
 }
 

@@ -173,6 +173,7 @@ impl Channel {
                 nick: m.nick.clone(),
                 privilege: highest(rules, &m.modes),
                 id: m.id.as_deref().map(str::to_owned),
+                picture: None,
             })
             .collect()
     }

@@ -60,6 +60,8 @@ pub(crate) struct Incoming {
     /// The XMPP user of a personal login, whose login fetches its files; `None` for the
     /// appservice.
     pub owner: Option<UserRef>,
+    /// The avatars' pictures.
+    pub pictures: Arc<crate::pictures::Pictures>,
 }
 
 impl Incoming {
@@ -97,6 +99,9 @@ impl Incoming {
         };
         let room_id = event.room_id().to_owned();
         let sender = event.sender().to_string();
+        // Avatars to fetch once the events are told (a new member's picture comes after
+        // the member).
+        let mut later = Vec::new();
         let events = match event {
             AnyTimelineEvent::State(AnyStateEvent::RoomMember(StateEvent::Original(ev))) => {
                 let target = ev.state_key.to_string();
@@ -123,16 +128,26 @@ impl Incoming {
                             MembershipState::Ban => Membership::Ban,
                             _ => Membership::Leave,
                         };
+                        let joined = matches!(membership, Membership::Join { .. });
                         let change = Change {
                             target: &target,
                             sender: &sender,
                             membership,
                             reason: content.reason,
                         };
-                        self.rooms
-                            .lock()
-                            .expect("rooms lock")
-                            .membership(&room_id, change)
+                        let mut rooms = self.rooms.lock().expect("rooms lock");
+                        let mut events = rooms.membership(&room_id, change);
+                        if joined {
+                            let avatar = content.avatar_url.map(|url| url.to_string());
+                            events.extend(avatar_changed(
+                                &mut rooms,
+                                &room_id,
+                                Some(&target),
+                                avatar,
+                                &mut later,
+                            ));
+                        }
+                        events
                     }
                     _ => return,
                 }
@@ -142,6 +157,11 @@ impl Incoming {
                 .lock()
                 .expect("rooms lock")
                 .topic(&room_id, &sender, ev.content.topic),
+            AnyTimelineEvent::State(AnyStateEvent::RoomAvatar(StateEvent::Original(ev))) => {
+                let avatar = ev.content.url.map(|url| url.to_string());
+                let mut rooms = self.rooms.lock().expect("rooms lock");
+                avatar_changed(&mut rooms, &room_id, None, avatar, &mut later)
+            }
             AnyTimelineEvent::State(AnyStateEvent::RoomPowerLevels(StateEvent::Original(ev))) => {
                 let Ok(power) = serde_json::to_value(&ev.content) else {
                     return;
@@ -186,6 +206,7 @@ impl Incoming {
                 return;
             }
         }
+        self.pictures.fetch(room_id, later);
     }
 
     async fn on_message(
@@ -496,5 +517,29 @@ impl Incoming {
             reason,
         };
         let _ = self.emit.send(event).await;
+    }
+}
+
+/// The avatar of a member (`member` none: of the room) is now `avatar`: if it changed, a
+/// new one is to be fetched (`later`), and a removed one's picture is gone at once.
+fn avatar_changed(
+    rooms: &mut crate::rooms::Rooms,
+    room: &RoomId,
+    member: Option<&str>,
+    avatar: Option<String>,
+    later: &mut Vec<crate::rooms::Wanted>,
+) -> Vec<Event> {
+    let changed = match member {
+        Some(id) => rooms.set_member_avatar(room, id, avatar.clone()),
+        None => rooms.set_room_avatar(room, avatar.clone()),
+    };
+    match (changed, avatar) {
+        (false, _) => vec![],
+        (true, Some(avatar)) => {
+            let member = member.map(str::to_owned);
+            later.push(crate::rooms::Wanted { member, avatar });
+            vec![]
+        }
+        (true, None) => rooms.picture_removed(room, member),
     }
 }

@@ -32,6 +32,7 @@ mod membership;
 mod outgoing;
 mod parts;
 mod personal;
+mod pictures;
 mod puppets;
 pub mod registration;
 mod room_state;

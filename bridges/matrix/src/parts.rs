@@ -15,6 +15,7 @@ use crate::links::MessageLinks;
 use crate::media::Shelf;
 use crate::membership::Memberships;
 use crate::outgoing::Outgoing;
+use crate::pictures::Pictures;
 use crate::puppets::Puppets;
 use crate::room_state::RoomState;
 use crate::rooms::Rooms;
@@ -81,6 +82,7 @@ impl Parts {
             rooms.clone(),
         ));
         let joins = Arc::new(JoinsInProgress::new());
+        let pictures = Arc::new(Pictures::new(client.clone(), rooms.clone(), emit.clone()));
         let performer = Performer {
             membership: Arc::new(Memberships::new(
                 client.clone(),
@@ -103,6 +105,7 @@ impl Parts {
             directory: directory.clone(),
             joins: joins.clone(),
             emit: emit.clone(),
+            pictures: pictures.clone(),
         };
         let incoming = Incoming {
             client,
@@ -115,6 +118,7 @@ impl Parts {
             typists: Default::default(),
             shelf,
             owner,
+            pictures,
         };
         Parts {
             workers: Workers::new(performer),

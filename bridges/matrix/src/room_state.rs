@@ -56,18 +56,23 @@ impl RoomState {
         let power = self
             .json(room_id, puppet, StateEventType::RoomPowerLevels)
             .await;
+        let room_avatar = self
+            .json(room_id, puppet, StateEventType::RoomAvatar)
+            .await
+            .and_then(|avatar| Some(avatar["url"].as_str()?.to_owned()));
+        let avatars: Vec<(String, String)> = members
+            .joined
+            .iter()
+            .filter_map(|(id, m)| Some((id.to_string(), m.avatar_url.as_ref()?.to_string())))
+            .collect();
         let members = members
             .joined
             .into_iter()
             .map(|(id, m)| (id.to_string(), m.display_name))
             .collect();
-        self.rooms.lock().expect("rooms lock").load(
-            room_id,
-            members,
-            puppet.as_str(),
-            topic,
-            power.as_ref(),
-        );
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        rooms.load(room_id, members, puppet.as_str(), topic, power.as_ref());
+        rooms.set_avatars(room_id, room_avatar, avatars);
         Ok(())
     }
 

@@ -9,9 +9,11 @@ use ruma::{OwnedRoomId, RoomId};
 
 use crate::NickRule;
 use nicks::{fold, Nicks};
+pub use pictures::Wanted;
 use room::{Room, Seat};
 
 mod nicks;
+mod pictures;
 mod room;
 
 /// A member's new membership.

@@ -62,6 +62,8 @@ pub(crate) struct Performer {
     pub joins: Arc<JoinsInProgress>,
     /// Events for the core.
     pub emit: mpsc::Sender<Event>,
+    /// The avatars' pictures, fetched once a user has joined.
+    pub pictures: Arc<crate::pictures::Pictures>,
 }
 
 /// Actions one user may have waiting before the core waits for their worker.
@@ -100,10 +102,20 @@ impl Perform for Performer {
         if join {
             self.joins.finished();
         }
+        let mut entered = None;
         for event in events {
+            if let Event::Joined { room, .. } = &event {
+                entered = Some(room.clone());
+            }
             if self.emit.send(event).await.is_err() {
                 return false;
             }
+        }
+        // Once the user is in (and told), the pictures: the room's now if known, the
+        // others as they come.
+        let picture = entered.and_then(|room| self.pictures.joined(user, &room));
+        if let Some(event) = picture {
+            return self.emit.send(event).await.is_ok();
         }
         true
     }

@@ -17,6 +17,7 @@ mod listing;
 mod network_connection;
 mod network_members;
 mod network_messages;
+mod pictures;
 mod receipts;
 mod signals;
 
@@ -27,7 +28,8 @@ mod xmpp_presence;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use causeway_bridge::{Action, Event, Member, Peer, RoomRef, UserRef};
+use causeway_bridge::{Action, Event, Member, Peer, Picture, RoomRef, UserRef};
+pub use pictures::VCARD;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::Message;
@@ -126,6 +128,8 @@ struct RoomState {
     /// every message (each takes stringprep).
     jid: Option<BareJid>,
     last_speaker: Option<(String, Jid)>,
+    /// The room's picture, once the network brought it.
+    picture: Option<Picture>,
 }
 
 impl RoomState {
@@ -150,6 +154,7 @@ impl RoomState {
             persistent: false,
             record,
             last_speaker: None,
+            picture: None,
         }
     }
 
@@ -172,9 +177,11 @@ impl RoomState {
             .unwrap_or_else(|| self.ids.of(&self.room, None, nick))
     }
 
-    /// `stanza` from `nick`'s occupant JID, with their occupant-id.
+    /// `stanza` from `nick`'s occupant JID, with their occupant-id (and, for a presence,
+    /// their picture's hash).
     fn stamped(&self, nick: &str, stanza: Stanza) -> Stanza {
-        occupant_id::stamp(stanza, &self.occupant_id(nick))
+        let stanza = occupant_id::stamp(stanza, &self.occupant_id(nick));
+        self.with_photo(nick, stanza)
     }
 
     /// `members` as the room keeps them: by folded nick, with their occupant-ids.
@@ -215,10 +222,14 @@ impl RoomState {
     /// `gone`.
     fn member_presence(&self, member: &Member, to: Jid, gone: bool) -> Option<Stanza> {
         let from = self.occupant(&member.nick)?;
-        let presence = occupant_presence(from, to, member.privilege, gone, vec![], None, None);
+        let mut presence = occupant_presence(from, to, member.privilege, gone, vec![], None, None);
+        if let (Stanza::Presence(p), Some(picture), false) = (&mut presence, &member.picture, gone)
+        {
+            p.payloads.push(pictures::photo(Some(picture)));
+        }
         Some(match &member.id {
             Some(id) => occupant_id::stamp(presence, id),
-            None => self.stamped(&member.nick, presence),
+            None => occupant_id::stamp(presence, &self.occupant_id(&member.nick)),
         })
     }
 
@@ -392,6 +403,15 @@ impl Muc {
             Event::NickChanged {
                 rooms, old, new, ..
             } => self.nick_changed(&mut fx, &user, rooms, &old, &new),
+            Event::MemberPicture {
+                room,
+                nick,
+                picture,
+                ..
+            } => self.member_picture(&mut fx, &user, &room, &nick, picture),
+            Event::RoomPicture { room, picture, .. } => {
+                self.room_picture(&mut fx, &user, &room, picture)
+            }
             Event::MemberAway {
                 rooms,
                 nick,

@@ -535,5 +535,6 @@ fn a_channel_not_recorded_gets_stanza_ids_but_no_archive() {
 
 mod limits;
 mod occupant_ids;
+mod pictures;
 mod signals;
 mod with_fake_network;

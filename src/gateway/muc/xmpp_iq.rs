@@ -54,6 +54,9 @@ impl Muc {
             ),
             _ => return Err(unsupported()),
         };
+        if payload.is("vCard", super::VCARD) && is_get {
+            return Ok((Some(self.vcard(&from, &room, nick.as_deref())?), vec![]));
+        }
         match nick {
             Some(nick) if payload.is("ping", ns::PING) && is_get => {
                 self.self_ping(&from, &room, &nick)
@@ -137,10 +140,8 @@ impl Muc {
 
     /// What the room offers; its occupant count is the puppet's view, when joined.
     fn room_info(&self, from: &FullJid, room: &RoomRef) -> Element {
-        let occupants = self
-            .rooms
-            .get(&Self::key(&from.to_bare(), room))
-            .map(|s| s.members.len());
+        let state = self.rooms.get(&Self::key(&from.to_bare(), room));
+        let occupants = state.map(|s| (s.members.len(), s.picture_hash()));
         crate::gateway::disco::room_info(&room.name, occupants, self.addressing.is_matrix())
     }
 }

@@ -200,6 +200,13 @@ impl MatrixClient {
         self.call(Method::PUT, &path, Some(body)).await;
     }
 
+    /// Set the user's avatar (an `mxc://` address; empty: none).
+    pub async fn set_avatar(&self, mxc: &str) {
+        let path = ["profile", self.user_id.as_str(), "avatar_url"];
+        let body = json!({ "avatar_url": mxc });
+        self.call(Method::PUT, &path, Some(body)).await;
+    }
+
     /// The content of a state event; panics if there is none.
     pub async fn state(&self, room_id: &str, event_type: &str, state_key: &str) -> Value {
         let path = ["rooms", room_id, "state", event_type, state_key];

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSettings};
 use ruma::api::client::media::create_content;
 use ruma::events::room::MediaSource;
-use ruma::{RoomId, UserId};
+use ruma::media::Method;
+use ruma::{MxcUri, RoomId, UserId};
 
 use super::{sdk_error, CallError, Client, Reach, Retry};
 
@@ -80,13 +81,45 @@ impl Client {
                 "an encrypted file, which only a personal login can read".into(),
             ));
         };
+        self.media_get(uri, "download", "", max).await
+    }
+
+    /// A `size`-pixel square thumbnail of the image at `uri` (an avatar), read up to `max`
+    /// bytes and one.
+    pub async fn thumbnail(&self, uri: &MxcUri, size: u32, max: u64) -> Result<Vec<u8>, CallError> {
+        if let Reach::Personal(sdk) = &self.reach {
+            let settings =
+                MediaThumbnailSettings::with_method(Method::Crop, size.into(), size.into());
+            let request = MediaRequestParameters {
+                source: MediaSource::Plain(uri.to_owned()),
+                format: MediaFormat::Thumbnail(settings),
+            };
+            return sdk
+                .media()
+                .get_media_content(&request, false)
+                .await
+                .map_err(|e| sdk_error(&e));
+        }
+        let query = format!("?width={size}&height={size}&method=crop");
+        self.media_get(uri, "thumbnail", &query, max).await
+    }
+
+    /// An authenticated media request of the appservice (`download`, `thumbnail`) for
+    /// `uri`, its answer streamed and cut after `max` bytes and one.
+    async fn media_get(
+        &self,
+        uri: &MxcUri,
+        what: &str,
+        query: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, CallError> {
         let Reach::Appservice { base, as_token } = &self.reach else {
             return Err(CallError::Invalid("no login to fetch the file with".into()));
         };
         let (server, id) = uri
             .parts()
             .map_err(|e| CallError::Invalid(format!("not a media address: {e}")))?;
-        let url = format!("{base}/_matrix/client/v1/media/download/{server}/{id}");
+        let url = format!("{base}/_matrix/client/v1/media/{what}/{server}/{id}{query}");
         let mut response = self
             .http
             .get(url)

@@ -162,11 +162,7 @@ fn checked_type(declared: Option<&str>, name: &str, data: &[u8]) -> String {
 
 /// Whether `data` starts as a PNG, JPEG, GIF or WebP image does.
 fn looks_like_image(data: &[u8]) -> bool {
-    data.starts_with(b"\x89PNG\r\n\x1a\n")
-        || data.starts_with(b"\xff\xd8\xff")
-        || data.starts_with(b"GIF87a")
-        || data.starts_with(b"GIF89a")
-        || (data.len() >= 12 && data.starts_with(b"RIFF") && &data[8..12] == b"WEBP")
+    crate::pictures::image_type(data).is_some()
 }
 
 fn by_extension(name: &str) -> Option<&'static str> {

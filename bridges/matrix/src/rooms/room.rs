@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use causeway_bridge::{Event, Member, Privilege, RoomRef, UserRef};
+use causeway_bridge::{Event, Member, Picture, Privilege, RoomRef, UserRef};
 
 use super::nicks::{fold, Nicks};
 
@@ -21,6 +21,9 @@ pub(super) struct Room {
     power_default: i64,
     /// The XMPP users in the room.
     pub(super) seats: HashMap<UserRef, Seat>,
+    /// The room's avatar (`mxc://`), and its picture once fetched.
+    pub(super) avatar: Option<String>,
+    pub(super) picture: Option<Picture>,
 }
 
 /// A joined member.
@@ -30,6 +33,9 @@ pub(super) struct Info {
     pub(super) nick: String,
     /// The display name as Matrix has it.
     pub(super) display: Option<String>,
+    /// The avatar (`mxc://`), and its picture once fetched.
+    pub(super) avatar: Option<String>,
+    pub(super) picture: Option<Picture>,
 }
 
 /// An XMPP user in the room.
@@ -66,6 +72,7 @@ impl Room {
             nick: info.nick.clone(),
             privilege: self.privilege_of(user_id),
             id: Some(user_id.to_owned()),
+            picture: info.picture.clone(),
         })
     }
 
@@ -77,11 +84,13 @@ impl Room {
         nicks: &Nicks,
     ) -> String {
         let base = nicks.wanted(user_id, display.as_deref());
+        let mut kept = (None, None);
         if let Some(old) = self.members.get(user_id) {
             if old.display == display {
                 return old.nick.clone();
             }
             self.by_nick.remove(&fold(&old.nick));
+            kept = (old.avatar.clone(), old.picture.clone());
         }
         let nick = nicks.pick(base, user_id, |nick| {
             self.by_nick
@@ -94,6 +103,8 @@ impl Room {
             Info {
                 nick: nick.clone(),
                 display,
+                avatar: kept.0,
+                picture: kept.1,
             },
         );
         nick
@@ -108,6 +119,8 @@ impl Room {
             Info {
                 nick: nick.to_owned(),
                 display: Some(nick.to_owned()),
+                avatar: None,
+                picture: None,
             },
         );
     }

@@ -53,6 +53,7 @@ fn occupants_keep_their_id_across_nick_changes_and_speakers_carry_it() {
         nick: "bob".into(),
         privilege: Privilege::None,
         id: Some("~b@host".into()),
+        picture: None,
     };
     let fx = gw.handle_event(Event::Joined {
         user: user(),
@@ -106,6 +107,7 @@ fn occupants_keep_their_id_across_nick_changes_and_speakers_carry_it() {
             nick: "dave".into(),
             privilege: Privilege::Voice,
             id: Some("account:dave".into()),
+            picture: None,
         },
     });
     let daves = ids.of(&room(), Some("account:dave"), "dave");
@@ -124,6 +126,7 @@ fn occupants_keep_their_id_across_nick_changes_and_speakers_carry_it() {
         nick: nick.into(),
         privilege: Privilege::None,
         id: Some("~u@gateway.host".into()),
+        picture: None,
     };
     let mut ids_seen = Vec::new();
     for nick in ["twin1", "twin2"] {

@@ -47,6 +47,7 @@ impl Session {
             nick: from.to_owned(),
             privilege: Privilege::None,
             id: id.map(String::from),
+            picture: None,
         };
         self.emit(Event::MemberJoined {
             user: self.user(),

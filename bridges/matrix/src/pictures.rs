@@ -1,0 +1,151 @@
+//! Avatars as pictures: a room's and its members', fetched from the homeserver as small
+//! thumbnails (authenticated media) when a user joins a room or an avatar changes, a few
+//! at a time on the side — never in the way of the messages — kept by `mxc://` address,
+//! and reported to the XMPP users concerned ([`Rooms::fetched`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use causeway_bridge::{Event, Picture, RoomRef, UserRef};
+use ruma::{OwnedMxcUri, OwnedRoomId};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::debug;
+
+use crate::client::Client;
+use crate::rooms::Wanted;
+use crate::SharedRooms;
+
+/// The thumbnail's side, in pixels: what clients show an avatar at, and a size Synapse
+/// makes by default.
+const SIDE: u32 = 96;
+/// The largest picture taken: a thumbnail is far smaller.
+const MAX_BYTES: u64 = 256 * 1024;
+/// Pictures kept; past it the oldest half goes.
+const KEPT: usize = 4096;
+/// Fetches at once.
+const AT_ONCE: usize = 4;
+
+/// The avatars' pictures of one way of reaching Matrix (the appservice, or one login).
+#[derive(Debug)]
+pub(crate) struct Pictures {
+    client: Client,
+    rooms: SharedRooms,
+    emit: mpsc::Sender<Event>,
+    /// Pictures by avatar address (none: not an image, or not fetched), with their age.
+    kept: Mutex<HashMap<String, (u64, Option<Picture>)>>,
+    turns: Semaphore,
+}
+
+impl Pictures {
+    pub(crate) fn new(client: Client, rooms: SharedRooms, emit: mpsc::Sender<Event>) -> Pictures {
+        Pictures {
+            client,
+            rooms,
+            emit,
+            kept: Mutex::default(),
+            turns: Semaphore::new(AT_ONCE),
+        }
+    }
+
+    /// `user` has joined `room` (told already): the room's picture if it is known, to tell
+    /// them now; the avatars not fetched yet are fetched on the side.
+    pub(crate) fn joined(self: &Arc<Self>, user: &UserRef, room: &RoomRef) -> Option<Event> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let (room_id, _) = rooms.joined(user, room)?;
+        let now = rooms.room_picture_for(&room_id, user);
+        let wanted = rooms.unfetched(&room_id);
+        drop(rooms);
+        self.fetch(room_id, wanted);
+        now
+    }
+
+    /// Fetch the pictures of `wanted` in `room` on the side, and tell them.
+    pub(crate) fn fetch(self: &Arc<Self>, room: OwnedRoomId, wanted: Vec<Wanted>) {
+        if wanted.is_empty() {
+            return;
+        }
+        let pictures = self.clone();
+        tokio::spawn(async move {
+            for wanted in wanted {
+                let picture = pictures.picture(&wanted.avatar).await;
+                let events = pictures
+                    .rooms
+                    .lock()
+                    .expect("rooms lock")
+                    .fetched(&room, &wanted, picture);
+                for event in events {
+                    if pictures.emit.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The picture of the avatar at `avatar`, fetched once.
+    async fn picture(&self, avatar: &str) -> Option<Picture> {
+        if let Some((_, kept)) = self.kept.lock().expect("pictures lock").get(avatar) {
+            return kept.clone();
+        }
+        let _turn = self.turns.acquire().await.ok()?;
+        // Fetched meanwhile by another task.
+        if let Some((_, kept)) = self.kept.lock().expect("pictures lock").get(avatar) {
+            return kept.clone();
+        }
+        let picture = match OwnedMxcUri::from(avatar).validate() {
+            Ok(()) => {
+                let uri = OwnedMxcUri::from(avatar);
+                match self.client.thumbnail(&uri, SIDE, MAX_BYTES).await {
+                    Ok(data) if data.len() as u64 <= MAX_BYTES => {
+                        image_type(&data).map(|kind| Picture::new(data, kind))
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        debug!(avatar, error = %e, "no thumbnail of the avatar");
+                        return None;
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        let mut kept = self.kept.lock().expect("pictures lock");
+        if kept.len() >= KEPT {
+            let mut ages: Vec<u64> = kept.values().map(|(age, _)| *age).collect();
+            ages.sort_unstable();
+            let median = ages[ages.len() / 2];
+            kept.retain(|_, (age, _)| *age > median);
+        }
+        let age = kept.values().map(|(age, _)| *age).max().unwrap_or(0) + 1;
+        kept.insert(avatar.to_owned(), (age, picture.clone()));
+        picture
+    }
+}
+
+/// The type of an image clients show as an avatar, from its first bytes.
+pub(crate) fn image_type(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if data.starts_with(b"\xff\xd8\xff") {
+        Some("image/jpeg")
+    } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if data.len() >= 12 && data.starts_with(b"RIFF") && &data[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_known_by_their_first_bytes() {
+        assert_eq!(image_type(b"\x89PNG\r\n\x1a\nxx"), Some("image/png"));
+        assert_eq!(image_type(b"\xff\xd8\xff\xe0"), Some("image/jpeg"));
+        assert_eq!(image_type(b"GIF89a.."), Some("image/gif"));
+        assert_eq!(image_type(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(image_type(b"<svg/>"), None);
+    }
+}

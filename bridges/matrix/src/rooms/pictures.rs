@@ -1,0 +1,179 @@
+//! The pictures of the rooms and their members: which avatar (`mxc://`) each has, the
+//! picture once fetched, and whom to tell when it comes or changes — the XMPP users seated
+//! in the room who have been shown the member (the others get it with the member, when
+//! shown), never the member's own user.
+
+use causeway_bridge::{Event, Picture, UserRef};
+use ruma::RoomId;
+
+use super::{Room, Rooms};
+
+/// An avatar to fetch: the room's (`member` none) or a member's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// The member's user id, or none for the room's own.
+    pub member: Option<String>,
+    /// The avatar.
+    pub avatar: String,
+}
+
+impl Rooms {
+    /// The avatars of a room just loaded: its own, and its members'.
+    pub fn set_avatars(
+        &mut self,
+        room: &RoomId,
+        room_avatar: Option<String>,
+        members: Vec<(String, String)>,
+    ) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if state.avatar.is_none() {
+            state.avatar = room_avatar;
+        }
+        for (id, avatar) in members {
+            if let Some(info) = state.members.get_mut(&id) {
+                info.avatar.get_or_insert(avatar);
+            }
+        }
+    }
+
+    /// The avatars of `room` whose pictures are not fetched yet.
+    pub fn unfetched(&self, room: &RoomId) -> Vec<Wanted> {
+        let Some(state) = self.rooms.get(room) else {
+            return vec![];
+        };
+        let own = (state.picture.is_none())
+            .then(|| state.avatar.clone())
+            .flatten()
+            .map(|avatar| Wanted {
+                member: None,
+                avatar,
+            });
+        let members = state.members.iter().filter_map(|(id, info)| {
+            let avatar = info.avatar.clone().filter(|_| info.picture.is_none())?;
+            Some(Wanted {
+                member: Some(id.clone()),
+                avatar,
+            })
+        });
+        own.into_iter().chain(members).collect()
+    }
+
+    /// The room's picture as `user` is to be told it after joining, when already fetched.
+    pub fn room_picture_for(&self, room: &RoomId, user: &UserRef) -> Option<Event> {
+        let state = self.rooms.get(room)?;
+        let seat = state.seats.get(user)?;
+        let picture = state.picture.clone()?;
+        Some(Event::RoomPicture {
+            user: user.clone(),
+            room: seat.room.clone(),
+            picture: Some(picture),
+        })
+    }
+
+    /// A member's avatar is now `avatar` (none: removed): whether it changed. A changed
+    /// avatar's old picture is gone.
+    pub fn set_member_avatar(
+        &mut self,
+        room: &RoomId,
+        member: &str,
+        avatar: Option<String>,
+    ) -> bool {
+        let Some(info) = self
+            .rooms
+            .get_mut(room)
+            .and_then(|s| s.members.get_mut(member))
+        else {
+            return false;
+        };
+        if info.avatar == avatar {
+            return false;
+        }
+        info.avatar = avatar;
+        true
+    }
+
+    /// The room's avatar is now `avatar`: whether it changed.
+    pub fn set_room_avatar(&mut self, room: &RoomId, avatar: Option<String>) -> bool {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        if state.avatar == avatar {
+            return false;
+        }
+        state.avatar = avatar;
+        true
+    }
+
+    /// The picture of `wanted` was fetched (none: it has none, or it could not be): kept if
+    /// the avatar is still the one fetched, and told to whom it concerns if it changed.
+    pub fn fetched(
+        &mut self,
+        room: &RoomId,
+        wanted: &Wanted,
+        picture: Option<Picture>,
+    ) -> Vec<Event> {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        let slot = match &wanted.member {
+            None => (state.avatar.as_ref(), &mut state.picture),
+            Some(id) => match state.members.get_mut(id) {
+                Some(info) => (info.avatar.as_ref(), &mut info.picture),
+                None => return vec![],
+            },
+        };
+        if slot.0 != Some(&wanted.avatar) || *slot.1 == picture {
+            return vec![];
+        }
+        *slot.1 = picture.clone();
+        told(state, wanted.member.as_deref(), &picture)
+    }
+
+    /// A member's avatar was removed (`member` none: the room's): the picture is gone, told
+    /// to whom it concerns.
+    pub fn picture_removed(&mut self, room: &RoomId, member: Option<&str>) -> Vec<Event> {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return vec![];
+        };
+        let slot = match member {
+            None => &mut state.picture,
+            Some(id) => match state.members.get_mut(id) {
+                Some(info) => &mut info.picture,
+                None => return vec![],
+            },
+        };
+        if slot.take().is_none() {
+            return vec![];
+        }
+        told(state, member, &None)
+    }
+}
+
+/// The events telling `picture` of the room (`member` none) or of a member to the XMPP users
+/// concerned.
+fn told(state: &Room, member: Option<&str>, picture: &Option<Picture>) -> Vec<Event> {
+    let seats = state.seats.iter();
+    let Some(id) = member else {
+        return seats
+            .map(|(user, seat)| Event::RoomPicture {
+                user: user.clone(),
+                room: seat.room.clone(),
+                picture: picture.clone(),
+            })
+            .collect();
+    };
+    let Some(nick) = state.members.get(id).map(|info| info.nick.clone()) else {
+        return vec![];
+    };
+    seats
+        .filter(|(_, seat)| seat.puppet != id && seat.shown.contains(id))
+        .map(|(user, seat)| Event::MemberPicture {
+            user: user.clone(),
+            room: seat.room.clone(),
+            nick: nick.clone(),
+            picture: picture.clone(),
+        })
+        .collect()
+}

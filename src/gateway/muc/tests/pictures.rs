@@ -1,0 +1,108 @@
+//! XEP-0153 and XEP-0486: a member's picture is in their presences and their occupant's
+//! vCard, through nick changes; the room's in a presence from the room (with status 104),
+//! its disco#info and its vCard.
+
+use super::*;
+use causeway_bridge::Picture;
+
+const UPDATE: &str = "vcard-temp:x:update";
+
+fn photo(stanza: &Stanza) -> Option<String> {
+    let Stanza::Presence(p) = stanza else {
+        return None;
+    };
+    let x = p.payloads.iter().find(|x| x.is("x", UPDATE))?;
+    Some(x.get_child("photo", UPDATE)?.text())
+}
+
+fn vcard(muc: &mut Muc, from: &FullJid, to: &str) -> Result<Element, StanzaError> {
+    let to: Jid = to.parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    let get = Element::builder("vCard", "vcard-temp").build();
+    muc.handle_iq(from.clone(), address, get, true)
+        .map(|(answer, _)| answer.expect("a vCard"))
+}
+
+fn binval(card: &Element) -> Option<String> {
+    let photo = card.get_child("PHOTO", "vcard-temp")?;
+    Some(photo.get_child("BINVAL", "vcard-temp")?.text())
+}
+
+#[test]
+fn member_and_room_pictures_reach_presences_vcards_and_disco() {
+    let mut muc = muc();
+    let laptop = resource("laptop");
+    join_presence(&mut muc, &laptop, "alice");
+    muc.handle_event(joined(
+        "alice",
+        &[("alice", Privilege::None), ("bob", Privilege::None)],
+        "",
+    ));
+    let face = Picture::new(b"\x89PNG face".to_vec(), "image/png");
+    let fx = muc.handle_event(Event::MemberPicture {
+        user: user(),
+        room: room(),
+        nick: "bob".into(),
+        picture: Some(face.clone()),
+    });
+    assert_eq!(fx.stanzas.len(), 1);
+    assert_eq!(photo(&fx.stanzas[0]), Some(face.sha1.clone()));
+    // The same picture again: nothing to tell.
+    let again = Event::MemberPicture {
+        user: user(),
+        room: room(),
+        nick: "bob".into(),
+        picture: Some(face.clone()),
+    };
+    assert!(muc.handle_event(again).stanzas.is_empty());
+    let card = vcard(&mut muc, &laptop, &format!("{ROOM}/bob")).unwrap();
+    assert_eq!(binval(&card).as_deref(), Some("iVBORyBmYWNl"));
+    // A nick change keeps it: the new nick's presence names it.
+    let fx = muc.handle_event(Event::NickChanged {
+        user: user(),
+        rooms: vec![room()],
+        old: "bob".into(),
+        new: "robert".into(),
+    });
+    let photos: Vec<_> = fx.stanzas.iter().map(photo).collect();
+    assert_eq!(photos, [None, Some(face.sha1.clone())]);
+    assert!(vcard(&mut muc, &laptop, &format!("{ROOM}/bob")).is_err());
+    // Removed: an empty photo, an empty vCard.
+    let fx = muc.handle_event(Event::MemberPicture {
+        user: user(),
+        room: room(),
+        nick: "robert".into(),
+        picture: None,
+    });
+    assert_eq!(photo(&fx.stanzas[0]).as_deref(), Some(""));
+    let card = vcard(&mut muc, &laptop, &format!("{ROOM}/robert")).unwrap();
+    assert_eq!(binval(&card), None);
+
+    // The room's: a presence from the room, status 104, the hash in disco#info.
+    let sign = Picture::new(b"GIF89a sign".to_vec(), "image/gif");
+    let fx = muc.handle_event(Event::RoomPicture {
+        user: user(),
+        room: room(),
+        picture: Some(sign.clone()),
+    });
+    assert_eq!(fx.stanzas.len(), 2);
+    assert_eq!(photo(&fx.stanzas[0]), Some(sign.sha1.clone()));
+    let Stanza::Message(changed) = &fx.stanzas[1] else {
+        panic!("{:?}", fx.stanzas[1]);
+    };
+    assert_eq!(
+        changed.from.as_ref().map(|f| f.to_string()).as_deref(),
+        Some(ROOM)
+    );
+    let card = vcard(&mut muc, &laptop, ROOM).unwrap();
+    assert_eq!(binval(&card).as_deref(), Some("R0lGODlhIHNpZ24="));
+    let to: Jid = ROOM.parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    let query = Element::builder("query", ns::DISCO_INFO).build();
+    let (info, _) = muc.handle_iq(laptop.clone(), address, query, true).unwrap();
+    let info = format!("{:?}", info.unwrap());
+    assert!(
+        info.contains("muc#roominfo_avatarhash") && info.contains(&sign.sha1),
+        "{info}"
+    );
+}
