@@ -5,6 +5,18 @@
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }
 
+-- Optional, XEP-0356 (mod_privilege, from Debian's prosody-modules package): the gateway
+-- bookmarks the rooms users join through it and adds the people they talk with to their
+-- contacts. Add "privilege" (and "pep", for bookmarks) to the global modules_enabled, the
+-- line  modules_enabled = { "privilege" }  to each Component below, and in each VirtualHost
+-- whose users use the gateway:
+--   privileged_entities = {
+--     ["irc.example.org"] = { roster = "both"; message = "outgoing";
+--         iq = { ["http://jabber.org/protocol/pubsub"] = "set" } };
+--     ["matrix.example.org"] = { roster = "both"; message = "outgoing";
+--         iq = { ["http://jabber.org/protocol/pubsub"] = "set" } };
+--   }
+
 Component "irc.example.org"
     component_secret = "change-me"
 

@@ -11,7 +11,8 @@ set -euo pipefail
 # gcc and make build the C the binary bundles: SQLite (sqlx) and jemalloc (its allocator).
 want=(prosody lua-unbound ngircd gcc make)
 if [ "${1:-}" != sandbox ]; then
-  want+=(ejabberd inspircd atheme-services postgresql openssl python3-venv)
+  # prosody-modules: mod_privilege, the XEP-0356 grants the gateway's pushes are tested with.
+  want+=(ejabberd inspircd atheme-services postgresql openssl python3-venv prosody-modules)
 fi
 if [ "${1:-}" = bench ]; then
   # valgrind counts Prosody's instructions per message (the bench's `instructions` scenario).

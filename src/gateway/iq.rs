@@ -29,8 +29,29 @@ impl Gateway {
                 id,
                 payload,
             } => (from, to, id, payload, false),
-            // Results and errors are never answered; the only requests the gateway sends
-            // are its own keepalive pings, whose replies need no handling.
+            // Results and errors are never answered. The gateway's requests are its own
+            // keepalive pings, whose replies need no handling, and its pushes into users'
+            // accounts, whose refusals are worth a line in the log.
+            // The user's vCard, asked for their picture.
+            Iq::Result { id, payload, .. } | Iq::Error { id, payload, .. }
+                if id.starts_with(super::muc::PHOTO_ID) =>
+            {
+                let vcard = payload
+                    .as_ref()
+                    .filter(|p| p.is("vCard", super::muc::VCARD));
+                let request = self.muc.as_mut().and_then(|m| m.user_vcard(&id, vcard));
+                return Effects {
+                    requests: request.into_iter().collect(),
+                    ..Effects::default()
+                };
+            }
+            Iq::Error {
+                id, error, from, ..
+            } if id.starts_with(super::privilege::PUSH_ID) => {
+                let text = error.texts.values().next().cloned().unwrap_or_default();
+                tracing::warn!(user = ?from, condition = ?error.defined_condition, %text, "the XMPP server refused a bookmark or contact the gateway pushed");
+                return Effects::default();
+            }
             _ => return Effects::default(),
         };
         let to = to.unwrap_or_else(|| self.domain.clone().into());

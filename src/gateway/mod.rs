@@ -17,6 +17,7 @@ pub mod muc;
 pub mod occupant_id;
 pub mod oob;
 pub(crate) mod persistent;
+pub mod privilege;
 pub mod register;
 pub mod rich;
 pub(crate) mod serve;
@@ -48,6 +49,8 @@ pub struct Gateway {
     accounts: bool,
     /// Messages a minute per user, shared with the other domains.
     send_rate: Option<limits::SendRate>,
+    /// What the users' servers let the gateway put into their accounts (XEP-0356).
+    privileges: privilege::Privileges,
 }
 
 impl Gateway {
@@ -67,6 +70,7 @@ impl Gateway {
             muc,
             accounts: false,
             send_rate: None,
+            privileges: privilege::Privileges::default(),
         }
     }
 
@@ -134,6 +138,15 @@ impl Gateway {
         self.check_access(jid).is_ok()
     }
 
+    /// The stanzas that make `pushes` in users' accounts, as far as their servers allow.
+    pub fn pushes(&mut self, pushes: Vec<privilege::Push>) -> Vec<Stanza> {
+        let domain = self.domain.clone();
+        pushes
+            .into_iter()
+            .filter_map(|push| self.privileges.stanza(&domain, push))
+            .collect()
+    }
+
     /// The MUC state, when a network is attached.
     pub fn muc_mut(&mut self) -> Option<&mut Muc> {
         self.muc.as_mut()
@@ -185,6 +198,9 @@ impl Gateway {
         let Some(from) = message.from.take() else {
             return Effects::default();
         };
+        if self.privileges.advertised(&from, &message) {
+            return Effects::default();
+        }
         let to = message
             .to
             .take()

@@ -276,6 +276,7 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects, held: &mut 
         }
     }
     held.stanzas.extend(stanzas);
+    held.stanzas.extend(gateway.pushes(effects.pushes));
     for request in effects.adhoc {
         let (store, outbox, network, reload) = (
             core.store.clone(),

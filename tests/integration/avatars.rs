@@ -209,3 +209,69 @@ async fn matrix_avatars_are_occupant_and_room_pictures() {
     assert_eq!(next_photo(&mut carol, &bob, Some(&changed)).await, "");
     assert_eq!(vcard_photo(&mut alice, &bob).await, None);
 }
+
+/// The XMPP user's own picture (the photo of their account's vCard, which their client
+/// names in its presence) becomes their puppet's avatar, and goes with it.
+#[tokio::test]
+async fn an_xmpp_users_picture_is_their_puppets_avatar() {
+    let scene = Scene::matrix().await;
+    scene.public_room("faces", "").await;
+    let mut alice = scene.xmpp_user("alice").await;
+    let image = png(64, [10, 120, 200]);
+    let binval = base64::engine::general_purpose::STANDARD.encode(&image);
+    let card = format!(
+        "<vCard xmlns='{VCARD}'><PHOTO><TYPE>image/png</TYPE><BINVAL>{binval}</BINVAL></PHOTO></vCard>"
+    );
+    let set = alice.set_own(card.parse::<Element>().unwrap()).await;
+    assert!(matches!(set, IqResponse::Result(_)), "{set:?}");
+
+    let room_jid = crate::matrix::room_jid("faces");
+    let mut entering = join(&format!("{room_jid}/Alice"));
+    entering.payloads.push(photo_update(&sha1_hex(&image)));
+    alice.send(entering).await;
+    self_presence(&mut alice, "Alice").await;
+    let puppet = Scene::puppet("alice");
+    let avatar = puppet_avatar(&scene, &puppet, |a| !a.is_empty()).await;
+    let (data, _) = scene.bob.download(&avatar).await;
+    assert_eq!(data, image);
+
+    // No picture any more: no avatar.
+    let mut update = Presence::available();
+    update.to = Some(format!("{room_jid}/Alice").parse().unwrap());
+    update.payloads.push(photo_update(""));
+    alice.send(update).await;
+    puppet_avatar(&scene, &puppet, str::is_empty).await;
+}
+
+fn photo_update(hash: &str) -> Element {
+    format!("<x xmlns='{UPDATE}'><photo>{hash}</photo></x>")
+        .parse()
+        .unwrap()
+}
+
+/// The puppet's avatar once `wanted` accepts it (empty: none), asked again until then.
+async fn puppet_avatar(
+    scene: &Scene<crate::harness::scene::MatrixSide>,
+    puppet: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let profile = scene
+            .bob
+            .request(reqwest::Method::GET, &["profile", puppet], None)
+            .await;
+        let avatar = profile["avatar_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if wanted(&avatar) {
+            return avatar;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the puppet's avatar is {avatar:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

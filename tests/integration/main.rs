@@ -28,4 +28,5 @@ mod matrix_restart;
 mod matrix_server;
 mod media;
 mod native;
+mod privileges;
 mod servers;

@@ -546,22 +546,7 @@ async fn private_messages_go_through_direct_rooms_both_ways() {
 
     // A Matrix user opening a direct chat with the puppet.
     let carol = scene.synapse.register("carol", "password", false).await;
-    let room = carol
-        .create_room(
-            json!({"is_direct": true, "invite": [puppet], "preset": "trusted_private_chat"}),
-        )
-        .await;
-    carol
-        .next_event(
-            &room,
-            |e| {
-                e["type"] == "m.room.member"
-                    && e["state_key"] == puppet.as_str()
-                    && e["content"]["membership"] == "join"
-            },
-            WAIT,
-        )
-        .await;
+    let room = carol.direct_chat_with(&puppet, WAIT).await;
     carol.send_text(&room, "hi from carol").await;
     let carol_jid = format!("carol%{HS}@{GW}");
     assert_eq!(

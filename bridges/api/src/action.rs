@@ -1,6 +1,6 @@
 //! What the core asks of a network, on behalf of one XMPP user.
 
-use crate::{Media, MessageKind, Peer, Privilege, Refs, RoomRef};
+use crate::{Media, MessageKind, Peer, Picture, Privilege, Refs, RoomRef};
 
 /// What the gateway core asks a network to do for one XMPP user.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,13 @@ pub enum Action {
         to: Peer,
         /// Its id: the XMPP id it was sent with, or its stanza-id.
         id: String,
+    },
+    /// The user's own picture is now `picture` (none: they have none): shown as theirs where
+    /// the network shows the gateway's puppets (a personal account is the user's own, and
+    /// stays as it is).
+    SetPicture {
+        /// The picture.
+        picture: Option<Picture>,
     },
     /// The user started or stopped typing to a room or a person (XEP-0085 chat states).
     Typing {

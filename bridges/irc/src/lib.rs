@@ -426,6 +426,9 @@ fn command_for(action: Action) -> Result<(String, Command, Option<String>), Brid
         Action::Displayed { .. } => {
             return Err(BridgeError::Invalid("IRC has no read markers".into()))
         }
+        Action::SetPicture { .. } => {
+            return Err(BridgeError::Invalid("IRC has no pictures".into()))
+        }
         Action::SetSubject { room, subject } => (
             room.server,
             Command::Topic {

@@ -7,11 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use causeway_bridge::{Event, Picture, RoomRef, UserRef};
+use ruma::api::client::profile::set_profile_field;
+use ruma::events::room::MediaSource;
 use ruma::{OwnedMxcUri, OwnedRoomId};
 use tokio::sync::{mpsc, Semaphore};
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::client::Client;
+use crate::client::{Client, Retry};
+use crate::puppets::Puppets;
 use crate::rooms::Wanted;
 use crate::SharedRooms;
 
@@ -80,6 +83,57 @@ impl Pictures {
                 }
             }
         });
+    }
+
+    /// The user's own picture is now `picture`: their puppet's avatar (a personal login's
+    /// account is the user's own, and keeps its avatar).
+    pub(crate) async fn set_own(
+        &self,
+        puppets: &Puppets,
+        user: &UserRef,
+        picture: Option<Picture>,
+    ) {
+        if self.client.is_personal() {
+            return;
+        }
+        let name = user.0.split('@').next().unwrap_or_default();
+        let puppet = match puppets.ensure(user, name).await {
+            Ok(puppet) => puppet,
+            Err(e) => {
+                warn!(%user, error = %e, "no puppet to show the user's picture on");
+                return;
+            }
+        };
+        let avatar = match picture {
+            Some(picture) => {
+                let uploaded = self
+                    .client
+                    .upload(
+                        None,
+                        picture.data.to_vec(),
+                        &picture.mimetype,
+                        "avatar",
+                        &puppet,
+                    )
+                    .await;
+                match uploaded {
+                    Ok(MediaSource::Plain(uri)) => Some(uri),
+                    Ok(MediaSource::Encrypted(_)) => return,
+                    Err(e) => {
+                        warn!(%user, error = %e, "the user's picture was not uploaded");
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        // No avatar is an empty one, as the homeservers take it.
+        let avatar = avatar.unwrap_or_else(|| OwnedMxcUri::from(""));
+        let value = ruma::profile::ProfileFieldValue::AvatarUrl(avatar);
+        let request = set_profile_field::v3::Request::new(puppet.clone(), value);
+        if let Err(e) = self.client.call(request, Some(&puppet), Retry::Once).await {
+            warn!(%user, error = %e, "the puppet's avatar was not set");
+        }
     }
 
     /// The picture of the avatar at `avatar`, fetched once.

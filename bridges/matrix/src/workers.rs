@@ -149,6 +149,11 @@ impl Performer {
             }
             Action::Retract { to, id } => self.outgoing.retract(user, to, id).await,
             Action::Typing { to, typing } => self.outgoing.typing(user, to, typing).await,
+            Action::SetPicture { picture } => {
+                let puppets = &self.outgoing.puppets;
+                self.pictures.set_own(puppets, user, picture).await;
+                vec![]
+            }
             Action::Displayed { to, id } => self.outgoing.displayed(user, to, id).await,
             Action::Moderate { room, id, reason } => {
                 self.outgoing.moderate(user, room, id, reason).await

@@ -20,6 +20,7 @@ mod network_messages;
 mod pictures;
 mod receipts;
 mod signals;
+mod user_pictures;
 
 pub use signals::{CHAT_MARKERS, CHAT_STATES};
 mod xmpp_iq;
@@ -34,6 +35,7 @@ use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::Stanza;
+pub use user_pictures::PHOTO_ID;
 
 use super::limits::RoomLimits;
 use super::mam::{HistoryLimits, HistoryRequest, MamRequest};
@@ -59,6 +61,8 @@ pub struct Effects {
     pub adhoc: Vec<super::adhoc::AdhocRequest>,
     /// Registration requests (XEP-0077) to answer.
     pub register: Vec<super::register::RegisterRequest>,
+    /// What to put into users' accounts (XEP-0356), if their server lets the gateway.
+    pub pushes: Vec<super::privilege::Push>,
 }
 
 /// An action for the network on behalf of a user.
@@ -269,6 +273,8 @@ pub struct Muc {
     /// reports them joined), with their settings once known; forgotten when the grace is
     /// over ([`Muc::release_unclaimed`]).
     kept: HashMap<RoomKey, Expected, foldhash::fast::RandomState>,
+    /// The users' own pictures, asked of their accounts when their clients name them.
+    user_pictures: user_pictures::UserPictures,
 }
 
 /// A channel expected from the keeper after a restart.
@@ -299,6 +305,7 @@ impl Muc {
             users: JidCache::default(),
             limits: RoomLimits::NONE,
             kept: HashMap::default(),
+            user_pictures: Default::default(),
         }
     }
 
@@ -565,7 +572,7 @@ impl Muc {
     }
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -11,6 +11,7 @@ use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType};
 use tokio_xmpp::Stanza;
 
 use super::{fold, Effects, Muc, OnError, Request};
+use crate::gateway::privilege::Push;
 use crate::gateway::stanzas::{error, occupant_presence, presence_error};
 
 impl Muc {
@@ -55,6 +56,15 @@ impl Muc {
         state.subject = subject;
         state.members = members;
         let pending = std::mem::take(&mut state.pending);
+        // Entered from a client: the room goes in the user's bookmarks.
+        if let (Some(joiner), Some(jid)) = (pending.first(), &state.jid) {
+            fx.pushes.push(Push::Bookmark {
+                user: user.clone(),
+                room: jid.clone(),
+                name: room.name.clone(),
+                nick: joiner.nick.clone(),
+            });
+        }
         for joiner in pending {
             if let Some(state) = self.rooms.get_mut(&key) {
                 state.resources.insert(joiner.resource.clone());

@@ -15,6 +15,7 @@ use super::{new_id, Effects, Muc, RoomState};
 use crate::gateway::mam::{new_stanza_id, stanza_id_element};
 use crate::gateway::occupant_id;
 use crate::gateway::oob;
+use crate::gateway::privilege::Push;
 use crate::gateway::rich;
 use crate::gateway::stanzas::{delay, error, message, message_error, nc};
 use crate::store::ArchivedMessage;
@@ -132,6 +133,7 @@ impl Muc {
     pub(super) fn private_message(&self, fx: &mut Effects, user: &BareJid, event: Event) {
         let Event::Message {
             peer: Peer::User { server, nick },
+            from,
             body,
             kind,
             time,
@@ -144,15 +146,26 @@ impl Muc {
         else {
             return;
         };
-        if own_id.is_some() {
-            // Our own private message: XEP-0280 carbons are the server's business.
-            return;
-        }
         // From the peer's address, not `from`: that is the name the sender shows as, which
         // on Matrix is a display name, not the user id the address is made of.
         let Ok(sender) = self.addressing.user_jid(&server, &nick) else {
             return;
         };
+        // Someone the user talks with goes in their contacts, under the name they show as.
+        let group = match self.addressing.is_matrix() {
+            true => "Matrix".to_owned(),
+            false => format!("IRC: {server}"),
+        };
+        fx.pushes.push(Push::Contact {
+            user: user.clone(),
+            contact: sender.clone(),
+            name: if own_id.is_some() { nick.clone() } else { from },
+            group,
+        });
+        if own_id.is_some() {
+            // Our own private message: XEP-0280 carbons are the server's business.
+            return;
+        }
         // The network's id, where it has one, is the message's id: what corrections,
         // replies, retractions and reactions name.
         let text = with_kind(body, kind);

@@ -46,6 +46,9 @@ impl Muc {
             server,
             name: channel,
         };
+        if presence.type_ == PresenceType::None {
+            self.user_photo(&mut fx, &from, &presence);
+        }
         let key = Self::key(&from.to_bare(), &room);
         match presence.type_ {
             PresenceType::None => {

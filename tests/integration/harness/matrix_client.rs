@@ -113,6 +113,25 @@ impl MatrixClient {
         self.send(room_id, "m.room.message", content).await
     }
 
+    /// Open a direct chat with `user` (invited, as clients do it) and wait until they have
+    /// joined it; its room id.
+    pub async fn direct_chat_with(&self, user: &str, timeout: Duration) -> String {
+        let options =
+            json!({"is_direct": true, "invite": [user], "preset": "trusted_private_chat"});
+        let room = self.create_room(options).await;
+        self.next_event(
+            &room,
+            |e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == user
+                    && e["content"]["membership"] == "join"
+            },
+            timeout,
+        )
+        .await;
+        room
+    }
+
     /// Upload a file to the media repository; returns its `mxc://` address.
     pub async fn upload(&self, data: Vec<u8>, content_type: &str) -> String {
         let url = self.base.join("_matrix/media/v3/upload").unwrap();

@@ -305,14 +305,31 @@ impl TestClient {
             .await
     }
 
+    /// Send an iq get to the user's own account (no `to`: the server answers without a
+    /// `from`) and return its response.
+    pub async fn get_own(&mut self, payload: impl Into<Element>) -> IqResponse {
+        self.request("", IqRequest::Get(payload.into()), ANSWER)
+            .await
+            .unwrap_or_else(|| panic!("no answer from the account within {ANSWER:?}"))
+    }
+
+    /// Send an iq set to the user's own account and return its response.
+    pub async fn set_own(&mut self, payload: impl Into<Element>) -> IqResponse {
+        self.request("", IqRequest::Set(payload.into()), ANSWER)
+            .await
+            .unwrap_or_else(|| panic!("no answer from the account within {ANSWER:?}"))
+    }
+
+    /// An iq to `to`, or to the user's own account when it is empty.
     async fn request(
         &mut self,
         to: &str,
         request: IqRequest,
         timeout: Duration,
     ) -> Option<IqResponse> {
-        let to: Jid = to.parse().unwrap();
-        let mut token = self.client.send_iq(Some(to.clone()), request).await;
+        let to: Option<Jid> = (!to.is_empty()).then(|| to.parse().unwrap());
+        let mut token = self.client.send_iq(to.clone(), request).await;
+        let to = to.map(|t| t.to_string()).unwrap_or_default();
         // This client matches responses while its stream is read; keep what else arrives.
         let wait = async {
             loop {

@@ -311,6 +311,7 @@ pub struct MatrixSetup {
     keys: String,
     bulk: bool,
     lossy: bool,
+    privileged: bool,
 }
 
 impl Scene<MatrixSide> {
@@ -339,6 +340,12 @@ impl MatrixSetup {
         self
     }
 
+    /// Prosody grants the gateway XEP-0356 privileges (and its users have PEP).
+    pub fn privileged(mut self) -> Self {
+        self.privileged = true;
+        self
+    }
+
     /// The gateway reaches Synapse through a [`LossyProxy`] (`scene.proxy`).
     pub fn lossy(mut self) -> Self {
         self.lossy = true;
@@ -347,7 +354,10 @@ impl MatrixSetup {
 
     /// Start Prosody, Synapse and the gateway; register bob.
     pub async fn start(self) -> Scene<MatrixSide> {
-        let xmpp = XmppServer::start(Flavor::Prosody);
+        let xmpp = match self.privileged {
+            true => XmppServer::start_privileged(),
+            false => XmppServer::start(Flavor::Prosody),
+        };
         let dir = tempfile::tempdir().unwrap();
         let registration = dir.path().join("registration.yaml");
         let listen = free_port();

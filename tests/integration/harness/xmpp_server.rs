@@ -26,6 +26,9 @@ pub struct XmppServer {
     extra_components: Vec<String>,
     /// A command that runs the server (Prosody only): a profiler's, for the benchmark.
     wrap: Vec<String>,
+    /// The components are privileged entities (XEP-0356, Prosody's `mod_privilege`), and
+    /// users have PEP (bookmarks).
+    privileged: bool,
     dir: tempfile::TempDir,
     process: Option<ServerProcess>,
 }
@@ -45,6 +48,21 @@ impl XmppServer {
     /// [`start_with_components`](Self::start_with_components), Prosody run by `wrap` (a
     /// command and its arguments, `prosody …` appended; the benchmark's valgrind).
     pub fn start_wrapped(flavor: Flavor, extra: &[&str], wrap: &[&str]) -> XmppServer {
+        Self::start_configured(flavor, extra, wrap, false)
+    }
+
+    /// Prosody whose users have PEP, and which grants the gateway's components XEP-0356
+    /// privileges: roster sets, and pubsub sets as the user (bookmarks).
+    pub fn start_privileged() -> XmppServer {
+        Self::start_configured(Flavor::Prosody, &[], &[], true)
+    }
+
+    fn start_configured(
+        flavor: Flavor,
+        extra: &[&str],
+        wrap: &[&str],
+        privileged: bool,
+    ) -> XmppServer {
         let dir = tempfile::Builder::new()
             .prefix(&format!("causeway-{flavor:?}-"))
             .tempdir()
@@ -57,6 +75,7 @@ impl XmppServer {
             dist_port: free_port(),
             extra_components: extra.iter().map(|c| c.to_string()).collect(),
             wrap: wrap.iter().map(|c| c.to_string()).collect(),
+            privileged,
             dir,
             process: None,
         };
@@ -75,14 +94,32 @@ impl XmppServer {
             Flavor::Prosody => {
                 std::fs::create_dir_all(self.path("data")).unwrap();
                 std::fs::create_dir_all(self.path("certs")).unwrap();
+                let mut components = snippet("prosody.cfg.lua", self.component_port, &self.secret);
+                let (mut modules, mut privileges) = (String::new(), String::new());
+                if self.privileged {
+                    let line = format!("component_secret = \"{}\"\n", self.secret);
+                    components = components.replace(
+                        &line,
+                        &format!("{line}    modules_enabled = {{ \"privilege\" }}\n"),
+                    );
+                    modules = "\"pep\"; \"privilege\"".into();
+                    let grant = "{ roster = \"both\"; message = \"outgoing\"; \
+                                 iq = { [\"http://jabber.org/protocol/pubsub\"] = \"set\" } }";
+                    privileges = format!(
+                        "privileged_entities = {{ [\"irc.localhost\"] = {grant}, \
+                         [\"matrix.localhost\"] = {grant} }}"
+                    );
+                }
                 let config = render(
                     "prosody.cfg.lua.in",
                     &[
                         ("DIR", dir),
                         ("C2S_PORT", self.c2s_port.to_string()),
+                        ("MODULES", modules),
+                        ("PRIVILEGES", privileges),
                         (
                             "COMPONENTS",
-                            snippet("prosody.cfg.lua", self.component_port, &self.secret)
+                            components
                                 + self
                                     .extra_components
                                     .iter()

@@ -16,12 +16,12 @@ use super::{sdk_error, CallError, Client, Reach, Retry};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 impl Client {
-    /// Upload `data` to the media repository as `user`, for `room`: where the room is
-    /// encrypted (a personal login's), the file is encrypted first and only its key goes
-    /// in the event.
+    /// Upload `data` to the media repository as `user`, for `room` (none: for no room, a
+    /// profile's picture): where the room is encrypted (a personal login's), the file is
+    /// encrypted first and only its key goes in the event.
     pub async fn upload(
         &self,
-        room: &RoomId,
+        room: Option<&RoomId>,
         data: Vec<u8>,
         mimetype: &str,
         name: &str,
@@ -34,13 +34,14 @@ impl Client {
             let sent = self.call(request, Some(user), Retry::For(PATIENCE)).await?;
             return Ok(MediaSource::Plain(sent.content_uri));
         };
-        let encrypted = match sdk.get_room(room) {
-            Some(joined) => joined
+        let encrypted = match room.map(|room| (room, sdk.get_room(room))) {
+            None => false,
+            Some((_, Some(joined))) => joined
                 .latest_encryption_state()
                 .await
                 .map_err(|e| sdk_error(&e))?
                 .is_encrypted(),
-            None => return Err(CallError::Invalid(format!("not in {room}"))),
+            Some((room, None)) => return Err(CallError::Invalid(format!("not in {room}"))),
         };
         if encrypted {
             let mut reader = std::io::Cursor::new(data);

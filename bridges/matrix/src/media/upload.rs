@@ -25,7 +25,7 @@ pub(crate) async fn content(
     let name = fetched.name;
     let size = fetched.data.len();
     let source = client
-        .upload(room, fetched.data, &fetched.mimetype, &name, sender)
+        .upload(Some(room), fetched.data, &fetched.mimetype, &name, sender)
         .await
         .map_err(|e| Unfetched::Failed(format!("the homeserver refused it ({e})")))?;
     let said = Some(body.trim()).filter(|b| !b.is_empty() && *b != media.url);

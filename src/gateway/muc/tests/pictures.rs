@@ -106,3 +106,63 @@ fn member_and_room_pictures_reach_presences_vcards_and_disco() {
         "{info}"
     );
 }
+
+#[test]
+fn a_picture_the_client_names_is_asked_once_and_becomes_the_users() {
+    let mut muc = muc();
+    let laptop = resource("laptop");
+    let to: Jid = format!("{ROOM}/alice").parse().unwrap();
+    let address = muc.addressing().parse(&to).unwrap();
+    let mut presence = Presence::available();
+    let update = format!("<x xmlns='{UPDATE}'><photo>abc123</photo></x>");
+    presence.payloads.push(update.parse().unwrap());
+    let fx = muc.handle_presence(
+        presence.clone(),
+        laptop.clone(),
+        to.clone(),
+        address.clone(),
+    );
+    let asked: Vec<_> = fx
+        .stanzas
+        .iter()
+        .filter_map(|s| match s {
+            Stanza::Iq(tokio_xmpp::parsers::iq::Iq::Get {
+                id, to, payload, ..
+            }) => Some((id.clone(), to.clone(), payload.name().to_owned())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{:?}", fx.stanzas);
+    let (id, to_account, what) = asked[0].clone();
+    assert_eq!(
+        to_account.map(|t| t.to_string()).as_deref(),
+        Some("alice@example.org")
+    );
+    assert_eq!(what, "vCard");
+    // Named again: not asked again.
+    let again = muc.handle_presence(presence, laptop.clone(), to.clone(), address.clone());
+    assert!(!again.stanzas.iter().any(|s| matches!(s, Stanza::Iq(_))));
+    // The answer: the user's picture for the network.
+    let card: Element =
+        "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>iVBORw==</BINVAL></PHOTO></vCard>"
+            .parse()
+            .unwrap();
+    let request = muc.user_vcard(&id, Some(&card)).expect("a request");
+    let Action::SetPicture {
+        picture: Some(picture),
+    } = request.action
+    else {
+        panic!("{:?}", request.action);
+    };
+    assert_eq!(&*picture.data, b"\x89PNG");
+    assert!(muc.user_vcard(&id, Some(&card)).is_none(), "answered once");
+    // No picture any more: taken off at once.
+    let mut gone = Presence::available();
+    gone.payloads
+        .push(format!("<x xmlns='{UPDATE}'><photo/></x>").parse().unwrap());
+    let fx = muc.handle_presence(gone, laptop, to, address);
+    assert!(fx
+        .requests
+        .iter()
+        .any(|r| matches!(r.action, Action::SetPicture { picture: None })));
+}
