@@ -11,9 +11,9 @@ component_interfaces = { "127.0.0.1" }
 -- line  modules_enabled = { "privilege" }  to each Component below, and in each VirtualHost
 -- whose users use the gateway:
 --   privileged_entities = {
---     ["irc.example.org"] = { roster = "both"; message = "outgoing";
+--     ["irc.example.org"] = { roster = "set";
 --         iq = { ["http://jabber.org/protocol/pubsub"] = "set" } };
---     ["matrix.example.org"] = { roster = "both"; message = "outgoing";
+--     ["matrix.example.org"] = { roster = "set";
 --         iq = { ["http://jabber.org/protocol/pubsub"] = "set" } };
 --   }
 

@@ -33,13 +33,18 @@ impl Gateway {
             // keepalive pings, whose replies need no handling, and its pushes into users'
             // accounts, whose refusals are worth a line in the log.
             // The user's vCard, asked for their picture.
-            Iq::Result { id, payload, .. } | Iq::Error { id, payload, .. }
-                if id.starts_with(super::muc::PHOTO_ID) =>
-            {
+            Iq::Result {
+                id, payload, from, ..
+            }
+            | Iq::Error {
+                id, payload, from, ..
+            } if id.starts_with(super::muc::PHOTO_ID) => {
                 let vcard = payload
                     .as_ref()
                     .filter(|p| p.is("vCard", super::muc::VCARD));
-                let request = self.muc.as_mut().and_then(|m| m.user_vcard(&id, vcard));
+                let from = from.map(|f| f.to_bare());
+                let muc = self.muc.as_mut();
+                let request = muc.and_then(|m| m.user_vcard(&id, from.as_ref(), vcard));
                 return Effects {
                     requests: request.into_iter().collect(),
                     ..Effects::default()

@@ -108,7 +108,7 @@ impl Privileges {
             match perm.attr("access") {
                 Some("roster") => grant.roster = matches!(perm.attr("type"), Some("set" | "both")),
                 Some("iq") => {
-                    grant.pubsub = perm.children().any(|n| {
+                    grant.pubsub |= perm.children().any(|n| {
                         n.is("namespace", ns.as_str())
                             && n.attr("ns") == Some(PUBSUB)
                             && matches!(n.attr("type"), Some("set" | "both"))

@@ -201,9 +201,25 @@ impl Incoming {
                 return;
             }
         };
+        // Members shown for the first time (a big room's, as they speak) bring their
+        // avatars to fetch.
+        let shown: Vec<String> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::MemberJoined { member, .. } if member.picture.is_none() => member.id.clone(),
+                _ => None,
+            })
+            .collect();
         for event in events {
             if self.emit.send(event).await.is_err() {
                 return;
+            }
+        }
+        if !shown.is_empty() {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            for id in shown {
+                let wanted = rooms.unfetched_member(&room_id, &id);
+                later.extend(wanted.filter(|w| !later.contains(w)));
             }
         }
         self.pictures.fetch(room_id, later);

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use causeway_bridge::{Event, Picture, RoomRef, UserRef};
 use ruma::api::client::profile::set_profile_field;
@@ -27,6 +28,10 @@ const MAX_BYTES: u64 = 256 * 1024;
 const KEPT: usize = 4096;
 /// Fetches at once.
 const AT_ONCE: usize = 4;
+/// How long one thumbnail may take: an avatar on a server that does not answer is given up.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// The largest own picture compared with the puppet's avatar.
+const MAX_OWN: u64 = 1024 * 1024;
 
 /// The avatars' pictures of one way of reaching Matrix (the appservice, or one login).
 #[derive(Debug)]
@@ -50,12 +55,14 @@ impl Pictures {
         }
     }
 
-    /// `user` has joined `room` (told already): the room's picture if it is known, to tell
-    /// them now; the avatars not fetched yet are fetched on the side.
-    pub(crate) fn joined(self: &Arc<Self>, user: &UserRef, room: &RoomRef) -> Option<Event> {
+    /// `user` has joined `room` (told already): the pictures known, to tell them now; the
+    /// avatars not fetched yet are fetched on the side.
+    pub(crate) fn joined(self: &Arc<Self>, user: &UserRef, room: &RoomRef) -> Vec<Event> {
         let rooms = self.rooms.lock().expect("rooms lock");
-        let (room_id, _) = rooms.joined(user, room)?;
-        let now = rooms.room_picture_for(&room_id, user);
+        let Some((room_id, _)) = rooms.joined(user, room) else {
+            return vec![];
+        };
+        let now = rooms.pictures_for(&room_id, user);
         let wanted = rooms.unfetched(&room_id);
         drop(rooms);
         self.fetch(room_id, wanted);
@@ -86,7 +93,9 @@ impl Pictures {
     }
 
     /// The user's own picture is now `picture`: their puppet's avatar (a personal login's
-    /// account is the user's own, and keeps its avatar).
+    /// account is the user's own, and keeps its avatar). An avatar the puppet has already
+    /// (the same image, after a restart) is left as it is: a new one would be told in every
+    /// room the puppet is in.
     pub(crate) async fn set_own(
         &self,
         puppets: &Puppets,
@@ -97,13 +106,29 @@ impl Pictures {
             return;
         }
         let name = user.0.split('@').next().unwrap_or_default();
-        let puppet = match puppets.ensure(user, name).await {
-            Ok(puppet) => puppet,
-            Err(e) => {
-                warn!(%user, error = %e, "no puppet to show the user's picture on");
-                return;
-            }
+        let puppet = match (&picture, puppets.is_registered(user)) {
+            // No puppet, no avatar to take off.
+            (None, false) => return,
+            _ => match puppets.ensure(user, name).await {
+                Ok(puppet) => puppet,
+                Err(e) => {
+                    warn!(%user, error = %e, "no puppet to show the user's picture on");
+                    return;
+                }
+            },
         };
+        let current = self.client.avatar_of(&puppet).await;
+        match (&picture, current) {
+            (None, None) => return,
+            (Some(picture), Some(current)) => {
+                let source = MediaSource::Plain(current);
+                let same = self.client.download(&source, MAX_OWN).await.ok();
+                if same.is_some_and(|data| Picture::new(data, "").sha1 == picture.sha1) {
+                    return;
+                }
+            }
+            _ => {}
+        }
         let avatar = match picture {
             Some(picture) => {
                 let uploaded = self
@@ -149,14 +174,20 @@ impl Pictures {
         let picture = match OwnedMxcUri::from(avatar).validate() {
             Ok(()) => {
                 let uri = OwnedMxcUri::from(avatar);
-                match self.client.thumbnail(&uri, SIDE, MAX_BYTES).await {
-                    Ok(data) if data.len() as u64 <= MAX_BYTES => {
+                let fetched = self.client.thumbnail(&uri, SIDE, MAX_BYTES);
+                match tokio::time::timeout(PATIENCE, fetched).await {
+                    Ok(Ok(data)) if data.len() as u64 <= MAX_BYTES => {
                         image_type(&data).map(|kind| Picture::new(data, kind))
                     }
-                    Ok(_) => None,
-                    Err(e) => {
+                    Ok(Ok(_)) => None,
+                    // Kept as none too: not asked again and again.
+                    Ok(Err(e)) => {
                         debug!(avatar, error = %e, "no thumbnail of the avatar");
-                        return None;
+                        None
+                    }
+                    Err(_) => {
+                        debug!(avatar, "no thumbnail of the avatar in time");
+                        None
                     }
                 }
             }

@@ -129,6 +129,17 @@ impl Puppets {
         (canonical && owner.0.contains('@') && allowed).then_some(owner)
     }
 
+    /// Whether the user's puppet is known to exist (the user's own account always is).
+    pub(crate) fn is_registered(&self, user: &UserRef) -> bool {
+        match &self.mode {
+            Mode::Appservice { registered, .. } => registered
+                .lock()
+                .expect("registered lock")
+                .contains(self.id(user).as_str()),
+            _ => true,
+        }
+    }
+
     /// Make sure the puppet exists, with `nick` as display name when it is new.
     pub(crate) async fn ensure(
         &self,

@@ -113,9 +113,11 @@ impl Perform for Performer {
         }
         // Once the user is in (and told), the pictures: the room's now if known, the
         // others as they come.
-        let picture = entered.and_then(|room| self.pictures.joined(user, &room));
-        if let Some(event) = picture {
-            return self.emit.send(event).await.is_ok();
+        let pictures = entered.map(|room| self.pictures.joined(user, &room));
+        for event in pictures.into_iter().flatten() {
+            if self.emit.send(event).await.is_err() {
+                return false;
+            }
         }
         true
     }

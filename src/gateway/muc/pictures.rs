@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use causeway_bridge::{Picture, RoomRef};
-use tokio_xmpp::jid::{BareJid, FullJid};
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::message::Message;
 use tokio_xmpp::parsers::ns;
@@ -71,6 +71,15 @@ impl RoomState {
         stanza
     }
 
+    /// The presence from the room naming its picture (an empty one: none), to `to`.
+    pub(super) fn room_photo(&self, to: Jid) -> Option<Stanza> {
+        let mut presence = Presence::new(PresenceType::None);
+        presence.from = Some(self.room_jid()?);
+        presence.to = Some(to);
+        presence.payloads.push(photo(self.picture.as_ref()));
+        Some(presence.into())
+    }
+
     /// The room's picture hash, for its disco#info.
     pub(super) fn picture_hash(&self) -> Option<&str> {
         self.picture.as_ref().map(|p| p.sha1.as_str())
@@ -112,7 +121,9 @@ impl Muc {
     }
 
     /// A room's picture is known or changed: kept, and told in a presence from the room
-    /// itself (XEP-0486).
+    /// itself (XEP-0486); a change of a picture known before also with status 104, "the
+    /// configuration changed", so that clients reading the hash from the room's disco#info
+    /// (Conversations) ask again.
     pub(super) fn room_picture(
         &mut self,
         fx: &mut Effects,
@@ -127,26 +138,22 @@ impl Muc {
         if state.picture == picture {
             return;
         }
+        let changed = state.picture.is_some();
         state.picture = picture;
+        self.broadcast_to(fx, &key, |state, to| state.room_photo(to));
+        if !changed {
+            return;
+        }
         self.broadcast_to(fx, &key, |state, to| {
-            let mut presence = Presence::new(PresenceType::None);
-            presence.from = state.room_jid();
-            presence.to = Some(to);
-            presence.payloads.push(photo(state.picture.as_ref()));
-            Some(presence.into())
-        });
-        // And status 104, "the configuration changed": clients that read the hash from the
-        // room's disco#info (Conversations) ask again.
-        self.broadcast_to(fx, &key, |state, to| {
-            let mut changed = Message::groupchat(Some(to));
-            changed.from = state.room_jid();
+            let mut message = Message::groupchat(Some(to));
+            message.from = state.room_jid();
             let status = Element::builder("status", ns::MUC_USER).attr(nc("code"), "104");
-            changed.payloads.push(
+            message.payloads.push(
                 Element::builder("x", ns::MUC_USER)
                     .append(status.build())
                     .build(),
             );
-            Some(changed.into())
+            Some(message.into())
         });
     }
 

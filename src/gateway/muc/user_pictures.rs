@@ -35,6 +35,10 @@ impl Muc {
     /// A presence from `from`'s client: a picture it names that the gateway has not seen
     /// is asked for (the user's vCard), one that is gone is taken off.
     pub(super) fn user_photo(&mut self, fx: &mut Effects, from: &FullJid, presence: &Presence) {
+        // Only where the network shows the gateway's puppets with pictures.
+        if !self.addressing.is_matrix() {
+            return;
+        }
         let Some(hash) = presence
             .payloads
             .iter()
@@ -60,7 +64,7 @@ impl Muc {
         let id = format!("{PHOTO_ID}{}", new_id());
         pictures.asked.insert(id.clone(), user.clone());
         let get = Iq::Get {
-            from: None,
+            from: self.addressing.gateway_jid().ok().map(Into::into),
             to: Some(user.into()),
             id,
             payload: Element::builder("vCard", VCARD).build(),
@@ -68,17 +72,23 @@ impl Muc {
         fx.stanzas.push(get.into());
     }
 
-    /// The answer to the vCard request `id` (its vCard, none when refused): the picture it
-    /// holds for the network.
-    pub fn user_vcard(&mut self, id: &str, vcard: Option<&Element>) -> Option<Request> {
-        let user = self.user_pictures.asked.remove(id)?;
-        let picture = vcard.and_then(photo_of);
-        if picture.is_none() {
-            // Asked again at the next presence naming a picture.
-            self.user_pictures.named.remove(&user);
+    /// The answer to the vCard request `id` from `from` (its vCard, none when refused):
+    /// the picture it holds for the network. Only the account asked answers.
+    pub fn user_vcard(
+        &mut self,
+        id: &str,
+        from: Option<&BareJid>,
+        vcard: Option<&Element>,
+    ) -> Option<Request> {
+        let asked = self.user_pictures.asked.get(id)?;
+        if from != Some(asked) {
             return None;
         }
-        Some(set_picture(&user, picture))
+        let user = self.user_pictures.asked.remove(id)?;
+        // None usable (a PEP-only avatar, a vCard kept private): not asked again until the
+        // client names another picture.
+        let picture = vcard.and_then(photo_of)?;
+        Some(set_picture(&user, Some(picture)))
     }
 }
 
@@ -98,6 +108,9 @@ fn photo_of(vcard: &Element) -> Option<Picture> {
         .text()
         .split_whitespace()
         .collect();
+    if data.len() > MAX_BYTES / 3 * 4 + 4 {
+        return None;
+    }
     let data = base64::engine::general_purpose::STANDARD
         .decode(data)
         .ok()

@@ -241,6 +241,12 @@ impl Muc {
             }
             out.push(state.stamped(&state.nick, presence));
         }
+        // The room's picture, when it is known already (XEP-0486).
+        out.extend(
+            state
+                .room_photo(to.clone())
+                .filter(|_| state.picture.is_some()),
+        );
         if let Some(room_jid) = state.room_jid() {
             out.push(RoomState::subject_message(room_jid, to, &state.subject));
         }

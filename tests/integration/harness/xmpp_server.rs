@@ -103,7 +103,7 @@ impl XmppServer {
                         &format!("{line}    modules_enabled = {{ \"privilege\" }}\n"),
                     );
                     modules = "\"pep\"; \"privilege\"".into();
-                    let grant = "{ roster = \"both\"; message = \"outgoing\"; \
+                    let grant = "{ roster = \"set\"; \
                                  iq = { [\"http://jabber.org/protocol/pubsub\"] = \"set\" } }";
                     privileges = format!(
                         "privileged_entities = {{ [\"irc.localhost\"] = {grant}, \

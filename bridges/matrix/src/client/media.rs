@@ -8,7 +8,7 @@ use matrix_sdk::media::{MediaFormat, MediaRequestParameters, MediaThumbnailSetti
 use ruma::api::client::media::create_content;
 use ruma::events::room::MediaSource;
 use ruma::media::Method;
-use ruma::{MxcUri, RoomId, UserId};
+use ruma::{MxcUri, OwnedMxcUri, RoomId, UserId};
 
 use super::{sdk_error, CallError, Client, Reach, Retry};
 
@@ -103,6 +103,27 @@ impl Client {
         }
         let query = format!("?width={size}&height={size}&method=crop");
         self.media_get(uri, "thumbnail", &query, max).await
+    }
+
+    /// The avatar of `user` (a puppet) as the homeserver has it, `None` when it has none
+    /// (or the homeserver does not say).
+    pub async fn avatar_of(&self, user: &UserId) -> Option<OwnedMxcUri> {
+        let Reach::Appservice { base, as_token } = &self.reach else {
+            return None;
+        };
+        let url = format!("{base}/_matrix/client/v3/profile/{user}/avatar_url");
+        let answer = self
+            .http
+            .get(url)
+            .bearer_auth(as_token)
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .ok()?;
+        let answer = answer.bytes().await.ok()?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+        let avatar = answer["avatar_url"].as_str().filter(|a| !a.is_empty())?;
+        Some(OwnedMxcUri::from(avatar))
     }
 
     /// An authenticated media request of the appservice (`download`, `thumbnail`) for

@@ -38,7 +38,9 @@ impl Rooms {
         }
     }
 
-    /// The avatars of `room` whose pictures are not fetched yet.
+    /// The avatars of `room` whose pictures are not fetched yet: its own, and those of the
+    /// members some XMPP user has been shown (in a big room, the others are fetched when
+    /// they are shown, [`Rooms::unfetched_member`]).
     pub fn unfetched(&self, room: &RoomId) -> Vec<Wanted> {
         let Some(state) = self.rooms.get(room) else {
             return vec![];
@@ -50,7 +52,13 @@ impl Rooms {
                 member: None,
                 avatar,
             });
-        let members = state.members.iter().filter_map(|(id, info)| {
+        let shown: std::collections::HashSet<&String> = state
+            .seats
+            .values()
+            .flat_map(|seat| seat.shown.iter())
+            .collect();
+        let members = shown.into_iter().filter_map(|id| {
+            let info = state.members.get(id)?;
             let avatar = info.avatar.clone().filter(|_| info.picture.is_none())?;
             Some(Wanted {
                 member: Some(id.clone()),
@@ -60,16 +68,46 @@ impl Rooms {
         own.into_iter().chain(members).collect()
     }
 
-    /// The room's picture as `user` is to be told it after joining, when already fetched.
-    pub fn room_picture_for(&self, room: &RoomId, user: &UserRef) -> Option<Event> {
-        let state = self.rooms.get(room)?;
-        let seat = state.seats.get(user)?;
-        let picture = state.picture.clone()?;
-        Some(Event::RoomPicture {
+    /// The avatar of `member` (just shown to someone) when its picture is not fetched yet.
+    pub fn unfetched_member(&self, room: &RoomId, member: &str) -> Option<Wanted> {
+        let info = self.rooms.get(room)?.members.get(member)?;
+        let avatar = info.avatar.clone().filter(|_| info.picture.is_none())?;
+        Some(Wanted {
+            member: Some(member.to_owned()),
+            avatar,
+        })
+    }
+
+    /// The pictures `user` is to be told after joining, those fetched already: the room's,
+    /// and those of the members shown to them (again: one fetched while the join was told
+    /// may have come too early to be taken; the core drops those it has).
+    pub fn pictures_for(&self, room: &RoomId, user: &UserRef) -> Vec<Event> {
+        let Some((state, seat)) = self
+            .rooms
+            .get(room)
+            .and_then(|s| Some((s, s.seats.get(user)?)))
+        else {
+            return vec![];
+        };
+        let own = state.picture.clone().map(|picture| Event::RoomPicture {
             user: user.clone(),
             room: seat.room.clone(),
             picture: Some(picture),
-        })
+        });
+        let members = seat
+            .shown
+            .iter()
+            .filter(|id| **id != seat.puppet)
+            .filter_map(|id| {
+                let info = state.members.get(id)?;
+                Some(Event::MemberPicture {
+                    user: user.clone(),
+                    room: seat.room.clone(),
+                    nick: info.nick.clone(),
+                    picture: Some(info.picture.clone()?),
+                })
+            });
+        own.into_iter().chain(members).collect()
     }
 
     /// A member's avatar is now `avatar` (none: removed): whether it changed. A changed

@@ -85,8 +85,21 @@ fn member_and_room_pictures_reach_presences_vcards_and_disco() {
         room: room(),
         picture: Some(sign.clone()),
     });
-    assert_eq!(fx.stanzas.len(), 2);
+    assert_eq!(fx.stanzas.len(), 1);
     assert_eq!(photo(&fx.stanzas[0]), Some(sign.sha1.clone()));
+    // Changed: status 104 too.
+    let other = Picture::new(b"GIF89a other".to_vec(), "image/gif");
+    muc.handle_event(Event::RoomPicture {
+        user: user(),
+        room: room(),
+        picture: Some(other),
+    });
+    let fx = muc.handle_event(Event::RoomPicture {
+        user: user(),
+        room: room(),
+        picture: Some(sign.clone()),
+    });
+    assert_eq!(fx.stanzas.len(), 2);
     let Stanza::Message(changed) = &fx.stanzas[1] else {
         panic!("{:?}", fx.stanzas[1]);
     };
@@ -105,13 +118,18 @@ fn member_and_room_pictures_reach_presences_vcards_and_disco() {
         info.contains("muc#roominfo_avatarhash") && info.contains(&sign.sha1),
         "{info}"
     );
+    // Someone entering now gets the room's picture in the join sequence.
+    let phone = resource("phone");
+    let fx = join_presence(&mut muc, &phone, "alice");
+    let photos: Vec<_> = fx.stanzas.iter().filter_map(photo).collect();
+    assert!(photos.contains(&sign.sha1), "{:?}", fx.stanzas);
 }
 
 #[test]
 fn a_picture_the_client_names_is_asked_once_and_becomes_the_users() {
-    let mut muc = muc();
+    let mut muc = Muc::new(IrcAddressing::matrix("matrix.gw"), true, 20);
     let laptop = resource("laptop");
-    let to: Jid = format!("{ROOM}/alice").parse().unwrap();
+    let to: Jid = "#room%hs.example@matrix.gw/alice".parse().unwrap();
     let address = muc.addressing().parse(&to).unwrap();
     let mut presence = Presence::available();
     let update = format!("<x xmlns='{UPDATE}'><photo>abc123</photo></x>");
@@ -139,6 +157,12 @@ fn a_picture_the_client_names_is_asked_once_and_becomes_the_users() {
         Some("alice@example.org")
     );
     assert_eq!(what, "vCard");
+    // IRC shows no pictures: nothing is asked there.
+    let mut irc = super::muc();
+    let irc_room: Jid = format!("{ROOM}/alice").parse().unwrap();
+    let irc_address = irc.addressing().parse(&irc_room).unwrap();
+    let fx = irc.handle_presence(presence.clone(), laptop.clone(), irc_room, irc_address);
+    assert!(!fx.stanzas.iter().any(|s| matches!(s, Stanza::Iq(_))));
     // Named again: not asked again.
     let again = muc.handle_presence(presence, laptop.clone(), to.clone(), address.clone());
     assert!(!again.stanzas.iter().any(|s| matches!(s, Stanza::Iq(_))));
@@ -147,7 +171,19 @@ fn a_picture_the_client_names_is_asked_once_and_becomes_the_users() {
         "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>iVBORw==</BINVAL></PHOTO></vCard>"
             .parse()
             .unwrap();
-    let request = muc.user_vcard(&id, Some(&card)).expect("a request");
+    let mallory: BareJid = "mallory@example.org".parse().unwrap();
+    assert!(
+        muc.user_vcard(&id, Some(&mallory), Some(&card)).is_none(),
+        "not from the account"
+    );
+    assert!(
+        muc.user_vcard(&id, None, Some(&card)).is_none(),
+        "not from the account"
+    );
+    let alice: BareJid = "alice@example.org".parse().unwrap();
+    let request = muc
+        .user_vcard(&id, Some(&alice), Some(&card))
+        .expect("a request");
     let Action::SetPicture {
         picture: Some(picture),
     } = request.action
@@ -155,7 +191,10 @@ fn a_picture_the_client_names_is_asked_once_and_becomes_the_users() {
         panic!("{:?}", request.action);
     };
     assert_eq!(&*picture.data, b"\x89PNG");
-    assert!(muc.user_vcard(&id, Some(&card)).is_none(), "answered once");
+    assert!(
+        muc.user_vcard(&id, Some(&alice), Some(&card)).is_none(),
+        "answered once"
+    );
     // No picture any more: taken off at once.
     let mut gone = Presence::available();
     gone.payloads
