@@ -138,12 +138,19 @@ impl Gateway {
         self.check_access(jid).is_ok()
     }
 
-    /// The stanzas that make `pushes` in users' accounts, as far as their servers allow.
-    pub fn pushes(&mut self, pushes: Vec<privilege::Push>) -> Vec<Stanza> {
+    /// The stanzas that make `pushes` in users' accounts, as far as their servers allow,
+    /// each with what the store keeps of it.
+    pub fn pushes(
+        &mut self,
+        pushes: Vec<privilege::Push>,
+    ) -> Vec<((String, &'static str, String), Stanza)> {
         let domain = self.domain.clone();
         pushes
             .into_iter()
-            .filter_map(|push| self.privileges.stanza(&domain, push))
+            .filter_map(|push| {
+                let key = push.key();
+                Some((key, self.privileges.stanza(&domain, push)?))
+            })
             .collect()
     }
 

@@ -71,6 +71,16 @@ impl Push {
             Push::Bookmark { user, .. } | Push::Contact { user, .. } => user,
         }
     }
+
+    /// What the store keeps of it: whose, what kind, of what.
+    pub fn key(&self) -> (String, &'static str, String) {
+        match self {
+            Push::Bookmark { user, room, .. } => (user.to_string(), "bookmark", room.to_string()),
+            Push::Contact { user, contact, .. } => {
+                (user.to_string(), "contact", contact.to_string())
+            }
+        }
+    }
 }
 
 /// The grants of the servers, and what was pushed this run.
@@ -123,7 +133,8 @@ impl Privileges {
     }
 
     /// The stanza that makes `push` from `gateway` (the component's domain), when the user's
-    /// server grants it and it was not made already.
+    /// server grants it and it was not made already this run (the store says whether it
+    /// ever was: [`Push::key`]).
     pub fn stanza(&mut self, gateway: &BareJid, push: Push) -> Option<Stanza> {
         let server = push.user().domain().to_string();
         let grant = self.granted.get(&server).copied().unwrap_or_default();
@@ -162,6 +173,49 @@ impl Privileges {
             } => roster_item(gateway, &user, &contact, &name, &group, &id),
         })
     }
+}
+
+/// The stanza taking out of `user`'s account what the gateway put there: `kind`
+/// (`bookmark`, `contact`) of `target` — a retraction from their bookmarks, a roster
+/// removal.
+pub fn removal(gateway: &BareJid, user: &BareJid, kind: &str, target: &str) -> Option<Stanza> {
+    let id = format!("{PUSH_ID}{}", super::muc::new_id());
+    match kind {
+        "bookmark" => {
+            let item = Element::builder("item", PUBSUB)
+                .attr(nc("id"), target)
+                .build();
+            let retract = Element::builder("retract", PUBSUB)
+                .attr(nc("node"), BOOKMARKS)
+                .attr(nc("notify"), "true")
+                .append(item)
+                .build();
+            let pubsub = Element::builder("pubsub", PUBSUB).append(retract).build();
+            Some(privileged(gateway, user, &id, pubsub))
+        }
+        "contact" => {
+            let item = Element::builder("item", ROSTER)
+                .attr(nc("jid"), target)
+                .attr(nc("subscription"), "remove")
+                .build();
+            let query = Element::builder("query", ROSTER).append(item).build();
+            Some(set(gateway, user, &id, query))
+        }
+        _ => None,
+    }
+}
+
+/// `payload` sent as `user` to their own account (a privileged iq set).
+fn privileged(gateway: &BareJid, user: &BareJid, id: &str, payload: Element) -> Stanza {
+    let inner = Element::builder("iq", "jabber:client")
+        .attr(nc("type"), "set")
+        .attr(nc("from"), user.to_string())
+        .attr(nc("to"), user.to_string())
+        .attr(nc("id"), format!("{id}-inner"))
+        .append(payload)
+        .build();
+    let wrapped = Element::builder("privileged_iq", NS).append(inner).build();
+    set(gateway, user, id, wrapped)
 }
 
 /// An iq set from the gateway to `user`'s account.
@@ -225,15 +279,7 @@ fn bookmark(
                 .build(),
         )
         .build();
-    let inner = Element::builder("iq", "jabber:client")
-        .attr(nc("type"), "set")
-        .attr(nc("from"), user.to_string())
-        .attr(nc("to"), user.to_string())
-        .attr(nc("id"), format!("{id}-inner"))
-        .append(pubsub)
-        .build();
-    let wrapped = Element::builder("privileged_iq", NS).append(inner).build();
-    set(gateway, user, id, wrapped)
+    privileged(gateway, user, id, pubsub)
 }
 
 /// The roster set adding `contact` to `user`'s roster, named, in `group`.

@@ -276,7 +276,16 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects, held: &mut 
         }
     }
     held.stanzas.extend(stanzas);
-    held.stanzas.extend(gateway.pushes(effects.pushes));
+    // Each push once ever: what the user removed or changed stays as they left it.
+    for ((user, kind, target), stanza) in gateway.pushes(effects.pushes) {
+        match core.store.record_push(&user, kind, &target).await {
+            Ok(true) => held.stanzas.push(stanza),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, %user, kind, "cannot note a push into the account: not made")
+            }
+        }
+    }
     for request in effects.adhoc {
         let (store, outbox, network, reload) = (
             core.store.clone(),
@@ -285,8 +294,11 @@ async fn apply(gateway: &mut Gateway, core: &Core, effects: Effects, held: &mut 
             core.reload.clone(),
         );
         let step = async move {
-            outbox
-                .push(super::adhoc::run(&store, network.as_deref(), Some(&reload), &request).await)
+            let stanzas =
+                super::adhoc::run(&store, network.as_deref(), Some(&reload), &request).await;
+            for stanza in stanzas {
+                outbox.push(stanza);
+            }
         };
         tokio::spawn(step.in_current_span());
     }

@@ -12,6 +12,7 @@ mod channels;
 mod matrix;
 #[cfg(feature = "matrix")]
 mod matrix_media;
+mod pushes;
 
 use std::str::FromStr as _;
 use std::time::{SystemTime, UNIX_EPOCH};

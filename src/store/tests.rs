@@ -15,6 +15,39 @@ async fn suite(store: &Store) {
     assert_eq!(second.unwrap(), secret);
     assert_ne!(store.install_secret("another").await.unwrap(), secret);
 
+    // What was put into an account is put there once, per user, kind and target.
+    let alice_jid = "alice@example.org";
+    assert!(store
+        .record_push(alice_jid, "bookmark", "#r@gw")
+        .await
+        .unwrap());
+    assert!(!store
+        .record_push(alice_jid, "bookmark", "#r@gw")
+        .await
+        .unwrap());
+    assert!(store
+        .record_push(alice_jid, "contact", "#r@gw")
+        .await
+        .unwrap());
+    assert!(store
+        .record_push("bob@example.org", "bookmark", "#r@gw")
+        .await
+        .unwrap());
+    let mut pushed = store.forget_pushes(alice_jid).await.unwrap();
+    pushed.sort();
+    assert_eq!(
+        pushed,
+        [
+            ("bookmark".to_owned(), "#r@gw".to_owned()),
+            ("contact".to_owned(), "#r@gw".to_owned())
+        ]
+    );
+    assert!(store.forget_pushes(alice_jid).await.unwrap().is_empty());
+    assert!(store
+        .record_push(alice_jid, "bookmark", "#r@gw")
+        .await
+        .unwrap());
+
     // Users appear on first sight and keep their id.
     let alice = store.ensure_user("alice@example.org").await.unwrap();
     assert_eq!(store.ensure_user("alice@example.org").await.unwrap(), alice);

@@ -14,6 +14,7 @@ use crate::harness::{nc, TestClient};
 const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const ROSTER: &str = "jabber:iq:roster";
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The first of the answers of `client`'s own account to `query` that `wanted` accepts,
@@ -82,4 +83,34 @@ async fn joined_rooms_are_bookmarked_and_direct_chat_partners_become_contacts() 
     assert_eq!(item.attr("name"), Some("Bob"));
     let group = item.get_child("group", ROSTER).map(|g| g.text());
     assert_eq!(group.as_deref(), Some("Matrix"));
+
+    // Asked to, the gateway takes both out again.
+    let forget = Element::builder("command", COMMANDS)
+        .attr(nc("node"), "forget-pushes")
+        .attr(nc("action"), "execute")
+        .build();
+    let IqResponse::Result(Some(done)) = alice.set(GW, forget).await else {
+        panic!("the command was refused");
+    };
+    assert_eq!(done.attr("status"), Some("completed"));
+    let note = done
+        .get_child("note", COMMANDS)
+        .map(|n| n.text())
+        .unwrap_or_default();
+    assert!(note.contains("1 bookmark(s) and 1 contact(s)"), "{note}");
+    own_until(&mut alice, bookmarks, |answer| {
+        let items = answer.get_child("items", PUBSUB)?;
+        let gone = !items
+            .children()
+            .any(|i| i.attr("id") == Some(room_jid.as_str()));
+        gone.then(|| items.clone())
+    })
+    .await;
+    own_until(&mut alice, roster, |answer| {
+        let gone = !answer
+            .children()
+            .any(|i| i.attr("jid") == Some(bob_jid.as_str()));
+        gone.then(|| answer.clone())
+    })
+    .await;
 }

@@ -2,7 +2,7 @@
 //!
 //! | JID            | commands                                   |
 //! |----------------|--------------------------------------------|
-//! | the gateway    | `configure` (record history, persistent, default nick), `disconnect` (from every IRC server) |
+//! | the gateway    | `configure` (record history, persistent, default nick), `disconnect` (from every IRC server), `forget-pushes` (the bookmarks and contacts it added to the account) |
 //! | an IRC server  | `configure` (nick, username, realname, SASL and server passwords, after-connect commands, record history, persistent, port, TLS and its verification, flood control) |
 //! | a channel      | `configure` (persistent, record history)   |
 //! | a network's component, where users have accounts | `matrix-login`, `matrix-logout`, `matrix-status`, `matrix-verify` |
@@ -13,7 +13,8 @@
 //! This file answers a step and routes it; `settings` shows and saves the `configure`
 //! forms (and the muc#owner form on the same channel settings), `admin` holds the
 //! connection commands (info, disconnect) and the administrators' (sessions,
-//! disconnect-user, reload), `account` the commands on the user's own account.
+//! disconnect-user, reload), `account` the commands on the user's own account, `pushes`
+//! the removal of what the gateway put into the account (XEP-0356).
 
 pub(crate) mod account;
 mod admin;
@@ -21,6 +22,8 @@ mod settings;
 mod verify;
 
 use self::admin::{admin, disconnect, info};
+
+mod pushes;
 use self::settings::{apply, current_form, owner, Applied};
 
 use tokio_xmpp::jid::{FullJid, Jid};
@@ -112,6 +115,10 @@ pub fn command_items(
     }
     if *target == Target::Gateway {
         query = query.append(item("disconnect", "Disconnect from every IRC server"));
+        query = query.append(item(
+            pushes::NODE,
+            "Take the gateway's bookmarks and contacts out of my account",
+        ));
         if admin {
             query = query.append(item("sessions", "List the users' sessions (admin)"));
             query = query.append(item("disconnect-user", "Disconnect a user (admin)"));
@@ -124,14 +131,16 @@ pub fn command_items(
     query.build()
 }
 
-/// Run one step of a command and answer it.
+/// Run one step of a command: its answer, then what else it sends (the removals of
+/// `forget-pushes`).
 pub async fn run(
     store: &Store,
     network: Option<&dyn Network>,
     reloader: Option<&super::serve::Reload>,
     request: &AdhocRequest,
-) -> Stanza {
-    let reply = match step(store, network, reloader, request).await {
+) -> Vec<Stanza> {
+    let mut more = Vec::new();
+    let reply = match step(store, network, reloader, request, &mut more).await {
         Ok(payload) => Iq::Result {
             from: Some(request.to.clone()),
             to: Some(request.requester.clone().into()),
@@ -146,7 +155,7 @@ pub async fn run(
             payload: None,
         },
     };
-    reply.into()
+    std::iter::once(reply.into()).chain(more).collect()
 }
 
 async fn step(
@@ -154,12 +163,16 @@ async fn step(
     network: Option<&dyn Network>,
     reloader: Option<&super::serve::Reload>,
     request: &AdhocRequest,
+    more: &mut Vec<Stanza>,
 ) -> Result<Element, StanzaError> {
     if let Some(get) = request.owner {
         return owner(store, request, get).await;
     }
     let command = &request.command;
     let node = command.attr("node").unwrap_or_default();
+    if node == pushes::NODE && request.target == Target::Gateway {
+        return pushes::forget(store, request, more).await;
+    }
     if node == "disconnect" && request.target == Target::Gateway {
         return disconnect(network, request).await;
     }

@@ -81,7 +81,7 @@ impl Core {
         let network: &dyn causeway_bridge::Network = &*self.network;
         let mut replies = effects.stanzas;
         for request in &effects.adhoc {
-            replies.push(adhoc::run(&self.store, Some(network), None, request).await);
+            replies.extend(adhoc::run(&self.store, Some(network), None, request).await);
         }
         for request in &effects.register {
             replies.push(register::run(Some(network), request).await);
