@@ -545,11 +545,7 @@ fn avatar_changed(
     avatar: Option<String>,
     later: &mut Vec<crate::rooms::Wanted>,
 ) -> Vec<Event> {
-    let changed = match member {
-        Some(id) => rooms.set_member_avatar(room, id, avatar.clone()),
-        None => rooms.set_room_avatar(room, avatar.clone()),
-    };
-    match (changed, avatar) {
+    match (rooms.set_avatar(room, member, avatar.clone()), avatar) {
         (false, _) => vec![],
         (true, Some(avatar)) => {
             let member = member.map(str::to_owned);

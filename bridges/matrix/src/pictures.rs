@@ -33,6 +33,13 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The largest own picture compared with the puppet's avatar.
 const MAX_OWN: u64 = 1024 * 1024;
 
+/// The pictures fetched, by avatar address, each with its age (a count of insertions).
+#[derive(Debug, Default)]
+struct Kept {
+    next: u64,
+    by_avatar: HashMap<String, (u64, Option<Picture>)>,
+}
+
 /// The avatars' pictures of one way of reaching Matrix (the appservice, or one login).
 #[derive(Debug)]
 pub(crate) struct Pictures {
@@ -40,7 +47,7 @@ pub(crate) struct Pictures {
     rooms: SharedRooms,
     emit: mpsc::Sender<Event>,
     /// Pictures by avatar address (none: not an image, or not fetched), with their age.
-    kept: Mutex<HashMap<String, (u64, Option<Picture>)>>,
+    kept: Mutex<Kept>,
     turns: Semaphore,
 }
 
@@ -163,12 +170,24 @@ impl Pictures {
 
     /// The picture of the avatar at `avatar`, fetched once.
     async fn picture(&self, avatar: &str) -> Option<Picture> {
-        if let Some((_, kept)) = self.kept.lock().expect("pictures lock").get(avatar) {
+        if let Some((_, kept)) = self
+            .kept
+            .lock()
+            .expect("pictures lock")
+            .by_avatar
+            .get(avatar)
+        {
             return kept.clone();
         }
         let _turn = self.turns.acquire().await.ok()?;
         // Fetched meanwhile by another task.
-        if let Some((_, kept)) = self.kept.lock().expect("pictures lock").get(avatar) {
+        if let Some((_, kept)) = self
+            .kept
+            .lock()
+            .expect("pictures lock")
+            .by_avatar
+            .get(avatar)
+        {
             return kept.clone();
         }
         let picture = match OwnedMxcUri::from(avatar).validate() {
@@ -194,14 +213,16 @@ impl Pictures {
             Err(_) => None,
         };
         let mut kept = self.kept.lock().expect("pictures lock");
-        if kept.len() >= KEPT {
-            let mut ages: Vec<u64> = kept.values().map(|(age, _)| *age).collect();
+        if kept.by_avatar.len() >= KEPT {
+            let mut ages: Vec<u64> = kept.by_avatar.values().map(|(age, _)| *age).collect();
             ages.sort_unstable();
             let median = ages[ages.len() / 2];
-            kept.retain(|_, (age, _)| *age > median);
+            kept.by_avatar.retain(|_, (age, _)| *age > median);
         }
-        let age = kept.values().map(|(age, _)| *age).max().unwrap_or(0) + 1;
-        kept.insert(avatar.to_owned(), (age, picture.clone()));
+        kept.next += 1;
+        let age = kept.next;
+        kept.by_avatar
+            .insert(avatar.to_owned(), (age, picture.clone()));
         picture
     }
 }

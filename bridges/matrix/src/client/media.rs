@@ -106,24 +106,28 @@ impl Client {
     }
 
     /// The avatar of `user` (a puppet) as the homeserver has it, `None` when it has none
-    /// (or the homeserver does not say).
+    /// (or the homeserver does not say; a personal login asks nothing).
     pub async fn avatar_of(&self, user: &UserId) -> Option<OwnedMxcUri> {
-        let Reach::Appservice { base, as_token } = &self.reach else {
-            return None;
-        };
-        let url = format!("{base}/_matrix/client/v3/profile/{user}/avatar_url");
-        let answer = self
-            .http
-            .get(url)
-            .bearer_auth(as_token)
-            .timeout(PATIENCE)
-            .send()
-            .await
-            .ok()?;
+        let path = format!("/_matrix/client/v3/profile/{user}/avatar_url");
+        let answer = self.appservice_get(&path).await.ok()?;
         let answer = answer.bytes().await.ok()?;
         let answer: serde_json::Value = serde_json::from_slice(&answer).ok()?;
         let avatar = answer["avatar_url"].as_str().filter(|a| !a.is_empty())?;
         Some(OwnedMxcUri::from(avatar))
+    }
+
+    /// A GET of `path` on the homeserver with the appservice's token.
+    async fn appservice_get(&self, path: &str) -> Result<reqwest::Response, CallError> {
+        let Reach::Appservice { base, as_token } = &self.reach else {
+            return Err(CallError::Invalid("no appservice to ask with".into()));
+        };
+        self.http
+            .get(format!("{base}{path}"))
+            .bearer_auth(as_token)
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))
     }
 
     /// An authenticated media request of the appservice (`download`, `thumbnail`) for
@@ -135,21 +139,11 @@ impl Client {
         query: &str,
         max: u64,
     ) -> Result<Vec<u8>, CallError> {
-        let Reach::Appservice { base, as_token } = &self.reach else {
-            return Err(CallError::Invalid("no login to fetch the file with".into()));
-        };
         let (server, id) = uri
             .parts()
             .map_err(|e| CallError::Invalid(format!("not a media address: {e}")))?;
-        let url = format!("{base}/_matrix/client/v1/media/{what}/{server}/{id}{query}");
-        let mut response = self
-            .http
-            .get(url)
-            .bearer_auth(as_token)
-            .timeout(PATIENCE)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let path = format!("/_matrix/client/v1/media/{what}/{server}/{id}{query}");
+        let mut response = self.appservice_get(&path).await?;
         let status = response.status();
         if !status.is_success() {
             let answer = response.bytes().await.unwrap_or_default();

@@ -154,15 +154,12 @@ fn checked_type(declared: Option<&str>, name: &str, data: &[u8]) -> String {
         .map(str::to_owned)
         .or_else(|| by_extension(name).map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
-    if claimed.starts_with("image/") && claimed != "image/svg+xml" && !looks_like_image(data) {
+    // Only the formats clients show count as images.
+    let shown = crate::pictures::image_type(data).is_some();
+    if claimed.starts_with("image/") && claimed != "image/svg+xml" && !shown {
         return "application/octet-stream".to_owned();
     }
     claimed
-}
-
-/// Whether `data` starts as a PNG, JPEG, GIF or WebP image does.
-fn looks_like_image(data: &[u8]) -> bool {
-    crate::pictures::image_type(data).is_some()
 }
 
 fn by_extension(name: &str) -> Option<&'static str> {

@@ -110,37 +110,28 @@ impl Rooms {
         own.into_iter().chain(members).collect()
     }
 
-    /// A member's avatar is now `avatar` (none: removed): whether it changed. A changed
-    /// avatar's old picture is gone.
-    pub fn set_member_avatar(
+    /// The avatar of a member (`member` none: of the room) is now `avatar` (none:
+    /// removed): whether it changed. The old picture stays until the new one is fetched.
+    pub fn set_avatar(
         &mut self,
         room: &RoomId,
-        member: &str,
+        member: Option<&str>,
         avatar: Option<String>,
     ) -> bool {
-        let Some(info) = self
-            .rooms
-            .get_mut(room)
-            .and_then(|s| s.members.get_mut(member))
-        else {
-            return false;
-        };
-        if info.avatar == avatar {
-            return false;
-        }
-        info.avatar = avatar;
-        true
-    }
-
-    /// The room's avatar is now `avatar`: whether it changed.
-    pub fn set_room_avatar(&mut self, room: &RoomId, avatar: Option<String>) -> bool {
         let Some(state) = self.rooms.get_mut(room) else {
             return false;
         };
-        if state.avatar == avatar {
+        let slot = match member {
+            None => &mut state.avatar,
+            Some(id) => match state.members.get_mut(id) {
+                Some(info) => &mut info.avatar,
+                None => return false,
+            },
+        };
+        if *slot == avatar {
             return false;
         }
-        state.avatar = avatar;
+        *slot = avatar;
         true
     }
 
